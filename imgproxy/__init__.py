@@ -1,0 +1,9 @@
+"""imgproxy: originals and renditions from any store, with approval-gated formats and
+correct HTTP caching. The public API is exactly `__all__`."""
+
+from imgproxy.asgi import ImageProxy
+from imgproxy.errors import ImageProxyError
+from imgproxy.settings import Settings
+from imgproxy.stores import Store, StoredFile
+
+__all__ = ["ImageProxy", "ImageProxyError", "Settings", "Store", "StoredFile"]

@@ -1,0 +1,3 @@
+from imgproxy.cli import main
+
+raise SystemExit(main())

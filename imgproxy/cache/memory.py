@@ -1,0 +1,36 @@
+"""An in-process LRU of renditions, bounded by their total bytes (not their count:
+one 4096 px PNG weighs as much as a thousand avatars)."""
+
+from __future__ import annotations
+
+from cachetools import LRUCache
+
+from imgproxy.cache import Rendition
+
+# Rough per-entry cost of the key, the value object and the LRU bookkeeping.
+ENTRY_OVERHEAD = 200
+
+
+def _weight(value: Rendition) -> int:
+    return len(value.body) + ENTRY_OVERHEAD
+
+
+class MemoryTier:
+    name = "memory"
+
+    def __init__(self, max_bytes: int) -> None:
+        self._items: LRUCache[str, Rendition] = LRUCache(maxsize=max_bytes, getsizeof=_weight)
+
+    @property
+    def size(self) -> int:
+        return int(self._items.currsize)
+
+    async def get(self, key: str) -> Rendition | None:
+        return self._items.get(key)
+
+    async def put(self, key: str, value: Rendition) -> None:
+        if _weight(value) <= self._items.maxsize:  # larger items would only evict everything
+            self._items[key] = value
+
+    async def delete(self, key: str) -> None:
+        self._items.pop(key, None)

@@ -1,0 +1,73 @@
+"""Leading bytes -> detected source format; output formats and their media types.
+
+Sniffing is pure and Pillow-free on purpose: it runs before any decoder is chosen, to tell
+"needs approval" (403) from "never allowed" (415) without trusting names or upstream types.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+SNIFF_BYTES = 32
+
+
+class OutputFormat(StrEnum):
+    JPEG = "jpeg"
+    PNG = "png"
+    WEBP = "webp"
+    AVIF = "avif"
+    GIF = "gif"
+
+    @property
+    def media_type(self) -> str:
+        return f"image/{self.value}"
+
+    @property
+    def pillow_name(self) -> str:
+        return self.value.upper()
+
+    @property
+    def has_quality(self) -> bool:
+        """png and gif are lossless: `q` means nothing for them (SPEC §10)."""
+        return self in {OutputFormat.JPEG, OutputFormat.WEBP, OutputFormat.AVIF}
+
+    @property
+    def animates(self) -> bool:
+        return self in {OutputFormat.GIF, OutputFormat.WEBP}
+
+
+# Pillow format name -> media type, for originals served byte for byte.
+MEDIA_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "AVIF": "image/avif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+    "ICO": "image/vnd.microsoft.icon",
+}
+
+# Source formats that are also output formats keep their format by default (SPEC §2.1).
+AS_OUTPUT = {fmt.pillow_name: fmt for fmt in OutputFormat}
+
+
+def sniff(head: bytes) -> str | None:
+    """The Pillow format name the leading bytes declare, or None if no known image."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        return "AVIF"
+    if head[:2] == b"BM" and len(head) >= 18:
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[:4] == b"\x00\x00\x01\x00":
+        return "ICO"
+    return None

@@ -1,0 +1,246 @@
+"""Query string -> a frozen, canonical Transform (or None for the original) (SPEC §2.1).
+
+Parsing is a table of small value parsers. Canonicalisation (dpr folded into the box,
+irrelevant options reset to their defaults) makes every spelling of one rendition equal,
+so they share one ETag and one cache entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import unquote
+
+from imgproxy.errors import BadRequest
+from imgproxy.formats import OutputFormat
+
+
+class Fit(StrEnum):
+    CONTAIN = "contain"
+    COVER = "cover"
+    FILL = "fill"
+    PAD = "pad"
+
+
+class Gravity(StrEnum):
+    CENTER = "center"
+    N = "n"
+    S = "s"
+    E = "e"
+    W = "w"
+    NE = "ne"
+    NW = "nw"
+    SE = "se"
+    SW = "sw"
+    FOCAL = "focal"
+    ENTROPY = "entropy"
+
+
+AUTO = "auto"
+JSON = "json"
+FormatChoice = OutputFormat | str  # an OutputFormat, AUTO or JSON
+
+TRANSFORM_KEYS = frozenset({"w", "h", "dpr", "fit", "enlarge", "g", "fx", "fy", "fm", "q", "bg"})
+OTHER_KEYS = frozenset({"p", "v", "s"})
+
+
+@dataclass(frozen=True, slots=True)
+class Transform:
+    """What to make of the source. Fields irrelevant to the result hold their defaults."""
+
+    width: int | None = None
+    height: int | None = None
+    fit: Fit = Fit.CONTAIN
+    enlarge: bool = False
+    gravity: Gravity = Gravity.CENTER
+    focal: tuple[float, float] = (0.5, 0.5)
+    format: FormatChoice | None = None
+    quality: int | None = None
+    background: tuple[int, int, int, int] = (255, 255, 255, 255)
+
+    @property
+    def metadata(self) -> bool:
+        return self.format == JSON
+
+    def canonical(self) -> str:
+        """Geometry and colour, as a stable string; format and quality are added by the
+        caller once the output format is known (`q` counts only for lossy formats)."""
+        parts = [
+            f"w={self.width or ''}",
+            f"h={self.height or ''}",
+            f"fit={self.fit}",
+            f"enlarge={int(self.enlarge)}",
+            f"g={self.gravity}",
+            "fxy={:g},{:g}".format(*self.focal),
+            "bg={:02x}{:02x}{:02x}{:02x}".format(*self.background),
+        ]
+        return "&".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """The request's parameters after preset expansion: a transform, or None for the original."""
+
+    transform: Transform | None
+    version: str | None
+    preset: str | None
+    signature: str | None
+
+
+def split_query(raw: str) -> dict[str, str]:
+    """`a=1&b=2` -> {'a': '1', 'b': '2'}, decoded once; repeats and bare names are 400s."""
+    pairs: dict[str, str] = {}
+    for part in raw.split("&"):
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        name = unquote(name.replace("+", " "))
+        if not eq:
+            raise BadRequest(f"{_show(name)}: a parameter needs a value (name=value)")
+        if name in pairs:
+            raise BadRequest(f"{_show(name)}: given more than once")
+        pairs[name] = unquote(value.replace("+", " "))
+    return pairs
+
+
+def parse_query(
+    pairs: Mapping[str, str], *, presets: Mapping[str, str], max_dimension: int
+) -> Query:
+    """Expand `p`, then parse every transform parameter; explicit params win over the preset
+    (whether they may be combined at all is the signature stage's decision, SPEC §3)."""
+    for name in pairs:
+        if name not in TRANSFORM_KEYS and name not in OTHER_KEYS:
+            allowed = ", ".join(sorted(TRANSFORM_KEYS | OTHER_KEYS))
+            raise BadRequest(f"{_show(name)}: unknown parameter (allowed: {allowed})")
+    version = _parse_version(pairs["v"]) if "v" in pairs else None
+    preset = pairs.get("p")
+    values = dict(expand_preset(preset, presets)) if preset is not None else {}
+    values.update((k, v) for k, v in pairs.items() if k in TRANSFORM_KEYS)
+    has_transform = preset is not None or bool(values)
+    transform = build_transform(values, max_dimension) if has_transform else None
+    return Query(transform, version, preset, pairs.get("s"))
+
+
+def expand_preset(name: str, presets: Mapping[str, str]) -> dict[str, str]:
+    if name not in presets:
+        known = ", ".join(sorted(presets)) or "none configured"
+        raise BadRequest(f"p: unknown preset {_show(name)} (known: {known})")
+    values = split_query(presets[name])
+    if set(values) - TRANSFORM_KEYS:
+        raise BadRequest(f"p: preset {name!r} may only hold transform parameters")
+    return values
+
+
+def build_transform(values: Mapping[str, str], max_dimension: int) -> Transform:
+    parsed: dict[str, Any] = {}
+    for name, raw in values.items():
+        parsed[name] = _PARSERS[name](raw, name, max_dimension)
+    dpr = parsed.pop("dpr", 1.0)
+    width, height = _fold_dpr(parsed.get("w"), parsed.get("h"), dpr, max_dimension)
+    transform = Transform(
+        width=width,
+        height=height,
+        fit=parsed.get("fit", Fit.CONTAIN),
+        enlarge=parsed.get("enlarge", False),
+        gravity=parsed.get("g", Gravity.CENTER),
+        focal=(parsed.get("fx", 0.5), parsed.get("fy", 0.5)),
+        format=parsed.get("fm"),
+        quality=parsed.get("q"),
+        background=parsed.get("bg", (255, 255, 255, 255)),
+    )
+    return _normalise(transform)
+
+
+def _normalise(t: Transform) -> Transform:
+    """Reset what cannot affect the result, so equal renditions compare equal."""
+    if t.width is None and t.height is None:
+        t = dataclasses.replace(t, enlarge=False)
+    if t.width is None or t.height is None:
+        # With one side open, cover, fill and pad all reduce to contain.
+        t = dataclasses.replace(t, fit=Fit.CONTAIN)
+    if t.fit is not Fit.COVER:
+        t = dataclasses.replace(t, gravity=Gravity.CENTER)
+    if t.gravity is not Gravity.FOCAL:
+        t = dataclasses.replace(t, focal=(0.5, 0.5))
+    return t
+
+
+def _fold_dpr(
+    width: int | None, height: int | None, dpr: float, max_dimension: int
+) -> tuple[int | None, int | None]:
+    """dpr multiplies the box; the product is capped at max_dimension keeping its shape."""
+    if dpr == 1.0:
+        return width, height
+    factor = min([dpr] + [max_dimension / side for side in (width, height) if side])
+    return (
+        max(1, round(width * factor)) if width else None,
+        max(1, round(height * factor)) if height else None,
+    )
+
+
+_INT = re.compile(r"[0-9]{1,9}")
+_NUMBER = re.compile(r"[0-9]{1,3}(\.[0-9]{1,8})?|\.[0-9]{1,8}")
+_HEX = re.compile(r"[0-9a-fA-F]{3}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8}")
+_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _integer(raw: str, name: str, low: int, high: int) -> int:
+    if not _INT.fullmatch(raw) or not low <= int(raw) <= high:
+        raise BadRequest(f"{name}: must be an integer {low}..{high}, got {_show(raw)}")
+    return int(raw)
+
+
+def _number(raw: str, name: str, low: float, high: float) -> float:
+    if not _NUMBER.fullmatch(raw) or not low <= float(raw) <= high:
+        raise BadRequest(f"{name}: must be a number {low:g}..{high:g}, got {_show(raw)}")
+    return float(raw)
+
+
+def _choice(raw: str, name: str, choices: tuple[str, ...]) -> str:
+    if raw not in choices:
+        raise BadRequest(f"{name}: must be one of {', '.join(choices)}; got {_show(raw)}")
+    return raw
+
+
+def _parse_format(raw: str, name: str, _: int) -> FormatChoice:
+    value = _choice(raw, name, (*(f.value for f in OutputFormat), AUTO, JSON))
+    return value if value in (AUTO, JSON) else OutputFormat(value)
+
+
+def _parse_colour(raw: str, name: str, _: int) -> tuple[int, int, int, int]:
+    if not _HEX.fullmatch(raw):
+        raise BadRequest(f"{name}: must be hex rgb, rrggbb or rrggbbaa; got {_show(raw)}")
+    digits = "".join(c * 2 for c in raw) if len(raw) == 3 else raw
+    digits = digits if len(digits) == 8 else digits + "ff"
+    r, g, b, a = (int(digits[i : i + 2], 16) for i in range(0, 8, 2))
+    return (r, g, b, a)
+
+
+def _parse_version(raw: str) -> str:
+    if not _VERSION.fullmatch(raw):
+        raise BadRequest(f"v: must be 1..64 characters of A-Z a-z 0-9 . _ -; got {_show(raw)}")
+    return raw
+
+
+_PARSERS: dict[str, Callable[[str, str, int], Any]] = {
+    "w": lambda raw, name, top: _integer(raw, name, 1, top),
+    "h": lambda raw, name, top: _integer(raw, name, 1, top),
+    "dpr": lambda raw, name, _: _number(raw, name, 1, 4),
+    "fit": lambda raw, name, _: Fit(_choice(raw, name, tuple(Fit))),
+    "enlarge": lambda raw, name, _: _choice(raw, name, ("0", "1")) == "1",
+    "g": lambda raw, name, _: Gravity(_choice(raw, name, tuple(Gravity))),
+    "fx": lambda raw, name, _: _number(raw, name, 0, 1),
+    "fy": lambda raw, name, _: _number(raw, name, 0, 1),
+    "fm": _parse_format,
+    "q": lambda raw, name, _: _integer(raw, name, 1, 100),
+    "bg": _parse_colour,
+}
+
+
+def _show(value: str) -> str:
+    """A value quoted for an error message: escaped and cut, so hostile input stays inert."""
+    return repr(value if len(value) <= 40 else value[:40] + "…")

@@ -1,0 +1,81 @@
+"""Any decoded mode -> 8-bit RGB or RGBA with correct colours; EXIF orientation.
+
+CMYK with an embedded profile goes through LittleCMS to sRGB (a bare convert() shifts
+colours); other profiles are kept and written back by the encoder.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from PIL import Image, ImageCms
+
+log = logging.getLogger(__name__)
+
+_SRGB = ImageCms.createProfile("sRGB")
+_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+ORIENTATION_TAG = 0x0112
+
+
+def orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # a broken EXIF block must not fail the image: treat as upright
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def swaps_axes(value: int) -> bool:
+    return value in (5, 6, 7, 8)
+
+
+def orient(image: Image.Image, value: int) -> Image.Image:
+    method = _TRANSPOSE.get(value)
+    return image.transpose(method) if method is not None else image
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+
+
+def to_rgb(image: Image.Image) -> tuple[Image.Image, bytes | None]:
+    """The image in RGB/RGBA and the ICC profile to embed with it (None: plain sRGB)."""
+    icc = image.info.get("icc_profile") or None
+    if image.mode == "CMYK":
+        return _cmyk_to_srgb(image, icc), None
+    if image.mode in _SIXTEEN_BIT:
+        image = image.point(lambda value: value * (1 / 256)).convert("L")
+    if image.mode in ("RGB", "RGBA"):
+        return image, icc
+    if image.mode == "F":
+        image = image.convert("L")
+    target = "RGBA" if has_alpha(image) else "RGB"
+    # A grey profile cannot describe RGB pixels: drop it rather than mislabel them.
+    keep = icc if image.mode not in ("L", "LA", "1") else None
+    return image.convert(target), keep
+
+
+def _cmyk_to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
+    if icc:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+            if converted is not None:
+                return converted
+        except (ImageCms.PyCMSError, OSError):
+            log.info("unusable CMYK profile; converting without it")
+    return image.convert("RGB")

@@ -1,0 +1,57 @@
+"""Frames -> encoded bytes in the output format. Nothing but pixels and an ICC profile
+is written: no EXIF, XMP or comments, so no GPS position leaks (SPEC §2.1)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+from PIL import Image, features
+
+from imgproxy.formats import OutputFormat
+
+AVIF_AVAILABLE = bool(features.check("avif"))
+
+DEFAULT_QUALITY = {OutputFormat.JPEG: 82, OutputFormat.WEBP: 80, OutputFormat.AVIF: 60}
+
+
+def default_quality(fmt: OutputFormat) -> int | None:
+    return DEFAULT_QUALITY.get(fmt)
+
+
+def flatten(image: Image.Image, background: tuple[int, int, int, int]) -> Image.Image:
+    """Alpha composited onto `bg`, for formats without transparency."""
+    if image.mode != "RGBA":
+        return image
+    canvas = Image.new("RGB", image.size, background[:3])
+    canvas.paste(image, mask=image.getchannel("A"))
+    return canvas
+
+
+def encode(
+    frames: Sequence[Image.Image],
+    fmt: OutputFormat,
+    *,
+    quality: int | None,
+    icc: bytes | None,
+    background: tuple[int, int, int, int],
+    durations: Sequence[int] = (),
+    loop: int = 0,
+) -> bytes:
+    for frame in frames:
+        frame.info = {}  # Pillow writes some info keys (a JPEG comment, PNG text) back out
+    options: dict[str, object] = {}
+    if quality is not None and fmt.has_quality:
+        options["quality"] = quality
+    if icc and fmt is not OutputFormat.GIF:
+        options["icc_profile"] = icc
+    if fmt is OutputFormat.JPEG:
+        frames = [flatten(frames[0], background)]
+    if len(frames) > 1:
+        options.update(save_all=True, append_images=list(frames[1:]), loop=loop)
+        options["duration"] = list(durations) or 100
+        if fmt is OutputFormat.GIF:
+            options["disposal"] = 2
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt.pillow_name, **options)
+    return buffer.getvalue()
