@@ -1,0 +1,56 @@
+"""Every traversal spelling is refused before a store sees it."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgproxy.errors import BadRequest, NotFound
+from imgproxy.paths import ImagePath, parse_path
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("/media/a.jpg", ImagePath("media", "a.jpg")),
+        ("/media/sub/a.jpg", ImagePath("media", "sub/a.jpg")),
+        ("/media/me%20now.jpg", ImagePath("media", "me now.jpg")),
+        ("/media/%252e%252e/x", ImagePath("media", "%2e%2e/x")),  # decoded once: a plain name
+        ("/media/caf%C3%A9.jpg", ImagePath("media", "café.jpg")),
+    ],
+)
+def test_good_paths(raw: str, expected: ImagePath) -> None:
+    assert parse_path(raw) == expected
+
+
+TRAVERSALS = [
+    "/media/../etc/passwd",
+    "/media/sub/../../etc/passwd",
+    "/media/%2e%2e/etc/passwd",
+    "/media/%2E%2E/etc/passwd",
+    "/media/.%2e/etc/passwd",
+    "/media/..%2fetc%2fpasswd",
+    "/media/..%2Fetc%2Fpasswd",
+    "/media/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "/media/..%5c..%5cetc%5cpasswd",
+    "/media/..\\..\\etc\\passwd",
+    "/media/a.jpg%00.png",
+    "/media/a%0a.jpg",
+    "/media/a%7f.jpg",
+    "/media//etc/passwd",
+    "/media/%2fetc%2fpasswd",
+    "/media/./a.jpg",
+    "/media/sub//a.jpg",
+    "/media/%ff%fe.jpg",
+]
+
+
+@pytest.mark.parametrize("raw", TRAVERSALS)
+def test_traversal_spellings_are_400(raw: str) -> None:
+    with pytest.raises(BadRequest):
+        parse_path(raw)
+
+
+@pytest.mark.parametrize("raw", ["/", "/media", "/media/", "/Media/a.jpg", "/me.dia/a.jpg"])
+def test_missing_or_bad_store_is_404(raw: str) -> None:
+    with pytest.raises(NotFound):
+        parse_path(raw)
