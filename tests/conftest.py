@@ -121,3 +121,26 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 
 def proxy_app(folder: Path, **sections: Any) -> ImageProxy:
     return ImageProxy(settings_for(folder, **sections))
+
+
+def raw_get(url: str, target: str, headers: str = "") -> tuple[int, bytes]:
+    """Send a request line exactly as written (httpx would normalise `..` away)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode(
+                "latin-1"
+            )
+        )
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
+    return status, data
+
+
+def assert_healthy(client: httpx.Client) -> None:
+    """The server still serves a real rendition after whatever came before."""
+    response = client.get("/media/photo.jpg?w=32")
+    assert response.status_code == 200
+    assert images.decode(response.content).size == (32, 24)

@@ -16,7 +16,8 @@ def photo(size: tuple[int, int] = (640, 480), mode: str = "RGB") -> Image.Image:
     image = Image.linear_gradient("L").resize(size).convert("RGB")
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, width // 4, height // 4), fill=(255, 0, 0))  # red: top-left
-    draw.ellipse((width // 2, height // 2, width - 10, height - 10), fill=(0, 0, 255))
+    if min(size) > 40:
+        draw.ellipse((width // 2, height // 2, width - 10, height - 10), fill=(0, 0, 255))
     return image.convert(mode) if mode != "RGB" else image
 
 
@@ -39,7 +40,9 @@ def jpeg_with_exif(size: tuple[int, int], orientation: int, *, gps: bool = True)
     return encode(photo(size), "JPEG", quality=90, exif=exif.tobytes())
 
 
-def cmyk_jpeg(size: tuple[int, int] = (200, 100), colour: tuple[int, int, int, int] = (0, 255, 255, 0)) -> bytes:
+def cmyk_jpeg(
+    size: tuple[int, int] = (200, 100), colour: tuple[int, int, int, int] = (0, 255, 255, 0)
+) -> bytes:
     """Pure red in CMYK (no cyan, full magenta and yellow)."""
     return encode(Image.new("CMYK", size, colour), "JPEG", quality=95)
 

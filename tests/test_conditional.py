@@ -44,13 +44,16 @@ LATER = http_date(MODIFIED + 3600)
     ],
 )
 def test_is_not_modified(inm: str | None, ims: str | None, expected: bool) -> None:
-    assert is_not_modified(
-        etag=ETAG, last_modified=MODIFIED, if_none_match=inm, if_modified_since=ims
-    ) is expected
+    assert (
+        is_not_modified(etag=ETAG, last_modified=MODIFIED, if_none_match=inm, if_modified_since=ims)
+        is expected
+    )
 
 
 def test_ims_without_last_modified_never_matches() -> None:
-    assert not is_not_modified(etag=ETAG, last_modified=None, if_none_match=None, if_modified_since=LATER)
+    assert not is_not_modified(
+        etag=ETAG, last_modified=None, if_none_match=None, if_modified_since=LATER
+    )
 
 
 def test_etags_are_strong_quoted_and_depend_on_every_part() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,15 +80,47 @@ def test_fm_auto_is_kept_for_vary() -> None:
 
 
 BAD = [
-    ("w=0", "w"), ("w=4097", "w"), ("w=-1", "w"), ("w=1.5", "w"), ("w=", "w"), ("w=abc", "w"),
-    ("w=+5", "w"), ("w= 5", "w"), ("h=0", "h"), ("h=99999999999", "h"),
-    ("dpr=0.5", "dpr"), ("dpr=4.01", "dpr"), ("dpr=x", "dpr"), ("dpr=nan", "dpr"), ("dpr=inf", "dpr"),
-    ("fit=stretch", "fit"), ("fit=COVER", "fit"), ("enlarge=2", "enlarge"), ("enlarge=true", "enlarge"),
-    ("g=middle", "g"), ("fx=1.1", "fx"), ("fx=-0.1", "fx"), ("fy=2", "fy"), ("fy=1e-1", "fy"),
-    ("fm=bmp", "fm"), ("fm=JPEG", "fm"), ("q=0", "q"), ("q=101", "q"), ("q=", "q"),
-    ("bg=12", "bg"), ("bg=ggg", "bg"), ("bg=#fff", "bg"), ("bg=12345", "bg"),
-    ("v=", "v"), ("v=" + "a" * 65, "v"), ("v=a/b", "v"), ("p=nope", "p"),
-    ("zoom=2", "zoom"), ("w=1&w=2", "w"), ("w", "w"), ("W=10", "W"),
+    ("w=0", "w"),
+    ("w=4097", "w"),
+    ("w=-1", "w"),
+    ("w=1.5", "w"),
+    ("w=", "w"),
+    ("w=abc", "w"),
+    ("w=+5", "w"),
+    ("w= 5", "w"),
+    ("h=0", "h"),
+    ("h=99999999999", "h"),
+    ("dpr=0.5", "dpr"),
+    ("dpr=4.01", "dpr"),
+    ("dpr=x", "dpr"),
+    ("dpr=nan", "dpr"),
+    ("dpr=inf", "dpr"),
+    ("fit=stretch", "fit"),
+    ("fit=COVER", "fit"),
+    ("enlarge=2", "enlarge"),
+    ("enlarge=true", "enlarge"),
+    ("g=middle", "g"),
+    ("fx=1.1", "fx"),
+    ("fx=-0.1", "fx"),
+    ("fy=2", "fy"),
+    ("fy=1e-1", "fy"),
+    ("fm=bmp", "fm"),
+    ("fm=JPEG", "fm"),
+    ("q=0", "q"),
+    ("q=101", "q"),
+    ("q=", "q"),
+    ("bg=12", "bg"),
+    ("bg=ggg", "bg"),
+    ("bg=#fff", "bg"),
+    ("bg=12345", "bg"),
+    ("v=", "v"),
+    ("v=" + "a" * 65, "v"),
+    ("v=a/b", "v"),
+    ("p=nope", "p"),
+    ("zoom=2", "zoom"),
+    ("w=1&w=2", "w"),
+    ("w", "w"),
+    ("W=10", "W"),
 ]
 
 
@@ -106,13 +140,13 @@ def test_max_dimension_comes_from_the_store_limits() -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.text(max_size=200))
 def test_random_query_strings_raise_nothing_but_bad_request(query: str) -> None:
-    try:
+    with contextlib.suppress(BadRequest):
         parse(query)
-    except BadRequest:
-        pass
 
 
-NAMES = st.sampled_from(["w", "h", "dpr", "fit", "enlarge", "g", "fx", "fy", "fm", "q", "bg", "v", "p", "x"])
+NAMES = st.sampled_from(
+    ["w", "h", "dpr", "fit", "enlarge", "g", "fx", "fy", "fm", "q", "bg", "v", "p", "x"]
+)
 
 
 @settings(max_examples=500, deadline=None)

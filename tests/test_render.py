@@ -17,12 +17,16 @@ from tests import images
 DECODERS = ("GIF", "JPEG", "PNG", "WEBP")
 
 
-def job(query: dict[str, str], output: OutputFormat = OutputFormat.PNG, *, animate: bool = False) -> RenderJob:
+def job(
+    query: dict[str, str], output: OutputFormat = OutputFormat.PNG, *, animate: bool = False
+) -> RenderJob:
     t = build_transform(query, 4096)
     return RenderJob(t, output, 90 if output.has_quality else None, DECODERS, animate)
 
 
-def run(data: bytes, query: dict[str, str], output: OutputFormat = OutputFormat.PNG, **kw: bool) -> Image.Image:
+def run(
+    data: bytes, query: dict[str, str], output: OutputFormat = OutputFormat.PNG, **kw: bool
+) -> Image.Image:
     return images.decode(render(data, job(query, output, **kw)))
 
 
@@ -45,7 +49,9 @@ def test_exif_orientation_is_applied_before_geometry(orientation: int) -> None:
     assert red == [expected]
 
 
-@pytest.mark.parametrize("output", [OutputFormat.JPEG, OutputFormat.WEBP, OutputFormat.PNG, OutputFormat.AVIF])
+@pytest.mark.parametrize(
+    "output", [OutputFormat.JPEG, OutputFormat.WEBP, OutputFormat.PNG, OutputFormat.AVIF]
+)
 def test_exif_and_gps_are_stripped(output: OutputFormat) -> None:
     source = images.jpeg_with_exif((120, 80), 6)
     assert images.decode(source).getexif().get(images.GPS_TAG)
@@ -110,7 +116,7 @@ def test_animated_gif_to_webp_keeps_animation_and_other_formats_take_frame_one()
     webp = Image.open(io.BytesIO(render(source, job({"w": "60"}, OutputFormat.WEBP, animate=True))))
     assert webp.n_frames == 3
     jpeg = run(source, {"w": "60"}, OutputFormat.JPEG)
-    r, g, b = jpeg.getpixel((30, 20))  # type: ignore[misc]
+    r, g, _b = jpeg.getpixel((30, 20))  # type: ignore[misc]
     assert r > 220 and g < 40
 
 
@@ -128,13 +134,17 @@ def test_big_jpeg_is_never_decoded_at_full_size_for_a_thumbnail() -> None:
 def test_cover_gravity_chooses_the_kept_region(gravity: str, marker_kept: bool) -> None:
     # photo() has a red block top-left spanning a quarter of each side.
     out = run(images.png((800, 200)), {"w": "100", "h": "100", "fit": "cover", "g": gravity})
-    r, g, b = out.convert("RGB").getpixel((2, 2))  # type: ignore[misc]
+    r, g, _b = out.convert("RGB").getpixel((2, 2))  # type: ignore[misc]
     assert (r > 200 and g < 60) is marker_kept
 
 
 def test_focal_point_centres_the_crop() -> None:
-    left = run(images.png((800, 200)), {"w": "100", "h": "100", "fit": "cover", "g": "focal", "fx": "0.05"})
-    right = run(images.png((800, 200)), {"w": "100", "h": "100", "fit": "cover", "g": "focal", "fx": "0.95"})
+    left = run(
+        images.png((800, 200)), {"w": "100", "h": "100", "fit": "cover", "g": "focal", "fx": "0.05"}
+    )
+    right = run(
+        images.png((800, 200)), {"w": "100", "h": "100", "fit": "cover", "g": "focal", "fx": "0.95"}
+    )
     assert left.convert("RGB").getpixel((2, 2))[0] > 200  # type: ignore[index]
     assert right.convert("RGB").getpixel((2, 2))[0] < 200  # type: ignore[index]
 

@@ -41,7 +41,11 @@ def test_env_overrides_every_level(tmp_path: Path) -> None:
 
 def test_store_overrides_policy_and_limits_flat() -> None:
     settings = Settings.from_mapping(
-        {"stores": {"a": {"kind": "fs", "root": ".", "max_source_bytes": 10, "image_formats": ["PNG"]}}},
+        {
+            "stores": {
+                "a": {"kind": "fs", "root": ".", "max_source_bytes": 10, "image_formats": ["PNG"]}
+            }
+        },
         env={},
     )
     assert settings.stores["a"].limits.max_source_bytes == 10
@@ -68,7 +72,11 @@ def test_store_overrides_policy_and_limits_flat() -> None:
         ({"stores": {"healthz": {"kind": "fs", "root": "."}}}, {}, "stores.healthz"),
         ({"stores": {"a": {"root": "."}}}, {}, "stores.a.kind"),
         ({"stores": {"a": {"kind": "fs", "root": ".", "max_frames": -1}}}, {}, "stores.a"),
-        ({"stores": {"a": {"kind": "fs", "root": ".", "placeholder": "nope.png"}}}, {}, "stores.a.placeholder"),
+        (
+            {"stores": {"a": {"kind": "fs", "root": ".", "placeholder": "nope.png"}}},
+            {},
+            "stores.a.placeholder",
+        ),
         ({"cache": {"cache_control": "a\nb"}}, {}, "cache.cache_control"),
     ],
 )

@@ -1,0 +1,47 @@
+"""The public API is exactly __all__, and the layering holds: the core is framework-free and
+only the render package touches Pillow."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import imgproxy
+
+PACKAGE = Path(imgproxy.__file__).parent
+EDGES = {"asgi.py", "server.py", "cli.py", "wsgi.py"}
+
+
+def test_exported_members() -> None:
+    assert imgproxy.__all__ == sorted(imgproxy.__all__)
+    public = {name for name in dir(imgproxy) if not name.startswith("_")}
+    submodules = {p.stem for p in PACKAGE.iterdir() if p.suffix == ".py" or p.is_dir()}
+    assert public - submodules == set(imgproxy.__all__)
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def modules() -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if "contrib" not in p.parts]
+
+
+def test_only_edges_import_web_frameworks_and_servers() -> None:
+    for path in modules():
+        if path.name in EDGES:
+            continue
+        assert not imports(path) & {"starlette", "uvicorn", "a2wsgi"}, path
+
+
+def test_only_the_render_package_imports_pillow() -> None:
+    for path in modules():
+        if "render" in path.relative_to(PACKAGE).parts:
+            continue
+        assert "PIL" not in imports(path), path

@@ -1,0 +1,118 @@
+"""What each path costs: a 304 for a known version reads no byte and renders nothing, a
+cache hit renders nothing, concurrent cold requests render once, overload answers 503."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from imgproxy import ImageProxy, StoredFile
+from imgproxy.stores.filesystem import FileSystemStore
+from tests.conftest import LiveServer, assert_healthy, settings_for
+
+
+class CountingStore(FileSystemStore):
+    """The real filesystem store, counting metadata calls and content reads."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, approved=True)
+        self.stats = 0
+        self.reads = 0
+
+    async def stat(self, path: str) -> StoredFile:
+        self.stats += 1
+        return await super().stat(path)
+
+    async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+        self.reads += 1
+        async for chunk in super().open(file):
+            yield chunk
+
+
+@pytest.fixture
+def counted(media: Path, serve) -> Iterator[tuple[CountingStore, ImageProxy, httpx.Client]]:  # type: ignore[no-untyped-def]
+    store = CountingStore(media)
+    proxy = ImageProxy(settings_for(media), stores={"media": store})
+    server: LiveServer = serve(proxy)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield store, proxy, client
+
+
+@pytest.mark.parametrize(
+    "url", ["/media/photo.jpg?w=100", "/media/photo.jpg", "/media/photo.jpg?fm=json"]
+)
+def test_304_reads_no_bytes_and_renders_nothing(counted, url: str) -> None:  # type: ignore[no-untyped-def]
+    store, proxy, client = counted
+    first = client.get(url)
+    assert first.status_code == 200
+    reads, renders = store.reads, proxy.pipeline.renders
+    for headers in (
+        {"if-none-match": first.headers["etag"]},
+        {"if-modified-since": first.headers["last-modified"]},
+    ):
+        again = client.get(url, headers=headers)
+        assert again.status_code == 304
+    assert store.reads == reads
+    assert proxy.pipeline.renders == renders
+    assert store.stats >= 3  # but the version was looked up every time
+
+
+def test_cache_hit_reads_nothing_and_renders_nothing(counted) -> None:  # type: ignore[no-untyped-def]
+    store, proxy, client = counted
+    first = client.get("/media/photo.jpg?w=120")
+    reads, renders = store.reads, proxy.pipeline.renders
+    assert renders == 1
+    for _ in range(5):
+        assert client.get("/media/photo.jpg?w=120").content == first.content
+        assert client.get("/media/photo.jpg?fit=contain&w=120&enlarge=0").content == first.content
+    assert (store.reads, proxy.pipeline.renders) == (reads, renders)
+
+
+def test_concurrent_cold_requests_render_once(counted) -> None:  # type: ignore[no-untyped-def]
+    _store, proxy, client = counted
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=str(client.base_url), timeout=30) as http:
+            return await asyncio.gather(
+                *(http.get("/media/photo.jpg?w=333&fm=webp") for _ in range(50))
+            )
+
+    responses = asyncio.run(burst())
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.content for r in responses}) == 1
+    assert proxy.pipeline.renders == 1
+
+
+def test_full_render_queue_answers_503_with_retry_after(media: Path, serve) -> None:  # type: ignore[no-untyped-def]
+    proxy = ImageProxy(settings_for(media, limits={"render_concurrency": 1, "render_queue": 0}))
+    client = httpx.Client(base_url=serve(proxy).url, timeout=30)
+    request_ok = client.get("/media/photo.jpg?w=10")  # the probe of this version is now remembered
+    gate = threading.Event()
+    loop_ready = threading.Event()
+    blocker: list[object] = []
+
+    async def occupy() -> None:
+        loop_ready.set()
+        await proxy.pipeline.executor.run(gate.wait, 30)
+
+    thread = threading.Thread(target=lambda: blocker.append(asyncio.run(occupy())))
+    thread.start()
+    loop_ready.wait(5)
+    while proxy.pipeline.executor.pending < 1:
+        pass
+    try:
+        response = client.get("/media/photo.jpg?w=11")
+        assert response.status_code == 503
+        assert response.json()["error"] == "overloaded"
+        assert response.headers["retry-after"] == "1"
+    finally:
+        gate.set()
+        thread.join(10)
+    assert request_ok.status_code == 200
+    assert_healthy(client)
+    client.close()
