@@ -24,6 +24,8 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" -eq 0 ] && apt-get install -y -qq wrk; } \
+		|| { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -6,6 +6,7 @@ and signatures are relative to the mount point (`root_path`).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import unquote
 
@@ -80,14 +81,16 @@ def _headers(scope: Scope) -> dict[str, str]:
     return found
 
 
+@functools.lru_cache(maxsize=8192)
+def _encoded(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    """A variant's headers repeat request after request: encode each tuple once (servers
+    only read the list)."""
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
 async def send_response(response: ImageResponse, send: Send, *, head: bool) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status,
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers],
-        }
-    )
+    start = {"type": "http.response.start", "status": response.status}
+    await send({**start, "headers": _encoded(response.headers)})
     await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 

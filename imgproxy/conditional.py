@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
@@ -16,12 +17,19 @@ NOT_MODIFIED_HEADERS = frozenset(
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
+@functools.lru_cache(maxsize=4096)
+def surrogate_key(store: str, path: str) -> str:
+    """A stable, header-safe id of one source, shared by all its renditions (SPEC §6)."""
+    return make_etag(store, path).strip('"')
+
+
 def make_etag(*parts: str) -> str:
     """A strong, quoted validator from the parts that determine the bytes."""
     digest = hashlib.blake2b("\0".join(parts).encode(), digest_size=18).digest()
     return '"' + base64.urlsafe_b64encode(digest).decode() + '"'
 
 
+@functools.lru_cache(maxsize=4096)
 def http_date(timestamp: float) -> str:
     return formatdate(timestamp, usegmt=True)
 

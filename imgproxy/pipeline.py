@@ -6,10 +6,8 @@ path (400) -> store (404) -> signature (403) -> params (400) -> stat (404) -> au
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from cachetools import LRUCache
@@ -20,8 +18,6 @@ from imgproxy.cache.flight import SingleFlight
 from imgproxy.cache.memory import MemoryTier
 from imgproxy.conditional import (
     RangeNotSatisfiable,
-    cache_control,
-    http_date,
     is_not_modified,
     make_etag,
     parse_range,
@@ -35,24 +31,22 @@ from imgproxy.errors import (
     NotFound,
     Undecodable,
 )
-from imgproxy.formats import AS_OUTPUT, OutputFormat, sniff
+from imgproxy.formats import sniff
 from imgproxy.messages import ImageRequest, ImageResponse
-from imgproxy.negotiation import negotiate
-from imgproxy.params import AUTO, Query, Transform, parse_query, split_query
+from imgproxy.params import Query, parse_query, split_query
 from imgproxy.paths import parse_path
-from imgproxy.policy import FormatPolicy, check_bytes, check_frames, check_pixels
+from imgproxy.policy import FormatPolicy, check_bytes, check_pixels
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.response import (
-    content_disposition,
     error_response,
     image_response,
-    not_modified,
 )
 from imgproxy.settings import LimitsSettings, Settings
 from imgproxy.signing import Signer
 from imgproxy.source import SourceInfo, read_capped
 from imgproxy.stores import Store, StoredFile, build_store
 from imgproxy.stores.filesystem import FileSystemStore
+from imgproxy.variant import Kind, Variant, build_variant, metadata, output_format
 
 Authorize = Callable[[Any, StoredFile], Awaitable[bool]]
 
@@ -78,15 +72,14 @@ class Placeholder:
     path: str
 
 
-ORIGINAL, METADATA, RENDITION = "original", "metadata", "rendition"
-
-
 @dataclass(frozen=True, slots=True)
-class Variant:
-    etag: str
-    kind: str  # ORIGINAL, METADATA or RENDITION
-    job: render.RenderJob | None = None
-    vary: bool = False
+class Target:
+    """An accepted URL: its store, the path inside it and the parsed parameters."""
+
+    key: tuple[str, str]  # the raw path and query it was parsed from
+    mount: Mounted
+    path: str
+    query: Query
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +110,8 @@ class Pipeline:
         )
         self.flights: SingleFlight[Rendition] = SingleFlight()
         self.known: LRUCache[tuple[str, str, str], SourceInfo] = LRUCache(maxsize=100_000)
+        self.targets: LRUCache[tuple[str, str], Target] = LRUCache(maxsize=20_000)
+        self.variants: LRUCache[tuple[object, ...], Variant] = LRUCache(maxsize=20_000)
         self.renders = 0  # renditions made by this process, for tests and metrics
         for name in settings.presets:
             _check_preset(name, settings)
@@ -130,42 +125,48 @@ class Pipeline:
     async def _serve(self, request: ImageRequest) -> ImageResponse:
         if request.method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{request.method} is not allowed; use GET or HEAD")
-        where = parse_path(request.path)
-        mount = self.mounts.get(where.store)
-        if mount is None:
-            raise NotFound(f"no store named {where.store!r}")
-        pairs = split_query(request.query)
-        self.signer.check(request.path, pairs)
-        query = parse_query(
-            pairs,
-            presets=self.settings.presets,
-            max_dimension=mount.limits.max_output_dimension,
-        )
+        target = self._target(request.path, request.query)
+        mount = target.mount
         try:
-            file = await mount.store.stat(where.path)
+            file = await mount.store.stat(target.path)
         except NotFound:
             if mount.placeholder is None:
                 raise
-            return await self._placeholder(mount.placeholder, query, request)
+            return await self._placeholder(mount.placeholder, target, request)
         if self.authorize is not None and not await self.authorize(request.context, file):
             raise Forbidden("you may not see this image")
-        source = await self._source(mount, where.store, file)
-        return await self._respond(source, where.store, query, request)
+        source = await self._source(mount, file)
+        return await self._respond(source, target, request)
+
+    def _target(self, path: str, query: str) -> Target:
+        """Path, store, signature and params: pure functions of the URL and the settings, so
+        an accepted URL is judged once and remembered (the hit path then skips all four)."""
+        target = self.targets.get((path, query))
+        if target is not None:
+            return target
+        where = parse_path(path)
+        mount = self.mounts.get(where.store)
+        if mount is None:
+            raise NotFound(f"no store named {where.store!r}")
+        pairs = split_query(query)
+        self.signer.check(path, pairs)
+        parsed = parse_query(
+            pairs, presets=self.settings.presets, max_dimension=mount.limits.max_output_dimension
+        )
+        target = self.targets[(path, query)] = Target((path, query), mount, where.path, parsed)
+        return target
 
     async def _placeholder(
-        self, placeholder: Placeholder, query: Query, request: ImageRequest
+        self, placeholder: Placeholder, target: Target, request: ImageRequest
     ) -> ImageResponse:
-        mount = placeholder.mount
-        file = await mount.store.stat(placeholder.path)
-        source = await self._source(mount, mount.name, file)
-        return await self._respond(
-            source, mount.name, query, request, status=404, caching=PLACEHOLDER_CACHE_CONTROL
-        )
+        file = await placeholder.mount.store.stat(placeholder.path)
+        source = await self._source(placeholder.mount, file)
+        return await self._respond(source, target, request, status=404)
 
-    async def _source(self, mount: Mounted, store: str, file: StoredFile) -> Source:
+    async def _source(self, mount: Mounted, file: StoredFile) -> Source:
         """Approval, format and limits, from what is remembered about this version or else
         from its bytes: sniffed first, then only the header parsed (SPEC §4, §10)."""
-        known = self.known.get((store, file.path, file.version))
+        known = self.known.get((mount.name, file.path, file.version))
         if known is not None:
             mount.policy.check(known.format, file.approved)
             check_bytes(known.bytes, mount.limits)
@@ -183,109 +184,76 @@ class Pipeline:
         decoders = mount.policy.decoders(file.approved)
         info = await self.executor.run(render.probe, data, decoders)
         check_pixels(info, mount.limits)
-        self.known[(store, file.path, file.version)] = info
+        self.known[(mount.name, file.path, file.version)] = info
         return Source(mount, file, info, data)
 
-    def _variant(self, source: Source, store: str, query: Query, request: ImageRequest) -> Variant:
-        """What will be sent for this request, and the strong ETag naming exactly that."""
-        file, info, t = source.file, source.info, query.transform
-        ident = (store, file.path, file.version)
-        if t is None:
-            check_frames(info, source.mount.limits, animated_output=info.frames > 1)
-            return Variant(make_etag(*ident, "original"), ORIGINAL)
-        if t.metadata:
-            return Variant(make_etag(*ident, "json"), METADATA)
-        output = self._output_format(t, info, request)
-        quality = (t.quality or render.default_quality(output)) if output.has_quality else None
-        animate = output.animates and info.frames > 1
-        check_frames(info, source.mount.limits, animated_output=animate)
-        job = render.RenderJob(
-            t, output, quality, source.mount.policy.decoders(file.approved), animate
-        )
-        etag = make_etag(*ident, t.canonical(), output, str(quality))
-        return Variant(etag, RENDITION, job, vary=t.format == AUTO)
+    def _variant(
+        self, source: Source, target: Target, request: ImageRequest, status: int
+    ) -> Variant:
+        """The Variant for this URL and source version, built once and then remembered."""
+        file, info, t = source.file, source.info, target.query.transform
+        output = None
+        if t is not None and not t.metadata:
+            output = output_format(t, info, request.header("accept"))
+        key = (target.key, file.version, file.modified, file.approved, output, status)
+        variant = self.variants.get(key)
+        if variant is None:
+            caching = self.cache_control if status == 200 else PLACEHOLDER_CACHE_CONTROL
+            variant = self.variants[key] = build_variant(
+                store=source.mount.name,
+                file=file,
+                info=info,
+                query=target.query,
+                output=output,
+                limits=source.mount.limits,
+                decoders=source.mount.policy.decoders(file.approved),
+                caching=caching,
+            )
+        return variant
 
     async def _respond(
-        self,
-        source: Source,
-        store: str,
-        query: Query,
-        request: ImageRequest,
-        *,
-        status: int = 200,
-        caching: str | None = None,
+        self, source: Source, target: Target, request: ImageRequest, *, status: int = 200
     ) -> ImageResponse:
-        variant = self._variant(source, store, query, request)
-        file = source.file
-        immutable = query.version is not None
-        headers = [
-            ("etag", variant.etag),
-            ("cache-control", caching or cache_control(self.cache_control, immutable=immutable)),
-            ("surrogate-key", make_etag(store, file.path).strip('"')),
-        ]
-        if file.modified is not None:
-            headers.append(("last-modified", http_date(file.modified)))
-        if variant.vary:
-            headers.append(("vary", "Accept"))
+        variant = self._variant(source, target, request, status)
         if status == 200 and is_not_modified(
             etag=variant.etag,
-            last_modified=file.modified,
+            last_modified=source.file.modified,
             if_none_match=request.header("if-none-match"),
             if_modified_since=request.header("if-modified-since"),
         ):
-            return not_modified(headers)
-        if variant.kind is ORIGINAL:
-            return await self._original(source, request, headers, status)
-        if variant.kind is METADATA:
-            body = _metadata(source, make_etag(store, file.path, file.version, "original"))
-            return image_response(status, body, [*headers, ("content-type", "application/json")])
+            return variant.not_modified
+        if variant.kind is Kind.ORIGINAL:
+            return await self._original(source, request, variant, status)
+        if variant.kind is Kind.METADATA:
+            file = source.file
+            original = make_etag(source.mount.name, file.path, file.version, Kind.ORIGINAL)
+            return image_response(status, metadata(file, source.info, original), variant.headers)
         assert variant.job is not None
         rendition = await self._rendition(variant.etag, source, variant.job)
-        headers += [
-            ("content-type", rendition.media_type),
-            ("content-disposition", content_disposition(file.filename, variant.job.output)),
-        ]
-        return image_response(status, rendition.body, headers)
-
-    def _output_format(self, t: Transform, info: SourceInfo, request: ImageRequest) -> OutputFormat:
-        if isinstance(t.format, OutputFormat):
-            return t.format
-        if t.format == AUTO:
-            accept = request.header("accept") or ""
-            return negotiate(accept, has_alpha=info.has_alpha, avif=render.AVIF_AVAILABLE)
-        default = AS_OUTPUT.get(info.format)
-        if default is not None:
-            return default
-        return OutputFormat.PNG if info.has_alpha else OutputFormat.JPEG
+        return image_response(status, rendition.body, variant.headers)
 
     async def _original(
-        self, source: Source, request: ImageRequest, headers: list[tuple[str, str]], status: int
+        self, source: Source, request: ImageRequest, variant: Variant, status: int
     ) -> ImageResponse:
         data = source.data if source.data is not None else await self._read(source)
-        headers += [
-            ("content-type", source.info.media_type),
-            ("accept-ranges", "bytes"),
-            (
-                "content-disposition",
-                content_disposition(source.file.filename, source.info.format.lower()),
-            ),
-        ]
         if status != 200:
-            return image_response(status, data, headers)
+            return image_response(status, data, variant.headers)
         try:
             wanted = parse_range(
                 request.header("range"),
                 len(data),
                 if_range=request.header("if-range"),
-                etag=headers[0][1],
+                etag=variant.etag,
                 last_modified=source.file.modified,
             )
         except RangeNotSatisfiable:
-            return image_response(416, b"", [("content-range", f"bytes */{len(data)}"), *headers])
+            unsatisfied = ("content-range", f"bytes */{len(data)}")
+            return image_response(416, b"", (unsatisfied, *variant.headers))
         if wanted is None:
-            return image_response(200, data, headers)
-        headers.append(("content-range", wanted.content_range(len(data))))
-        return image_response(206, data[wanted.start : wanted.end + 1], headers)
+            return image_response(200, data, variant.headers)
+        content_range = ("content-range", wanted.content_range(len(data)))
+        part = data[wanted.start : wanted.end + 1]
+        return image_response(206, part, (*variant.headers, content_range))
 
     async def _rendition(self, key: str, source: Source, job: render.RenderJob) -> Rendition:
         cached = await self.cache.get(key)
@@ -313,28 +281,6 @@ class Pipeline:
             limit=source.mount.limits.max_source_bytes,
             on_head=same_format,
         )
-
-
-def _metadata(source: Source, original_etag: str) -> bytes:
-    """SPEC §5.1, from the header facts already known: no decode."""
-    info, file = source.info, source.file
-    modified = (
-        datetime.fromtimestamp(file.modified, UTC).isoformat()
-        if file.modified is not None
-        else None
-    )
-    return json.dumps(
-        {
-            "width": info.width,
-            "height": info.height,
-            "format": info.format.lower(),
-            "frames": info.frames,
-            "bytes": info.bytes,
-            "approved": file.approved,
-            "modified": modified,
-            "etag": original_etag,
-        }
-    ).encode()
 
 
 def _mount_stores(settings: Settings, given: Mapping[str, Store]) -> dict[str, Mounted]:

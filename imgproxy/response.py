@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from urllib.parse import quote
@@ -42,6 +43,7 @@ def error_response(error: ImageProxyError) -> ImageResponse:
     return ImageResponse(error.status, tuple(headers), body)
 
 
+@functools.lru_cache(maxsize=4096)
 def content_disposition(filename: str, extension: str) -> str:
     """`inline` with the stored name, its extension matched to what is actually sent."""
     stem = filename.rsplit(".", 1)[0] if "." in filename else filename

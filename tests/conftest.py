@@ -20,6 +20,7 @@ from imgproxy.server import create_app
 from tests import images
 
 REQUIRE_SERVICES = os.environ.get("IMGPROXY_REQUIRE_SERVICES") == "1"
+Serve = Callable[[Any], "LiveServer"]
 
 
 def need_binary(name: str) -> str:

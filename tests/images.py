@@ -82,3 +82,12 @@ def decode(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+def rgb(image: Image.Image, xy: tuple[int, int]) -> tuple[int, int, int]:
+    r, g, b = image.convert("RGB").getpixel(xy)  # type: ignore[misc]
+    return (int(r), int(g), int(b))
+
+
+def frames(image: Image.Image) -> int:
+    return int(getattr(image, "n_frames", 1))

@@ -11,7 +11,7 @@ import pytest
 
 from imgproxy.conditional import http_date
 from tests import images
-from tests.conftest import assert_healthy
+from tests.conftest import Serve, assert_healthy
 
 SECURITY = {
     "x-content-type-options": "nosniff",
@@ -116,7 +116,7 @@ def test_vary_accept_exactly_with_fm_auto(
         assert response.headers["vary"] == "Accept"
 
 
-def test_fm_auto_from_a_preset_varies_too(media: Path, serve) -> None:  # type: ignore[no-untyped-def]
+def test_fm_auto_from_a_preset_varies_too(media: Path, serve: Serve) -> None:
     from imgproxy.server import create_app
     from tests.conftest import settings_for
 
@@ -246,7 +246,7 @@ def test_missing_files(client: httpx.Client) -> None:
     assert client.get("/media/sub").status_code == 404  # a folder is not a file
 
 
-def test_placeholder_is_rendered_with_the_params(media: Path, serve) -> None:  # type: ignore[no-untyped-def]
+def test_placeholder_is_rendered_with_the_params(media: Path, serve: Serve) -> None:
     from imgproxy.server import create_app
     from tests.conftest import settings_for
 

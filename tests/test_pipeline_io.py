@@ -13,7 +13,7 @@ import pytest
 
 from imgproxy import ImageProxy, StoredFile
 from imgproxy.stores.filesystem import FileSystemStore
-from tests.conftest import LiveServer, assert_healthy, settings_for
+from tests.conftest import LiveServer, Serve, assert_healthy, settings_for
 
 
 class CountingStore(FileSystemStore):
@@ -34,8 +34,11 @@ class CountingStore(FileSystemStore):
             yield chunk
 
 
+Counted = tuple[CountingStore, ImageProxy, httpx.Client]
+
+
 @pytest.fixture
-def counted(media: Path, serve) -> Iterator[tuple[CountingStore, ImageProxy, httpx.Client]]:  # type: ignore[no-untyped-def]
+def counted(media: Path, serve: Serve) -> Iterator[Counted]:
     store = CountingStore(media)
     proxy = ImageProxy(settings_for(media), stores={"media": store})
     server: LiveServer = serve(proxy)
@@ -46,7 +49,7 @@ def counted(media: Path, serve) -> Iterator[tuple[CountingStore, ImageProxy, htt
 @pytest.mark.parametrize(
     "url", ["/media/photo.jpg?w=100", "/media/photo.jpg", "/media/photo.jpg?fm=json"]
 )
-def test_304_reads_no_bytes_and_renders_nothing(counted, url: str) -> None:  # type: ignore[no-untyped-def]
+def test_304_reads_no_bytes_and_renders_nothing(counted: Counted, url: str) -> None:
     store, proxy, client = counted
     first = client.get(url)
     assert first.status_code == 200
@@ -62,7 +65,7 @@ def test_304_reads_no_bytes_and_renders_nothing(counted, url: str) -> None:  # t
     assert store.stats >= 3  # but the version was looked up every time
 
 
-def test_cache_hit_reads_nothing_and_renders_nothing(counted) -> None:  # type: ignore[no-untyped-def]
+def test_cache_hit_reads_nothing_and_renders_nothing(counted: Counted) -> None:
     store, proxy, client = counted
     first = client.get("/media/photo.jpg?w=120")
     reads, renders = store.reads, proxy.pipeline.renders
@@ -73,7 +76,7 @@ def test_cache_hit_reads_nothing_and_renders_nothing(counted) -> None:  # type: 
     assert (store.reads, proxy.pipeline.renders) == (reads, renders)
 
 
-def test_concurrent_cold_requests_render_once(counted) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_cold_requests_render_once(counted: Counted) -> None:
     _store, proxy, client = counted
 
     async def burst() -> list[httpx.Response]:
@@ -88,7 +91,7 @@ def test_concurrent_cold_requests_render_once(counted) -> None:  # type: ignore[
     assert proxy.pipeline.renders == 1
 
 
-def test_full_render_queue_answers_503_with_retry_after(media: Path, serve) -> None:  # type: ignore[no-untyped-def]
+def test_full_render_queue_answers_503_with_retry_after(media: Path, serve: Serve) -> None:
     proxy = ImageProxy(settings_for(media, limits={"render_concurrency": 1, "render_queue": 0}))
     client = httpx.Client(base_url=serve(proxy).url, timeout=30)
     request_ok = client.get("/media/photo.jpg?w=10")  # the probe of this version is now remembered

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from imgproxy.errors import ConfigError
 from imgproxy.pipeline import Pipeline
 from imgproxy.settings import Settings
+from imgproxy.stores.filesystem import FileSystemStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,7 +82,7 @@ def test_store_overrides_policy_and_limits_flat() -> None:
         ({"cache": {"cache_control": "a\nb"}}, {}, "cache.cache_control"),
     ],
 )
-def test_invalid_config_names_the_key(data: dict, env: dict, key: str) -> None:  # type: ignore[type-arg]
+def test_invalid_config_names_the_key(data: dict[str, Any], env: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_mapping(data, env=env)
     assert str(caught.value).startswith(key)
@@ -97,7 +99,9 @@ def test_invalid_config_names_the_key(data: dict, env: dict, key: str) -> None: 
         ({}, {"signed": "w=10&s=abc"}, "presets.signed"),
     ],
 )
-def test_stores_and_presets_are_checked_at_start(stores: dict, presets: dict, key: str) -> None:  # type: ignore[type-arg]
+def test_stores_and_presets_are_checked_at_start(
+    stores: dict[str, Any], presets: dict[str, str], key: str
+) -> None:
     settings = Settings.from_mapping({"stores": stores, "presets": presets}, env={})
     with pytest.raises(ConfigError) as caught:
         Pipeline(settings)
@@ -119,5 +123,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     config = tmp_path / "conf" / "imgproxy.toml"
     config.write_text('[stores.a]\nkind = "fs"\nroot = "../pics"\n')
     pipeline = Pipeline(Settings.from_file(config, env={}))
-    assert pipeline.mounts["a"].store.root == str((tmp_path / "pics").resolve())  # type: ignore[attr-defined]
+    store = pipeline.mounts["a"].store
+    assert isinstance(store, FileSystemStore)
+    assert store.root == str((tmp_path / "pics").resolve())
     pipeline.executor.shutdown()

@@ -30,6 +30,7 @@ class FileSystemStore:
     def __init__(self, root: str | os.PathLike[str], *, approved: bool = False) -> None:
         self.root = os.path.realpath(root)
         self.approved = approved
+        self._resolved: LRUCache[str, tuple[tuple[int, int], str]] = LRUCache(maxsize=50_000)
         self._sidecars: LRUCache[str, tuple[tuple[int, int], bool]] = LRUCache(maxsize=50_000)
 
     @classmethod
@@ -53,14 +54,24 @@ class FileSystemStore:
             raise NotFound("no such file")
         return full
 
-    async def stat(self, path: str) -> StoredFile:
+    def _confined(self, path: str, st: os.stat_result) -> str:
+        """The resolved path, re-resolved only when the file reached is another inode: a
+        swapped symlink leads to a different (dev, ino), so it never rides on an old check."""
+        known = self._resolved.get(path)
+        if known is not None and known[0] == (st.st_dev, st.st_ino):
+            return known[1]
         full = self._resolve(path)
+        self._resolved[path] = ((st.st_dev, st.st_ino), full)
+        return full
+
+    async def stat(self, path: str) -> StoredFile:
         try:
-            st = os.stat(full)
+            st = os.stat(os.path.join(self.root, path))
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound("no such file") from None
         except OSError as exc:
             raise NotFound(f"cannot read the file ({exc.strerror})") from None
+        full = self._confined(path, st)
         if not stat_module.S_ISREG(st.st_mode) or full.endswith(SIDECAR):
             raise NotFound("no such file")
         return StoredFile(

@@ -1,0 +1,125 @@
+"""Source version + transform + negotiated format -> the Variant to send: its strong ETag,
+every header of its 200 and its ready 304.
+
+A Variant depends only on things fixed for one version of one URL, so the pipeline builds it
+once and a repeat request is a lookup plus a few comparisons (the whitenoise model).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from imgproxy.conditional import cache_control, http_date, make_etag, surrogate_key
+from imgproxy.formats import AS_OUTPUT, OutputFormat
+from imgproxy.messages import ImageResponse
+from imgproxy.negotiation import negotiate
+from imgproxy.params import AUTO, Query, Transform
+from imgproxy.policy import check_frames
+from imgproxy.render import AVIF_AVAILABLE, RenderJob, default_quality
+from imgproxy.response import content_disposition, not_modified
+from imgproxy.settings import LimitsSettings
+from imgproxy.source import SourceInfo
+from imgproxy.stores import StoredFile
+
+
+class Kind(StrEnum):
+    ORIGINAL = "original"
+    METADATA = "json"
+    RENDITION = "rendition"
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    kind: Kind
+    etag: str
+    headers: tuple[tuple[str, str], ...]  # all of a 200's, but Content-Length
+    not_modified: ImageResponse
+    job: RenderJob | None = None
+
+
+@functools.lru_cache(maxsize=1024)
+def _negotiate(accept: str, has_alpha: bool) -> OutputFormat:
+    return negotiate(accept, has_alpha=has_alpha, avif=AVIF_AVAILABLE)
+
+
+def output_format(t: Transform, info: SourceInfo, accept: str | None) -> OutputFormat:
+    if isinstance(t.format, OutputFormat):
+        return t.format
+    if t.format == AUTO:
+        return _negotiate(accept or "", info.has_alpha)
+    default = AS_OUTPUT.get(info.format)
+    if default is not None:
+        return default
+    return OutputFormat.PNG if info.has_alpha else OutputFormat.JPEG
+
+
+def build_variant(
+    *,
+    store: str,
+    file: StoredFile,
+    info: SourceInfo,
+    query: Query,
+    output: OutputFormat | None,
+    limits: LimitsSettings,
+    decoders: tuple[str, ...] | None,
+    caching: str,
+) -> Variant:
+    """Raises TooLarge for too many frames in animated output; builds nothing else."""
+    t = query.transform
+    ident = (store, file.path, file.version)
+    job = None
+    if t is None:
+        check_frames(info, limits, animated_output=info.frames > 1)
+        kind, etag = Kind.ORIGINAL, make_etag(*ident, Kind.ORIGINAL)
+        extension, media_type = info.format.lower(), info.media_type
+    elif t.metadata:
+        kind, etag = Kind.METADATA, make_etag(*ident, Kind.METADATA)
+        extension, media_type = "", "application/json"
+    else:
+        assert output is not None
+        quality = (t.quality or default_quality(output)) if output.has_quality else None
+        animate = output.animates and info.frames > 1
+        check_frames(info, limits, animated_output=animate)
+        job = RenderJob(t, output, quality, decoders, animate)
+        kind = Kind.RENDITION
+        etag = make_etag(*ident, t.canonical(), output, str(quality))
+        extension, media_type = output.value, output.media_type
+    headers = [
+        ("etag", etag),
+        ("cache-control", cache_control(caching, immutable=query.version is not None)),
+        ("surrogate-key", surrogate_key(store, file.path)),
+    ]
+    if file.modified is not None:
+        headers.append(("last-modified", http_date(file.modified)))
+    if t is not None and t.format == AUTO:
+        headers.append(("vary", "Accept"))
+    ready_304 = not_modified(headers)
+    headers.append(("content-type", media_type))
+    if kind is Kind.ORIGINAL:
+        headers.append(("accept-ranges", "bytes"))
+    if extension:
+        headers.append(("content-disposition", content_disposition(file.filename, extension)))
+    return Variant(kind, etag, tuple(headers), ready_304, job)
+
+
+def metadata(file: StoredFile, info: SourceInfo, original_etag: str) -> bytes:
+    """SPEC §5.1, from the header facts already known: no decode."""
+    modified = None
+    if file.modified is not None:
+        modified = datetime.fromtimestamp(file.modified, UTC).isoformat()
+    return json.dumps(
+        {
+            "width": info.width,
+            "height": info.height,
+            "format": info.format.lower(),
+            "frames": info.frames,
+            "bytes": info.bytes,
+            "approved": file.approved,
+            "modified": modified,
+            "etag": original_etag,
+        }
+    ).encode()
