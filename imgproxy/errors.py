@@ -12,7 +12,8 @@
     ├── Undecodable (422 undecodable)
     ├── UpstreamError (502 upstream_error)
     ├── Overloaded (503 overloaded)
-    └── UpstreamTimeout (504 upstream_timeout)
+    ├── UpstreamTimeout (504 upstream_timeout)
+    └── InternalError (500 internal_error: a bug, logged; never an expected outcome)
 
 Stages raise these; only the edge turns them into responses (see `response.error_response`).
 """
@@ -79,6 +80,10 @@ class Overloaded(ImageProxyError):
 
 class UpstreamTimeout(ImageProxyError):
     status, code = 504, "upstream_timeout"
+
+
+class InternalError(ImageProxyError):
+    status, code = 500, "internal_error"
 
 
 class ConfigError(ValueError):

@@ -6,6 +6,7 @@ path (400) -> store (404) -> signature (403) -> params (400) -> stat (404) -> au
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from imgproxy.errors import (
     ConfigError,
     Forbidden,
     ImageProxyError,
+    InternalError,
     MethodNotAllowed,
     NotFound,
     Undecodable,
@@ -47,6 +49,8 @@ from imgproxy.source import SourceInfo, read_capped
 from imgproxy.stores import Store, StoredFile, build_store
 from imgproxy.stores.filesystem import FileSystemStore
 from imgproxy.variant import Kind, Variant, build_variant, metadata, output_format
+
+log = logging.getLogger(__name__)
 
 Authorize = Callable[[Any, StoredFile], Awaitable[bool]]
 
@@ -121,6 +125,9 @@ class Pipeline:
             return await self._serve(request)
         except ImageProxyError as error:
             return error_response(error)
+        except Exception:
+            log.exception("unexpected failure serving %s?%s", request.path, request.query)
+            return error_response(InternalError("the server failed; this is a bug"))
 
     async def _serve(self, request: ImageRequest) -> ImageResponse:
         if request.method not in ("GET", "HEAD"):
@@ -182,8 +189,7 @@ class Pipeline:
             mount.store.open(file), limit=mount.limits.max_source_bytes, on_head=judge
         )
         decoders = mount.policy.decoders(file.approved)
-        info = await self.executor.run(render.probe, data, decoders)
-        check_pixels(info, mount.limits)
+        info = await self.executor.run(render.probe, data, decoders, mount.limits.max_source_pixels)
         self.known[(mount.name, file.path, file.version)] = info
         return Source(mount, file, info, data)
 

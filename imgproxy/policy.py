@@ -62,5 +62,14 @@ def check_pixels(info: SourceInfo, limits: LimitsSettings) -> None:
 
 
 def check_frames(info: SourceInfo, limits: LimitsSettings, *, animated_output: bool) -> None:
-    if animated_output and info.frames > limits.max_frames:
+    """Animated output decodes every frame, so the frames' pixels count together against
+    max_source_pixels (as imgproxy does), besides the frame count itself."""
+    if not animated_output:
+        return
+    if info.frames > limits.max_frames:
         raise TooLarge(f"the source has {info.frames} frames; the limit is {limits.max_frames}")
+    if info.frames * info.pixels > limits.max_source_pixels:
+        raise TooLarge(
+            f"{info.frames} frames of {info.width}x{info.height} pixels exceed the limit of "
+            f"{limits.max_source_pixels} pixels for animated output"
+        )

@@ -84,7 +84,7 @@ def build_variant(
         quality = (t.quality or default_quality(output)) if output.has_quality else None
         animate = output.animates and info.frames > 1
         check_frames(info, limits, animated_output=animate)
-        job = RenderJob(t, output, quality, decoders, animate)
+        job = RenderJob(t, output, quality, decoders, animate, limits.max_source_pixels)
         kind = Kind.RENDITION
         etag = make_etag(*ident, t.canonical(), output, str(quality))
         extension, media_type = output.value, output.media_type

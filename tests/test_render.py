@@ -21,7 +21,8 @@ def job(
     query: dict[str, str], output: OutputFormat = OutputFormat.PNG, *, animate: bool = False
 ) -> RenderJob:
     t = build_transform(query, 4096)
-    return RenderJob(t, output, 90 if output.has_quality else None, DECODERS, animate)
+    quality = 90 if output.has_quality else None
+    return RenderJob(t, output, quality, DECODERS, animate, 50_000_000)
 
 
 def run(
@@ -35,7 +36,7 @@ def test_exif_orientation_is_applied_before_geometry(orientation: int) -> None:
     data = images.jpeg_with_exif((200, 100), orientation)
     out = run(data, {"w": "1000", "h": "1000"})
     assert out.size == ((100, 200) if orientation >= 5 else (200, 100))
-    info = probe(data, DECODERS)
+    info = probe(data, DECODERS, 50_000_000)
     assert (info.width, info.height) == out.size
     # The red marker was stored top-left; where it ends up depends on the orientation.
     corners = {
@@ -173,5 +174,5 @@ def test_truncated_jpeg_is_undecodable() -> None:
 def test_a_format_outside_the_allowed_decoders_is_never_opened() -> None:
     bmp = images.encode(images.photo((50, 50)), "BMP")
     with pytest.raises(UnsupportedFormat):
-        probe(bmp, DECODERS)
-    assert probe(bmp, (*DECODERS, "BMP")).format == "BMP"
+        probe(bmp, DECODERS, 50_000_000)
+    assert probe(bmp, (*DECODERS, "BMP"), 50_000_000).format == "BMP"
