@@ -5,5 +5,15 @@ from imgproxy.asgi import ImageProxy
 from imgproxy.errors import ImageProxyError
 from imgproxy.settings import Settings
 from imgproxy.stores import Store, StoredFile
+from imgproxy.urls import sign_url, srcset, url_for
 
-__all__ = ["ImageProxy", "ImageProxyError", "Settings", "Store", "StoredFile"]
+__all__ = [
+    "ImageProxy",
+    "ImageProxyError",
+    "Settings",
+    "Store",
+    "StoredFile",
+    "sign_url",
+    "srcset",
+    "url_for",
+]

@@ -7,13 +7,11 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
-from imgproxy.errors import ConfigError
-from imgproxy.params import split_query
+from imgproxy.errors import BadRequest, ConfigError
 from imgproxy.server import CONFIG_ENV
 from imgproxy.settings import Settings
-from imgproxy.signing import Signer
+from imgproxy.urls import sign_url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,14 +85,13 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _sign(settings: Settings, args: argparse.Namespace) -> int:
-    signer = Signer(settings.security)
-    if not signer.enabled:
+    security = settings.security
+    if not security.keys:
         print("imgproxy: security.keys is empty: signing is off", file=sys.stderr)
         return 2
-    parts = urlsplit(args.url)
-    params = split_query(parts.query)
-    params.pop("s", None)
-    params["s"] = signer.sign(parts.path, params)
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    print(f"{parts.path}?{query}")
+    try:
+        print(sign_url(args.url, security.keys[0], signature_length=security.signature_length))
+    except BadRequest as exc:
+        print(f"imgproxy: {exc.detail}", file=sys.stderr)
+        return 2
     return 0

@@ -40,13 +40,6 @@ class Signer:
         self.keys: Sequence[bytes] = tuple(key.encode() for key in security.keys)
         self.security = security
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.keys)
-
-    def sign(self, path: str, params: Mapping[str, str]) -> str:
-        return signature(self.keys[0], message(path, params), self.security.signature_length)
-
     def check(self, path: str, params: Mapping[str, str]) -> None:
         if not self.keys:
             return  # signing off: `s` is ignored (SPEC §10)

@@ -6,18 +6,21 @@ import io
 
 from PIL import Image, UnidentifiedImageError
 
-from imgproxy.errors import TooLarge, Undecodable, UnsupportedFormat
+from imgproxy.errors import TooLarge, Undecodable
 from imgproxy.formats import MEDIA_TYPES
 from imgproxy.render.color import has_alpha, orientation, swaps_axes
 from imgproxy.source import SourceInfo
 
 
 def open_image(data: bytes, decoders: tuple[str, ...] | None) -> Image.Image:
-    """Pillow, asked only for the formats this file's approval state allows (SPEC §4)."""
+    """Pillow, asked only for the formats this file's approval state allows (SPEC §4).
+
+    The caller has sniffed an allowed format already, so a file Pillow cannot identify is
+    one whose header is broken: 422, not 415 (SPEC §10)."""
     try:
         return Image.open(io.BytesIO(data), formats=decoders)
     except UnidentifiedImageError:
-        raise UnsupportedFormat("not an image in an allowed format") from None
+        raise Undecodable("the image header is truncated or corrupt") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         # The leading bytes matched a format but its header does not parse.
         raise Undecodable(f"the image header is corrupt ({type(exc).__name__})") from None
