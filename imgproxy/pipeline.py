@@ -33,7 +33,7 @@ from imgproxy.errors import (
     NotFound,
     Undecodable,
 )
-from imgproxy.formats import sniff
+from imgproxy.formats import declared_size, sniff
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.params import Query, parse_query, split_query
 from imgproxy.paths import parse_path
@@ -177,7 +177,7 @@ class Pipeline:
         if known is not None:
             mount.policy.check(known.format, file.approved)
             check_bytes(known.bytes, mount.limits)
-            check_pixels(known, mount.limits)
+            check_pixels((known.width, known.height), mount.limits.max_source_pixels)
             return Source(mount, file, known, None)
 
         def judge(head: bytes) -> None:
@@ -188,6 +188,9 @@ class Pipeline:
         data = await read_capped(
             mount.store.open(file), limit=mount.limits.max_source_bytes, on_head=judge
         )
+        declared = declared_size(sniff(data), data)
+        if declared is not None:
+            check_pixels(declared, mount.limits.max_source_pixels)
         decoders = mount.policy.decoders(file.approved)
         info = await self.executor.run(render.probe, data, decoders, mount.limits.max_source_pixels)
         self.known[(mount.name, file.path, file.version)] = info

@@ -53,12 +53,11 @@ def check_bytes(size: int | None, limits: LimitsSettings) -> None:
         raise TooLarge(f"the source has {size} bytes; the limit is {limits.max_source_bytes}")
 
 
-def check_pixels(info: SourceInfo, limits: LimitsSettings) -> None:
-    if info.pixels > limits.max_source_pixels:
-        raise TooLarge(
-            f"the source is {info.width}x{info.height} pixels; "
-            f"the limit is {limits.max_source_pixels} pixels"
-        )
+def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    """Applied to what a header declares, before anything is decoded."""
+    width, height = size
+    if width * height > max_pixels:
+        raise TooLarge(f"the source is {width}x{height} pixels; the limit is {max_pixels} pixels")
 
 
 def check_frames(info: SourceInfo, limits: LimitsSettings, *, animated_output: bool) -> None:

@@ -13,11 +13,12 @@ from PIL import Image, ImageSequence
 from imgproxy.errors import Undecodable
 from imgproxy.formats import OutputFormat
 from imgproxy.params import Gravity, Transform
+from imgproxy.policy import check_pixels
 from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import entropy_offset, place
 from imgproxy.render.encode import AVIF_AVAILABLE, default_quality, encode
 from imgproxy.render.geometry import Geometry, plan
-from imgproxy.render.probe import check_size, identify, open_image, probe
+from imgproxy.render.probe import identify, open_image, probe
 
 __all__ = ["AVIF_AVAILABLE", "RenderJob", "default_quality", "identify", "probe", "render"]
 
@@ -44,7 +45,7 @@ class RenderJob:
 def render(data: bytes, job: RenderJob) -> bytes:
     try:
         with open_image(data, job.decoders) as image:
-            check_size(image.size, job.max_pixels)  # again: the bytes are re-read from the store
+            check_pixels(image.size, job.max_pixels)  # again: the bytes are re-read from the store
             if job.animate:
                 return _render_animation(image, job)
             frame, icc = _decode_still(image, job.transform)
@@ -125,7 +126,7 @@ def _render_animation(image: Image.Image, job: RenderJob) -> bytes:
     geometry: Geometry | None = None
     t = job.transform
     for frame in ImageSequence.Iterator(image):
-        check_size(frame.size, job.max_pixels)
+        check_pixels(frame.size, job.max_pixels)
         rgba = frame.convert("RGBA")
         if geometry is None:
             geometry = plan(rgba.size, (t.width, t.height), t.fit, enlarge=t.enlarge)

@@ -6,8 +6,9 @@ import io
 
 from PIL import Image, UnidentifiedImageError
 
-from imgproxy.errors import TooLarge, Undecodable
+from imgproxy.errors import Undecodable
 from imgproxy.formats import MEDIA_TYPES
+from imgproxy.policy import check_pixels
 from imgproxy.render.color import has_alpha, orientation, swaps_axes
 from imgproxy.source import SourceInfo
 
@@ -26,22 +27,16 @@ def open_image(data: bytes, decoders: tuple[str, ...] | None) -> Image.Image:
         raise Undecodable(f"the image header is corrupt ({type(exc).__name__})") from None
 
 
-def check_size(size: tuple[int, int], max_pixels: int) -> None:
-    width, height = size
-    if width * height > max_pixels:
-        raise TooLarge(f"the source is {width}x{height} pixels; the limit is {max_pixels} pixels")
-
-
 def probe(data: bytes, decoders: tuple[str, ...] | None, max_pixels: int) -> SourceInfo:
     """Header facts, with the pixel limit applied as soon as the header gives the size:
     before frames are counted, so nothing of a bomb is ever decoded (SPEC §4.1)."""
     with open_image(data, decoders) as image:
-        check_size(image.size, max_pixels)
+        check_pixels(image.size, max_pixels)
         try:
             frames = getattr(image, "n_frames", 1)
         except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
             raise Undecodable(f"the frames cannot be counted ({type(exc).__name__})") from None
-        check_size(image.size, max_pixels)  # a later GIF frame may have grown the canvas
+        check_pixels(image.size, max_pixels)  # a later GIF frame may have grown the canvas
         width, height = image.size
         if swaps_axes(orientation(image)):
             width, height = height, width
