@@ -13,10 +13,8 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from imgproxy import render
-from imgproxy.cache import Rendition, TieredCache
-from imgproxy.cache.flight import SingleFlight
-from imgproxy.cache.memory import MemoryTier
+from imgproxy import render, timing
+from imgproxy.cache import Located
 from imgproxy.conditional import (
     RangeNotSatisfiable,
     is_not_modified,
@@ -31,18 +29,18 @@ from imgproxy.errors import (
     InternalError,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     Undecodable,
 )
 from imgproxy.formats import declared_size, sniff
 from imgproxy.messages import ImageRequest, ImageResponse
+from imgproxy.metrics import Metrics
 from imgproxy.params import Query, parse_query, split_query
 from imgproxy.paths import parse_path
 from imgproxy.policy import FormatPolicy, check_bytes, check_pixels
 from imgproxy.render.executor import RenderExecutor
-from imgproxy.response import (
-    error_response,
-    image_response,
-)
+from imgproxy.renditions import Renditions
+from imgproxy.response import SECURITY_HEADERS, error_response, image_response
 from imgproxy.settings import LimitsSettings, Settings
 from imgproxy.signing import Signer
 from imgproxy.source import SourceInfo, read_capped
@@ -107,27 +105,40 @@ class Pipeline:
         self.signer = Signer(settings.security)
         self.authorize = authorize
         self.mounts = _mount_stores(settings, stores or {})
-        self.memory = MemoryTier(settings.cache.memory_bytes)
-        self.cache = TieredCache([self.memory])
         self.executor = RenderExecutor(
             concurrency=settings.limits.render_concurrency, queue=settings.limits.render_queue
         )
-        self.flights: SingleFlight[Rendition] = SingleFlight()
+        self.metrics = Metrics(
+            queue_depth=lambda: self.executor.queued, in_flight=lambda: self.executor.running
+        )
+        self.renditions = Renditions(settings, self.executor, self.metrics)
+        self.accel = settings.cache.accel_redirect
+        self.timing = settings.server.timing
         self.known: LRUCache[tuple[str, str, str], SourceInfo] = LRUCache(maxsize=100_000)
         self.targets: LRUCache[tuple[str, str], Target] = LRUCache(maxsize=20_000)
         self.variants: LRUCache[tuple[object, ...], Variant] = LRUCache(maxsize=20_000)
-        self.renders = 0  # renditions made by this process, for tests and metrics
         for name in settings.presets:
             _check_preset(name, settings)
 
+    @property
+    def renders(self) -> int:
+        """Renditions made by this process (tests and benchmarks read it)."""
+        return self.renditions.made
+
     async def serve(self, request: ImageRequest) -> ImageResponse:
+        timings = timing.start() if self.timing else None
         try:
-            return await self._serve(request)
+            response = await self._serve(request)
         except ImageProxyError as error:
-            return error_response(error)
+            response = error_response(error)
         except Exception:
             log.exception("unexpected failure serving %s?%s", request.path, request.query)
-            return error_response(InternalError("the server failed; this is a bug"))
+            response = error_response(InternalError("the server failed; this is a bug"))
+        self.metrics.response(response.status)
+        if timings:
+            extra = (("server-timing", timing.header(timings)),)
+            response = ImageResponse(response.status, response.headers + extra, response.body)
+        return response
 
     async def _serve(self, request: ImageRequest) -> ImageResponse:
         if request.method not in ("GET", "HEAD"):
@@ -135,7 +146,8 @@ class Pipeline:
         target = self._target(request.path, request.query)
         mount = target.mount
         try:
-            file = await mount.store.stat(target.path)
+            with timing.measure("resolve"):
+                file = await mount.store.stat(target.path)
         except NotFound:
             if mount.placeholder is None:
                 raise
@@ -238,13 +250,23 @@ class Pipeline:
             original = make_etag(source.mount.name, file.path, file.version, Kind.ORIGINAL)
             return image_response(status, metadata(file, source.info, original), variant.headers)
         assert variant.job is not None
-        rendition = await self._rendition(variant.etag, source, variant.job)
+        assert variant.key is not None
+        found = await self.renditions.get(
+            variant.key, variant.job, lambda: self._bytes(source), modified=source.file.modified
+        )
+        if isinstance(found, Located) and status == 200:
+            # After every check above: nginx only ever sends what we would have sent.
+            redirect = ("x-accel-redirect", self.accel + found.path)
+            return ImageResponse(status, (*variant.headers, redirect, *SECURITY_HEADERS))
+        rendition = await self.renditions.bytes_of(variant.key, found)
+        if rendition is None:  # evicted between the lookup and now
+            raise Overloaded("the cached rendition vanished; retry")
         return image_response(status, rendition.body, variant.headers)
 
     async def _original(
         self, source: Source, request: ImageRequest, variant: Variant, status: int
     ) -> ImageResponse:
-        data = source.data if source.data is not None else await self._read(source)
+        data = await self._bytes(source)
         if status != 200:
             return image_response(status, data, variant.headers)
         try:
@@ -264,20 +286,8 @@ class Pipeline:
         part = data[wanted.start : wanted.end + 1]
         return image_response(206, part, (*variant.headers, content_range))
 
-    async def _rendition(self, key: str, source: Source, job: render.RenderJob) -> Rendition:
-        cached = await self.cache.get(key)
-        if cached is not None:
-            return cached
-
-        async def make() -> Rendition:
-            data = source.data if source.data is not None else await self._read(source)
-            body = await self.executor.run(render.render, data, job)
-            self.renders += 1
-            rendition = Rendition(body, job.output.media_type)
-            await self.cache.put(key, rendition)
-            return rendition
-
-        return await self.flights.run(key, make)
+    async def _bytes(self, source: Source) -> bytes:
+        return source.data if source.data is not None else await self._read(source)
 
     async def _read(self, source: Source) -> bytes:
         def same_format(head: bytes) -> None:

@@ -87,12 +87,25 @@ class CacheSettings:
     disk_path: str = ""
     disk_bytes: int = 1024 * 1024 * 1024
     redis_url: str = ""
+    redis_ttl: int = 7 * 24 * 3600
     cache_control: str = "public, max-age=86400"
     accel_redirect: str = ""
 
     def check(self) -> None:
         _require(self.memory_bytes >= 0, "cache.memory_bytes", "must be >= 0")
         _require(self.disk_bytes >= 0, "cache.disk_bytes", "must be >= 0")
+        _require(self.redis_ttl >= 1, "cache.redis_ttl", "must be >= 1 second")
+        _require(
+            not self.accel_redirect
+            or (self.accel_redirect.startswith("/") and bool(self.disk_path)),
+            "cache.accel_redirect",
+            "must be an absolute location path, and needs cache.disk_path",
+        )
+        _require(
+            not self.redis_url or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
+            "cache.redis_url",
+            "must be a redis://, rediss:// or unix:// URL",
+        )
         _require(_is_header_value(self.cache_control), "cache.cache_control", "not a header value")
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from imgproxy.cache import CacheKey
 from imgproxy.conditional import cache_control, http_date, make_etag, surrogate_key
 from imgproxy.formats import AS_OUTPUT, OutputFormat
 from imgproxy.messages import ImageResponse
@@ -39,6 +40,7 @@ class Variant:
     headers: tuple[tuple[str, str], ...]  # all of a 200's, but Content-Length
     not_modified: ImageResponse
     job: RenderJob | None = None
+    key: CacheKey | None = None  # renditions only
 
 
 @functools.lru_cache(maxsize=1024)
@@ -103,7 +105,10 @@ def build_variant(
         headers.append(("accept-ranges", "bytes"))
     if extension:
         headers.append(("content-disposition", content_disposition(file.filename, extension)))
-    return Variant(kind, etag, tuple(headers), ready_304, job)
+    key = None
+    if job is not None:
+        key = CacheKey(surrogate_key(store, file.path), etag.strip('"'), job.output.value)
+    return Variant(kind, etag, tuple(headers), ready_304, job, key)
 
 
 def metadata(file: StoredFile, info: SourceInfo, original_etag: str) -> bytes:

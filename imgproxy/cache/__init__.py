@@ -1,51 +1,108 @@
 """Cache tiers for renditions: the CacheTier protocol and the tiered lookup over them.
 
-Keys already contain the source's version (they are the rendition's ETag), so a tier never
-needs to know about invalidation: a changed source simply asks for a new key (SPEC §6).
+Keys contain the source's version (the rendition id is its ETag), so a tier never needs to
+know about invalidation: a changed source asks for new keys (SPEC §6). Keys also name their
+source, so `purge` removes one source's renditions without scanning the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    source: str  # the source's stable id (its Surrogate-Key)
+    rendition: str  # the rendition's ETag, without quotes: version + params + format
+    extension: str  # of the output format, so a file on disk carries its type
+
+    @property
+    def name(self) -> str:
+        return f"{self.rendition}.{self.extension}"
 
 
 @dataclass(frozen=True, slots=True)
 class Rendition:
     body: bytes
     media_type: str
+    modified: float | None = None  # the source's, kept as a disk file's mtime
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A rendition on disk, to be sent by the web server in front (X-Accel-Redirect)."""
+
+    path: str  # relative to the disk tier's root
 
 
 class CacheTier(Protocol):
     name: str
 
-    async def get(self, key: str) -> Rendition | None: ...
+    async def get(self, key: CacheKey) -> Rendition | None: ...
 
-    async def put(self, key: str, value: Rendition) -> None: ...
+    async def put(self, key: CacheKey, value: Rendition) -> None: ...
 
-    async def delete(self, key: str) -> None: ...
+    async def purge(self, source: str) -> int:
+        """Remove every rendition of one source; returns how many were removed."""
+        ...
 
 
 class TieredCache:
-    """Tiers from fastest to slowest; a hit in a lower tier fills the ones above it."""
+    """Tiers from fastest to slowest; a hit in a lower tier fills the ones above it. A tier
+    that fails (Redis down, disk full) counts as a miss with a warning: the cache may make a
+    request slower, never fail it."""
 
-    def __init__(self, tiers: Sequence[CacheTier]) -> None:
+    def __init__(
+        self,
+        tiers: Sequence[CacheTier],
+        *,
+        on_lookup: Callable[[str, bool], None] = lambda tier, hit: None,
+        locate: bool = False,
+    ) -> None:
         self.tiers = tuple(tiers)
+        self.on_lookup = on_lookup
+        self.locate = locate  # answer disk hits with their location, not their bytes
 
-    async def get(self, key: str) -> Rendition | None:
+    async def get(self, key: CacheKey) -> Rendition | Located | None:
         for depth, tier in enumerate(self.tiers):
-            value = await tier.get(key)
-            if value is not None:
+            try:
+                value = await self._lookup(tier, key)
+            except Exception as exc:  # any tier failure degrades to a miss
+                log.warning("cache tier %s failed on get: %s", tier.name, exc)
+                value = None
+            self.on_lookup(tier.name, value is not None)
+            if isinstance(value, Rendition):
                 for upper in self.tiers[:depth]:
-                    await upper.put(key, value)
+                    await self._put(upper, key, value)
+            if value is not None:
                 return value
         return None
 
-    async def put(self, key: str, value: Rendition) -> None:
-        for tier in self.tiers:
-            await tier.put(key, value)
+    async def _lookup(self, tier: CacheTier, key: CacheKey) -> Rendition | Located | None:
+        locate = getattr(tier, "locate", None) if self.locate else None
+        if locate is None:
+            return await tier.get(key)
+        path: str | None = await locate(key)
+        return Located(path) if path is not None else None
 
-    async def delete(self, key: str) -> None:
+    async def put(self, key: CacheKey, value: Rendition) -> None:
         for tier in self.tiers:
-            await tier.delete(key)
+            await self._put(tier, key, value)
+
+    async def purge(self, source: str) -> int:
+        removed = 0
+        for tier in self.tiers:
+            removed += await tier.purge(source)
+        return removed
+
+    @staticmethod
+    async def _put(tier: CacheTier, key: CacheKey, value: Rendition) -> None:
+        try:
+            await tier.put(key, value)
+        except Exception as exc:  # see get()
+            log.warning("cache tier %s failed on put: %s", tier.name, exc)

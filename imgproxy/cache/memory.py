@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cachetools import LRUCache
 
-from imgproxy.cache import Rendition
+from imgproxy.cache import CacheKey, Rendition
 
 # Rough per-entry cost of the key, the value object and the LRU bookkeeping.
 ENTRY_OVERHEAD = 200
@@ -19,18 +19,25 @@ class MemoryTier:
     name = "memory"
 
     def __init__(self, max_bytes: int) -> None:
-        self._items: LRUCache[str, Rendition] = LRUCache(maxsize=max_bytes, getsizeof=_weight)
+        self._items: LRUCache[tuple[str, str], Rendition] = LRUCache(
+            maxsize=max_bytes, getsizeof=_weight
+        )
 
     @property
     def size(self) -> int:
         return int(self._items.currsize)
 
-    async def get(self, key: str) -> Rendition | None:
-        return self._items.get(key)
+    async def get(self, key: CacheKey) -> Rendition | None:
+        return self._items.get((key.source, key.rendition))
 
-    async def put(self, key: str, value: Rendition) -> None:
+    async def put(self, key: CacheKey, value: Rendition) -> None:
         if _weight(value) <= self._items.maxsize:  # larger items would only evict everything
-            self._items[key] = value
+            self._items[(key.source, key.rendition)] = value
 
-    async def delete(self, key: str) -> None:
-        self._items.pop(key, None)
+    async def purge(self, source: str) -> int:
+        """Linear in the tier's size; the memory tier is small and purges are rare. (It never
+        serves a stale version anyway: sources are resolved before any lookup.)"""
+        stale = [key for key in list(self._items.keys()) if key[0] == source]
+        for key in stale:
+            self._items.pop(key, None)
+        return len(stale)

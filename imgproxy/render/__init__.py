@@ -6,6 +6,7 @@ Everything here is blocking and runs in the render executor's threads.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from PIL import Image, ImageSequence
@@ -20,7 +21,15 @@ from imgproxy.render.encode import AVIF_AVAILABLE, default_quality, encode
 from imgproxy.render.geometry import Geometry, plan
 from imgproxy.render.probe import identify, open_image, probe
 
-__all__ = ["AVIF_AVAILABLE", "RenderJob", "default_quality", "identify", "probe", "render"]
+__all__ = [
+    "AVIF_AVAILABLE",
+    "RenderJob",
+    "Rendered",
+    "default_quality",
+    "identify",
+    "probe",
+    "render",
+]
 
 # Pixel limits are enforced per store from the header before any decode (policy.py), so
 # Pillow's own global bomb check would only get in the way of a store with higher limits.
@@ -42,19 +51,35 @@ class RenderJob:
     max_pixels: int
 
 
-def render(data: bytes, job: RenderJob) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    body: bytes
+    timings: dict[str, float]  # decode, render, encode seconds, for Server-Timing
+
+
+def render(data: bytes, job: RenderJob) -> Rendered:
+    clock = time.perf_counter
     try:
         with open_image(data, job.decoders) as image:
             check_pixels(image.size, job.max_pixels)  # again: the bytes are re-read from the store
+            began = clock()
             if job.animate:
-                return _render_animation(image, job)
+                body = _render_animation(image, job)
+                return Rendered(body, {"render": clock() - began})
             frame, icc = _decode_still(image, job.transform)
-            return encode(
-                [_transform(frame, job.transform)],
-                job.output,
-                quality=job.quality,
-                icc=icc,
-                background=job.transform.background,
+            decoded = clock()
+            out = _transform(frame, job.transform)
+            transformed = clock()
+            body = encode(
+                [out], job.output, quality=job.quality, icc=icc, background=job.transform.background
+            )
+            return Rendered(
+                body,
+                {
+                    "decode": decoded - began,
+                    "render": transformed - decoded,
+                    "encode": clock() - transformed,
+                },
             )
     except _DECODE_ERRORS as exc:
         raise Undecodable(

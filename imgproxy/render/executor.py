@@ -29,6 +29,14 @@ class RenderExecutor:
     def pending(self) -> int:
         return self._pending
 
+    @property
+    def running(self) -> int:
+        return min(self._pending, self.concurrency)
+
+    @property
+    def queued(self) -> int:
+        return max(0, self._pending - self.concurrency)
+
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         with self._lock:
             if self._pending >= self.capacity:

@@ -1,0 +1,124 @@
+"""Renditions in Redis, shared by every instance, with a TTL; and the cross-instance render
+lock that makes a cold rendition render once across processes.
+
+Keys: `{prefix}r:{rendition}` holds the bytes, `{prefix}s:{source}` the set of a source's
+rendition keys (so a purge is proportional to that source), `{prefix}l:{rendition}` the lock.
+An outage opens a breaker for a few seconds: requests skip Redis instead of each waiting
+for a timeout, and one warning is logged per outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from imgproxy.cache import CacheKey, Rendition
+from imgproxy.formats import OutputFormat
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER = 5.0  # seconds the breaker stays open
+LOCK_SECONDS = 30  # a crashed renderer's lock expires after this
+POLL = 0.05
+
+
+class RedisTier:
+    name = "redis"
+
+    def __init__(self, url: str, *, ttl: int, prefix: str = "imgproxy:") -> None:
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        self.ttl = ttl
+        self.prefix = prefix
+        self._open_until = 0.0
+        self._token = uuid.uuid4().hex  # this process's lock identity
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._open_until
+
+    def _failed(self, exc: Exception) -> None:
+        if self.available:
+            log.warning("redis unavailable (%s); using the other tiers for %ss", exc, RETRY_AFTER)
+        self._open_until = time.monotonic() + RETRY_AFTER
+
+    async def get(self, key: CacheKey) -> Rendition | None:
+        if not self.available:
+            return None
+        try:
+            body = await self.client.get(f"{self.prefix}r:{key.rendition}")
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return None
+        if not isinstance(body, bytes) or not body:
+            return None
+        return Rendition(body, OutputFormat(key.extension).media_type)
+
+    async def put(self, key: CacheKey, value: Rendition) -> None:
+        if not self.available:
+            return
+        members = f"{self.prefix}s:{key.source}"
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(f"{self.prefix}r:{key.rendition}", value.body, ex=self.ttl)
+                pipe.sadd(members, key.rendition)
+                pipe.expire(members, self.ttl)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+
+    async def purge(self, source: str) -> int:
+        members = f"{self.prefix}s:{source}"
+        found = await self.client.smembers(members)
+        renditions = [m.decode() if isinstance(m, bytes) else m for m in found]
+        if renditions:
+            await self.client.delete(*(f"{self.prefix}r:{r}" for r in renditions))
+        await self.client.delete(members)
+        return len(renditions)
+
+    async def claim(self, key: CacheKey) -> bool:
+        """True if this process should render `key` (it holds the lock, or Redis is out)."""
+        if not self.available:
+            return True
+        try:
+            got = await self.client.set(
+                f"{self.prefix}l:{key.rendition}", self._token, nx=True, ex=LOCK_SECONDS
+            )
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return True
+        return bool(got)
+
+    async def release(self, key: CacheKey) -> None:
+        lock = f"{self.prefix}l:{key.rendition}"
+        try:
+            if await self.client.get(lock) == self._token.encode():
+                await self.client.delete(lock)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+
+    async def wait(self, key: CacheKey, timeout: float) -> Rendition | None:
+        """Poll for another instance's render until it lands or its lock goes away."""
+        deadline = time.monotonic() + timeout
+        lock = f"{self.prefix}l:{key.rendition}"
+        while time.monotonic() < deadline and self.available:
+            found = await self.get(key)
+            if found is not None:
+                return found
+            try:
+                if not await self.client.exists(lock):
+                    return await self.get(key)
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+                return None
+            await asyncio.sleep(POLL)
+        return None
+
+    async def close(self) -> None:
+        await self.client.aclose()
