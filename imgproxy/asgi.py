@@ -7,7 +7,7 @@ and signatures are relative to the mount point (`root_path`).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
 from starlette.requests import Request
@@ -51,8 +51,8 @@ class ImageProxy:
         response = await self.pipeline.serve(request)
         await send_response(response, send, head=scope["method"] == "HEAD")
 
-    def close(self) -> None:
-        self.pipeline.executor.shutdown()
+    async def close(self) -> None:
+        await self.pipeline.close()
 
 
 def route_path(scope: Scope) -> str:
@@ -94,12 +94,12 @@ async def send_response(response: ImageResponse, send: Send, *, head: bool) -> N
     await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
-async def _lifespan(receive: Receive, send: Send, close: Any) -> None:
+async def _lifespan(receive: Receive, send: Send, close: Callable[[], Awaitable[None]]) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            close()
+            await close()
             await send({"type": "lifespan.shutdown.complete"})
             return

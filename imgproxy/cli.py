@@ -1,14 +1,17 @@
-"""`imgproxy serve | check | sign` (SPEC §9)."""
+"""`imgproxy serve | check | sign | purge | warm` (SPEC §9)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 
+from imgproxy import maintenance
 from imgproxy.errors import BadRequest, ConfigError
+from imgproxy.pipeline import Pipeline
 from imgproxy.server import CONFIG_ENV
 from imgproxy.settings import Settings
 from imgproxy.urls import sign_url
@@ -31,13 +34,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     _config_option(sign)
     sign.add_argument("url", help="path after the mount point, with its query")
 
+    purge = commands.add_parser("purge", help="remove every cached rendition of a source")
+    _config_option(purge)
+    purge.add_argument("source", metavar="STORE/PATH", help="e.g. media/photos/a.jpg")
+
+    warm = commands.add_parser("warm", help="pre-render a store's files for some presets")
+    _config_option(warm)
+    warm.add_argument("--store", required=True)
+    warm.add_argument("--preset", required=True, help="one name, or several: small,medium")
+
     args = parser.parse_args(argv)
     try:
         settings = _load(args.config)
     except ConfigError as exc:
         print(f"imgproxy: invalid config: {exc}", file=sys.stderr)
         return 2
-    return {"serve": _serve, "check": _check, "sign": _sign}[args.command](settings, args)
+    commands_by_name = {
+        "serve": _serve,
+        "check": _check,
+        "sign": _sign,
+        "purge": _purge,
+        "warm": _warm,
+    }
+    try:
+        return commands_by_name[args.command](settings, args)
+    except ConfigError as exc:
+        print(f"imgproxy: {exc}", file=sys.stderr)
+        return 2
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +72,7 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 def _load(path: str | None) -> Settings:
     settings = Settings.from_file(path) if path else Settings.from_mapping({})
     # Build every store now, so a bad store refuses to start here and not on first use.
-    from imgproxy.pipeline import Pipeline
-
-    Pipeline(settings).executor.shutdown()
+    asyncio.run(Pipeline(settings).close())
     return settings
 
 
@@ -95,3 +116,54 @@ def _sign(settings: Settings, args: argparse.Namespace) -> int:
         print(f"imgproxy: {exc.detail}", file=sys.stderr)
         return 2
     return 0
+
+
+def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    store, _, path = args.source.strip("/").partition("/")
+    if not store or not path:
+        print("imgproxy: purge needs STORE/PATH, e.g. media/photos/a.jpg", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        pipeline = Pipeline(settings)
+        try:
+            return await maintenance.purge(pipeline, store, path)
+        finally:
+            await pipeline.close()
+
+    removed = asyncio.run(run())
+    print(f"purged {removed} cached rendition(s) of {store}/{path}")
+    return 0
+
+
+def _warm(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    presets = [name.strip() for name in args.preset.split(",") if name.strip()]
+    bar = tqdm(unit="rendition", file=sys.stderr, dynamic_ncols=True)
+
+    def done(path: str, status: int) -> None:
+        bar.update(1)
+
+    async def run() -> maintenance.WarmSummary:
+        pipeline = Pipeline(settings)
+        try:
+            return await maintenance.warm(
+                pipeline,
+                args.store,
+                presets,
+                on_total=lambda total: setattr(bar, "total", total),
+                on_done=done,
+            )
+        finally:
+            await pipeline.close()
+
+    try:
+        summary = asyncio.run(run())
+    finally:
+        bar.close()
+    print(
+        f"warm {args.store}: made {summary.made}, failed {summary.failed}, "
+        f"skipped {summary.skipped} (already cached)"
+    )
+    return 1 if summary.failed else 0

@@ -120,6 +120,10 @@ class Pipeline:
         for name in settings.presets:
             _check_preset(name, settings)
 
+    async def close(self) -> None:
+        self.executor.shutdown()
+        await self.renditions.close()
+
     @property
     def renders(self) -> int:
         """Renditions made by this process (tests and benchmarks read it)."""
@@ -256,8 +260,8 @@ class Pipeline:
         )
         if isinstance(found, Located) and status == 200:
             # After every check above: nginx only ever sends what we would have sent.
-            redirect = ("x-accel-redirect", self.accel + found.path)
-            return ImageResponse(status, (*variant.headers, redirect, *SECURITY_HEADERS))
+            redirect = (("x-accel-redirect", self.accel + found.path), ("content-length", "0"))
+            return ImageResponse(status, (*variant.headers, *redirect, *SECURITY_HEADERS))
         rendition = await self.renditions.bytes_of(variant.key, found)
         if rendition is None:  # evicted between the lookup and now
             raise Overloaded("the cached rendition vanished; retry")

@@ -1,4 +1,4 @@
-"""The standalone server's ASGI app: `/healthz`, and images at `/` for everything else.
+"""The standalone server's ASGI app: `/healthz`, `/metrics`, and images for everything else.
 
 A plain dispatch rather than a Starlette Router: the image path is the hot path and a
 router's regex matching and middleware stack cost as much as a memory-cache hit.
@@ -8,25 +8,31 @@ from __future__ import annotations
 
 import os
 
-from starlette.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from imgproxy.asgi import ImageProxy
 from imgproxy.settings import Settings
 
 CONFIG_ENV = "IMGPROXY_CONFIG"
+NO_STORE = {"cache-control": "no-store"}
 
 
 class StandaloneApp:
     def __init__(self, settings: Settings) -> None:
         self.proxy = ImageProxy(settings)
-        self._healthy = PlainTextResponse("ok", headers={"cache-control": "no-store"})
+        self._healthy = PlainTextResponse("ok", headers=NO_STORE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/healthz":
             await self._healthy(scope, receive, send)
-            return
-        await self.proxy(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == "/metrics":
+            body = self.proxy.pipeline.metrics.exposition()
+            metrics = Response(body, media_type=CONTENT_TYPE_LATEST, headers=NO_STORE)
+            await metrics(scope, receive, send)
+        else:
+            await self.proxy(scope, receive, send)
 
 
 def create_app(settings: Settings) -> StandaloneApp:

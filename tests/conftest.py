@@ -145,3 +145,22 @@ def assert_healthy(client: httpx.Client) -> None:
     response = client.get("/media/photo.jpg?w=32")
     assert response.status_code == 200
     assert images.decode(response.content).size == (32, 24)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port, for the whole session."""
+    from tests.services import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis(redis_url: str) -> str:
+    """The session's redis-server, emptied for this test."""
+    import redis as redis_client
+
+    with redis_client.Redis.from_url(redis_url) as client:
+        client.flushall()
+    return redis_url

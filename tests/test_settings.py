@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ def test_the_shipped_demo_config_loads() -> None:
     assert settings.server.port == 8080
     assert settings.stores["media"].kind == "fs"
     assert settings.stores["media"].placeholder is not None
-    Pipeline(settings).executor.shutdown()
+    asyncio.run(Pipeline(settings).close())
 
 
 def test_env_overrides_every_level(tmp_path: Path) -> None:
@@ -126,4 +127,4 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     store = pipeline.mounts["a"].store
     assert isinstance(store, FileSystemStore)
     assert store.root == str((tmp_path / "pics").resolve())
-    pipeline.executor.shutdown()
+    asyncio.run(pipeline.close())

@@ -107,6 +107,14 @@ class FileSystemStore:
         self._sidecars[sidecar] = (stamp, approved)
         return approved
 
+    async def paths(self) -> AsyncIterator[str]:
+        """Every file under the root, sidecars and hidden files left out (for `warm`)."""
+        for folder, dirs, names in os.walk(self.root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                if not name.startswith(".") and not name.endswith(SIDECAR):
+                    yield os.path.relpath(os.path.join(folder, name), self.root)
+
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
         full = self._resolve(file.path)
         try:

@@ -1,0 +1,278 @@
+"""Caching end to end with real processes: imgproxy instances, redis-server and nginx on
+loopback ports (SPEC §5, §6, §9)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import images
+from tests.services import imgproxy_process, nginx
+from tests.test_signing import KEY, spec_signature
+
+URL = "/media/photo.jpg?w=120&fm=webp"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(folder: Path, media: Path, **sections: dict[str, Any]) -> Path:
+    tables = {"stores.media": {"kind": "fs", "root": str(media), "approved": True}}
+    tables.update({"presets": {"small": "w=40&h=40&fit=cover", "auto": "w=50&fm=auto"}})
+    for name, values in sections.items():
+        tables.setdefault(name, {}).update(values)
+    text = "".join(
+        f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in values.items())
+        for name, values in tables.items()
+    )
+    path = folder / f"imgproxy-{len(list(folder.glob('imgproxy-*.toml')))}.toml"
+    path.write_text(text)
+    return path
+
+
+def metric(base: str, name: str, labels: str = "") -> float:
+    text = httpx.get(base + "/metrics").text
+    pattern = rf"^{re.escape(name)}{re.escape('{' + labels + '}') if labels else ''} (\S+)$"
+    match = re.search(pattern, text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_metrics_exposition(media: Path, tmp_path: Path) -> None:
+    with imgproxy_process(write_config(tmp_path, media)) as base:
+        httpx.get(base + URL)
+        httpx.get(base + URL)
+        httpx.get(base + "/media/nope.jpg")
+        response = httpx.get(base + "/metrics")
+        assert response.headers["content-type"].startswith("text/plain")
+        assert "# TYPE imgproxy_render_seconds histogram" in response.text
+        assert metric(base, "imgproxy_requests_total", 'status="200"') == 2
+        assert metric(base, "imgproxy_requests_total", 'status="404"') == 1
+        assert metric(base, "imgproxy_renders_total") == 1
+        assert metric(base, "imgproxy_cache_hits_total", 'tier="memory"') == 1
+        assert metric(base, "imgproxy_cache_misses_total", 'tier="memory"') == 1
+        assert metric(base, "imgproxy_render_seconds_count") == 1
+        assert metric(base, "imgproxy_render_queue_depth") == 0
+        assert "imgproxy_renders_in_flight" in response.text
+
+
+def test_server_timing(media: Path, tmp_path: Path) -> None:
+    with imgproxy_process(write_config(tmp_path, media, server={"timing": True})) as base:
+        cold = httpx.get(base + URL).headers["server-timing"]
+        for stage in ("resolve", "fetch", "decode", "render", "encode", "cache"):
+            assert f"{stage};dur=" in cold
+        warm = httpx.get(base + URL).headers["server-timing"]
+        assert "cache;dur=" in warm and "render" not in warm
+    with imgproxy_process(write_config(tmp_path, media)) as base:
+        assert "server-timing" not in httpx.get(base + URL).headers
+
+
+def test_disk_tier_survives_a_restart(media: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, media, cache={"disk_path": str(tmp_path / "disk")})
+    with imgproxy_process(config) as base:
+        first = httpx.get(base + URL)
+        assert metric(base, "imgproxy_renders_total") == 1
+    with imgproxy_process(config) as base:
+        again = httpx.get(base + URL)
+        assert again.content == first.content
+        assert again.headers["etag"] == first.headers["etag"]
+        assert metric(base, "imgproxy_renders_total") == 0
+        assert metric(base, "imgproxy_cache_hits_total", 'tier="disk"') == 1
+
+
+def test_two_instances_sharing_redis_render_once(media: Path, tmp_path: Path, redis: str) -> None:
+    url = "/media/photo.jpg?w=222&fm=webp&q=71"
+    config = write_config(tmp_path, media, cache={"redis_url": redis})
+    with imgproxy_process(config) as one, imgproxy_process(config) as two:
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=60) as http:
+                return await asyncio.gather(
+                    *(http.get((one if i % 2 else two) + url) for i in range(40))
+                )
+
+        responses = asyncio.run(burst())
+        assert {r.status_code for r in responses} == {200}
+        assert len({r.content for r in responses}) == 1
+        renders = [metric(base, "imgproxy_renders_total") for base in (one, two)]
+        assert sum(renders) == 1, renders
+    with imgproxy_process(config) as three:  # a new instance finds it in Redis
+        assert httpx.get(three + url).content == responses[0].content
+        assert metric(three, "imgproxy_cache_hits_total", 'tier="redis"') == 1
+        assert metric(three, "imgproxy_renders_total") == 0
+
+
+def test_redis_outage_never_fails_a_request(media: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, media, cache={"redis_url": "redis://127.0.0.1:1/0"})
+    with imgproxy_process(config) as base:
+        for width in range(40, 46):
+            assert httpx.get(f"{base}/media/photo.jpg?w={width}").status_code == 200
+
+
+def test_a_rewritten_source_is_never_served_stale_from_any_tier(
+    media: Path, tmp_path: Path, redis: str
+) -> None:
+    cache = {"disk_path": str(tmp_path / "disk"), "redis_url": redis}
+    config = write_config(tmp_path, media, cache=cache)
+    url = "/media/photo.jpg?w=100&fm=png"
+    with imgproxy_process(config) as base:
+        before = httpx.get(base + url)
+        assert images.decode(before.content).size == (100, 75)
+        (media / "photo.jpg").write_bytes(images.jpeg((300, 600)))
+        after = httpx.get(base + url)
+        assert images.decode(after.content).size == (100, 200)
+    with imgproxy_process(config) as base:  # empty memory; disk and Redis hold both versions
+        fresh = httpx.get(base + url)
+        assert images.decode(fresh.content).size == (100, 200)
+        assert fresh.headers["etag"] == after.headers["etag"] != before.headers["etag"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imgproxy", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_purge_removes_one_sources_renditions_from_disk_and_redis(
+    media: Path, tmp_path: Path, redis: str
+) -> None:
+    disk = tmp_path / "disk"
+    config = write_config(tmp_path, media, cache={"disk_path": str(disk), "redis_url": redis})
+    with imgproxy_process(config) as base:
+        for query in ("w=10", "w=20", "w=30&fm=png"):
+            assert httpx.get(f"{base}/media/photo.jpg?{query}").status_code == 200
+        assert httpx.get(f"{base}/media/wide.png?w=10").status_code == 200
+    files = sorted(p.name for p in disk.rglob("*") if p.is_file())
+    assert len(files) == 4
+    result = run_cli("purge", "media/photo.jpg", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "purged 6 cached rendition(s) of media/photo.jpg" in result.stdout  # 3 disk + 3 redis
+    assert len([p for p in disk.rglob("*") if p.is_file()]) == 1  # wide.png's stays
+    with imgproxy_process(config) as base:
+        httpx.get(f"{base}/media/photo.jpg?w=10")
+        assert metric(base, "imgproxy_renders_total") == 1  # gone from Redis too
+        httpx.get(f"{base}/media/wide.png?w=10")
+        assert metric(base, "imgproxy_renders_total") == 1
+
+
+def test_warm_renders_presets_then_skips_them(media: Path, tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    config = write_config(tmp_path, media, cache={"disk_path": str(disk)})
+    first = run_cli("warm", "--store", "media", "--preset", "small,auto", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    files = 6  # photo.jpg, wide.png, alpha.png, anim.gif, sub/nested.jpg, me now.jpg
+    # small: one per file; auto: avif, webp and jpeg/png per file
+    assert f"made {files * 4}, failed 0, skipped 0" in first.stdout
+    assert "100%" in first.stderr  # the progress bar
+    second = run_cli("warm", "--store", "media", "--preset", "small,auto", "--config", str(config))
+    assert f"made 0, failed 0, skipped {files * 4}" in second.stdout
+    with imgproxy_process(config) as base:
+        response = httpx.get(f"{base}/media/photo.jpg?p=auto", headers={"accept": "image/webp"})
+        assert response.headers["content-type"] == "image/webp"
+        assert metric(base, "imgproxy_renders_total") == 0
+    bad = run_cli("warm", "--store", "media", "--preset", "nope", "--config", str(config))
+    assert bad.returncode == 2 and "presets.nope" in bad.stderr
+
+
+@pytest.fixture
+def behind_nginx(media: Path, tmp_path: Path) -> Any:
+    disk = tmp_path / "disk"
+    config = write_config(
+        tmp_path,
+        media,
+        cache={"disk_path": str(disk), "accel_redirect": "/_accel/", "memory_bytes": 0},
+        security={"keys": [KEY]},
+    )
+    with imgproxy_process(config) as upstream:
+        port = int(upstream.rsplit(":", 1)[1])
+        with nginx(tmp_path, port, disk, cache=False) as front:
+            yield upstream, front
+
+
+def signed(path: str, **params: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"{path}?{query}&s={spec_signature(KEY, path, params)}"
+
+
+def test_nginx_sends_disk_hits_with_our_headers(behind_nginx: Any, media: Path) -> None:
+    upstream, front = behind_nginx
+    url = signed("/media/photo.jpg", w="90", fm="auto")
+    accept = {"accept": "image/webp,*/*"}
+    first = httpx.get(front + url, headers=accept)  # a miss: imgproxy sends the bytes
+    assert first.status_code == 200
+    direct = httpx.get(upstream + url, headers=accept)  # now a disk hit
+    assert direct.headers["x-accel-redirect"].startswith("/_accel/")
+    assert direct.content == b""
+    second = httpx.get(front + url, headers=accept)  # nginx sends the file
+    assert second.status_code == 200
+    assert second.content == first.content
+    h = second.headers
+    assert h["server"].startswith("nginx")
+    assert "x-accel-redirect" not in h
+    for name in (
+        "etag",
+        "cache-control",
+        "vary",
+        "content-type",
+        "surrogate-key",
+        "x-content-type-options",
+        "content-security-policy",
+        "content-disposition",
+    ):
+        assert h[name] == first.headers[name], name
+    assert h["last-modified"] == first.headers["last-modified"]  # the source's mtime
+    not_modified = httpx.get(front + url, headers={**accept, "if-none-match": h["etag"]})
+    assert not_modified.status_code == 304  # decided by imgproxy, before any redirect
+    assert httpx.get(front + "/_accel/" + direct.headers["x-accel-redirect"][8:]).status_code == 404
+
+
+def test_no_accel_redirect_without_every_check(behind_nginx: Any, media: Path) -> None:
+    upstream, front = behind_nginx
+    url = signed("/media/photo.jpg", w="91")
+    assert httpx.get(front + url).status_code == 200
+    assert "x-accel-redirect" in httpx.get(upstream + url).headers  # cached on disk now
+    unsigned = httpx.get(upstream + "/media/photo.jpg?w=91")
+    assert unsigned.status_code == 403
+    assert "x-accel-redirect" not in unsigned.headers
+    tampered = httpx.get(upstream + url.replace("w=91", "w=92"))
+    assert tampered.status_code == 403
+    assert "x-accel-redirect" not in tampered.headers
+    (media / "photo.jpg.meta.json").write_text('{"approved": false}')
+    (media / "photo.tif").write_bytes(images.encode(images.photo((50, 50)), "TIFF"))
+    (media / "photo.tif.meta.json").write_text('{"approved": true}')
+    tif = signed("/media/photo.tif", w="20")
+    assert httpx.get(front + tif).status_code == 200
+    assert "x-accel-redirect" in httpx.get(upstream + tif).headers
+    (media / "photo.tif.meta.json").write_text('{"approved": false}')
+    revoked = httpx.get(upstream + tif)
+    assert revoked.status_code == 403
+    assert "x-accel-redirect" not in revoked.headers
+    assert httpx.get(front + tif).status_code == 403
+
+
+def test_nginx_proxy_cache_keys_on_the_accept_class(media: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, media)
+    with imgproxy_process(config) as upstream:
+        port = int(upstream.rsplit(":", 1)[1])
+        with nginx(tmp_path, port, tmp_path / "unused", cache=True) as front:
+            url = front + "/media/photo.jpg?w=70&fm=auto"
+            webp = httpx.get(url, headers={"accept": "image/webp,*/*"})
+            jpeg = httpx.get(url, headers={"accept": "*/*"})
+            again = httpx.get(url, headers={"accept": "image/webp,*/*"})
+            assert webp.headers["content-type"] == again.headers["content-type"] == "image/webp"
+            assert jpeg.headers["content-type"] == "image/jpeg"
+            assert metric(upstream, "imgproxy_renders_total") == 2
+            assert metric(upstream, "imgproxy_requests_total", 'status="200"') == 2  # 3rd: nginx

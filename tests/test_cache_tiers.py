@@ -1,0 +1,173 @@
+"""One contract for every cache tier (memory, disk, Redis), then each tier's own duties:
+disk writes are atomic and bounded, Redis outages degrade to a miss."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from imgproxy.cache import CacheKey, CacheTier, Located, Rendition, TieredCache
+from imgproxy.cache.disk import STALE_TEMP_SECONDS, TEMP_MARK, DiskTier
+from imgproxy.cache.memory import MemoryTier
+from imgproxy.cache.redis import RedisTier
+
+KEY = CacheKey("SRCaaaaaaaaaaaaaaaaaaaaa", "R1bbbbbbbbbbbbbbbbbbbbbb", "webp")
+OTHER_RENDITION = CacheKey(KEY.source, "R2cccccccccccccccccccccc", "png")
+OTHER_SOURCE = CacheKey("SRCdddddddddddddddddddddd", "R3eeeeeeeeeeeeeeeeeeeeee", "jpeg")
+VALUE = Rendition(b"RIFF....WEBPVP8 fake bytes", "image/webp", 1_700_000_000.0)
+
+
+@pytest.fixture(params=["memory", "disk", "redis"])
+def tier_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], CacheTier]:
+    if request.param == "memory":
+        memory = MemoryTier(1 << 20)
+        return lambda: memory
+    if request.param == "disk":
+        return lambda: DiskTier(tmp_path / "cache", max_bytes=1 << 20)
+    url = request.getfixturevalue("redis_url")
+    prefix = f"test{time.monotonic_ns()}:"
+    return lambda: RedisTier(url, ttl=60, prefix=prefix)
+
+
+def test_tier_contract(tier_factory: Callable[[], CacheTier]) -> None:
+    async def scenario() -> None:
+        tier = tier_factory()
+        assert await tier.get(KEY) is None
+        await tier.put(KEY, VALUE)
+        await tier.put(OTHER_RENDITION, Rendition(b"\x89PNG other", "image/png"))
+        await tier.put(OTHER_SOURCE, Rendition(b"\xff\xd8\xff jpeg", "image/jpeg"))
+        found = await tier.get(KEY)
+        assert found is not None
+        assert (found.body, found.media_type) == (VALUE.body, VALUE.media_type)
+        assert await tier.purge(KEY.source) == 2
+        assert await tier.get(KEY) is None
+        assert await tier.get(OTHER_RENDITION) is None
+        assert await tier.get(OTHER_SOURCE) is not None  # other sources untouched
+        assert await tier.purge("nothing-here") == 0
+        await _close(tier)
+
+    asyncio.run(scenario())
+
+
+async def _close(tier: CacheTier) -> None:
+    if isinstance(tier, RedisTier):
+        await tier.close()
+
+
+def test_a_lower_hit_fills_the_upper_tiers(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        memory, disk = MemoryTier(1 << 20), DiskTier(tmp_path / "c", max_bytes=1 << 20)
+        await disk.put(KEY, VALUE)
+        seen: list[tuple[str, bool]] = []
+        cache = TieredCache([memory, disk], on_lookup=lambda tier, hit: seen.append((tier, hit)))
+        assert isinstance(await cache.get(KEY), Rendition)
+        assert seen == [("memory", False), ("disk", True)]
+        assert await memory.get(KEY) is not None
+        located = await TieredCache([disk], locate=True).get(KEY)
+        assert located == Located(disk.relative(KEY))
+
+    asyncio.run(scenario())
+
+
+def test_disk_survives_restarts_and_keeps_the_source_mtime(tmp_path: Path) -> None:
+    asyncio.run(DiskTier(tmp_path / "c", max_bytes=1 << 20).put(KEY, VALUE))
+    again = DiskTier(tmp_path / "c", max_bytes=1 << 20)
+    found = asyncio.run(again.get(KEY))
+    assert found is not None
+    assert found.body == VALUE.body
+    assert again.path(KEY).stat().st_mtime == VALUE.modified
+
+
+WRITER = """
+import asyncio, sys
+from imgproxy.cache import CacheKey, Rendition
+from imgproxy.cache.disk import DiskTier
+import aiofiles.threadpool.binary as binary
+
+real_write = binary.AsyncBufferedIOBase.write
+async def slow_write(self, data):
+    await real_write(self, data[: len(data) // 2])
+    print("half written", flush=True)
+    await asyncio.sleep(60)  # killed here, mid-write
+binary.AsyncBufferedIOBase.write = slow_write
+key = CacheKey(*sys.argv[2:5])
+tier = DiskTier(sys.argv[1], max_bytes=1 << 30)
+asyncio.run(tier.put(key, Rendition(b"x" * 4_000_000, "image/webp")))
+"""
+
+
+def test_a_writer_killed_mid_write_never_leaves_a_servable_file(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root), KEY.source, KEY.rendition, KEY.extension],
+        stdout=subprocess.PIPE,
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == b"half written"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(10)
+    writer.stdout.close()
+    temps = [p for p in root.rglob("*") if TEMP_MARK in p.name]
+    assert len(temps) == 1 and temps[0].stat().st_size == 2_000_000  # the half file exists...
+    tier = DiskTier(root, max_bytes=1 << 30)
+    assert asyncio.run(tier.get(KEY)) is None  # ...but is never served
+    assert asyncio.run(tier.locate(KEY)) is None
+    old = time.time() - STALE_TEMP_SECONDS - 10
+    os.utime(temps[0], (old, old))
+    DiskTier(root, max_bytes=1 << 30)  # the start-up scan sweeps stale temp files
+    assert not temps[0].exists()
+
+
+def test_disk_is_bounded_and_evicts_least_recently_used(tmp_path: Path) -> None:
+    keys = [CacheKey(f"S{i:024d}", f"R{i:024d}", "png") for i in range(30)]
+
+    async def fill() -> DiskTier:
+        roomy = DiskTier(tmp_path / "c", max_bytes=1 << 20)
+        for index, key in enumerate(keys):
+            await roomy.put(key, Rendition(b"p" * 1000, "image/png"))
+            used = time.time() - 10_000 + index  # later keys were used more recently
+            os.utime(roomy.path(key), (used, used))
+        os.utime(roomy.path(keys[0]), None)  # the oldest is used again now
+        return roomy
+
+    async def overflow() -> None:
+        tight = DiskTier(tmp_path / "c", max_bytes=10_000)  # a restart with a smaller budget
+        await tight.put(CacheKey("Sz" * 12, "Rz" * 12, "png"), Rendition(b"p" * 1000, "image/png"))
+        assert tight._evicting is not None
+        await tight._evicting
+        total = sum(p.stat().st_size for p in (tmp_path / "c").rglob("*") if p.is_file())
+        assert total <= 10_000
+        assert await tight.get(keys[0]) is not None  # recently used: kept
+        assert await tight.get(keys[1]) is None  # least recently used: evicted
+        assert await tight.get(keys[-1]) is not None
+
+    asyncio.run(fill())
+    asyncio.run(overflow())
+
+
+def test_redis_outage_degrades_to_a_miss_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        dead = RedisTier("redis://127.0.0.1:1/0", ttl=60)
+        cache = TieredCache([MemoryTier(1 << 20), dead])
+        with caplog.at_level(logging.WARNING):
+            assert await cache.get(KEY) is None
+            await cache.put(KEY, VALUE)
+            assert await cache.get(KEY) is not None  # the memory tier still works
+            assert await dead.claim(KEY) is True  # no lock service: render here
+            began = time.monotonic()
+            for _ in range(20):
+                assert await dead.get(OTHER_SOURCE) is None
+            assert time.monotonic() - began < 1  # the breaker skips Redis, no timeouts
+        assert sum("redis unavailable" in r.message for r in caplog.records) == 1
+        await dead.close()
+
+    asyncio.run(scenario())
