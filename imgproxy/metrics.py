@@ -1,10 +1,18 @@
-"""Prometheus metrics of one server process, exposed at `/metrics` (SPEC §2)."""
+"""Prometheus metrics of one server process, exposed at `/metrics` (SPEC §2).
+
+Per-request counts are plain integers (an increment on the hit path costs nanoseconds) that
+a prometheus_client collector turns into counter families when scraped; latency histograms,
+observed only when something renders, are prometheus_client's own.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -14,41 +22,54 @@ class Metrics:
 
     def __init__(self, *, queue_depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter("imgproxy_requests", "Responses by status", ["status"], registry=r)
-        self.cache_hits = Counter("imgproxy_cache_hits", "Cache hits by tier", ["tier"], registry=r)
-        self.cache_misses = Counter(
-            "imgproxy_cache_misses", "Cache misses by tier", ["tier"], registry=r
-        )
-        self.renders = Counter("imgproxy_renders", "Renditions rendered", registry=r)
+        self.statuses: Counter[int] = Counter()
+        self.lookups: Counter[tuple[str, bool]] = Counter()
+        self.renders = 0
+        self.registry.register(_Counts(self))
         self.render_seconds = Histogram(
             "imgproxy_render_seconds",
             "Decode + render + encode time",
             buckets=LATENCY_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
         self.fetch_seconds = Histogram(
             "imgproxy_fetch_seconds",
             "Time to read a source's bytes",
             buckets=LATENCY_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
-        Gauge(
-            "imgproxy_render_queue_depth", "Renders waiting for a thread", registry=r
-        ).set_function(queue_depth)
-        Gauge("imgproxy_renders_in_flight", "Renders running now", registry=r).set_function(
-            in_flight
-        )
-        self._by_status: dict[int, Counter] = {}
+        depth = Gauge("imgproxy_render_queue_depth", "Renders waiting", registry=self.registry)
+        depth.set_function(queue_depth)
+        running = Gauge("imgproxy_renders_in_flight", "Renders running", registry=self.registry)
+        running.set_function(in_flight)
 
     def response(self, status: int) -> None:
-        child = self._by_status.get(status)
-        if child is None:
-            child = self._by_status[status] = self.requests.labels(str(status))
-        child.inc()
+        self.statuses[status] += 1
 
     def cache(self, tier: str, hit: bool) -> None:
-        (self.cache_hits if hit else self.cache_misses).labels(tier).inc()
+        self.lookups[(tier, hit)] += 1
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Counts(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        m = self.metrics
+        requests = CounterMetricFamily(
+            "imgproxy_requests", "Responses by status", labels=["status"]
+        )
+        for status, count in sorted(m.statuses.items()):
+            requests.add_metric([str(status)], count)
+        hits = CounterMetricFamily("imgproxy_cache_hits", "Cache hits by tier", labels=["tier"])
+        misses = CounterMetricFamily(
+            "imgproxy_cache_misses", "Cache misses by tier", labels=["tier"]
+        )
+        for (tier, hit), count in sorted(m.lookups.items()):
+            (hits if hit else misses).add_metric([tier], count)
+        renders = CounterMetricFamily("imgproxy_renders", "Renditions rendered")
+        renders.add_metric([], m.renders)
+        yield from (requests, hits, misses, renders)

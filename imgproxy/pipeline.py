@@ -11,8 +11,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cachetools import LRUCache
-
 from imgproxy import render, timing
 from imgproxy.cache import Located
 from imgproxy.conditional import (
@@ -33,6 +31,7 @@ from imgproxy.errors import (
     Undecodable,
 )
 from imgproxy.formats import declared_size, sniff
+from imgproxy.memo import Memo
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.metrics import Metrics
 from imgproxy.params import Query, parse_query, split_query
@@ -114,9 +113,9 @@ class Pipeline:
         self.renditions = Renditions(settings, self.executor, self.metrics)
         self.accel = settings.cache.accel_redirect
         self.timing = settings.server.timing
-        self.known: LRUCache[tuple[str, str, str], SourceInfo] = LRUCache(maxsize=100_000)
-        self.targets: LRUCache[tuple[str, str], Target] = LRUCache(maxsize=20_000)
-        self.variants: LRUCache[tuple[object, ...], Variant] = LRUCache(maxsize=20_000)
+        self.known: Memo[tuple[str, str, str], SourceInfo] = Memo(100_000)
+        self.targets: Memo[tuple[str, str], Target] = Memo(20_000)
+        self.variants: Memo[tuple[object, ...], Variant] = Memo(20_000)
         for name in settings.presets:
             _check_preset(name, settings)
 
@@ -127,7 +126,7 @@ class Pipeline:
     @property
     def renders(self) -> int:
         """Renditions made by this process (tests and benchmarks read it)."""
-        return self.renditions.made
+        return self.metrics.renders
 
     async def serve(self, request: ImageRequest) -> ImageResponse:
         timings = timing.start() if self.timing else None

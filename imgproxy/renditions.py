@@ -39,7 +39,6 @@ class Renditions:
         self.executor = executor
         self.metrics = metrics
         self.flights: SingleFlight[Rendition] = SingleFlight()
-        self.made = 0  # renders by this process
 
     async def get(
         self,
@@ -81,8 +80,7 @@ class Renditions:
             rendered = await self.executor.run(render.render, data, job)
             self.metrics.fetch_seconds.observe(fetched - began)
             self.metrics.render_seconds.observe(time.perf_counter() - fetched)
-            self.metrics.renders.inc()
-            self.made += 1
+            self.metrics.renders += 1
             timing.record("fetch", fetched - began)
             for stage, seconds in rendered.timings.items():
                 timing.record(stage, seconds)

@@ -6,9 +6,9 @@ lookup when timing is off.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 
 STAGES = ("resolve", "fetch", "decode", "render", "encode", "cache")
@@ -28,16 +28,26 @@ def record(stage: str, seconds: float) -> None:
         timings[stage] = timings.get(stage, 0.0) + seconds
 
 
-@contextmanager
-def measure(stage: str) -> Iterator[None]:
-    if _current.get() is None:
-        yield
-        return
-    began = time.perf_counter()
-    try:
-        yield
-    finally:
-        record(stage, time.perf_counter() - began)
+class _Measure:
+    __slots__ = ("began", "stage")
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.began = 0.0
+
+    def __enter__(self) -> None:
+        self.began = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        record(self.stage, time.perf_counter() - self.began)
+
+
+_OFF = contextlib.nullcontext()
+
+
+def measure(stage: str) -> AbstractContextManager[None]:
+    """Times a block into the current request's timings; a shared no-op when timing is off."""
+    return _OFF if _current.get() is None else _Measure(stage)
 
 
 def header(timings: dict[str, float]) -> str:

@@ -8,7 +8,7 @@ source, so `purge` removes one source's renditions without scanning the others.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +52,9 @@ class CacheTier(Protocol):
         ...
 
 
+Lookup = Callable[[CacheKey], Awaitable[Rendition | Located | None]]
+
+
 class TieredCache:
     """Tiers from fastest to slowest; a hit in a lower tier fills the ones above it. A tier
     that fails (Redis down, disk full) counts as a miss with a warning: the cache may make a
@@ -66,29 +69,28 @@ class TieredCache:
     ) -> None:
         self.tiers = tuple(tiers)
         self.on_lookup = on_lookup
-        self.locate = locate  # answer disk hits with their location, not their bytes
+        # With `locate`, a tier that can (disk) answers hits with the file's location, for
+        # X-Accel-Redirect, instead of reading its bytes. Chosen once, not per lookup.
+        self._lookups: list[tuple[CacheTier, Lookup]] = [
+            (tier, _locator(tier) if locate and hasattr(tier, "locate") else tier.get)
+            for tier in self.tiers
+        ]
 
     async def get(self, key: CacheKey) -> Rendition | Located | None:
-        for depth, tier in enumerate(self.tiers):
+        for depth, (tier, lookup) in enumerate(self._lookups):
             try:
-                value = await self._lookup(tier, key)
+                value = await lookup(key)
             except Exception as exc:  # any tier failure degrades to a miss
                 log.warning("cache tier %s failed on get: %s", tier.name, exc)
                 value = None
             self.on_lookup(tier.name, value is not None)
+            if value is None:
+                continue
             if isinstance(value, Rendition):
                 for upper in self.tiers[:depth]:
                     await self._put(upper, key, value)
-            if value is not None:
-                return value
+            return value
         return None
-
-    async def _lookup(self, tier: CacheTier, key: CacheKey) -> Rendition | Located | None:
-        locate = getattr(tier, "locate", None) if self.locate else None
-        if locate is None:
-            return await tier.get(key)
-        path: str | None = await locate(key)
-        return Located(path) if path is not None else None
 
     async def put(self, key: CacheKey, value: Rendition) -> None:
         for tier in self.tiers:
@@ -106,3 +108,13 @@ class TieredCache:
             await tier.put(key, value)
         except Exception as exc:  # see get()
             log.warning("cache tier %s failed on put: %s", tier.name, exc)
+
+
+def _locator(tier: CacheTier) -> Lookup:
+    locate: Callable[[CacheKey], Awaitable[str | None]] = getattr(tier, "locate")  # noqa: B009
+
+    async def lookup(key: CacheKey) -> Located | None:
+        path = await locate(key)
+        return Located(path) if path is not None else None
+
+    return lookup

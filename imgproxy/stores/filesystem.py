@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles
-from cachetools import LRUCache
 
 from imgproxy.errors import ConfigError, NotFound
+from imgproxy.memo import Memo
 from imgproxy.settings import StoreSettings
 from imgproxy.stores import StoredFile
 
@@ -30,8 +30,9 @@ class FileSystemStore:
     def __init__(self, root: str | os.PathLike[str], *, approved: bool = False) -> None:
         self.root = os.path.realpath(root)
         self.approved = approved
-        self._resolved: LRUCache[str, tuple[tuple[int, int], str]] = LRUCache(maxsize=50_000)
-        self._sidecars: LRUCache[str, tuple[tuple[int, int], bool]] = LRUCache(maxsize=50_000)
+        self._resolved: Memo[str, tuple[tuple[int, int], str]] = Memo(50_000)
+        self._sidecars: Memo[str, tuple[tuple[int, int], bool]] = Memo(50_000)
+        self._files: Memo[str, StoredFile] = Memo(50_000)
 
     @classmethod
     def from_settings(cls, config: StoreSettings, base_dir: Path) -> FileSystemStore:
@@ -74,14 +75,20 @@ class FileSystemStore:
         full = self._confined(path, st)
         if not stat_module.S_ISREG(st.st_mode) or full.endswith(SIDECAR):
             raise NotFound("no such file")
-        return StoredFile(
+        version = f"{st.st_mtime_ns:x}-{st.st_size:x}"
+        approved = self._approval(full)
+        known = self._files.get(path)
+        if known is not None and known.version == version and known.approved == approved:
+            return known
+        file = self._files[path] = StoredFile(
             path=path,
-            version=f"{st.st_mtime_ns:x}-{st.st_size:x}",
-            approved=self._approval(full),
+            version=version,
+            approved=approved,
             size=st.st_size,
             modified=st.st_mtime,
             filename=os.path.basename(full),
         )
+        return file
 
     def _approval(self, full: str) -> bool:
         """`{file}.meta.json` wins over the store default; it is re-read only when it changes,
