@@ -3,7 +3,9 @@
 (a) cold renders (6 MP and 24 MP JPEG -> 300 px JPEG/WebP) through the HTTP server vs raw
     Pillow best practice in-process (thumbnail(): draft + reducing resize), wall and CPU;
 (b) memory-cache hits vs a bare Starlette app returning the same bytes (wrk, req/s);
-(c) 304s per second (wrk).
+(c) 304s per second (wrk);
+(d) disk-tier hits through uvicorn, and through nginx with X-Accel-Redirect, vs nginx
+    serving the same file statically (wrk).
 Rounds alternate between the contenders, because these machines drift ±20-30 % a minute.
 """
 
@@ -234,6 +236,59 @@ def throughput(paths: dict[str, Path], rounds: int, seconds: int) -> list[dict[s
     return rows
 
 
+def disk_hits(paths: dict[str, Path], rounds: int, seconds: int) -> list[dict[str, object]]:
+    """Memory tier off, so every hit is a disk hit; nginx runs the shipped config/nginx.conf."""
+    sys.path.insert(0, str(ROOT))
+    from tests.services import nginx
+
+    disk = DATA / "disk-cache"
+    shutil.rmtree(disk, ignore_errors=True)
+    config = DATA / "bench-disk.toml"
+    config.write_text(
+        f'[limits]\nrender_concurrency = 1\n[cache]\nmemory_bytes = 0\ndisk_path = "{disk}"\n'
+        f'accel_redirect = "/_accel/"\n'
+        f'[stores.bench]\nkind = "fs"\nroot = "{DATA}"\napproved = true\n'
+    )
+    plain = DATA / "bench-disk-plain.toml"
+    plain.write_text(config.read_text().replace('accel_redirect = "/_accel/"\n', ""))
+    url_path = f"/bench/{paths['6MP'].name}?w=300&h=300&fm=webp"
+    accel_port, plain_port = free_port(), free_port()
+    static = f"\n    location /static/ {{ alias {disk}/; }}\n"
+    folder = DATA / "nginx"
+    folder.mkdir(exist_ok=True)
+    with imgproxy_server(config, accel_port), imgproxy_server(plain, plain_port):
+        httpx.get(f"http://127.0.0.1:{plain_port}{url_path}").raise_for_status()
+        cached = next(p for p in disk.rglob("*.webp"))
+        with nginx(folder, accel_port, disk, cache=False, extra=static) as front:
+            static_url = f"{front}/static/{cached.relative_to(disk)}"
+            httpx.get(static_url).raise_for_status()
+            accel = httpx.get(front + url_path)
+            assert accel.content == cached.read_bytes(), "nginx did not send the cached file"
+            uvicorn_rps, accel_rps, static_rps = [], [], []
+            for _ in range(rounds):
+                uvicorn_rps.append(wrk(f"http://127.0.0.1:{plain_port}{url_path}", seconds))
+                accel_rps.append(wrk(front + url_path, seconds))
+                static_rps.append(wrk(static_url, seconds))
+    static_median = statistics.median(static_rps)
+    rows: list[dict[str, object]] = [
+        {
+            "case": "disk hit via uvicorn",
+            "imgproxy_rps": statistics.median(uvicorn_rps),
+            "nginx_static_rps": static_median,
+            "ratio": statistics.median(uvicorn_rps) / static_median,
+        },
+        {
+            "case": "disk hit via nginx X-Accel-Redirect",
+            "imgproxy_rps": statistics.median(accel_rps),
+            "nginx_static_rps": static_median,
+            "ratio": statistics.median(accel_rps) / static_median,
+        },
+    ]
+    for row in rows:
+        print_row(row)
+    return rows
+
+
 def print_row(row: Mapping[str, object]) -> None:
     print(
         "  "
@@ -246,22 +301,27 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--renders", type=int, default=8, help="cold renders per round")
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per round")
-    parser.add_argument("--only", choices=["cold", "throughput"], help="run one part")
+    parser.add_argument("--only", choices=["cold", "throughput", "disk"], help="run one part")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("benchmarks need wrk (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
     paths = make_sources()
-    cold, hot = [], []
-    if args.only != "throughput":
+    cold: list[dict[str, object]] = []
+    hot: list[dict[str, object]] = []
+    disk: list[dict[str, object]] = []
+    if args.only in (None, "cold"):
         print(f"(a) cold renders, {args.rounds} rounds x {args.renders}: HTTP server vs raw Pillow")
         cold = cold_renders(paths, args.rounds, args.renders)
-    if args.only != "cold":
+    if args.only in (None, "throughput"):
         print(f"(b, c) throughput, {args.rounds} rounds x {args.seconds} s, wrk -t1 -c32")
         hot = throughput(paths, args.rounds, args.seconds)
+    if args.only in (None, "disk"):
+        print(f"(d) disk hits, {args.rounds} rounds x {args.seconds} s, wrk -t1 -c32")
+        disk = disk_hits(paths, args.rounds, args.seconds)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json")
-    out.write_text(json.dumps({"cold": cold, "throughput": hot}, indent=2))
+    out.write_text(json.dumps({"cold": cold, "throughput": hot, "disk": disk}, indent=2))
     print(f"results: {out.relative_to(ROOT)}")
     return 0
 

@@ -98,13 +98,16 @@ def nginx_site(upstream_port: int, listen_port: int, cache_dir: Path, nginx_cach
 
 @contextmanager
 def nginx(
-    folder: Path, upstream_port: int, cache_dir: Path, *, cache: bool = True
+    folder: Path, upstream_port: int, cache_dir: Path, *, cache: bool = True, extra: str = ""
 ) -> Iterator[str]:
+    """The shipped site in a private nginx; `extra` adds locations to its server block."""
     binary = need_binary("nginx")
     port = free_port()
     site = nginx_site(upstream_port, port, cache_dir, folder / "nginx-cache")
     if not cache:  # the shipped file's "remove these lines" step, done for the test
         site = re.sub(r"\s*proxy_cache\w*\s[^;]*;", "", site)
+    if extra:
+        site = site[: site.rstrip().rindex("}")] + extra + "\n}\n"
     user = "user root;\n" if os.geteuid() == 0 else ""
     (folder / "logs").mkdir(exist_ok=True)
     (folder / "nginx.conf").write_text(

@@ -49,10 +49,11 @@ class DiskTier:
         return self.root / self.relative(key)
 
     async def locate(self, key: CacheKey) -> str | None:
-        """The file's path relative to the root if it is cached (for X-Accel-Redirect)."""
+        """The file's path relative to the root if it is cached (for X-Accel-Redirect).
+        A plain stat: microseconds on a local disk, less than a thread hop."""
         path = self.path(key)
         try:
-            st = await aiofiles.os.stat(path)
+            st = os.stat(path)
         except FileNotFoundError:
             return None
         if st.st_size == 0:
@@ -63,9 +64,7 @@ class DiskTier:
     async def get(self, key: CacheKey) -> Rendition | None:
         path = self.path(key)
         try:
-            async with aiofiles.open(path, "rb") as handle:
-                body = await handle.read()
-                st = os.fstat(handle.fileno())
+            body, st = await asyncio.to_thread(_read, path)  # one thread hop, not four
         except FileNotFoundError:
             return None
         if not body:
@@ -147,6 +146,11 @@ class DiskTier:
             if _remove(path):
                 total -= size
         self._estimate = total
+
+
+def _read(path: Path) -> tuple[bytes, os.stat_result]:
+    with open(path, "rb") as handle:
+        return handle.read(), os.fstat(handle.fileno())
 
 
 async def _unlink(path: Path) -> None:
