@@ -122,6 +122,10 @@ class Pipeline:
     async def close(self) -> None:
         self.executor.shutdown()
         await self.renditions.close()
+        for mount in self.mounts.values():
+            close = getattr(mount.store, "close", None)  # stores holding connections
+            if close is not None:
+                await close()
 
     @property
     def renders(self) -> int:

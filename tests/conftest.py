@@ -164,3 +164,12 @@ def redis(redis_url: str) -> str:
     with redis_client.Redis.from_url(redis_url) as client:
         client.flushall()
     return redis_url
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server: initdb + pg_ctl on a free loopback port in a temp folder."""
+    from tests.services import postgres_server
+
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as dsn:
+        yield dsn

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,3 +142,46 @@ def imgproxy_process(config: Path, **env: str) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         httpx.get(url + "/healthz", timeout=10).raise_for_status()
         yield url
+
+
+def postgres_binary(name: str) -> str:
+    """PostgreSQL's own tools live outside PATH on Debian (/usr/lib/postgresql/N/bin)."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(found[-1]) if found else need_binary(name)
+
+
+@contextmanager
+def postgres_server(folder: Path) -> Iterator[str]:
+    initdb, pg_ctl = postgres_binary("initdb"), postgres_binary("pg_ctl")
+    port = free_port()
+    as_owner: list[str] = []
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root: use the postgres account, in a folder it can
+        # reach (pytest's own temp root is private to root).
+        need_binary("runuser")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+        folder = Path(tempfile.mkdtemp(prefix="imgproxy-pg-"))
+        shutil.chown(folder, "postgres")
+    data = folder / "data"
+    subprocess.run(
+        [*as_owner, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    log = folder / "postgres.log"
+    subprocess.run(
+        [*as_owner, pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "start"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_owner, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )

@@ -39,8 +39,11 @@ class Store(Protocol):
 
 def build_store(config: StoreSettings, settings: Settings) -> Store:
     """The one place a store kind's name becomes a class (no dotted import strings)."""
-    from imgproxy.stores.filesystem import FileSystemStore
+    from imgproxy.stores import filesystem, sql
 
     if config.kind == "fs":
-        return FileSystemStore.from_settings(config, settings.base_dir)
-    raise ConfigError(f"stores.{config.name}.kind: unknown store kind {config.kind!r} (known: fs)")
+        return filesystem.FileSystemStore.from_settings(config, settings.base_dir)
+    if config.kind == "sql":
+        return sql.from_settings(config, settings.base_dir)
+    known = "fs, sql"
+    raise ConfigError(f"stores.{config.name}.kind: unknown store kind {config.kind!r} ({known})")

@@ -1,0 +1,263 @@
+"""A table of BLOBs -> StoredFile metadata (one query that never selects the BLOB) and the
+BLOB's bytes, read only on a cache miss. SQLite (stdlib, in its own thread so the event
+loop never blocks) and PostgreSQL (asyncpg: a native asyncio driver with a pool and the
+binary protocol, so bytea arrives as bytes, and no libpq to install).
+
+Table and column names come from the config and are validated as plain identifiers, then
+quoted; the key comes from the URL and is always a bound parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from imgproxy.errors import ConfigError, NotFound, UpstreamError
+from imgproxy.memo import Memo
+from imgproxy.settings import StoreSettings
+from imgproxy.stores import StoredFile
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+CHUNK = 256 * 1024
+OPTIONS = {"url", "table", "key_column", "data_column", "updated_column", "approved_column"}
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    table: str
+    key: str
+    data: str
+    updated: str
+    approved: str | None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], prefix: str) -> Columns:
+        def name(option: str, *, required: bool = True) -> str | None:
+            value = options.get(option)
+            if value is None and not required:
+                return None
+            if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+                raise ConfigError(f"{prefix}.{option}: must be a plain SQL identifier")
+            return f'"{value}"'
+
+        return cls(
+            table=str(name("table")),
+            key=str(name("key_column")),
+            data=str(name("data_column")),
+            updated=str(name("updated_column")),
+            approved=name("approved_column", required=False),
+        )
+
+    def metadata_query(self, placeholder: str, *, rowid: bool) -> str:
+        # length()/octet_length() read the BLOB's size from its header, not its content.
+        length = "length" if rowid else "octet_length"
+        approved = self.approved or "NULL"
+        first = "rowid, " if rowid else ""
+        # Identifiers are validated and quoted (from_options); the key is a bound parameter.
+        return (
+            f"SELECT {first}{length}({self.data}), {self.updated}, {approved} "  # noqa: S608
+            f"FROM {self.table} WHERE {self.key} = {placeholder}"
+        )
+
+
+def timestamp(value: Any) -> float | None:
+    """A column's update time as POSIX seconds; naive values are UTC (SPEC §7)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.timestamp()
+    return None
+
+
+def stored_file(
+    path: str, length: Any, updated: Any, approved: Any, default_approved: bool
+) -> StoredFile:
+    if length is None:
+        raise NotFound("the row has no image")
+    modified = timestamp(updated)
+    return StoredFile(
+        path=path,
+        version=f"{modified!r}-{length:x}",
+        approved=default_approved if approved is None else bool(approved),
+        size=int(length),
+        modified=modified,
+        filename=path.rsplit("/", 1)[-1],
+    )
+
+
+class SQLiteStore:
+    """One connection, owned by one thread: every query runs there, never on the loop."""
+
+    def __init__(self, database: str | Path, columns: Columns, *, approved: bool = False) -> None:
+        self.database = str(database)
+        self.columns = columns
+        self.approved = approved
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="imgproxy-sqlite")
+        self._local = threading.local()
+        self._query = columns.metadata_query("?", rowid=True)
+        self._rowids: Memo[str, int] = Memo(50_000)  # version+path -> rowid, from stat
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            uri = f"file:{self.database}?mode=ro"
+            connection = self._local.connection = sqlite3.connect(uri, uri=True)
+        return connection
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        except sqlite3.Error as exc:
+            raise UpstreamError(f"the database failed ({type(exc).__name__})") from None
+
+    async def stat(self, path: str) -> StoredFile:
+        row = await self._run(self._fetch_row, path)
+        if row is None:
+            raise NotFound("no such row")
+        rowid, length, updated, approved = row
+        file = stored_file(path, length, updated, approved, self.approved)
+        self._rowids[file.version + "\0" + path] = rowid
+        return file
+
+    def _fetch_row(self, path: str) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._connection().execute(self._query, (path,)).fetchone()
+        return row
+
+    async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+        rowid = self._rowids.get(file.version + "\0" + file.path)
+        if rowid is None:
+            rowid = (await self._run(self._fetch_row, file.path) or (None,))[0]
+        if rowid is None:
+            raise NotFound("the row disappeared")
+        offset = 0
+        while chunk := await self._run(self._read_blob, rowid, offset):
+            offset += len(chunk)
+            yield chunk
+
+    def _read_blob(self, rowid: int, offset: int) -> bytes:
+        """Incremental BLOB I/O: a chunk at a time, never the whole value in one allocation."""
+        table, column = self.columns.table.strip('"'), self.columns.data.strip('"')
+        with self._connection().blobopen(table, column, rowid, readonly=True) as blob:
+            blob.seek(offset)
+            return blob.read(CHUNK)
+
+    async def close(self) -> None:
+        self._thread.shutdown(wait=False)
+
+
+class PostgresStore:
+    """An asyncpg pool, created on first use in the running event loop (a pool cannot
+    outlive or change its loop); the key is converted to the key column's type."""
+
+    def __init__(self, dsn: str, columns: Columns, *, approved: bool = False) -> None:
+        self.dsn = dsn
+        self.columns = columns
+        self.approved = approved
+        self._pool: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._key_type = "text"
+        self._meta = columns.metadata_query("$1", rowid=False)
+        self._data = f"SELECT {columns.data} FROM {columns.table} WHERE {columns.key} = $1"  # noqa: S608
+
+    async def _connect(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._loop is not loop:
+            self._abandon()
+            self._pool, self._loop = loop.create_task(self._create()), loop
+        try:
+            return await asyncio.shield(self._pool)
+        except UpstreamError:
+            self._pool = None  # try again on the next request
+            raise
+
+    async def _create(self) -> Any:
+        import asyncpg
+
+        try:
+            pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=8)
+            async with pool.acquire() as connection:
+                statement = await connection.prepare(self._meta)
+                self._key_type = statement.get_parameters()[0].name
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise UpstreamError(f"the database is unavailable ({exc})") from None
+        return pool
+
+    def _abandon(self) -> None:
+        """Drop a pool of another (finished) loop without awaiting it."""
+        old, self._pool = self._pool, None
+        if old is not None and old.done() and not old.cancelled() and old.exception() is None:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to abort
+                old.result().terminate()
+
+    def _key(self, path: str) -> Any:
+        if self._key_type in ("int2", "int4", "int8"):
+            if not path.isdigit() or len(path) > 18:
+                raise NotFound("no such row")
+            return int(path)
+        return path
+
+    async def stat(self, path: str) -> StoredFile:
+        import asyncpg
+
+        pool = await self._connect()
+        try:
+            row = await pool.fetchrow(self._meta, self._key(path))
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise UpstreamError(f"the database failed ({type(exc).__name__})") from None
+        if row is None:
+            raise NotFound("no such row")
+        length, updated, approved = row[0], row[1], row[2]
+        return stored_file(path, length, updated, approved, self.approved)
+
+    async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+        pool = await self._connect()
+        value = await pool.fetchval(self._data, self._key(file.path))
+        if value is None:
+            raise NotFound("the row disappeared")
+        data = bytes(value)
+        for start in range(0, len(data), CHUNK):
+            yield data[start : start + CHUNK]
+
+    async def close(self) -> None:
+        if self._pool is not None and self._loop is asyncio.get_running_loop():
+            pool, self._pool = self._pool, None
+            if not pool.done() or pool.exception() is None:
+                await (await pool).close()
+        self._abandon()
+
+
+def from_settings(config: StoreSettings, base_dir: Path) -> SQLiteStore | PostgresStore:
+    prefix = f"stores.{config.name}"
+    unknown = set(config.options) - OPTIONS
+    if unknown:
+        raise ConfigError(f"{prefix}.{sorted(unknown)[0]}: unknown key for sql")
+    url = config.options.get("url")
+    if not isinstance(url, str):
+        raise ConfigError(f"{prefix}.url: required, sqlite:///file.db or postgresql://...")
+    columns = Columns.from_options(config.options, prefix)
+    if url.startswith("sqlite:///"):
+        # SQLAlchemy's convention: sqlite:///rel.db is relative, sqlite:////abs.db absolute.
+        database = base_dir / url.removeprefix("sqlite:///")
+        if not database.is_file():
+            raise ConfigError(f"{prefix}.url: no SQLite database at {database}")
+        return SQLiteStore(database, columns, approved=config.approved)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url, columns, approved=config.approved)
+    raise ConfigError(f"{prefix}.url: must start with sqlite:/// or postgresql://")

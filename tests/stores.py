@@ -1,0 +1,158 @@
+"""One adapter per store kind for the contract suite: how to put a file in, change it, and
+set its approval, with the real backend underneath."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from imgproxy import Store, StoredFile
+from imgproxy.stores.filesystem import FileSystemStore
+from imgproxy.stores.sql import Columns, PostgresStore, SQLiteStore
+
+TABLE = {
+    "table": "profile_picture",
+    "key_column": "user_id",
+    "data_column": "data",
+    "updated_column": "last_updated",
+    "approved_column": "approved",
+}
+
+
+T = TypeVar("T")
+
+
+class Backend:
+    """A store over a real backend, driven from one event loop for its whole life (pools
+    and connections belong to the loop that made them)."""
+
+    store: Store
+    keys: list[str]  # valid keys, e.g. "1" or "a.jpg"
+
+    def __init__(self) -> None:
+        self.runner = asyncio.Runner()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.runner.run(coroutine)
+
+    def put(self, key: str, data: bytes, *, approved: bool | None = None) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            self.run(close())
+        self.runner.close()
+
+
+class FsBackend(Backend):
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+        self.store: Store = FileSystemStore(folder, approved=True)
+        self.keys = ["a.jpg", "sub/b.png", "c d.jpg"]
+        self._tick = 0
+
+    def put(self, key: str, data: bytes, *, approved: bool | None = None) -> None:
+        path = self.folder / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self._tick += 1
+        stamp = time.time() + self._tick
+        os.utime(path, (stamp, stamp))
+        sidecar = path.with_name(path.name + ".meta.json")
+        if approved is None:
+            sidecar.unlink(missing_ok=True)
+        else:
+            sidecar.write_text(json.dumps({"approved": approved}))
+
+
+class SQLiteBackend(Backend):
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.path = folder / "app.db"
+        with sqlite3.connect(self.path) as db:
+            db.execute(
+                "CREATE TABLE profile_picture (user_id INTEGER PRIMARY KEY, data BLOB,"
+                " last_updated TEXT, approved INTEGER)"
+            )
+        self.store: Store = SQLiteStore(self.path, Columns.from_options(TABLE, "t"), approved=True)
+        self.keys = ["1", "2", "42"]
+        self._tick = 0
+
+    def put(self, key: str, data: bytes, *, approved: bool | None = None) -> None:
+        self._tick += 1
+        updated = datetime(2026, 1, 1, 12, 0, self._tick).isoformat(sep=" ")  # naive: UTC
+        with sqlite3.connect(self.path) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO profile_picture VALUES (?, ?, ?, ?)",
+                (int(key), data, updated, approved),
+            )
+
+
+class PostgresBackend(Backend):
+    def __init__(self, dsn: str, schema: str) -> None:
+        super().__init__()
+        self.dsn = f"{dsn}?options=-csearch_path%3D{schema}"
+        self.schema = schema
+        self._sql(
+            f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.profile_picture (user_id bigint"
+            " PRIMARY KEY, data bytea, last_updated timestamp, approved boolean)"
+        )
+        self.store: Store = PostgresStore(self.dsn, Columns.from_options(TABLE, "t"), approved=True)
+        self.keys = ["1", "2", "42"]
+        self._tick = 0
+
+    def _sql(self, query: str, *args: Any) -> None:
+        import asyncpg
+
+        async def run() -> None:
+            connection = await asyncpg.connect(self.dsn)
+            try:
+                await connection.execute(query, *args)
+            finally:
+                await connection.close()
+
+        self.run(run())
+
+    def put(self, key: str, data: bytes, *, approved: bool | None = None) -> None:
+        self._tick += 1
+        updated = datetime(2026, 1, 1, 12, 0, self._tick, tzinfo=UTC).replace(tzinfo=None)
+        self._sql(
+            "INSERT INTO profile_picture VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE"
+            " SET data = $2, last_updated = $3, approved = $4",
+            int(key),
+            data,
+            updated,
+            approved,
+        )
+
+
+class Counting:
+    """Any store, counting its metadata calls and content reads."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store
+        self.stats = 0
+        self.reads = 0
+
+    async def stat(self, path: str) -> StoredFile:
+        self.stats += 1
+        return await self.inner.stat(path)
+
+    async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+        self.reads += 1
+        async for chunk in self.inner.open(file):
+            yield chunk
+
+    async def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            await close()
