@@ -16,8 +16,8 @@ serve: $(STAMP)
 	$(BIN)/imgproxy serve --config config/imgproxy.toml
 
 lint: $(STAMP)
-	$(BIN)/ruff check imgproxy tests benchmarks
-	$(BIN)/ruff format --check imgproxy tests benchmarks
+	$(BIN)/ruff check imgproxy tests benchmarks examples
+	$(BIN)/ruff format --check imgproxy tests benchmarks examples
 	$(BIN)/mypy
 
 test: lint
