@@ -65,11 +65,11 @@ def settings_for(folder: Path, **sections: Any) -> Settings:
 class LiveServer:
     """uvicorn serving an ASGI app on a free loopback port, in a thread of this process."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
         self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
+        self.socket.bind((host, 0))
         self.port = self.socket.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         config = uvicorn.Config(
             app, loop="uvloop", http="httptools", log_level="warning", lifespan="on"
         )

@@ -35,6 +35,7 @@ class Backend:
 
     store: Store
     keys: list[str]  # valid keys, e.g. "1" or "a.jpg"
+    approval_per_file = True
 
     def __init__(self) -> None:
         self.runner = asyncio.Runner()
@@ -156,3 +157,32 @@ class Counting:
         close = getattr(self.inner, "close", None)
         if close is not None:
             await close()
+
+
+class HttpBackend(Backend):
+    """A real local origin on 127.0.0.2 (allowed by address, as an internal CDN would be)."""
+
+    approval_per_file = False  # SPEC §4: an http source's approval is the store's setting
+
+    def __init__(self) -> None:
+        from imgproxy.stores.addresses import AddressPolicy
+        from imgproxy.stores.http import HTTPStore
+        from tests.conftest import LiveServer
+        from tests.origin import Origin
+
+        super().__init__()
+        self.origin = Origin()
+        self.server = LiveServer(self.origin, host="127.0.0.2").__enter__()
+        self.store = HTTPStore(
+            self.server.url + "/files/",
+            approved=True,
+            addresses=AddressPolicy(allowed=["127.0.0.2/32"]),
+        )
+        self.keys = ["a.jpg", "b.png", "c.jpg"]
+
+    def put(self, key: str, data: bytes, *, approved: bool | None = None) -> None:
+        self.origin.put(key, data)
+
+    def close(self) -> None:
+        super().close()
+        self.server.__exit__()

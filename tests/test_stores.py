@@ -14,9 +14,16 @@ from imgproxy.errors import BadRequest, NotFound
 from imgproxy.stores import StoredFile
 from tests import images
 from tests.conftest import Serve, settings_for
-from tests.stores import Backend, Counting, FsBackend, PostgresBackend, SQLiteBackend
+from tests.stores import (
+    Backend,
+    Counting,
+    FsBackend,
+    HttpBackend,
+    PostgresBackend,
+    SQLiteBackend,
+)
 
-KINDS = ["fs", "sqlite", "postgres"]
+KINDS = ["fs", "sqlite", "postgres", "http"]
 
 
 @pytest.fixture(params=KINDS)
@@ -26,6 +33,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         made = FsBackend(tmp_path)
     elif request.param == "sqlite":
         made = SQLiteBackend(tmp_path)
+    elif request.param == "http":
+        made = HttpBackend()
     else:
         dsn = request.getfixturevalue("postgres_dsn")
         made = PostgresBackend(dsn, "s" + uuid.uuid4().hex[:12])
@@ -76,6 +85,9 @@ def test_version_changes_with_the_content_only(backend: Backend) -> None:
 def test_approval_per_file_overrides_the_store_default(backend: Backend) -> None:
     key = backend.keys[2]
     backend.put(key, images.png((10, 10)), approved=False)
+    if not backend.approval_per_file:  # SPEC §4: an http source has the store's setting
+        assert backend.run(backend.store.stat(key)).approved is True
+        return
     assert backend.run(backend.store.stat(key)).approved is False
     backend.put(key, images.png((10, 10)), approved=True)
     assert backend.run(backend.store.stat(key)).approved is True

@@ -39,11 +39,13 @@ class Store(Protocol):
 
 def build_store(config: StoreSettings, settings: Settings) -> Store:
     """The one place a store kind's name becomes a class (no dotted import strings)."""
-    from imgproxy.stores import filesystem, sql
+    from imgproxy.stores import filesystem, http, sql
 
     if config.kind == "fs":
         return filesystem.FileSystemStore.from_settings(config, settings.base_dir)
     if config.kind == "sql":
         return sql.from_settings(config, settings.base_dir)
-    known = "fs, sql"
+    if config.kind == "http":
+        return http.HTTPStore.from_settings(config, settings.base_dir)
+    known = "fs, sql, http"
     raise ConfigError(f"stores.{config.name}.kind: unknown store kind {config.kind!r} ({known})")

@@ -1,0 +1,228 @@
+"""A remote origin -> StoredFile metadata (a HEAD: the origin's ETag/Last-Modified is the
+version, so revalidating never downloads the body) and the body, streamed.
+
+Every hop, redirects included, is checked before connecting: scheme, `allowed_hosts`, and
+each resolved address against the SSRF policy; the connection then goes to the address
+that was checked (Host header and TLS SNI keep the name), so DNS cannot answer differently
+in between. At most 3 redirects; a total deadline bounds a slow-drip origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import socket
+import time
+from collections.abc import AsyncIterator, Mapping
+from email.utils import parsedate_to_datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote, unquote, urljoin
+
+import httpx
+
+from imgproxy.errors import BadRequest, ConfigError, NotFound, UpstreamError, UpstreamTimeout
+from imgproxy.settings import StoreSettings
+from imgproxy.stores import StoredFile
+from imgproxy.stores.addresses import AddressPolicy
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 3
+MAX_PATH = 2000
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
+OPTIONS = {
+    "base_url",
+    "timeout",
+    "connect_timeout",
+    "allowed_hosts",
+    "allow_private_networks",
+    "allowed_networks",
+}
+
+
+class HTTPStore:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        approved: bool = False,
+        timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        allowed_hosts: tuple[str, ...] = (),
+        addresses: AddressPolicy | None = None,
+    ) -> None:
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.approved = approved
+        self.timeout = timeout  # total, per stat and per body read
+        self.allowed_hosts = tuple(host.lower() for host in allowed_hosts)
+        self.addresses = addresses or AddressPolicy()
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
+            follow_redirects=False,
+            trust_env=False,  # no proxy from the environment may bypass the address checks
+            headers={"user-agent": "imgproxy"},
+        )
+
+    @classmethod
+    def from_settings(cls, config: StoreSettings, base_dir: Path) -> HTTPStore:
+        prefix = f"stores.{config.name}"
+        options: Mapping[str, Any] = config.options
+        unknown = set(options) - OPTIONS
+        if unknown:
+            raise ConfigError(f"{prefix}.{sorted(unknown)[0]}: unknown key for http")
+        base = options.get("base_url")
+        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
+            raise ConfigError(f"{prefix}.base_url: required, an http:// or https:// URL")
+        hosts = options.get("allowed_hosts", [])
+        networks = options.get("allowed_networks", [])
+        for key, value in (("allowed_hosts", hosts), ("allowed_networks", networks)):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{prefix}.{key}: must be a list of strings")
+        numbers = {}
+        for key, default in (("timeout", 5.0), ("connect_timeout", 2.0)):
+            value = options.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"{prefix}.{key}: must be a positive number of seconds")
+            numbers[key] = float(value)
+        allow_private = options.get("allow_private_networks", False)
+        if not isinstance(allow_private, bool):
+            raise ConfigError(f"{prefix}.allow_private_networks: must be true or false")
+        try:
+            addresses = AddressPolicy(allow_private=allow_private, allowed=networks)
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}.{exc}") from None
+        return cls(
+            base,
+            approved=config.approved,
+            allowed_hosts=tuple(hosts),
+            addresses=addresses,
+            **numbers,
+        )
+
+    def url_for(self, path: str) -> str:
+        if len(path) > MAX_PATH:
+            raise BadRequest("path: too long for the origin")
+        if any(part in ("", ".", "..") for part in path.split("/")):
+            raise BadRequest("path: empty, '.' and '..' segments are not allowed")
+        return self.base_url + quote(path, safe=PATH_SAFE)
+
+    async def stat(self, path: str) -> StoredFile:
+        try:
+            async with asyncio.timeout(self.timeout):
+                response, final = await self._send("HEAD", self.url_for(path))
+                if response.status_code in (405, 501):  # no HEAD: headers of a GET, no body
+                    await response.aclose()
+                    response, final = await self._send("GET", self.url_for(path))
+                await response.aclose()
+        except TimeoutError:
+            raise UpstreamTimeout("the origin did not answer in time") from None
+        _raise_for_status(response)
+        return _stored_file(path, response, final, self.approved)
+
+    async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+        # The deadline wraps each await, never a `yield`: the consumer's own code between
+        # chunks must not be what a timeout cancels.
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        response = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                response, final = await self._send("GET", self.url_for(file.path))
+            _raise_for_status(response)
+            if _stored_file(file.path, response, final, self.approved).version != file.version:
+                raise UpstreamError("the origin's image changed during the request")
+            chunks = response.aiter_bytes()
+            while True:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    return
+                yield chunk
+        except TimeoutError:
+            detail = f"the origin did not send the image within {self.timeout:g}s"
+            raise UpstreamTimeout(detail) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"the origin failed ({type(exc).__name__})") from None
+        finally:
+            if response is not None:
+                await response.aclose()
+
+    async def _send(self, method: str, url: str) -> tuple[httpx.Response, str]:
+        """One request, redirects followed by hand with every hop checked first."""
+        for _ in range(MAX_REDIRECTS + 1):
+            target = httpx.URL(url)
+            request = await self._pinned(method, target)
+            try:
+                response = await self.client.send(request, stream=True)
+            except httpx.TimeoutException:
+                raise UpstreamTimeout("the origin did not answer in time") from None
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"cannot reach the origin ({type(exc).__name__})") from None
+            location = response.headers.get("location")
+            if response.status_code not in REDIRECTS or not location:
+                return response, url
+            await response.aclose()
+            url = urljoin(str(target), location)
+        raise UpstreamError(f"the origin redirected more than {MAX_REDIRECTS} times")
+
+    async def _pinned(self, method: str, target: httpx.URL) -> httpx.Request:
+        if target.scheme not in ("http", "https") or not target.host:
+            raise UpstreamError("the origin sent a redirect to a non-HTTP URL")
+        host = target.host.lower().rstrip(".")
+        if self.allowed_hosts and not any(fnmatch.fnmatch(host, g) for g in self.allowed_hosts):
+            raise UpstreamError(f"the host {host!r} is not in allowed_hosts")
+        port = target.port or (443 if target.scheme == "https" else 80)
+        address = await self._resolve(target.host, port)
+        headers = {"host": target.netloc.decode("ascii")}
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        return self.client.build_request(
+            method, target.copy_with(host=address), headers=headers, extensions=extensions
+        )
+
+    async def _resolve(self, host: str, port: int) -> str:
+        """Every address the name resolves to must be allowed (a mixed answer is how DNS
+        rebinding slips a private address in); the first is the one connected to."""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except (OSError, UnicodeError):
+            raise UpstreamError(f"cannot resolve the origin's host {host!r}") from None
+        addresses = [str(info[4][0]) for info in infos]
+        if not addresses or not all(self.addresses.permits(a) for a in addresses):
+            raise UpstreamError("the origin resolves to an address this server may not contact")
+        return addresses[0]
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    status = response.status_code
+    if status in (404, 410):
+        raise NotFound("the origin has no such image")
+    if status == 414:
+        raise BadRequest("path: too long for the origin")
+    if not 200 <= status < 300:
+        raise UpstreamError(f"the origin answered {status}")
+
+
+def _stored_file(path: str, response: httpx.Response, final: str, approved: bool) -> StoredFile:
+    headers = response.headers
+    length = headers.get("content-length")
+    size = int(length) if length and length.isdigit() else None
+    modified = None
+    if "last-modified" in headers:
+        try:
+            modified = parsedate_to_datetime(headers["last-modified"]).timestamp()
+        except (TypeError, ValueError):
+            modified = None
+    etag = headers.get("etag")
+    if etag:
+        version = "etag:" + etag
+    elif modified is not None:
+        version = f"lm:{modified!r}:{size}"
+    else:
+        # No validator at all: versions roll over hourly so a changed image is picked up.
+        version = f"none:{size}:{int(time.time() // 3600)}"
+    filename = unquote(PurePosixPath(httpx.URL(final).path).name) or path.rsplit("/", 1)[-1]
+    return StoredFile(path, version, approved, size, modified, filename)
