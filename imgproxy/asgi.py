@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.pipeline import Authorize, Pipeline
@@ -103,3 +103,25 @@ async def _lifespan(receive: Receive, send: Send, close: Callable[[], Awaitable[
             await close()
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+class ImageProxyMiddleware:
+    """Wraps any ASGI app: requests under `prefix` (on a path-segment boundary: `/media/x`,
+    never `/mediax`) go to the proxy mounted there; lifespan and everything else go to the
+    wrapped app."""
+
+    def __init__(self, app: ASGIApp, proxy: ImageProxy, *, prefix: str = "/media") -> None:
+        self.app = app
+        self.proxy = proxy
+        self.prefix = "/" + prefix.strip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            inner = path[len(root) :] if root and path.startswith(root) else path
+            if inner.startswith(self.prefix + "/"):
+                mounted = {**scope, "root_path": root + self.prefix}
+                await self.proxy(mounted, receive, send)
+                return
+        await self.app(scope, receive, send)

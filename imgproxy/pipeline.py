@@ -40,7 +40,7 @@ from imgproxy.policy import FormatPolicy, check_bytes, check_pixels
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.renditions import Renditions
 from imgproxy.response import SECURITY_HEADERS, error_response, image_response
-from imgproxy.settings import LimitsSettings, Settings
+from imgproxy.settings import RESERVED_STORE_NAMES, STORE_NAME, LimitsSettings, Settings
 from imgproxy.signing import Signer
 from imgproxy.source import SourceInfo, read_capped
 from imgproxy.stores import Store, StoredFile, build_store
@@ -320,6 +320,13 @@ def _mount_stores(settings: Settings, given: Mapping[str, Store]) -> dict[str, M
             placeholder = Placeholder(own, config.placeholder.name)
         store = given.get(name) or build_store(config, settings)
         mounts[name] = Mounted(name, store, policy, config.limits, placeholder)
+    for name, store in given.items():  # Python stores need no [stores] table
+        if name not in mounts:
+            if not STORE_NAME.fullmatch(name) or name in RESERVED_STORE_NAMES:
+                raise ConfigError(f"stores: {name!r} is not a valid store name")
+            mounts[name] = Mounted(
+                name, store, FormatPolicy.from_settings(settings.policy), settings.limits
+            )
     return mounts
 
 

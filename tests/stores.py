@@ -186,3 +186,35 @@ class HttpBackend(Backend):
     def close(self) -> None:
         super().close()
         self.server.__exit__()
+
+
+class DjangoBackend(Backend):
+    """Django's FileSystemStorage; per-file approval through the adapter's `approval` hook."""
+
+    def __init__(self, folder: Path) -> None:
+        from django.conf import settings
+
+        if not settings.configured:
+            settings.configure(USE_TZ=True)
+        from django.core.files.storage import FileSystemStorage
+
+        from imgproxy.contrib.django import DjangoStorageStore
+
+        super().__init__()
+        self.folder = folder / "django"
+        self.storage = FileSystemStorage(location=self.folder)
+        self.approvals: dict[str, bool] = {}
+        self.store = DjangoStorageStore(
+            self.storage, approved=True, approval=lambda name: self.approvals.get(name, True)
+        )
+        self.keys = ["a.jpg", "photos/b.png", "c.jpg"]
+        self._tick = 0
+
+    def put(self, key: str, data: bytes, *, approved: bool | None = None) -> None:
+        path = self.folder / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self._tick += 1
+        stamp = time.time() + self._tick
+        os.utime(path, (stamp, stamp))
+        self.approvals[key] = True if approved is None else approved

@@ -17,13 +17,14 @@ from tests.conftest import Serve, settings_for
 from tests.stores import (
     Backend,
     Counting,
+    DjangoBackend,
     FsBackend,
     HttpBackend,
     PostgresBackend,
     SQLiteBackend,
 )
 
-KINDS = ["fs", "sqlite", "postgres", "http"]
+KINDS = ["fs", "sqlite", "postgres", "http", "django"]
 
 
 @pytest.fixture(params=KINDS)
@@ -35,6 +36,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         made = SQLiteBackend(tmp_path)
     elif request.param == "http":
         made = HttpBackend()
+    elif request.param == "django":
+        made = DjangoBackend(tmp_path)
     else:
         dsn = request.getfixturevalue("postgres_dsn")
         made = PostgresBackend(dsn, "s" + uuid.uuid4().hex[:12])

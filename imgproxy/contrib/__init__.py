@@ -1,0 +1,1 @@
+"""Adapters for frameworks: each imports its framework, the core never does."""

@@ -1,0 +1,16 @@
+"""`settings.IMGPROXY` (one dict, the TOML file's shape) -> a Settings tree; relative paths
+are relative to `settings.BASE_DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings as django_settings
+
+from imgproxy.settings import Settings
+
+
+def imgproxy_settings() -> Settings:
+    data = getattr(django_settings, "IMGPROXY", {})
+    base = Path(getattr(django_settings, "BASE_DIR", Path.cwd()))
+    return Settings.from_mapping(data, base_dir=base)
