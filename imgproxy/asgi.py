@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -17,6 +17,8 @@ from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.pipeline import Authorize, Pipeline
 from imgproxy.settings import Settings
 from imgproxy.stores import Store
+
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 # The request headers the core reads; everything else is never decoded.
 WANTED_HEADERS = frozenset(
@@ -56,11 +58,12 @@ class ImageProxy:
 
 
 def route_path(scope: Scope) -> str:
-    """The still-encoded path after the mount point (signatures are over this form)."""
+    """The still-encoded path after the mount point (signatures are over this form). A
+    server that gives no raw path gets the canonical encoding `url_for` produces."""
     raw: bytes | None = scope.get("raw_path")
     path: str = scope["path"]
     if raw is None:
-        return path
+        raw = quote(path, safe=PATH_SAFE).encode("latin-1")
     text = raw.decode("latin-1").partition("?")[0]
     root = scope.get("root_path", "").rstrip("/")
     # raw_path is the whole path as sent when it decodes to scope["path"]; strip as many

@@ -19,6 +19,8 @@ TEMPLATES = [
 DATABASES: dict[str, object] = {}
 USE_TZ = True
 STATIC_URL = "static/"
+WSGI_APPLICATION = "django_site.wsgi.application"
+IMGPROXY_MOUNT = "/media"  # where asgi.py / wsgi.py mount the proxy (for the template tags)
 
 # The site's uploads: the repository's demo photos.
 MEDIA_ROOT = BASE_DIR.parent / "media"

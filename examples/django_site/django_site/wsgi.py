@@ -1,0 +1,13 @@
+"""WSGI entry (Django's runserver, gunicorn, uWSGI): the same proxy as WSGI middleware."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_site.settings")
+django_app = get_wsgi_application()
+
+from django_site.proxy import proxy  # noqa: E402 - needs Django set up first
+from imgproxy.wsgi import ImageProxyMiddleware  # noqa: E402
+
+application = ImageProxyMiddleware(django_app, proxy, prefix="/media")
