@@ -5,7 +5,9 @@
 (b) memory-cache hits vs a bare Starlette app returning the same bytes (wrk, req/s);
 (c) 304s per second (wrk);
 (d) disk-tier hits through uvicorn, and through nginx with X-Accel-Redirect, vs nginx
-    serving the same file statically (wrk).
+    serving the same file statically (wrk);
+(e) the WSGI middleware, and a generic ASGI->WSGI bridge (a2wsgi) around the same app, vs
+    calling the ASGI app: per memory-cache hit, in-process, so no server's cost is counted.
 Rounds alternate between the contenders, because these machines drift ±20-30 % a minute.
 """
 
@@ -23,9 +25,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -289,6 +292,108 @@ def disk_hits(paths: dict[str, Path], rounds: int, seconds: int) -> list[dict[st
     return rows
 
 
+def wsgi_bridge(paths: dict[str, Path], rounds: int, calls: int = 3000) -> list[dict[str, object]]:
+    import asyncio
+
+    from a2wsgi import ASGIMiddleware
+
+    from imgproxy import ImageProxy, Settings
+    from imgproxy.wsgi import ImageProxyMiddleware
+
+    settings = Settings.from_mapping(
+        {"stores": {"bench": {"kind": "fs", "root": str(DATA), "approved": True}}}, env={}
+    )
+    proxy = ImageProxy(settings)
+    target, query = f"/media/bench/{paths['6MP'].name}", "w=300&h=300&fm=webp"
+
+    def not_found(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        start_response("404 Not Found", [])
+        return [b""]
+
+    wsgi = ImageProxyMiddleware(not_found, proxy, prefix="/media")
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": target,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+        "HTTP_ACCEPT": "*/*",
+    }
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": target,
+        "raw_path": target.encode(),
+        "root_path": "/media",
+        "query_string": query.encode(),
+        "headers": [(b"accept", b"*/*")],
+    }
+
+    generic = ASGIMiddleware(proxy)  # type: ignore[arg-type]
+    generic_environ = {**environ, "SCRIPT_NAME": "/media", "PATH_INFO": target[len("/media") :]}
+
+    def call(app: Any, env: dict[str, object]) -> None:
+        status: list[str] = []
+        body = b"".join(app(dict(env), lambda s, h, e=None: status.append(s)))
+        assert status[0].startswith("200")
+        assert body
+
+    def per_call_us(app: Any, env: dict[str, object]) -> float:
+        began = time.perf_counter()
+        for _ in range(calls):
+            call(app, env)
+        return 1e6 * (time.perf_counter() - began) / calls
+
+    async def asgi_calls(n: int) -> float:
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            pass
+
+        began = time.perf_counter()
+        for _ in range(n):
+            await proxy(dict(scope), receive, send)
+        return (time.perf_counter() - began) / n
+
+    call(wsgi, environ)  # renders once; every call below is a memory-cache hit
+    call(generic, generic_environ)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(asgi_calls(10))
+    asgi_us, wsgi_us, generic_us = [], [], []
+    for _ in range(rounds):
+        asgi_us.append(1e6 * loop.run_until_complete(asgi_calls(calls)))
+        wsgi_us.append(per_call_us(wsgi, environ))
+        generic_us.append(per_call_us(generic, generic_environ))
+    loop.close()
+    asgi = statistics.median(asgi_us)
+    rows: list[dict[str, object]] = [
+        {
+            "case": "imgproxy.wsgi middleware",
+            "asgi_us": asgi,
+            "wsgi_us": statistics.median(wsgi_us),
+            "ratio": statistics.median(wsgi_us) / asgi,
+        },
+        {
+            "case": "a2wsgi ASGIMiddleware (generic bridge)",
+            "asgi_us": asgi,
+            "wsgi_us": statistics.median(generic_us),
+            "ratio": statistics.median(generic_us) / asgi,
+        },
+    ]
+    for row in rows:
+        print_row(row)
+    return rows
+
+
 def print_row(row: Mapping[str, object]) -> None:
     print(
         "  "
@@ -301,7 +406,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--renders", type=int, default=8, help="cold renders per round")
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per round")
-    parser.add_argument("--only", choices=["cold", "throughput", "disk"], help="run one part")
+    parser.add_argument(
+        "--only", choices=["cold", "throughput", "disk", "wsgi"], help="run one part"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("benchmarks need wrk (Debian: apt-get install wrk)", file=sys.stderr)
@@ -310,6 +417,7 @@ def main() -> int:
     cold: list[dict[str, object]] = []
     hot: list[dict[str, object]] = []
     disk: list[dict[str, object]] = []
+    bridge: list[dict[str, object]] = []
     if args.only in (None, "cold"):
         print(f"(a) cold renders, {args.rounds} rounds x {args.renders}: HTTP server vs raw Pillow")
         cold = cold_renders(paths, args.rounds, args.renders)
@@ -319,9 +427,13 @@ def main() -> int:
     if args.only in (None, "disk"):
         print(f"(d) disk hits, {args.rounds} rounds x {args.seconds} s, wrk -t1 -c32")
         disk = disk_hits(paths, args.rounds, args.seconds)
+    if args.only in (None, "wsgi"):
+        print(f"(e) WSGI bridge, {args.rounds} rounds")
+        bridge = wsgi_bridge(paths, args.rounds)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json")
-    out.write_text(json.dumps({"cold": cold, "throughput": hot, "disk": disk}, indent=2))
+    results = {"cold": cold, "throughput": hot, "disk": disk, "wsgi": bridge}
+    out.write_text(json.dumps(results, indent=2))
     print(f"results: {out.relative_to(ROOT)}")
     return 0
 

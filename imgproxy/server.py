@@ -1,4 +1,5 @@
-"""The standalone server's ASGI app: `/healthz`, `/metrics`, and images for everything else.
+"""The standalone server's ASGI app: `/healthz`, `/metrics`, the demo page at `/` when
+`server.demo = true`, and images for everything else.
 
 A plain dispatch rather than a Starlette Router: the image path is the hot path and a
 router's regex matching and middleware stack cost as much as a memory-cache hit.
@@ -7,11 +8,13 @@ router's regex matching and middleware stack cost as much as a memory-cache hit.
 from __future__ import annotations
 
 import os
+from urllib.parse import parse_qsl
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from imgproxy import demo
 from imgproxy.asgi import ImageProxy
 from imgproxy.settings import Settings
 
@@ -23,10 +26,22 @@ class StandaloneApp:
     def __init__(self, settings: Settings) -> None:
         self.proxy = ImageProxy(settings)
         self._healthy = PlainTextResponse("ok", headers=NO_STORE)
+        self.demo = settings.server.demo
+
+    async def _demo(self, scope: Scope, receive: Receive, send: Send) -> None:
+        pipeline = self.proxy.pipeline
+        if scope["path"] == "/":
+            body, media_type = await demo.page(pipeline), "text/html; charset=utf-8"
+        else:
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            body, media_type = demo.playground_url(pipeline, query), "application/json"
+        await Response(body, media_type=media_type, headers=NO_STORE)(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/healthz":
             await self._healthy(scope, receive, send)
+        elif scope["type"] == "http" and self.demo and scope["path"] in ("/", "/_demo/url"):
+            await self._demo(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == "/metrics":
             body = self.proxy.pipeline.metrics.exposition()
             metrics = Response(body, media_type=CONTENT_TYPE_LATEST, headers=NO_STORE)

@@ -22,7 +22,7 @@ ENV_PREFIX = "IMGPROXY_"
 STORE_NAME = re.compile(r"[a-z0-9_-]+")
 PRESET_NAME = re.compile(r"[A-Za-z0-9_-]+")
 FORMAT_NAME = re.compile(r"[A-Z0-9]+")
-RESERVED_STORE_NAMES = frozenset({"healthz", "metrics"})
+RESERVED_STORE_NAMES = frozenset({"healthz", "metrics", "_demo"})
 
 
 @dataclass(frozen=True, slots=True)

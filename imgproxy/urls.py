@@ -55,11 +55,19 @@ def srcset(
     mount: str = "",
     **params: str | int | float,
 ) -> str:
-    """`<img srcset>` candidates, one rendition per width: "URL 320w, URL 640w"."""
-    return ", ".join(
-        f"{url_for(store, path, settings=settings, mount=mount, **{**params, 'w': w})} {w}w"
-        for w in widths
-    )
+    """`<img srcset>` candidates, one rendition per width: "URL 320w, URL 640w". A given
+    `h` belongs to the first width and scales with the others, so every candidate has the
+    same shape (a 240x240 crop becomes 480x480, not 480x240)."""
+    first = widths[0] if widths else 1
+    height = params.pop("h", None)
+    candidates = []
+    for width in widths:
+        sized: dict[str, str | int | float] = {**params, "w": width}
+        if height is not None:
+            sized["h"] = max(1, round(float(height) * width / first))
+        url = url_for(store, path, settings=settings, mount=mount, **sized)
+        candidates.append(f"{url} {width}w")
+    return ", ".join(candidates)
 
 
 def _text(value: str | int | float) -> str:
