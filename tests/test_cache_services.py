@@ -276,3 +276,28 @@ def test_nginx_proxy_cache_keys_on_the_accept_class(media: Path, tmp_path: Path)
             assert jpeg.headers["content-type"] == "image/jpeg"
             assert metric(upstream, "imgproxy_renders_total") == 2
             assert metric(upstream, "imgproxy_requests_total", 'status="200"') == 2  # 3rd: nginx
+
+
+def test_two_processes_share_one_disk_folder(media: Path, tmp_path: Path) -> None:
+    disk = tmp_path / "shared"
+    config = write_config(tmp_path, media, cache={"disk_path": str(disk), "memory_bytes": 0})
+    urls = [f"/media/photo.jpg?w={w}&fm=webp" for w in range(60, 80)]
+    with imgproxy_process(config) as one, imgproxy_process(config) as two:
+
+        async def both() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=60) as http:
+                return await asyncio.gather(
+                    *(http.get(base + url) for url in urls for base in (one, two))
+                )
+
+        responses = asyncio.run(both())
+        assert {r.status_code for r in responses} == {200}
+        for first, second in zip(responses[::2], responses[1::2], strict=True):
+            assert first.content == second.content  # same rendition from either process
+        files = [p for p in disk.rglob("*") if p.is_file()]
+        assert len(files) == len(urls)  # one complete file each, no temp files left behind
+        for path in files:
+            assert images.decode(path.read_bytes()).format == "WEBP"
+        hits_before = metric(one, "imgproxy_cache_hits_total", 'tier="disk"')
+        httpx.get(one + urls[0])
+        assert metric(one, "imgproxy_cache_hits_total", 'tier="disk"') == hits_before + 1
