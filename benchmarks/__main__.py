@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ import psutil
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.services import running  # noqa: E402 - the same process harness as the tests
+
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 SOURCES = {"6MP": (3000, 2000), "24MP": (6000, 4000)}
@@ -64,38 +67,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], ready_url: str) -> Iterator[psutil.Process]:
-    process = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(ready_url, timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"{command} did not start") from None
-                time.sleep(0.1)
+def imgproxy_server(config: Path, port: int) -> Iterator[psutil.Process]:
+    """`imgproxy serve` on `port`, as the tests start it, with its process for CPU times."""
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
+    with running([*command, "--port", str(port)], port, "imgproxy") as process:
         yield psutil.Process(process.pid)
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def imgproxy_server(config: Path, port: int) -> AbstractContextManager[psutil.Process]:
-    command = [
-        sys.executable,
-        "-m",
-        "imgproxy",
-        "serve",
-        "--config",
-        str(config),
-        "--port",
-        str(port),
-    ]
-    return server(command, {}, f"http://127.0.0.1:{port}/healthz")
 
 
 def write_config(folder: Path, memory_bytes: int) -> Path:
@@ -212,7 +188,7 @@ def throughput(paths: dict[str, Path], rounds: int, seconds: int) -> list[dict[s
             "warning",
         ]
         env = {"BENCH_BODY": str(body), "PYTHONPATH": str(ROOT)}
-        with server(minimal, env, f"http://127.0.0.1:{minimal_port}/x"):
+        with running(minimal, minimal_port, "minimal app", env={**os.environ, **env}):
             hits, bare, not_modified = [], [], []
             for _ in range(rounds):
                 hits.append(wrk(f"http://127.0.0.1:{port}{url_path}", seconds))
@@ -241,7 +217,6 @@ def throughput(paths: dict[str, Path], rounds: int, seconds: int) -> list[dict[s
 
 def disk_hits(paths: dict[str, Path], rounds: int, seconds: int) -> list[dict[str, object]]:
     """Memory tier off, so every hit is a disk hit; nginx runs the shipped config/nginx.conf."""
-    sys.path.insert(0, str(ROOT))
     from tests.services import nginx
 
     disk = DATA / "disk-cache"

@@ -4,6 +4,7 @@ set its approval, with the real backend underneath."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sqlite3
@@ -53,21 +54,27 @@ class Backend:
         self.runner.close()
 
 
+_ticks = itertools.count(1)
+
+
+def write_file(path: Path, data: bytes) -> Path:
+    """Write, with an mtime later than any before it (a rewrite is always a new version)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    stamp = time.time() + next(_ticks)
+    os.utime(path, (stamp, stamp))
+    return path
+
+
 class FsBackend(Backend):
     def __init__(self, folder: Path) -> None:
         super().__init__()
         self.folder = folder
         self.store: Store = FileSystemStore(folder, approved=True)
         self.keys = ["a.jpg", "sub/b.png", "c d.jpg"]
-        self._tick = 0
 
     def put(self, key: str, data: bytes, *, approved: bool | None = None) -> None:
-        path = self.folder / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        self._tick += 1
-        stamp = time.time() + self._tick
-        os.utime(path, (stamp, stamp))
+        path = write_file(self.folder / key, data)
         sidecar = path.with_name(path.name + ".meta.json")
         if approved is None:
             sidecar.unlink(missing_ok=True)
@@ -208,13 +215,7 @@ class DjangoBackend(Backend):
             self.storage, approved=True, approval=lambda name: self.approvals.get(name, True)
         )
         self.keys = ["a.jpg", "photos/b.png", "c.jpg"]
-        self._tick = 0
 
     def put(self, key: str, data: bytes, *, approved: bool | None = None) -> None:
-        path = self.folder / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        self._tick += 1
-        stamp = time.time() + self._tick
-        os.utime(path, (stamp, stamp))
+        write_file(self.folder / key, data)
         self.approvals[key] = True if approved is None else approved
