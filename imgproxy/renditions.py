@@ -67,6 +67,11 @@ class Renditions:
         read: Callable[[], Awaitable[bytes]],
         modified: float | None,
     ) -> Rendition:
+        if self.memory is not None:
+            # A flight that just ended stored it here after this request's lookup.
+            done = await self.memory.get(key)
+            if done is not None:
+                return done
         claimed = await self.redis.claim(key) if self.redis is not None else True
         if not claimed and self.redis is not None:
             landed = await self.redis.wait(key, timeout=LOCK_SECONDS)
@@ -74,6 +79,13 @@ class Renditions:
                 await self.cache.put(key, landed)
                 return landed
         try:
+            if self.redis is not None and claimed:
+                # Checked again under the lock: another instance may have stored it between
+                # our first lookup and our claim (it stores before it releases).
+                landed = await self.redis.get(key)
+                if landed is not None:
+                    await self.cache.put(key, landed)
+                    return landed
             began = time.perf_counter()
             data = await read()
             fetched = time.perf_counter()
