@@ -20,8 +20,6 @@ from imgproxy.conditional import (
     parse_range,
 )
 from imgproxy.errors import (
-    BadRequest,
-    ConfigError,
     Forbidden,
     ImageProxyError,
     InternalError,
@@ -34,17 +32,17 @@ from imgproxy.formats import declared_size, sniff
 from imgproxy.memo import Memo
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.metrics import Metrics
+from imgproxy.mounts import Mounted, Placeholder, check_presets, mount_stores
 from imgproxy.params import Query, parse_query, split_query
 from imgproxy.paths import parse_path
-from imgproxy.policy import FormatPolicy, check_bytes, check_pixels
+from imgproxy.policy import check_bytes, check_pixels
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.renditions import Renditions
 from imgproxy.response import SECURITY_HEADERS, error_response, image_response
-from imgproxy.settings import RESERVED_STORE_NAMES, STORE_NAME, LimitsSettings, Settings
+from imgproxy.settings import Settings
 from imgproxy.signing import Signer
 from imgproxy.source import SourceInfo, read_capped
-from imgproxy.stores import Store, StoredFile, build_store
-from imgproxy.stores.filesystem import FileSystemStore
+from imgproxy.stores import Store, StoredFile
 from imgproxy.variant import Kind, Variant, build_variant, metadata, output_format
 
 log = logging.getLogger(__name__)
@@ -52,25 +50,6 @@ log = logging.getLogger(__name__)
 Authorize = Callable[[Any, StoredFile], Awaitable[bool]]
 
 PLACEHOLDER_CACHE_CONTROL = "public, max-age=60"
-
-
-@dataclass(frozen=True, slots=True)
-class Mounted:
-    """A store with everything decided for it once at start-up."""
-
-    name: str
-    store: Store
-    policy: FormatPolicy
-    limits: LimitsSettings
-    placeholder: Placeholder | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Placeholder:
-    """The image a store answers 404s with (SPEC §5), served like any approved file."""
-
-    mount: Mounted
-    path: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +82,7 @@ class Pipeline:
         self.cache_control = settings.cache.cache_control
         self.signer = Signer(settings.security)
         self.authorize = authorize
-        self.mounts = _mount_stores(settings, stores or {})
+        self.mounts = mount_stores(settings, stores or {})
         self.executor = RenderExecutor(
             concurrency=settings.limits.render_concurrency, queue=settings.limits.render_queue
         )
@@ -116,8 +95,7 @@ class Pipeline:
         self.known: Memo[tuple[str, str, str], SourceInfo] = Memo(100_000)
         self.targets: Memo[tuple[str, str], Target] = Memo(20_000)
         self.variants: Memo[tuple[object, ...], Variant] = Memo(20_000)
-        for name in settings.presets:
-            _check_preset(name, settings)
+        check_presets(settings)
 
     async def close(self) -> None:
         self.executor.shutdown()
@@ -307,35 +285,3 @@ class Pipeline:
             limit=source.mount.limits.max_source_bytes,
             on_head=same_format,
         )
-
-
-def _mount_stores(settings: Settings, given: Mapping[str, Store]) -> dict[str, Mounted]:
-    mounts = {}
-    for name, config in settings.stores.items():
-        policy = FormatPolicy.from_settings(config.policy)
-        placeholder = None
-        if config.placeholder is not None:
-            folder = FileSystemStore(config.placeholder.parent, approved=True)
-            own = Mounted(f"{name}.placeholder", folder, policy, config.limits)
-            placeholder = Placeholder(own, config.placeholder.name)
-        store = given.get(name) or build_store(config, settings)
-        mounts[name] = Mounted(name, store, policy, config.limits, placeholder)
-    for name, store in given.items():  # Python stores need no [stores] table
-        if name not in mounts:
-            if not STORE_NAME.fullmatch(name) or name in RESERVED_STORE_NAMES:
-                raise ConfigError(f"stores: {name!r} is not a valid store name")
-            mounts[name] = Mounted(
-                name, store, FormatPolicy.from_settings(settings.policy), settings.limits
-            )
-    return mounts
-
-
-def _check_preset(name: str, settings: Settings) -> None:
-    try:
-        parse_query(
-            split_query(f"p={name}"),
-            presets=settings.presets,
-            max_dimension=settings.limits.max_output_dimension,
-        )
-    except BadRequest as exc:
-        raise ConfigError(f"presets.{name}: {exc.detail}") from None

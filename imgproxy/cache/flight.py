@@ -13,10 +13,6 @@ class SingleFlight(Generic[T]):
     def __init__(self) -> None:
         self._flights: dict[str, asyncio.Task[T]] = {}
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._flights)
-
     async def run(self, key: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         task = self._flights.get(key)
         if task is None:

@@ -23,10 +23,6 @@ class MemoryTier:
             maxsize=max_bytes, getsizeof=_weight
         )
 
-    @property
-    def size(self) -> int:
-        return int(self._items.currsize)
-
     async def get(self, key: CacheKey) -> Rendition | None:
         return self._items.get((key.source, key.rendition))
 
