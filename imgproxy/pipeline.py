@@ -38,7 +38,7 @@ from imgproxy.paths import parse_path
 from imgproxy.policy import check_bytes, check_pixels
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.renditions import Renditions
-from imgproxy.response import SECURITY_HEADERS, error_response, image_response
+from imgproxy.response import error_response, image_response
 from imgproxy.settings import Settings
 from imgproxy.signing import Signer
 from imgproxy.source import SourceInfo, read_capped
@@ -177,15 +177,17 @@ class Pipeline:
             check_pixels((known.width, known.height), mount.limits.max_source_pixels)
             return Source(mount, file, known, None)
 
+        detected: list[str | None] = []
+
         def judge(head: bytes) -> None:
-            detected = sniff(head) or render.identify(head)
-            mount.policy.check(detected, file.approved)
+            detected.append(sniff(head) or render.identify(head))
+            mount.policy.check(detected[0], file.approved)
             check_bytes(file.size, mount.limits)
 
         data = await read_capped(
             mount.store.open(file), limit=mount.limits.max_source_bytes, on_head=judge
         )
-        declared = declared_size(sniff(data), data)
+        declared = declared_size(detected[0], data)
         if declared is not None:
             check_pixels(declared, mount.limits.max_source_pixels)
         decoders = mount.policy.decoders(file.approved)
@@ -242,7 +244,7 @@ class Pipeline:
         if isinstance(found, Located) and status == 200:
             # After every check above: nginx only ever sends what we would have sent.
             redirect = (("x-accel-redirect", self.accel + found.path), ("content-length", "0"))
-            return ImageResponse(status, (*variant.headers, *redirect, *SECURITY_HEADERS))
+            return ImageResponse(status, (*variant.headers, *redirect))
         rendition = await self.renditions.bytes_of(variant.key, found)
         if rendition is None:  # evicted between the lookup and now
             raise Overloaded("the cached rendition vanished; retry")

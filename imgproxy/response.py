@@ -17,10 +17,9 @@ SECURITY_HEADERS = (
 )
 
 
-def image_response(status: int, body: bytes, headers: Iterable[tuple[str, str]]) -> ImageResponse:
-    return ImageResponse(
-        status, (*headers, ("content-length", str(len(body))), *SECURITY_HEADERS), body
-    )
+def image_response(status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> ImageResponse:
+    """`headers` are a Variant's, security headers included (fixed once per variant)."""
+    return ImageResponse(status, (*headers, ("content-length", str(len(body)))), body)
 
 
 def not_modified(headers: Iterable[tuple[str, str]]) -> ImageResponse:

@@ -21,7 +21,7 @@ from imgproxy.negotiation import negotiate
 from imgproxy.params import AUTO, Query, Transform
 from imgproxy.policy import check_frames
 from imgproxy.render import AVIF_AVAILABLE, RenderJob, default_quality
-from imgproxy.response import content_disposition, not_modified
+from imgproxy.response import SECURITY_HEADERS, content_disposition, not_modified
 from imgproxy.settings import LimitsSettings
 from imgproxy.source import SourceInfo
 from imgproxy.stores import StoredFile
@@ -37,7 +37,7 @@ class Kind(StrEnum):
 class Variant:
     kind: Kind
     etag: str
-    headers: tuple[tuple[str, str], ...]  # all of a 200's, but Content-Length
+    headers: tuple[tuple[str, str], ...]  # all of a 200's, security ones too; not Content-Length
     not_modified: ImageResponse
     job: RenderJob | None = None
     key: CacheKey | None = None  # renditions only
@@ -105,6 +105,7 @@ def build_variant(
         headers.append(("accept-ranges", "bytes"))
     if extension:
         headers.append(("content-disposition", content_disposition(file.filename, extension)))
+    headers.extend(SECURITY_HEADERS)
     key = None
     if job is not None:
         key = CacheKey(surrogate_key(store, file.path), etag.strip('"'), job.output.value)
