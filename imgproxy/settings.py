@@ -6,15 +6,20 @@ so a bad deployment refuses to start instead of failing on the first request.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import ipaddress
+import json
+import math
 import os
 import re
 import tomllib
+import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from imgproxy.errors import ConfigError
 
@@ -33,9 +38,9 @@ class ServerSettings:
     demo: bool = False
     timing: bool = False
 
-    def check(self) -> None:
-        _require(0 <= self.port <= 65535, "server.port", "must be 0..65535")
-        _require(self.workers >= 1, "server.workers", "must be at least 1")
+    def check(self, prefix: str) -> None:
+        _require(0 <= self.port <= 65535, f"{prefix}.port", "must be 0..65535")
+        _require(self.workers >= 1, f"{prefix}.workers", "must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +51,11 @@ class SecuritySettings:
     sign_originals: bool = False
     debug: bool = False
 
-    def check(self) -> None:
+    def check(self, prefix: str) -> None:
         # 43 is the full length of an unpadded base64url SHA-256 digest.
-        _require(16 <= self.signature_length <= 43, "security.signature_length", "must be 16..43")
-        _require(all(self.keys), "security.keys", "must not contain an empty key")
+        length_ok = 16 <= self.signature_length <= 43
+        _require(length_ok, f"{prefix}.signature_length", "must be 16..43")
+        _require(all(self.keys), f"{prefix}.keys", "must not contain an empty key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +63,13 @@ class PolicySettings:
     image_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF")
     approved_image_formats: tuple[str, ...] = ("AVIF", "BMP", "TIFF", "ICO")
 
-    def check(self) -> None:
+    def check(self, prefix: str) -> None:
         for key in ("image_formats", "approved_image_formats"):
             for name in getattr(self, key):
                 ok = FORMAT_NAME.fullmatch(name) or (
                     name == "*" and key == "approved_image_formats"
                 )
-                _require(bool(ok), f"policy.{key}", f"{name!r} is not an upper-case format name")
+                _require(bool(ok), f"{prefix}.{key}", f"{name!r} is not an upper-case format name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +81,12 @@ class LimitsSettings:
     render_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     render_queue: int = 64
 
-    def check(self) -> None:
+    def check(self, prefix: str) -> None:
         for f in dataclasses.fields(self):
             minimum = 0 if f.name == "render_queue" else 1
-            _require(getattr(self, f.name) >= minimum, f"limits.{f.name}", f"must be >= {minimum}")
+            _require(
+                getattr(self, f.name) >= minimum, f"{prefix}.{f.name}", f"must be >= {minimum}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,22 +99,83 @@ class CacheSettings:
     cache_control: str = "public, max-age=86400"
     accel_redirect: str = ""
 
-    def check(self) -> None:
-        _require(self.memory_bytes >= 0, "cache.memory_bytes", "must be >= 0")
-        _require(self.disk_bytes >= 0, "cache.disk_bytes", "must be >= 0")
-        _require(self.redis_ttl >= 1, "cache.redis_ttl", "must be >= 1 second")
+    def check(self, prefix: str) -> None:
+        _require(self.memory_bytes >= 0, f"{prefix}.memory_bytes", "must be >= 0")
+        _require(self.disk_bytes >= 0, f"{prefix}.disk_bytes", "must be >= 0")
+        _require(self.redis_ttl >= 1, f"{prefix}.redis_ttl", "must be >= 1 second")
         _require(
             not self.accel_redirect
             or (self.accel_redirect.startswith("/") and bool(self.disk_path)),
-            "cache.accel_redirect",
+            f"{prefix}.accel_redirect",
             "must be an absolute location path, and needs cache.disk_path",
         )
         _require(
             not self.redis_url or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
-            "cache.redis_url",
+            f"{prefix}.redis_url",
             "must be a redis://, rediss:// or unix:// URL",
         )
-        _require(_is_header_value(self.cache_control), "cache.cache_control", "not a header value")
+        header_ok = _is_header_value(self.cache_control)
+        _require(header_ok, f"{prefix}.cache_control", "not a header value")
+
+
+@dataclass(frozen=True, slots=True)
+class FsOptions:
+    """`kind = "fs"`: files under a folder (relative to the config file's folder)."""
+
+    root: str
+
+    def check(self, prefix: str) -> None:
+        _require(bool(self.root), f"{prefix}.root", "must be a folder path")
+
+
+@dataclass(frozen=True, slots=True)
+class SqlOptions:
+    """`kind = "sql"`: one BLOB per row; the names are checked as SQL identifiers by the
+    store itself, next to the quoting they guard."""
+
+    url: str
+    table: str
+    key_column: str
+    data_column: str
+    updated_column: str
+    approved_column: str | None = None
+
+    def check(self, prefix: str) -> None:
+        url_ok = self.url.startswith(("sqlite:///", "postgresql://", "postgres://"))
+        _require(url_ok, f"{prefix}.url", "must start with sqlite:/// or postgresql://")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOptions:
+    """`kind = "http"`: a remote origin behind the SSRF checks of SPEC §7."""
+
+    base_url: str
+    timeout: float = 5.0
+    connect_timeout: float = 2.0
+    allowed_hosts: tuple[str, ...] = ()  # globs, e.g. "*.cdn.example.com"
+    allow_private_networks: bool = False
+    allowed_networks: tuple[str, ...] = ()  # e.g. "10.0.0.0/8"
+
+    def check(self, prefix: str) -> None:
+        base_ok = self.base_url.startswith(("http://", "https://"))
+        _require(base_ok, f"{prefix}.base_url", "must be an http:// or https:// URL")
+        for key in ("timeout", "connect_timeout"):
+            _require(getattr(self, key) > 0, f"{prefix}.{key}", "must be a positive number")
+        for network in self.allowed_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"{prefix}.allowed_networks: {network!r} is no network") from None
+
+
+StoreOptions = FsOptions | SqlOptions | HttpOptions
+
+# A store kind's name -> its options; `imgproxy.stores.build_store` maps these to classes.
+STORE_KINDS: dict[str, type[StoreOptions]] = {
+    "fs": FsOptions,
+    "sql": SqlOptions,
+    "http": HttpOptions,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +189,15 @@ class StoreSettings:
     placeholder: Path | None
     policy: PolicySettings
     limits: LimitsSettings
-    options: Mapping[str, Any]
+    options: StoreOptions
+
+    def describe(self) -> str:
+        """The kind's options as `key=value, ...` (for `imgproxy check`), with the password
+        of any URL masked: the output ends up in terminals and CI logs."""
+        return ", ".join(
+            f"{f.name}={_masked(getattr(self.options, f.name))!r}"
+            for f in dataclasses.fields(self.options)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,54 +279,97 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
-S = TypeVar("S")
+class _Section(Protocol):
+    """A settings dataclass: built from a table, then checked as a whole under its key."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    def check(self, prefix: str) -> None: ...
 
 
-def _section(cls: type[S], data: Any, prefix: str) -> S:
+S = TypeVar("S", bound=_Section)
+
+
+def _section(cls: type[S], data: Any, prefix: str, *, kind: str = "") -> S:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix}: must be a table")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    suffix = f" for {kind}" if kind else ""
     for key in data:
-        if key not in names:
-            raise ConfigError(f"{prefix}.{key}: unknown key")
+        _require(key in fields, f"{prefix}.{key}", f"unknown key{suffix}")
+    for name, f in fields.items():
+        has_default = f.default is not MISSING or f.default_factory is not MISSING
+        _require(name in data or has_default, f"{prefix}.{name}", f"required{suffix}")
     values = {key: _coerce(value, hints[key], f"{prefix}.{key}") for key, value in data.items()}
     section = cls(**values)
-    section.check()  # type: ignore[attr-defined]
+    section.check(prefix)
     return section
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    from_env = isinstance(value, _EnvValue)
+    """A TOML value, or an environment string, as the field's type (or a ConfigError)."""
+    if typing.get_origin(hint) is types.UnionType:  # `X | None`, the only union we use
+        if value is None or (isinstance(value, _EnvValue) and not value):
+            return None
+        (inner,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+        return _coerce(value, inner, key)
     if hint is bool:
-        if from_env and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
-            return value.lower() in {"1", "true", "yes", "on"}
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: must be true or false, got {value!r}")
+        return _boolean(value, key)
     if hint is int or hint is float:
-        if from_env:
-            try:
-                return hint(value)
-            except ValueError:
-                pass
-        elif isinstance(value, int) and not isinstance(value, bool):
-            return hint(value)
-        elif hint is float and isinstance(value, float):
-            return value
-        raise ConfigError(
-            f"{key}: must be {'an integer' if hint is int else 'a number'}, got {value!r}"
-        )
+        return _number(value, hint, key)
     if hint is str:
-        if isinstance(value, str):
-            return str(value)
-        raise ConfigError(f"{key}: must be a string, got {value!r}")
+        _require(isinstance(value, str), key, f"must be a string, got {value!r}")
+        return str(value)
     if typing.get_origin(hint) is tuple:
-        items = [v.strip() for v in value.split(",") if v.strip()] if from_env else value
-        if isinstance(items, list) and all(isinstance(v, str) for v in items):
-            return tuple(str(v) for v in items)
-        raise ConfigError(f"{key}: must be a list of strings, got {value!r}")
+        return _strings(value, key)
     raise ConfigError(f"{key}: unsupported type")  # pragma: no cover - a field type we lack
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _boolean(value: Any, key: str) -> bool:
+    if isinstance(value, _EnvValue) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    _require(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+    return bool(value)
+
+
+def _number(value: Any, hint: type[int] | type[float], key: str) -> int | float:
+    number: int | float | None = None
+    if isinstance(value, _EnvValue):
+        with contextlib.suppress(ValueError):
+            number = hint(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = hint(value)  # an integer is a fine float: `timeout = 3`
+    elif hint is float and isinstance(value, float):
+        number = value
+    ok = number is not None and (hint is int or math.isfinite(number))
+    _require(ok, key, f"must be {'an integer' if hint is int else 'a number'}, got {value!r}")
+    assert number is not None
+    return number
+
+
+def _strings(value: Any, key: str) -> tuple[str, ...]:
+    """A TOML list of strings; from the environment, a JSON list or comma separated. The
+    value is never echoed: it may be a list of signing keys."""
+    items = value
+    if isinstance(value, _EnvValue):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                items = json.loads(text)
+            except ValueError:
+                items = None
+            ok = isinstance(items, list) and all(isinstance(v, str) for v in items)
+            _require(ok, key, "must be a JSON list of strings")
+        else:
+            items = [part.strip() for part in text.split(",") if part.strip()]
+    ok = isinstance(items, list) and all(isinstance(v, str) for v in items)
+    _require(ok, key, "must be a list of strings")
+    return tuple(str(v) for v in items)
 
 
 def _presets(data: Any) -> dict[str, str]:
@@ -279,6 +399,8 @@ def _stores(
         table = dict(table)
         kind = _coerce(table.pop("kind", None) or "", str, f"{key}.kind")
         _require(bool(kind), f"{key}.kind", "is required")
+        known = ", ".join(STORE_KINDS)
+        _require(kind in STORE_KINDS, f"{key}.kind", f"unknown store kind {kind!r} ({known})")
         approved = _coerce(table.pop("approved", False), bool, f"{key}.approved")
         placeholder = table.pop("placeholder", None)
         if placeholder is not None:
@@ -293,23 +415,33 @@ def _stores(
             placeholder=placeholder,
             policy=_override(policy, own_policy, key),
             limits=_override(limits, own_limits, key),
-            options=table,
+            options=_section(STORE_KINDS[kind], table, key, kind=kind),
         )
     return stores
 
 
 def _override(section: S, overrides: Mapping[str, Any], prefix: str) -> S:
+    """A store's flat overrides (`[stores.a] max_frames = 5`) over the global section."""
     if not overrides:
         return section
-    merged = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}  # type: ignore[arg-type]
+    merged = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
     hints = typing.get_type_hints(type(section))
     merged.update({k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in overrides.items()})
     result = type(section)(**merged)
-    try:
-        result.check()  # type: ignore[attr-defined]
-    except ConfigError as exc:
-        raise ConfigError(f"{prefix}: {exc}") from None
+    result.check(prefix)
     return result
+
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
+
+
+def _masked(value: Any) -> Any:
+    """`scheme://user:***@host/...` for a URL carrying a password; anything else as is."""
+    found = _USERINFO.match(value) if isinstance(value, str) else None
+    if found is None or ":" not in found[2]:
+        return value
+    user = found[2].split(":", 1)[0]
+    return f"{found[1]}{user}:***@{value[found.end() :]}"
 
 
 def _require(ok: bool, key: str, message: str) -> None:

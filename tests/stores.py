@@ -12,13 +12,20 @@ import time
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
-from imgproxy import Store, StoredFile
-from imgproxy.stores.filesystem import FileSystemStore
-from imgproxy.stores.sql import Columns, PostgresStore, SQLiteStore
+from imgproxy.stores import Closeable, FileSystemStore, SQLStore, Store, StoredFile
 
-TABLE = {
+
+class Table(TypedDict):
+    table: str
+    key_column: str
+    data_column: str
+    updated_column: str
+    approved_column: str
+
+
+TABLE: Table = {
     "table": "profile_picture",
     "key_column": "user_id",
     "data_column": "data",
@@ -48,9 +55,8 @@ class Backend:
         raise NotImplementedError
 
     def close(self) -> None:
-        close = getattr(self.store, "close", None)
-        if close is not None:
-            self.run(close())
+        if isinstance(self.store, Closeable):
+            self.run(self.store.close())
         self.runner.close()
 
 
@@ -91,7 +97,7 @@ class SQLiteBackend(Backend):
                 "CREATE TABLE profile_picture (user_id INTEGER PRIMARY KEY, data BLOB,"
                 " last_updated TEXT, approved INTEGER)"
             )
-        self.store: Store = SQLiteStore(self.path, Columns.from_options(TABLE, "t"), approved=True)
+        self.store: Store = SQLStore(f"sqlite:///{self.path}", **TABLE, approved=True)
         self.keys = ["1", "2", "42"]
         self._tick = 0
 
@@ -114,7 +120,7 @@ class PostgresBackend(Backend):
             f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.profile_picture (user_id bigint"
             " PRIMARY KEY, data bytea, last_updated timestamp, approved boolean)"
         )
-        self.store: Store = PostgresStore(self.dsn, Columns.from_options(TABLE, "t"), approved=True)
+        self.store: Store = SQLStore(self.dsn, **TABLE, approved=True)
         self.keys = ["1", "2", "42"]
         self._tick = 0
 
@@ -161,9 +167,8 @@ class Counting:
             yield chunk
 
     async def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            await close()
+        if isinstance(self.inner, Closeable):
+            await self.inner.close()
 
 
 class HttpBackend(Backend):
@@ -172,8 +177,8 @@ class HttpBackend(Backend):
     approval_per_file = False  # SPEC §4: an http source's approval is the store's setting
 
     def __init__(self) -> None:
+        from imgproxy.stores import HTTPStore
         from imgproxy.stores.addresses import AddressPolicy
-        from imgproxy.stores.http import HTTPStore
         from tests.conftest import LiveServer
         from tests.origin import Origin
 

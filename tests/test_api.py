@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 import imgproxy
+import imgproxy.stores
 
 PACKAGE = Path(imgproxy.__file__).parent
 EDGES = {"asgi.py", "server.py", "cli.py", "wsgi.py"}
@@ -17,6 +18,16 @@ def test_exported_members() -> None:
     public = {name for name in dir(imgproxy) if not name.startswith("_")}
     submodules = {p.stem for p in PACKAGE.iterdir() if p.suffix == ".py" or p.is_dir()}
     assert public - submodules == set(imgproxy.__all__)
+
+
+def test_exported_stores() -> None:
+    """SPEC §8: the built-in kinds, the protocols and the factory, and nothing else."""
+    stores = imgproxy.stores
+    assert stores.__all__ == sorted(stores.__all__)
+    public = {name for name in dir(stores) if not name.startswith("_")}
+    submodules = {p.stem for p in Path(stores.__file__).parent.glob("*.py")}
+    assert public - submodules == set(stores.__all__)
+    assert {"FileSystemStore", "HTTPStore", "SQLStore", "Store", "StoredFile"} <= public
 
 
 def imports(path: Path) -> set[str]:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from imgproxy.errors import ConfigError
-from imgproxy.pipeline import Pipeline
 from imgproxy.settings import Settings
-from imgproxy.stores.sql import Columns, SQLiteStore, timestamp
+from imgproxy.stores import SQLStore, build_store
+from imgproxy.stores.sql import Columns, PostgresStore, SQLiteStore, timestamp
 from tests import images
 from tests.stores import TABLE
 
@@ -22,8 +22,8 @@ from tests.stores import TABLE
     "bad", ['users"; DROP TABLE x; --', "a b", "1abc", "", "x" * 64, "tbl.col", "naïve"]
 )
 def test_identifiers_are_validated(bad: str) -> None:
-    with pytest.raises(ConfigError, match=r"^t\.table: must be a plain SQL identifier"):
-        Columns.from_options({**TABLE, "table": bad}, "t")
+    with pytest.raises(ConfigError, match=r"^table: must be a plain SQL identifier"):
+        SQLStore("sqlite:///app.db", **TABLE | {"table": bad})
 
 
 def test_the_metadata_query_never_selects_the_blob(tmp_path: Path) -> None:
@@ -37,7 +37,7 @@ def test_the_metadata_query_never_selects_the_blob(tmp_path: Path) -> None:
             "INSERT INTO profile_picture VALUES (1, ?, '2026-01-01 12:00:00', 1)",
             (images.jpeg((32, 32)),),
         )
-    store = SQLiteStore(database, Columns.from_options(TABLE, "t"), approved=False)
+    store = SQLiteStore(database, Columns.from_names(**TABLE), approved=False)
     statements: list[str] = []
 
     def traced(path: str) -> object:
@@ -78,12 +78,33 @@ def test_timestamps(value: object, expected: float | None) -> None:
         ({"url": "sqlite:///missing.db"}, "stores.a.url"),
         ({"url": "sqlite:///app.db", "colour": "red"}, "stores.a.colour"),
         ({"url": "sqlite:///app.db", "key_column": "id; --"}, "stores.a.key_column"),
+        ({"url": "sqlite:///app.db", "approved_column": ""}, "stores.a.approved_column"),
+        ({"url": "sqlite:///app.db", "table": 7}, "stores.a.table"),
     ],
 )
-def test_config_errors_name_the_key(tmp_path: Path, store: dict[str, str], key: str) -> None:
+def test_config_errors_name_the_key(tmp_path: Path, store: dict[str, object], key: str) -> None:
     sqlite3.connect(tmp_path / "app.db").close()
     options = {**TABLE, **store, "kind": "sql"}
-    settings = Settings.from_mapping({"stores": {"a": options}}, base_dir=tmp_path, env={})
+
+    def start() -> None:
+        settings = Settings.from_mapping({"stores": {"a": options}}, base_dir=tmp_path, env={})
+        build_store(settings.stores["a"], settings)
+
     with pytest.raises(ConfigError) as caught:
-        Pipeline(settings)
+        start()
     assert str(caught.value).startswith(key)
+
+
+def test_the_url_picks_the_backend(tmp_path: Path) -> None:
+    sqlite3.connect(tmp_path / "app.db").close()
+    table = {**TABLE, "kind": "sql", "url": "sqlite:///app.db"}
+    settings = Settings.from_mapping({"stores": {"a": table}}, base_dir=tmp_path, env={})
+    store = build_store(settings.stores["a"], settings)
+    assert isinstance(store, SQLStore)
+    assert isinstance(store.backend, SQLiteStore)
+    assert store.backend.database == str(tmp_path / "app.db")  # relative to the config
+    asyncio.run(store.close())
+    remote = SQLStore("postgresql://app@db.internal/app", **TABLE)
+    assert isinstance(remote.backend, PostgresStore)  # connects on first use, not here
+    with pytest.raises(ConfigError, match=r"^url: must start with sqlite:/// or postgresql://"):
+        SQLStore("mysql://db.internal/app", **TABLE)

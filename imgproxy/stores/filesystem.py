@@ -6,16 +6,15 @@ import json
 import logging
 import os
 import stat as stat_module
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiofiles
 
 from imgproxy.errors import ConfigError, NotFound
 from imgproxy.memo import Memo
-from imgproxy.settings import StoreSettings
-from imgproxy.stores import StoredFile
+from imgproxy.settings import FsOptions
+from imgproxy.stores.base import StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +34,13 @@ class FileSystemStore:
         self._files: Memo[str, StoredFile] = Memo(50_000)
 
     @classmethod
-    def from_settings(cls, config: StoreSettings, base_dir: Path) -> FileSystemStore:
-        options: Mapping[str, Any] = config.options
-        unknown = set(options) - {"root"}
-        if unknown:
-            raise ConfigError(f"stores.{config.name}.{sorted(unknown)[0]}: unknown key for fs")
-        root = options.get("root")
-        if not isinstance(root, str) or not root:
-            raise ConfigError(f"stores.{config.name}.root: required, a folder path")
-        folder = base_dir / root
+    def from_settings(
+        cls, options: FsOptions, *, name: str, approved: bool, base_dir: Path
+    ) -> FileSystemStore:
+        folder = base_dir / options.root
         if not folder.is_dir():
-            raise ConfigError(f"stores.{config.name}.root: {folder} is not a folder")
-        return cls(folder, approved=config.approved)
+            raise ConfigError(f"stores.{name}.root: {folder} is not a folder")
+        return cls(folder, approved=approved)
 
     def _resolve(self, path: str) -> str:
         # Resolve symlinks, then confine: a link pointing outside the root is "not found".

@@ -13,31 +13,22 @@ import asyncio
 import fnmatch
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
 from urllib.parse import quote, unquote, urljoin
 
 import httpx
 
-from imgproxy.errors import BadRequest, ConfigError, NotFound, UpstreamError, UpstreamTimeout
-from imgproxy.settings import StoreSettings
-from imgproxy.stores import StoredFile
+from imgproxy.errors import BadRequest, NotFound, UpstreamError, UpstreamTimeout
+from imgproxy.settings import HttpOptions
 from imgproxy.stores.addresses import AddressPolicy
+from imgproxy.stores.base import StoredFile
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 3
 MAX_PATH = 2000
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
-OPTIONS = {
-    "base_url",
-    "timeout",
-    "connect_timeout",
-    "allowed_hosts",
-    "allow_private_networks",
-    "allowed_networks",
-}
 
 
 class HTTPStore:
@@ -64,39 +55,20 @@ class HTTPStore:
         )
 
     @classmethod
-    def from_settings(cls, config: StoreSettings, base_dir: Path) -> HTTPStore:
-        prefix = f"stores.{config.name}"
-        options: Mapping[str, Any] = config.options
-        unknown = set(options) - OPTIONS
-        if unknown:
-            raise ConfigError(f"{prefix}.{sorted(unknown)[0]}: unknown key for http")
-        base = options.get("base_url")
-        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
-            raise ConfigError(f"{prefix}.base_url: required, an http:// or https:// URL")
-        hosts = options.get("allowed_hosts", [])
-        networks = options.get("allowed_networks", [])
-        for key, value in (("allowed_hosts", hosts), ("allowed_networks", networks)):
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{prefix}.{key}: must be a list of strings")
-        numbers = {}
-        for key, default in (("timeout", 5.0), ("connect_timeout", 2.0)):
-            value = options.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"{prefix}.{key}: must be a positive number of seconds")
-            numbers[key] = float(value)
-        allow_private = options.get("allow_private_networks", False)
-        if not isinstance(allow_private, bool):
-            raise ConfigError(f"{prefix}.allow_private_networks: must be true or false")
-        try:
-            addresses = AddressPolicy(allow_private=allow_private, allowed=networks)
-        except ConfigError as exc:
-            raise ConfigError(f"{prefix}.{exc}") from None
+    def from_settings(
+        cls, options: HttpOptions, *, name: str, approved: bool, base_dir: Path
+    ) -> HTTPStore:
+        """Types and ranges are the settings' job; nothing here needs the network."""
+        addresses = AddressPolicy(
+            allow_private=options.allow_private_networks, allowed=options.allowed_networks
+        )
         return cls(
-            base,
-            approved=config.approved,
-            allowed_hosts=tuple(hosts),
+            options.base_url,
+            approved=approved,
+            timeout=options.timeout,
+            connect_timeout=options.connect_timeout,
+            allowed_hosts=options.allowed_hosts,
             addresses=addresses,
-            **numbers,
         )
 
     def url_for(self, path: str) -> str:

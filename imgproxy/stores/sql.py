@@ -14,7 +14,7 @@ import contextlib
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,12 +23,11 @@ from typing import Any
 
 from imgproxy.errors import ConfigError, NotFound, UpstreamError
 from imgproxy.memo import Memo
-from imgproxy.settings import StoreSettings
-from imgproxy.stores import StoredFile
+from imgproxy.settings import SqlOptions
+from imgproxy.stores.base import StoredFile
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 CHUNK = 256 * 1024
-OPTIONS = {"url", "table", "key_column", "data_column", "updated_column", "approved_column"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,21 +39,31 @@ class Columns:
     approved: str | None
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any], prefix: str) -> Columns:
-        def name(option: str, *, required: bool = True) -> str | None:
-            value = options.get(option)
-            if value is None and not required:
-                return None
-            if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
-                raise ConfigError(f"{prefix}.{option}: must be a plain SQL identifier")
+    def from_names(
+        cls,
+        *,
+        table: str,
+        key_column: str,
+        data_column: str,
+        updated_column: str,
+        approved_column: str | None = None,
+    ) -> Columns:
+        """Validated, then quoted: the names reach SQL text, so nothing but a plain
+        identifier may pass (errors name the option, e.g. `table: ...`)."""
+
+        def quoted(option: str, value: str) -> str:
+            if not IDENTIFIER.fullmatch(value):
+                raise ConfigError(f"{option}: must be a plain SQL identifier")
             return f'"{value}"'
 
         return cls(
-            table=str(name("table")),
-            key=str(name("key_column")),
-            data=str(name("data_column")),
-            updated=str(name("updated_column")),
-            approved=name("approved_column", required=False),
+            table=quoted("table", table),
+            key=quoted("key_column", key_column),
+            data=quoted("data_column", data_column),
+            updated=quoted("updated_column", updated_column),
+            approved=None
+            if approved_column is None
+            else quoted("approved_column", approved_column),
         )
 
     def metadata_query(self, placeholder: str, *, rowid: bool) -> str:
@@ -62,7 +71,7 @@ class Columns:
         length = "length" if rowid else "octet_length"
         approved = self.approved or "NULL"
         first = "rowid, " if rowid else ""
-        # Identifiers are validated and quoted (from_options); the key is a bound parameter.
+        # Identifiers are validated and quoted (from_names); the key is a bound parameter.
         return (
             f"SELECT {first}{length}({self.data}), {self.updated}, {approved} "  # noqa: S608
             f"FROM {self.table} WHERE {self.key} = {placeholder}"
@@ -243,21 +252,65 @@ class PostgresStore:
         self._abandon()
 
 
-def from_settings(config: StoreSettings, base_dir: Path) -> SQLiteStore | PostgresStore:
-    prefix = f"stores.{config.name}"
-    unknown = set(config.options) - OPTIONS
-    if unknown:
-        raise ConfigError(f"{prefix}.{sorted(unknown)[0]}: unknown key for sql")
-    url = config.options.get("url")
-    if not isinstance(url, str):
-        raise ConfigError(f"{prefix}.url: required, sqlite:///file.db or postgresql://...")
-    columns = Columns.from_options(config.options, prefix)
-    if url.startswith("sqlite:///"):
-        # SQLAlchemy's convention: sqlite:///rel.db is relative, sqlite:////abs.db absolute.
-        database = base_dir / url.removeprefix("sqlite:///")
-        if not database.is_file():
-            raise ConfigError(f"{prefix}.url: no SQLite database at {database}")
-        return SQLiteStore(database, columns, approved=config.approved)
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(url, columns, approved=config.approved)
-    raise ConfigError(f"{prefix}.url: must start with sqlite:/// or postgresql://")
+class SQLStore:
+    """The `sql` store kind: the URL's scheme picks the backend, which does the work."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        table: str,
+        key_column: str,
+        data_column: str,
+        updated_column: str,
+        approved_column: str | None = None,
+        approved: bool = False,
+    ) -> None:
+        columns = Columns.from_names(
+            table=table,
+            key_column=key_column,
+            data_column=data_column,
+            updated_column=updated_column,
+            approved_column=approved_column,
+        )
+        self.backend: SQLiteStore | PostgresStore
+        if url.startswith("sqlite:///"):
+            # SQLAlchemy's convention: sqlite:///rel.db is relative, sqlite:////abs.db absolute.
+            self.backend = SQLiteStore(url.removeprefix("sqlite:///"), columns, approved=approved)
+        elif url.startswith(("postgresql://", "postgres://")):
+            self.backend = PostgresStore(url, columns, approved=approved)
+        else:
+            raise ConfigError("url: must start with sqlite:/// or postgresql://")
+
+    @classmethod
+    def from_settings(
+        cls, options: SqlOptions, *, name: str, approved: bool, base_dir: Path
+    ) -> SQLStore:
+        """A relative SQLite file is relative to the config's folder, and must exist."""
+        url = options.url
+        if url.startswith("sqlite:///"):
+            database = base_dir / url.removeprefix("sqlite:///")
+            if not database.is_file():
+                raise ConfigError(f"stores.{name}.url: no SQLite database at {database}")
+            url = f"sqlite:///{database}"
+        try:
+            return cls(
+                url,
+                table=options.table,
+                key_column=options.key_column,
+                data_column=options.data_column,
+                updated_column=options.updated_column,
+                approved_column=options.approved_column,
+                approved=approved,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"stores.{name}.{exc}") from None
+
+    async def stat(self, path: str) -> StoredFile:
+        return await self.backend.stat(path)
+
+    def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+        return self.backend.open(file)
+
+    async def close(self) -> None:
+        await self.backend.close()

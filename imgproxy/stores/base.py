@@ -1,0 +1,51 @@
+"""The Store protocol (cheap metadata first, bytes later) and the optional powers a store
+may have: listing its files (`warm`) and releasing connections (`close`).
+
+`stat` must be cheap and never read content: its `version` goes into every cache key and
+ETag, so a changed source is never served stale and a 304 reads no bytes (SPEC §5, §6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """What a store knows about one file without reading it."""
+
+    path: str
+    version: str  # changes whenever the bytes may have changed
+    approved: bool
+    size: int | None = None
+    modified: float | None = None  # POSIX timestamp
+    filename: str = ""
+
+
+@runtime_checkable
+class Store(Protocol):
+    async def stat(self, path: str) -> StoredFile:
+        """Metadata for `path`; raises NotFound. Never reads the content."""
+        ...
+
+    def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+        """The content of a file `stat` returned, as chunks."""
+        ...
+
+
+@runtime_checkable
+class Listable(Protocol):
+    """A store that can enumerate its files (what `imgproxy warm` needs)."""
+
+    def paths(self) -> AsyncIterator[str]:
+        """Every servable path, relative to the store."""
+        ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A store holding connections, threads or pools to release at shutdown."""
+
+    async def close(self) -> None: ...
