@@ -41,6 +41,7 @@ class HTTPStore:
         connect_timeout: float = 2.0,
         allowed_hosts: tuple[str, ...] = (),
         addresses: AddressPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.approved = approved
@@ -52,6 +53,7 @@ class HTTPStore:
             follow_redirects=False,
             trust_env=False,  # no proxy from the environment may bypass the address checks
             headers={"user-agent": "imgproxy"},
+            transport=transport,  # a test seam (httpx.MockTransport); None: real connections
         )
 
     @classmethod
@@ -129,11 +131,13 @@ class HTTPStore:
                 raise UpstreamTimeout("the origin did not answer in time") from None
             except httpx.HTTPError as exc:
                 raise UpstreamError(f"cannot reach the origin ({type(exc).__name__})") from None
+            except httpx.InvalidURL:  # httpx parses a Location even when it does not follow it
+                raise UpstreamError("the origin sent an invalid redirect URL") from None
             location = response.headers.get("location")
             if response.status_code not in REDIRECTS or not location:
                 return response, url
             await response.aclose()
-            url = urljoin(str(target), location)
+            url = _redirect_url(target, location)
         raise UpstreamError(f"the origin redirected more than {MAX_REDIRECTS} times")
 
     async def _pinned(self, method: str, target: httpx.URL) -> httpx.Request:
@@ -166,6 +170,14 @@ class HTTPStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _redirect_url(current: httpx.URL, location: str) -> str:
+    """The next hop, or an UpstreamError: a hostile Location must never become a 500."""
+    try:
+        return str(httpx.URL(urljoin(str(current), location)))
+    except (ValueError, httpx.InvalidURL):
+        raise UpstreamError("the origin sent an invalid redirect URL") from None
 
 
 def _raise_for_status(response: httpx.Response) -> None:
