@@ -3,6 +3,7 @@ for IMGPROXY_STORES__NAME__KEY environment strings; refusals name the dotted key
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from imgproxy.errors import ConfigError
 from imgproxy.settings import STORE_KINDS, FsOptions, HttpOptions, Settings, SqlOptions
+from imgproxy.stores import HTTPStore, build_store
 
 WEB = {"kind": "http", "base_url": "https://images.example.com/"}
 AVATARS = {
@@ -189,3 +191,18 @@ def test_describe_masks_url_passwords() -> None:
 def test_describe_masks_only_the_password(url: str, shown: str) -> None:
     settings = Settings.from_mapping({"stores": {"web": {**WEB, "base_url": url}}}, env={})
     assert settings.stores["web"].describe().startswith(f"base_url={shown!r},")
+
+
+def test_environment_options_reach_the_built_store() -> None:
+    env = {
+        "IMGPROXY_STORES__WEB__TIMEOUT": "3",
+        "IMGPROXY_STORES__WEB__ALLOW_PRIVATE_NETWORKS": "true",
+        "IMGPROXY_STORES__WEB__ALLOWED_HOSTS": "a.example.com,*.cdn.example.com",
+    }
+    settings = Settings.from_mapping({"stores": {"web": WEB}}, env=env)
+    store = build_store(settings.stores["web"], settings)
+    assert isinstance(store, HTTPStore)
+    assert store.timeout == 3.0
+    assert store.allowed_hosts == ("a.example.com", "*.cdn.example.com")
+    assert store.addresses.permits("127.0.0.1")
+    asyncio.run(store.close())
