@@ -8,7 +8,6 @@ store for logged-in users (a session cookie).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -17,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 from starlette.routing import Mount, Route
 
-from imgproxy import ImageProxy, Settings, StoredFile, url_for
+from imgproxy import ImageProxy, ImageRequest, Settings, StoredFile, url_for
 
 MEDIA = Path(__file__).resolve().parent / "media"
 settings = Settings.from_mapping(
@@ -30,12 +29,11 @@ settings = Settings.from_mapping(
 )
 
 
-async def authorize(request: Any, file: StoredFile) -> bool:
-    """Members' images only for a logged-in user; runs before any byte is read or a 304."""
-    if request.scope.get("root_path", "").endswith("/media") and request.url.path.startswith(
-        "/media/members/"
-    ):
-        return bool(request.session.get("user"))
+async def authorize(request: ImageRequest, file: StoredFile) -> bool:
+    """Members' images only for a logged-in user; runs before any byte is read or a 304.
+    `request.path` is relative to the mount; `request.native` is Starlette's Request."""
+    if request.path.startswith("/members/"):
+        return bool(request.native.session.get("user"))
     return True
 
 

@@ -3,6 +3,7 @@ correct HTTP caching. The public API is exactly `__all__`."""
 
 from imgproxy.asgi import ImageProxy
 from imgproxy.errors import ImageProxyError
+from imgproxy.messages import ImageRequest
 from imgproxy.settings import Settings
 from imgproxy.stores import Store, StoredFile
 from imgproxy.urls import sign_url, srcset, url_for
@@ -10,6 +11,7 @@ from imgproxy.urls import sign_url, srcset, url_for
 __all__ = [
     "ImageProxy",
     "ImageProxyError",
+    "ImageRequest",
     "Settings",
     "Store",
     "StoredFile",

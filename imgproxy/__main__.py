@@ -1,3 +1,5 @@
+"""`python -m imgproxy` -> the CLI."""
+
 from imgproxy.cli import main
 
 raise SystemExit(main())

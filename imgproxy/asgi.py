@@ -13,8 +13,9 @@ from urllib.parse import quote, unquote
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from imgproxy import pipeline
 from imgproxy.messages import ImageRequest, ImageResponse
-from imgproxy.pipeline import Authorize, Pipeline
+from imgproxy.services import Authorize, Services
 from imgproxy.settings import Settings
 from imgproxy.stores import Store
 
@@ -35,7 +36,10 @@ class ImageProxy:
         authorize: Authorize | None = None,
     ) -> None:
         self.settings = settings
-        self.pipeline = Pipeline(settings, stores=stores, authorize=authorize)
+        self.services = Services.build(settings, stores=stores, authorize=authorize)
+        # The authorize hook sees every header and Starlette's Request; without one, the
+        # hit path decodes only the headers the core reads.
+        self._whole = authorize is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -43,18 +47,20 @@ class ImageProxy:
             return
         if scope["type"] != "http":
             return
+        whole = self._whole
         request = ImageRequest(
             method=scope["method"],
             path=route_path(scope),
             query=scope.get("query_string", b"").decode("latin-1"),
-            headers=_headers(scope),
-            context=Request(scope, receive) if self.pipeline.authorize is not None else None,
+            headers=_all_headers(scope) if whole else _headers(scope),
+            client=_client(scope) if whole else None,
+            native=Request(scope, receive) if whole else None,
         )
-        response = await self.pipeline.serve(request)
+        response = await pipeline.serve(self.services, request)
         await send_response(response, send, head=scope["method"] == "HEAD")
 
     async def close(self) -> None:
-        await self.pipeline.close()
+        await self.services.close()
 
 
 def route_path(scope: Scope) -> str:
@@ -81,6 +87,20 @@ def _headers(scope: Scope) -> dict[str, str]:
             key = name.decode("latin-1")
             text = value.decode("latin-1")
             found[key] = f"{found[key]}, {text}" if key in found else text
+    return found
+
+
+def _client(scope: Scope) -> tuple[str, int] | None:
+    client = scope.get("client")
+    return (str(client[0]), int(client[1])) if client else None
+
+
+def _all_headers(scope: Scope) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        found[key] = f"{found[key]}, {text}" if key in found else text
     return found
 
 

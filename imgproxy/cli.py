@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 from imgproxy import maintenance
 from imgproxy.errors import BadRequest, ConfigError
-from imgproxy.pipeline import Pipeline
+from imgproxy.mounts import check_presets
 from imgproxy.server import CONFIG_ENV
+from imgproxy.services import Services, validate
 from imgproxy.settings import Settings
 from imgproxy.urls import sign_url
 
@@ -71,14 +72,14 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 def _load(path: str | None) -> Settings:
     settings = Settings.from_file(path) if path else Settings.from_mapping({})
-    # Build every store now, so a bad store refuses to start here and not on first use.
-    asyncio.run(Pipeline(settings).close())
+    check_presets(settings)  # every command: a bad preset refuses to run and names itself
     return settings
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    asyncio.run(validate(settings))  # a bad store refuses to start here, not on first use
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     fast = importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools")
@@ -97,9 +98,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check(settings: Settings, _: argparse.Namespace) -> int:
+    asyncio.run(validate(settings))  # builds every store; no cache tier, nothing written
     print(f"config ok: {len(settings.stores)} store(s), {len(settings.presets)} preset(s)")
     for name, store in settings.stores.items():
-        options = ", ".join(f"{k}={v!r}" for k, v in sorted(store.options.items()))
+        options = store.describe()
         state = "approved" if store.approved else "not approved"
         print(f"  /{name}/  kind={store.kind}  {options}  ({state} by default)")
     return 0
@@ -125,14 +127,14 @@ def _purge(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        pipeline = Pipeline(settings)
+        services = Services.build(settings)
         try:
-            return await maintenance.purge(pipeline, store, path)
+            return await maintenance.purge(services, store, path)
         finally:
-            await pipeline.close()
+            await services.close()
 
     removed = asyncio.run(run())
-    print(f"purged {removed} cached rendition(s) of {store}/{path}")
+    print(f"purged {removed} cached entries of {store}/{path}")
     return 0
 
 
@@ -146,17 +148,17 @@ def _warm(settings: Settings, args: argparse.Namespace) -> int:
         bar.update(1)
 
     async def run() -> maintenance.WarmSummary:
-        pipeline = Pipeline(settings)
+        services = Services.build(settings)
         try:
             return await maintenance.warm(
-                pipeline,
+                services,
                 args.store,
                 presets,
                 on_total=lambda total: setattr(bar, "total", total),
                 on_done=done,
             )
         finally:
-            await pipeline.close()
+            await services.close()
 
     try:
         summary = asyncio.run(run())

@@ -3,7 +3,8 @@ grid of responsive thumbnails, and a playground that builds a rendition URL from
 fields and shows the image with its response headers. Plain HTML, CSS and JS.
 
 The playground asks the server to build (and sign) each URL, so no key reaches the browser;
-that is also why the demo must never be on in production: it signs any URL it is asked for.
+that is also why the demo must never be on in production: it signs URLs for every image it
+lists.
 """
 
 from __future__ import annotations
@@ -14,21 +15,21 @@ from collections.abc import Mapping
 from string import Template
 
 from imgproxy.errors import BadRequest, ImageProxyError
-from imgproxy.pipeline import Pipeline
+from imgproxy.services import Services
+from imgproxy.stores import Listable
 from imgproxy.urls import srcset, url_for
 
 GRID_LIMIT = 60
 PLAYGROUND_PARAMS = ("w", "h", "dpr", "fit", "g", "fm", "q", "bg", "enlarge")
 
 
-async def images(pipeline: Pipeline) -> list[tuple[str, str]]:
+async def images(services: Services) -> list[tuple[str, str]]:
     """(store, path) of up to GRID_LIMIT images from the stores that can list their files."""
     found: list[tuple[str, str]] = []
-    for name, mount in pipeline.mounts.items():
-        paths = getattr(mount.store, "paths", None)
-        if paths is None:
+    for name, mount in services.mounts.items():
+        if not isinstance(mount.store, Listable):
             continue
-        async for path in paths():
+        async for path in mount.store.paths():
             if path.lower().endswith((".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif")):
                 found.append((name, path))
             if len(found) >= GRID_LIMIT:
@@ -36,10 +37,10 @@ async def images(pipeline: Pipeline) -> list[tuple[str, str]]:
     return found
 
 
-async def page(pipeline: Pipeline) -> bytes:
-    settings = pipeline.settings
+async def page(services: Services) -> bytes:
+    settings = services.settings
     cards, options = [], []
-    for store, path in await images(pipeline):
+    for store, path in await images(services):
         src = url_for(store, path, settings=settings, w=240, h=240, fit="cover", fm="auto")
         candidates = srcset(
             store, path, [240, 480], settings=settings, h=240, fit="cover", fm="auto"
@@ -58,14 +59,16 @@ async def page(pipeline: Pipeline) -> bytes:
     ).encode()
 
 
-def playground_url(pipeline: Pipeline, query: Mapping[str, str]) -> bytes:
-    """The rendition URL for the playground's fields, as JSON: {"url": ...} or {"error": ...}."""
+async def playground_url(services: Services, query: Mapping[str, str]) -> bytes:
+    """The rendition URL for the playground's fields, as JSON: {"url": ...} or {"error": ...}.
+    Only for an image the page lists: the demo signs with the server's key, and must not
+    sign a URL for any other file."""
     try:
         store, path = json.loads(query.get("image", "null") or "null")
-        if store not in pipeline.mounts or not isinstance(path, str):
+        if (store, path) not in await images(services):
             raise BadRequest("image: pick one of the listed images")
         params = {k: v for k, v in query.items() if k in PLAYGROUND_PARAMS and v}
-        url = url_for(store, path, settings=pipeline.settings, **params)
+        url = url_for(store, path, settings=services.settings, **params)
     except (ValueError, TypeError):
         return json.dumps({"error": "image: pick one of the listed images"}).encode()
     except ImageProxyError as error:

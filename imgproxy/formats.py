@@ -35,6 +35,14 @@ class OutputFormat(StrEnum):
     def animates(self) -> bool:
         return self in {OutputFormat.GIF, OutputFormat.WEBP}
 
+    @property
+    def default_quality(self) -> int | None:
+        """SPEC §2.1's per-format default for `q` (None: lossless)."""
+        return DEFAULT_QUALITY.get(self.value)
+
+
+DEFAULT_QUALITY = {"jpeg": 82, "webp": 80, "avif": 60}
+
 
 # Pillow format name -> media type, for originals served byte for byte.
 MEDIA_TYPES = {

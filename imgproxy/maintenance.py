@@ -1,30 +1,26 @@
 """Offline cache work for the CLI: purge one source's renditions, warm a store's presets.
 
-Both run the same pipeline and tiers as the server, so what they write is what it reads.
+Both run the same services and pipeline as the server, so what they write is what it reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from imgproxy import pipeline
 from imgproxy.conditional import surrogate_key
 from imgproxy.errors import ConfigError
 from imgproxy.messages import ImageRequest
 from imgproxy.params import AUTO, expand_preset
-from imgproxy.pipeline import Pipeline
+from imgproxy.services import Services
+from imgproxy.stores import Listable
 from imgproxy.urls import url_for
 
 # fm=auto renditions differ by Accept: warm each variant a browser may ask for.
 AUTO_ACCEPTS = ("image/avif,image/webp,*/*", "image/webp,*/*", "*/*")
-
-
-@runtime_checkable
-class Listable(Protocol):
-    def paths(self) -> AsyncIterator[str]: ...
 
 
 @dataclass
@@ -34,25 +30,25 @@ class WarmSummary:
     skipped: int = 0  # already cached
 
 
-async def purge(pipeline: Pipeline, store: str, path: str) -> int:
+async def purge(services: Services, store: str, path: str) -> int:
     """Remove every cached rendition of `store/path` from the disk and Redis tiers (and this
     process's memory); proportional to that source's renditions, not to the cache."""
-    return await pipeline.renditions.purge(surrogate_key(store, path))
+    return await services.cache.purge(surrogate_key(store, path))
 
 
 async def warm(
-    pipeline: Pipeline,
+    services: Services,
     store: str,
     presets: Sequence[str],
     *,
     on_total: Callable[[int], None] = lambda n: None,
     on_done: Callable[[str, int], None] = lambda path, status: None,
 ) -> WarmSummary:
-    mount = pipeline.mounts.get(store)
+    mount = services.mounts.get(store)
     if mount is None:
         raise ConfigError(f"stores.{store}: no such store")
     for name in presets:
-        if name not in pipeline.settings.presets:
+        if name not in services.settings.presets:
             raise ConfigError(f"presets.{name}: no such preset")
     if not isinstance(mount.store, Listable):
         raise ConfigError(f"stores.{store}: this kind of store cannot list its files")
@@ -61,21 +57,21 @@ async def warm(
         (path, preset, accept)
         for path in paths
         for preset in presets
-        for accept in _accepts(pipeline, preset)
+        for accept in _accepts(services, preset)
     ]
     on_total(len(jobs))
     summary = WarmSummary()
-    gate = asyncio.Semaphore(pipeline.executor.concurrency)
+    gate = asyncio.Semaphore(services.executor.concurrency)
 
     async def one(path: str, preset: str, accept: str) -> None:
-        url = urlsplit(url_for(store, path, settings=pipeline.settings, p=preset))
+        url = urlsplit(url_for(store, path, settings=services.settings, p=preset))
         request = ImageRequest("GET", url.path, url.query, {"accept": accept})
         async with gate:
-            before = pipeline.renders
-            response = await pipeline.serve(request)
+            before = services.metrics.renders
+            response = await pipeline.serve(services, request)
             if response.status != 200:
                 summary.failed += 1
-            elif pipeline.renders > before:
+            elif services.metrics.renders > before:
                 summary.made += 1
             else:
                 summary.skipped += 1
@@ -85,6 +81,6 @@ async def warm(
     return summary
 
 
-def _accepts(pipeline: Pipeline, preset: str) -> tuple[str, ...]:
-    values = expand_preset(preset, pipeline.settings.presets)
+def _accepts(services: Services, preset: str) -> tuple[str, ...]:
+    values = expand_preset(preset, services.settings.presets)
     return AUTO_ACCEPTS if values.get("fm") == AUTO else ("*/*",)

@@ -1,4 +1,8 @@
-"""The plain values the core takes and returns; edges (ASGI, WSGI) only translate them."""
+"""The plain values the core takes and returns; edges (ASGI, WSGI) only translate them.
+
+An ImageRequest is also what the `authorize` hook receives, the same typed value under every
+edge (SPEC §8): method, path, query, headers, client, and the edge's native request object.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,11 @@ class ImageRequest:
     method: str
     path: str  # after the mount point, still percent-encoded: "/{store}/{path}"
     query: str  # raw query string
-    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
-    context: Any = None  # the edge's own request object, handed to the authorize hook
+    # Lower-case names. Every header when an authorize hook is set; otherwise only those
+    # the core reads (Accept, the validators, Range), so the hit path decodes no others.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    client: tuple[str, int] | None = None  # the peer's address, as the server reports it
+    native: Any = None  # Starlette's Request under ASGI, the environ under WSGI
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)

@@ -46,6 +46,12 @@ class Metrics:
     def response(self, status: int) -> None:
         self.statuses[status] += 1
 
+    def rendered(self, *, fetch: float, render: float) -> None:
+        """One rendition made: seconds reading its source, and decoding to encoding it."""
+        self.renders += 1
+        self.fetch_seconds.observe(fetch)
+        self.render_seconds.observe(render)
+
     def cache(self, tier: str, hit: bool) -> None:
         self.lookups[(tier, hit)] += 1
 

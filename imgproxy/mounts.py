@@ -10,7 +10,7 @@ from imgproxy.errors import BadRequest, ConfigError
 from imgproxy.params import parse_query, split_query
 from imgproxy.policy import FormatPolicy
 from imgproxy.settings import RESERVED_STORE_NAMES, STORE_NAME, LimitsSettings, Settings
-from imgproxy.stores import Store, build_store
+from imgproxy.stores import Closeable, Store, build_store
 from imgproxy.stores.filesystem import FileSystemStore
 
 
@@ -52,6 +52,13 @@ def mount_stores(settings: Settings, given: Mapping[str, Store]) -> dict[str, Mo
                 name, store, FormatPolicy.from_settings(settings.policy), settings.limits
             )
     return mounts
+
+
+async def close_stores(mounts: Mapping[str, Mounted]) -> None:
+    """Stores holding connections (SQL pools, HTTP clients) close them."""
+    for mount in mounts.values():
+        if isinstance(mount.store, Closeable):
+            await mount.store.close()
 
 
 def check_presets(settings: Settings) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imgproxy.errors import NotApproved, TooLarge, UnsupportedFormat
+from imgproxy.facts import SourceInfo
 from imgproxy.settings import LimitsSettings, PolicySettings
-from imgproxy.source import SourceInfo
 
 ANY = "*"
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable
 from urllib.parse import quote
 
-from imgproxy.conditional import NOT_MODIFIED_HEADERS
+from imgproxy.conditional import NOT_MODIFIED_HEADERS, RangeNotSatisfiable, parse_range
 from imgproxy.errors import ImageProxyError, MethodNotAllowed, Overloaded
 from imgproxy.messages import ImageResponse
 
@@ -20,6 +20,38 @@ SECURITY_HEADERS = (
 def image_response(status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> ImageResponse:
     """`headers` are a Variant's, security headers included (fixed once per variant)."""
     return ImageResponse(status, (*headers, ("content-length", str(len(body)))), body)
+
+
+def ranged_response(
+    data: bytes,
+    headers: tuple[tuple[str, str], ...],
+    *,
+    range_header: str | None,
+    if_range: str | None,
+    etag: str,
+    last_modified: float | None,
+) -> ImageResponse:
+    """An original, whole (200), in part (206) or refused (416): one `Range` (SPEC §5)."""
+    try:
+        wanted = parse_range(
+            range_header, len(data), if_range=if_range, etag=etag, last_modified=last_modified
+        )
+    except RangeNotSatisfiable:
+        return image_response(416, b"", (("content-range", f"bytes */{len(data)}"), *headers))
+    if wanted is None:
+        return image_response(200, data, headers)
+    content_range = ("content-range", wanted.content_range(len(data)))
+    return image_response(206, data[wanted.start : wanted.end + 1], (*headers, content_range))
+
+
+def accel_response(
+    status: int, headers: tuple[tuple[str, str], ...], location: str
+) -> ImageResponse:
+    """A disk hit for nginx to send (X-Accel-Redirect): only after every check was made, so
+    nginx only ever sends what the server would have sent."""
+    return ImageResponse(
+        status, (*headers, ("x-accel-redirect", location), ("content-length", "0"))
+    )
 
 
 def not_modified(headers: Iterable[tuple[str, str]]) -> ImageResponse:

@@ -29,12 +29,12 @@ class StandaloneApp:
         self.demo = settings.server.demo
 
     async def _demo(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pipeline = self.proxy.pipeline
+        services = self.proxy.services
         if scope["path"] == "/":
-            body, media_type = await demo.page(pipeline), "text/html; charset=utf-8"
+            body, media_type = await demo.page(services), "text/html; charset=utf-8"
         else:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-            body, media_type = demo.playground_url(pipeline, query), "application/json"
+            body, media_type = await demo.playground_url(services, query), "application/json"
         await Response(body, media_type=media_type, headers=NO_STORE)(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -43,7 +43,7 @@ class StandaloneApp:
         elif scope["type"] == "http" and self.demo and scope["path"] in ("/", "/_demo/url"):
             await self._demo(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == "/metrics":
-            body = self.proxy.pipeline.metrics.exposition()
+            body = self.proxy.services.metrics.exposition()
             metrics = Response(body, media_type=CONTENT_TYPE_LATEST, headers=NO_STORE)
             await metrics(scope, receive, send)
         else:

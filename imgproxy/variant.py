@@ -1,8 +1,8 @@
 """Source version + transform + negotiated format -> the Variant to send: its strong ETag,
-every header of its 200 and its ready 304.
+every header of its 200, its ready 304 and, for a rendition, its RenderJob and cache key.
 
-A Variant depends only on things fixed for one version of one URL, so the pipeline builds it
-once and a repeat request is a lookup plus a few comparisons (the whitenoise model).
+A Variant depends only on things fixed for one version of one URL, so it is built once and a
+repeat request is a lookup plus a few comparisons (the whitenoise model).
 """
 
 from __future__ import annotations
@@ -12,19 +12,27 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from imgproxy.cache import CacheKey
 from imgproxy.conditional import cache_control, http_date, make_etag, surrogate_key
+from imgproxy.facts import SourceInfo
 from imgproxy.formats import AS_OUTPUT, OutputFormat
-from imgproxy.messages import ImageResponse
+from imgproxy.job import RenderJob
+from imgproxy.memo import Memo
+from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.negotiation import negotiate
 from imgproxy.params import AUTO, Query, Transform
 from imgproxy.policy import check_frames
-from imgproxy.render import AVIF_AVAILABLE, RenderJob, default_quality
 from imgproxy.response import SECURITY_HEADERS, content_disposition, not_modified
 from imgproxy.settings import LimitsSettings
-from imgproxy.source import SourceInfo
 from imgproxy.stores import StoredFile
+
+if TYPE_CHECKING:  # only their attributes are read here; importing source would load Pillow
+    from imgproxy.source import Source
+    from imgproxy.targets import Target
+
+PLACEHOLDER_CACHE_CONTROL = "public, max-age=60"
 
 
 class Kind(StrEnum):
@@ -43,20 +51,50 @@ class Variant:
     key: CacheKey | None = None  # renditions only
 
 
+class Variants:
+    """Builds each Variant once per (URL, source version, negotiated format, status)."""
+
+    def __init__(self, *, cache_control: str, avif: bool) -> None:
+        self.cache_control = cache_control
+        self.avif = avif  # whether this Pillow can encode AVIF, for fm=auto
+        self._known: Memo[tuple[object, ...], Variant] = Memo(20_000)
+
+    def choose(self, source: Source, target: Target, request: ImageRequest, status: int) -> Variant:
+        """Raises TooLarge for too many frames in animated output (SPEC §4.1)."""
+        file, info, t = source.file, source.info, target.query.transform
+        output = None
+        if t is not None and not t.metadata:
+            output = self._output(t, info, request.header("accept"))
+        ident = (target.key, file.version, file.modified, file.approved, output, status)
+        variant = self._known.get(ident)
+        if variant is None:
+            mount = source.mount
+            variant = self._known[ident] = build_variant(
+                store=mount.name,
+                file=file,
+                info=info,
+                query=target.query,
+                output=output,
+                limits=mount.limits,
+                decoders=mount.policy.decoders(file.approved),
+                caching=self.cache_control if status == 200 else PLACEHOLDER_CACHE_CONTROL,
+            )
+        return variant
+
+    def _output(self, t: Transform, info: SourceInfo, accept: str | None) -> OutputFormat:
+        if isinstance(t.format, OutputFormat):
+            return t.format
+        if t.format == AUTO:
+            return _negotiate(accept or "", info.has_alpha, self.avif)
+        default = AS_OUTPUT.get(info.format)
+        if default is not None:
+            return default
+        return OutputFormat.PNG if info.has_alpha else OutputFormat.JPEG
+
+
 @functools.lru_cache(maxsize=1024)
-def _negotiate(accept: str, has_alpha: bool) -> OutputFormat:
-    return negotiate(accept, has_alpha=has_alpha, avif=AVIF_AVAILABLE)
-
-
-def output_format(t: Transform, info: SourceInfo, accept: str | None) -> OutputFormat:
-    if isinstance(t.format, OutputFormat):
-        return t.format
-    if t.format == AUTO:
-        return _negotiate(accept or "", info.has_alpha)
-    default = AS_OUTPUT.get(info.format)
-    if default is not None:
-        return default
-    return OutputFormat.PNG if info.has_alpha else OutputFormat.JPEG
+def _negotiate(accept: str, has_alpha: bool, avif: bool) -> OutputFormat:
+    return negotiate(accept, has_alpha=has_alpha, avif=avif)
 
 
 def build_variant(
@@ -70,7 +108,6 @@ def build_variant(
     decoders: tuple[str, ...] | None,
     caching: str,
 ) -> Variant:
-    """Raises TooLarge for too many frames in animated output; builds nothing else."""
     t = query.transform
     ident = (store, file.path, file.version)
     job = None
@@ -83,7 +120,7 @@ def build_variant(
         extension, media_type = "", "application/json"
     else:
         assert output is not None
-        quality = (t.quality or default_quality(output)) if output.has_quality else None
+        quality = (t.quality or output.default_quality) if output.has_quality else None
         animate = output.animates and info.frames > 1
         check_frames(info, limits, animated_output=animate)
         job = RenderJob(t, output, quality, decoders, animate, limits.max_source_pixels)

@@ -16,6 +16,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
+from imgproxy import pipeline
 from imgproxy.asgi import PATH_SAFE, ImageProxy
 from imgproxy.messages import ImageRequest
 
@@ -36,7 +37,8 @@ WANTED = {
 class ImageProxyMiddleware:
     def __init__(self, app: WSGIApp, proxy: ImageProxy, *, prefix: str = "/media") -> None:
         self.app = app
-        self.pipeline = proxy.pipeline
+        self.services = proxy.services
+        self._whole = proxy.services.authorize is not None  # see asgi.ImageProxy
         self.prefix = "/" + prefix.strip("/")
         self.loop = asyncio.new_event_loop()
         threading.Thread(
@@ -47,18 +49,46 @@ class ImageProxyMiddleware:
         path: str = environ.get("PATH_INFO", "")
         if not path.startswith(self.prefix + "/"):  # a path-segment boundary: not /mediax
             return self.app(environ, start_response)
+        whole = self._whole
         request = ImageRequest(
             method=environ["REQUEST_METHOD"],
             path=_encoded_path(environ, self.prefix),
             query=environ.get("QUERY_STRING", ""),
-            headers={name: environ[key] for key, name in WANTED.items() if key in environ},
-            context=environ,  # what the authorize hook receives under WSGI
+            headers=_all_headers(environ) if whole else _headers(environ),
+            client=_client(environ) if whole else None,
+            native=environ if whole else None,
         )
-        future = asyncio.run_coroutine_threadsafe(self.pipeline.serve(request), self.loop)
+        serving = pipeline.serve(self.services, request)
+        future = asyncio.run_coroutine_threadsafe(serving, self.loop)
         response = future.result()
         status = HTTPStatus(response.status)
         start_response(f"{status.value} {status.phrase}", list(response.headers))
         return [b""] if request.method == "HEAD" else [response.body]
+
+
+def _headers(environ: Environ) -> dict[str, str]:
+    return {name: environ[key] for key, name in WANTED.items() if key in environ}
+
+
+def _all_headers(environ: Environ) -> dict[str, str]:
+    """WSGI's HTTP_* keys (and the two it keeps apart) as lower-case header names."""
+    found = {
+        key[5:].replace("_", "-").lower(): value
+        for key, value in environ.items()
+        if key.startswith("HTTP_")
+    }
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            found[key.replace("_", "-").lower()] = environ[key]
+    return found
+
+
+def _client(environ: Environ) -> tuple[str, int] | None:
+    host = environ.get("REMOTE_ADDR")
+    port = environ.get("REMOTE_PORT")
+    if not host:
+        return None
+    return (host, int(port)) if port and str(port).isdigit() else (host, 0)
 
 
 def _encoded_path(environ: Environ, prefix: str) -> str:

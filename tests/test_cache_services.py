@@ -155,12 +155,13 @@ def test_purge_removes_one_sources_renditions_from_disk_and_redis(
         for query in ("w=10", "w=20", "w=30&fm=png"):
             assert httpx.get(f"{base}/media/photo.jpg?{query}").status_code == 200
         assert httpx.get(f"{base}/media/wide.png?w=10").status_code == 200
-    files = sorted(p.name for p in disk.rglob("*") if p.is_file())
-    assert len(files) == 4
+    files = sorted(p.suffix for p in disk.rglob("*") if p.is_file())
+    assert files == [".jpeg", ".jpeg", ".json", ".json", ".png", ".png"]  # each source's facts
     result = run_cli("purge", "media/photo.jpg", "--config", str(config))
     assert result.returncode == 0, result.stderr
-    assert "purged 6 cached rendition(s) of media/photo.jpg" in result.stdout  # 3 disk + 3 redis
-    assert len([p for p in disk.rglob("*") if p.is_file()]) == 1  # wide.png's stays
+    # 3 renditions and the source's facts, on disk and in Redis
+    assert "purged 8 cached entries of media/photo.jpg" in result.stdout
+    assert len([p for p in disk.rglob("*") if p.is_file()]) == 2  # wide.png's stay
     with imgproxy_process(config) as base:
         httpx.get(f"{base}/media/photo.jpg?w=10")
         assert metric(base, "imgproxy_renders_total") == 1  # gone from Redis too
@@ -294,8 +295,9 @@ def test_two_processes_share_one_disk_folder(media: Path, tmp_path: Path) -> Non
         assert {r.status_code for r in responses} == {200}
         for first, second in zip(responses[::2], responses[1::2], strict=True):
             assert first.content == second.content  # same rendition from either process
-        files = [p for p in disk.rglob("*") if p.is_file()]
+        files = [p for p in disk.rglob("*") if p.is_file() and p.suffix != ".json"]
         assert len(files) == len(urls)  # one complete file each, no temp files left behind
+        assert len(list(disk.rglob("*.json"))) == 1  # and the source's facts, once
         for path in files:
             assert images.decode(path.read_bytes()).format == "WEBP"
         hits_before = metric(one, "imgproxy_cache_hits_total", 'tier="disk"')

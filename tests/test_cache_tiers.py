@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from imgproxy.cache import CacheKey, CacheTier, Located, Rendition, TieredCache
+from imgproxy.cache import CacheKey, CacheTier, Located, Rendition
 from imgproxy.cache.disk import STALE_TEMP_SECONDS, TEMP_MARK, DiskTier
 from imgproxy.cache.memory import MemoryTier
 from imgproxy.cache.redis import RedisTier
+from imgproxy.cache.tiered import TieredCache
 
 KEY = CacheKey("SRCaaaaaaaaaaaaaaaaaaaaa", "R1bbbbbbbbbbbbbbbbbbbbbb", "webp")
 OTHER_RENDITION = CacheKey(KEY.source, "R2cccccccccccccccccccccc", "png")
@@ -72,7 +73,7 @@ def test_a_lower_hit_fills_the_upper_tiers(tmp_path: Path) -> None:
         assert isinstance(await cache.get(KEY), Rendition)
         assert seen == [("memory", False), ("disk", True)]
         assert await memory.get(KEY) is not None
-        located = await TieredCache([disk], locate=True).get(KEY)
+        located = await TieredCache([disk]).get(KEY, locate=True)
         assert located == Located(disk.relative(KEY))
 
     asyncio.run(scenario())

@@ -83,3 +83,24 @@ def test_serve_answers_on_its_port(tmp_path: Path) -> None:
         process.wait(10)
         if process.stdout:
             process.stdout.close()
+
+
+def test_check_and_sign_build_no_cache_tier(tmp_path: Path) -> None:
+    """They validate the config (stores included, for check) and touch no cache: the disk
+    folder is never created and an unreachable Redis is never contacted."""
+    (tmp_path / "pics").mkdir()
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(
+        '[security]\nkeys = ["k1"]\n'
+        '[cache]\ndisk_path = "var/cache"\nredis_url = "redis://127.0.0.1:1/0"\n'
+        '[stores.pics]\nkind = "fs"\nroot = "pics"\n'
+    )
+    checked = imgproxy("check", "--config", str(config))
+    assert checked.returncode == 0, checked.stderr
+    signed = imgproxy("sign", "--config", str(config), "/pics/a.jpg?w=10")
+    assert signed.returncode == 0, signed.stderr
+    assert signed.stdout.startswith("/pics/a.jpg?w=10&s=")
+    assert not (tmp_path / "var").exists()
+    config.write_text(config.read_text().replace('root = "pics"', 'root = "missing"'))
+    broken = imgproxy("check", "--config", str(config))
+    assert broken.returncode == 2 and "stores.pics.root" in broken.stderr

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from imgproxy import ImageProxy, url_for
+from imgproxy import ImageProxy, ImageRequest, StoredFile, url_for
 from imgproxy.asgi import ImageProxyMiddleware as AsgiMiddleware
 from imgproxy.wsgi import ImageProxyMiddleware as WsgiMiddleware
 from tests import images
@@ -116,3 +116,34 @@ def test_wsgi_middleware(media: Path) -> None:
     missing = call(app, "/media/media/nope.jpg")
     assert missing[0] == "404 Not Found"
     assert missing[1]["content-type"] == "application/json"
+
+
+def test_authorize_receives_the_same_typed_request_under_every_edge(
+    media: Path, serve: Serve
+) -> None:
+    """SPEC §8: one ImageRequest (method, path, query, headers, client, native) whichever
+    edge the request came through; only the native object differs."""
+    seen: list[ImageRequest] = []
+
+    async def authorize(request: ImageRequest, file: StoredFile) -> bool:
+        seen.append(request)
+        return request.headers.get("x-user") == "owner"
+
+    proxy = ImageProxy(settings_for(media), authorize=authorize)
+    with httpx.Client(base_url=serve(Starlette(routes=[Mount("/img", app=proxy)])).url) as http:
+        assert http.get("/img/media/photo.jpg?w=10", headers={"x-user": "owner"}).status_code == 200
+        assert http.get("/img/media/photo.jpg?w=10").status_code == 403
+    app = WsgiMiddleware(wsgi_app, proxy, prefix="/img")
+    wsgi = call(app, "/img/media/photo.jpg", "w=10", HTTP_X_USER="owner", REMOTE_ADDR="10.0.0.9")
+    assert wsgi[0] == "200 OK"
+    via_asgi, _, via_wsgi = seen
+    for request in (via_asgi, via_wsgi):
+        assert isinstance(request, ImageRequest)
+        assert (request.method, request.path, request.query) == ("GET", "/media/photo.jpg", "w=10")
+        assert request.headers["x-user"] == "owner"
+        assert request.client is not None
+    assert via_asgi.client is not None and via_asgi.client[0] == "127.0.0.1"
+    assert via_wsgi.client == ("10.0.0.9", 0)
+    assert isinstance(via_asgi.native, Request)
+    assert via_asgi.native.url.path == "/img/media/photo.jpg"
+    assert via_wsgi.native["PATH_INFO"] == "/img/media/photo.jpg"

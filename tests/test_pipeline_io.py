@@ -53,7 +53,7 @@ def test_304_reads_no_bytes_and_renders_nothing(counted: Counted, url: str) -> N
     store, proxy, client = counted
     first = client.get(url)
     assert first.status_code == 200
-    reads, renders = store.reads, proxy.pipeline.renders
+    reads, renders = store.reads, proxy.services.metrics.renders
     for headers in (
         {"if-none-match": first.headers["etag"]},
         {"if-modified-since": first.headers["last-modified"]},
@@ -61,19 +61,19 @@ def test_304_reads_no_bytes_and_renders_nothing(counted: Counted, url: str) -> N
         again = client.get(url, headers=headers)
         assert again.status_code == 304
     assert store.reads == reads
-    assert proxy.pipeline.renders == renders
+    assert proxy.services.metrics.renders == renders
     assert store.stats >= 3  # but the version was looked up every time
 
 
 def test_cache_hit_reads_nothing_and_renders_nothing(counted: Counted) -> None:
     store, proxy, client = counted
     first = client.get("/media/photo.jpg?w=120")
-    reads, renders = store.reads, proxy.pipeline.renders
+    reads, renders = store.reads, proxy.services.metrics.renders
     assert renders == 1
     for _ in range(5):
         assert client.get("/media/photo.jpg?w=120").content == first.content
         assert client.get("/media/photo.jpg?fit=contain&w=120&enlarge=0").content == first.content
-    assert (store.reads, proxy.pipeline.renders) == (reads, renders)
+    assert (store.reads, proxy.services.metrics.renders) == (reads, renders)
 
 
 def test_concurrent_cold_requests_render_once(counted: Counted) -> None:
@@ -88,7 +88,7 @@ def test_concurrent_cold_requests_render_once(counted: Counted) -> None:
     responses = asyncio.run(burst())
     assert {r.status_code for r in responses} == {200}
     assert len({r.content for r in responses}) == 1
-    assert proxy.pipeline.renders == 1
+    assert proxy.services.metrics.renders == 1
 
 
 def test_full_render_queue_answers_503_with_retry_after(media: Path, serve: Serve) -> None:
@@ -101,12 +101,12 @@ def test_full_render_queue_answers_503_with_retry_after(media: Path, serve: Serv
 
     async def occupy() -> None:
         loop_ready.set()
-        await proxy.pipeline.executor.run(gate.wait, 30)
+        await proxy.services.executor.run(gate.wait, 30)
 
     thread = threading.Thread(target=lambda: blocker.append(asyncio.run(occupy())))
     thread.start()
     loop_ready.wait(5)
-    while proxy.pipeline.executor.pending < 1:
+    while proxy.services.executor.pending < 1:
         pass
     try:
         response = client.get("/media/photo.jpg?w=11")

@@ -1,4 +1,5 @@
-"""Cache tiers for renditions: the CacheTier protocol and the tiered lookup over them.
+"""Cache tiers for renditions: keys, values, the CacheTier protocol and the optional powers a
+tier may have (small Protocols: Locating for X-Accel-Redirect, Locking across processes).
 
 Keys contain the source's version (the rendition id is its ETag), so a tier never needs to
 know about invalidation: a changed source asks for new keys (SPEC §6). Keys also name their
@@ -7,12 +8,10 @@ source, so `purge` removes one source's renditions without scanning the others.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-log = logging.getLogger(__name__)
+FACTS_EXTENSION = "json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +23,13 @@ class CacheKey:
     @property
     def name(self) -> str:
         return f"{self.rendition}.{self.extension}"
+
+    @property
+    def media_type(self) -> str:
+        """What a tier that stores only bytes answers with: the extension says it."""
+        return (
+            "application/json" if self.extension == FACTS_EXTENSION else f"image/{self.extension}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,69 +58,32 @@ class CacheTier(Protocol):
         ...
 
 
-Lookup = Callable[[CacheKey], Awaitable[Rendition | Located | None]]
+@runtime_checkable
+class Locating(Protocol):
+    """A tier whose hits can be sent by the web server in front, by path (the disk)."""
+
+    async def locate(self, key: CacheKey) -> str | None: ...
 
 
-class TieredCache:
-    """Tiers from fastest to slowest; a hit in a lower tier fills the ones above it. A tier
-    that fails (Redis down, disk full) counts as a miss with a warning: the cache may make a
-    request slower, never fail it."""
+@runtime_checkable
+class Locking(Protocol):
+    """A tier shared by processes that can elect one of them to render a key (Redis)."""
 
-    def __init__(
-        self,
-        tiers: Sequence[CacheTier],
-        *,
-        on_lookup: Callable[[str, bool], None] = lambda tier, hit: None,
-        locate: bool = False,
-    ) -> None:
-        self.tiers = tuple(tiers)
-        self.on_lookup = on_lookup
-        # With `locate`, a tier that can (disk) answers hits with the file's location, for
-        # X-Accel-Redirect, instead of reading its bytes. Chosen once, not per lookup.
-        self._lookups: list[tuple[CacheTier, Lookup]] = [
-            (tier, _locator(tier) if locate and hasattr(tier, "locate") else tier.get)
-            for tier in self.tiers
-        ]
+    async def get(self, key: CacheKey) -> Rendition | None: ...
 
-    async def get(self, key: CacheKey) -> Rendition | Located | None:
-        for depth, (tier, lookup) in enumerate(self._lookups):
-            try:
-                value = await lookup(key)
-            except Exception as exc:  # any tier failure degrades to a miss
-                log.warning("cache tier %s failed on get: %s", tier.name, exc)
-                value = None
-            self.on_lookup(tier.name, value is not None)
-            if value is None:
-                continue
-            if isinstance(value, Rendition):
-                for upper in self.tiers[:depth]:
-                    await self._put(upper, key, value)
-            return value
-        return None
+    async def claim(self, key: CacheKey) -> bool:
+        """True if this process should render `key`."""
+        ...
 
-    async def put(self, key: CacheKey, value: Rendition) -> None:
-        for tier in self.tiers:
-            await self._put(tier, key, value)
+    async def wait(self, key: CacheKey) -> Rendition | None:
+        """The rendition another process is making, once it lands (None: it never did)."""
+        ...
 
-    async def purge(self, source: str) -> int:
-        removed = 0
-        for tier in self.tiers:
-            removed += await tier.purge(source)
-        return removed
-
-    @staticmethod
-    async def _put(tier: CacheTier, key: CacheKey, value: Rendition) -> None:
-        try:
-            await tier.put(key, value)
-        except Exception as exc:  # see get()
-            log.warning("cache tier %s failed on put: %s", tier.name, exc)
+    async def release(self, key: CacheKey) -> None: ...
 
 
-def _locator(tier: CacheTier) -> Lookup:
-    locate: Callable[[CacheKey], Awaitable[str | None]] = getattr(tier, "locate")  # noqa: B009
+@runtime_checkable
+class Closing(Protocol):
+    """A tier holding connections to close at shutdown."""
 
-    async def lookup(key: CacheKey) -> Located | None:
-        path = await locate(key)
-        return Located(path) if path is not None else None
-
-    return lookup
+    async def close(self) -> None: ...

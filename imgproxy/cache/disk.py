@@ -22,7 +22,6 @@ import aiofiles
 import aiofiles.os
 
 from imgproxy.cache import CacheKey, Rendition
-from imgproxy.formats import OutputFormat
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ class DiskTier:
         if not body:
             return None
         self._touch(path, st)
-        return Rendition(body, OutputFormat(key.extension).media_type, st.st_mtime)
+        return Rendition(body, key.media_type, st.st_mtime)
 
     async def put(self, key: CacheKey, value: Rendition) -> None:
         path = self.path(key)

@@ -18,7 +18,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from imgproxy.cache import CacheKey, Rendition
-from imgproxy.formats import OutputFormat
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ class RedisTier:
             return None
         if not isinstance(body, bytes) or not body:
             return None
-        return Rendition(body, OutputFormat(key.extension).media_type)
+        return Rendition(body, key.media_type)
 
     async def put(self, key: CacheKey, value: Rendition) -> None:
         if not self.available:
@@ -103,9 +102,9 @@ class RedisTier:
         except (RedisError, OSError) as exc:
             self._failed(exc)
 
-    async def wait(self, key: CacheKey, timeout: float) -> Rendition | None:
+    async def wait(self, key: CacheKey) -> Rendition | None:
         """Poll for another instance's render until it lands or its lock goes away."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + LOCK_SECONDS
         lock = f"{self.prefix}l:{key.rendition}"
         while time.monotonic() < deadline and self.available:
             found = await self.get(key)

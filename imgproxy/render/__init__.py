@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from PIL import Image, ImageSequence
 
 from imgproxy.errors import Undecodable
-from imgproxy.formats import OutputFormat
+from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
 from imgproxy.policy import check_pixels
 from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import entropy_offset, place
-from imgproxy.render.encode import AVIF_AVAILABLE, default_quality, encode
+from imgproxy.render.encode import AVIF_AVAILABLE, encode
 from imgproxy.render.geometry import Geometry, plan
 from imgproxy.render.probe import identify, open_image, probe
 
@@ -25,7 +25,6 @@ __all__ = [
     "AVIF_AVAILABLE",
     "RenderJob",
     "Rendered",
-    "default_quality",
     "identify",
     "probe",
     "render",
@@ -39,16 +38,6 @@ Image.MAX_IMAGE_PIXELS = None
 REDUCING_GAP = 2.0
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError)
-
-
-@dataclass(frozen=True, slots=True)
-class RenderJob:
-    transform: Transform
-    output: OutputFormat
-    quality: int | None
-    decoders: tuple[str, ...] | None
-    animate: bool  # keep every frame (the caller checked max_frames)
-    max_pixels: int
 
 
 @dataclass(frozen=True, slots=True)

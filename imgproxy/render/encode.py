@@ -12,12 +12,6 @@ from imgproxy.formats import OutputFormat
 
 AVIF_AVAILABLE = bool(features.check("avif"))
 
-DEFAULT_QUALITY = {OutputFormat.JPEG: 82, OutputFormat.WEBP: 80, OutputFormat.AVIF: 60}
-
-
-def default_quality(fmt: OutputFormat) -> int | None:
-    return DEFAULT_QUALITY.get(fmt)
-
 
 def flatten(image: Image.Image, background: tuple[int, int, int, int]) -> Image.Image:
     """Alpha composited onto `bg`, for formats without transparency."""

@@ -7,10 +7,10 @@ import io
 from PIL import Image, UnidentifiedImageError
 
 from imgproxy.errors import Undecodable
+from imgproxy.facts import SourceInfo
 from imgproxy.formats import MEDIA_TYPES
 from imgproxy.policy import check_pixels
 from imgproxy.render.color import has_alpha, orientation, swaps_axes
-from imgproxy.source import SourceInfo
 
 
 def open_image(data: bytes, decoders: tuple[str, ...] | None) -> Image.Image:

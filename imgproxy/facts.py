@@ -1,0 +1,51 @@
+"""What the server learns about one version of a source: its detected format, displayed
+size, frames and bytes. Approval-independent, so it can be kept in the shared cache tiers
+and a restarted (or another) instance answers a hit or a 304 without reading the source.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    format: str  # Pillow's name, e.g. "JPEG"
+    media_type: str
+    width: int  # as displayed, EXIF orientation applied
+    height: int
+    frames: int
+    has_alpha: bool
+    bytes: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    def to_json(self) -> builtins.bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: builtins.bytes) -> SourceInfo | None:
+        """None for anything that is not exactly what `to_json` wrote (an older layout, a
+        damaged entry): the caller then learns the facts again from the bytes."""
+        try:
+            fields = json.loads(data)
+            info = cls(**fields)
+        except (ValueError, TypeError):
+            return None
+        types = (str, str, int, int, int, bool, int)
+        values = (
+            info.format,
+            info.media_type,
+            info.width,
+            info.height,
+            info.frames,
+            info.has_alpha,
+            info.bytes,
+        )
+        if not all(type(v) is t for v, t in zip(values, types, strict=True)):
+            return None
+        return info

@@ -1,0 +1,56 @@
+"""Raw path + query -> Target: the first four stages of SPEC §10, path syntax (400), store
+(404), signature (403) and params (400), in that order.
+
+They are pure functions of the URL and the settings, so an accepted URL is judged once and
+remembered: a repeat request (the hit path) skips all four.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from imgproxy.errors import NotFound
+from imgproxy.memo import Memo
+from imgproxy.mounts import Mounted
+from imgproxy.params import Query, parse_query, query_pairs, to_params
+from imgproxy.paths import parse_path
+from imgproxy.signing import Signer
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An accepted URL: its store, the path inside it and the parsed parameters."""
+
+    key: tuple[str, str]  # the raw path and query it was parsed from
+    mount: Mounted
+    path: str
+    query: Query
+
+
+class Targets:
+    def __init__(
+        self, mounts: Mapping[str, Mounted], signer: Signer, presets: Mapping[str, str]
+    ) -> None:
+        self.mounts = mounts
+        self.signer = signer
+        self.presets = presets
+        self._known: Memo[tuple[str, str], Target] = Memo(20_000)
+
+    def judge(self, path: str, query: str) -> Target:
+        target = self._known.get((path, query))
+        if target is not None:
+            return target
+        where = parse_path(path)
+        mount = self.mounts.get(where.store)
+        if mount is None:
+            raise NotFound(f"no store named {where.store!r}")
+        pairs = query_pairs(query)
+        self.signer.check(path, pairs)
+        parsed = parse_query(
+            to_params(pairs),
+            presets=self.presets,
+            max_dimension=mount.limits.max_output_dimension,
+        )
+        target = self._known[(path, query)] = Target((path, query), mount, where.path, parsed)
+        return target
