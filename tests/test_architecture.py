@@ -1,0 +1,72 @@
+"""The package's shape, checked from its real imports: the README's diagram is current, no
+module imports from a layer above its own, no import cycle, and the variant stage (headers,
+ETags, 304s) never loads Pillow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests import architecture
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in architecture.modules():
+        architecture.layer_of(module)  # raises for a module no layer names
+
+
+def test_no_module_imports_from_a_layer_above_its_own() -> None:
+    upward = [
+        (module, target)
+        for module, targets in architecture.imports().items()
+        for target in targets
+        if architecture.layer_of(target) < architecture.layer_of(module)
+    ]
+    assert upward == []
+
+
+def test_no_import_cycles() -> None:
+    graph = architecture.imports()
+    done: set[str] = set()
+
+    def visit(module: str, trail: tuple[str, ...]) -> None:
+        assert module not in trail, " -> ".join((*trail, module))
+        if module in done:
+            return
+        for target in sorted(graph[module]):
+            visit(target, (*trail, module))
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, ())
+
+
+def loaded_by(module: str) -> set[str]:
+    """Every package module importing `module` runs (module-level imports, not the ones
+    under TYPE_CHECKING or inside functions)."""
+    graph = architecture.imports(runtime_only=True)
+    seen, todo = set(), [module]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(graph[current])
+    return seen
+
+
+def test_choosing_a_variant_loads_no_pillow() -> None:
+    for module in ("variant", "targets", "response", "urls", "settings"):
+        assert not {m for m in loaded_by(module) if m.startswith("render")}, module
+
+
+def test_the_checker_sees_pillow_where_it_is() -> None:
+    assert "render" in loaded_by("pipeline")
+
+
+def test_the_readme_diagram_is_current() -> None:
+    """Regenerate with `python -m tests.architecture` and paste between the markers."""
+    text = README.read_text()
+    begin = text.index(architecture.BEGIN)
+    end = text.index(architecture.END) + len(architecture.END)
+    assert text[begin:end] == architecture.readme_block()
