@@ -23,7 +23,7 @@ PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 # The request headers the core reads; everything else is never decoded.
 WANTED_HEADERS = frozenset(
-    {b"accept", b"if-none-match", b"if-modified-since", b"range", b"if-range"}
+    {b"accept", b"if-none-match", b"if-modified-since", b"range", b"if-range", b"x-imgproxy-accel"}
 )
 
 

@@ -24,6 +24,8 @@ from imgproxy.variant import Kind, Variant, metadata
 
 log = logging.getLogger(__name__)
 
+ACCEL_OPT_IN = "x-imgproxy-accel"
+
 
 async def serve(services: Services, request: ImageRequest) -> ImageResponse:
     """Never raises: every failure becomes its SPEC §5 error response."""
@@ -57,7 +59,7 @@ async def _stages(services: Services, request: ImageRequest) -> ImageResponse:
         return await _original(services, source, variant, request, status)
     if variant.kind is Kind.METADATA:
         return _metadata(source, variant, status)
-    return await _rendition(services, source, variant, status)  # 422, then render
+    return await _rendition(services, source, variant, request, status)  # 422, then render
 
 
 async def _resolve(target: Target) -> tuple[Mounted, StoredFile, int]:
@@ -106,17 +108,25 @@ def _metadata(source: Source, variant: Variant, status: int) -> ImageResponse:
 
 
 async def _rendition(
-    services: Services, source: Source, variant: Variant, status: int
+    services: Services, source: Source, variant: Variant, request: ImageRequest, status: int
 ) -> ImageResponse:
     assert variant.key is not None
-    # nginx can send a disk hit only for a 200 (a placeholder's 404 carries the bytes).
-    locate = bool(services.accel) and status == 200
     found = await services.cache.get_or_make(
-        variant.key, lambda: _render(services, source, variant), locate=locate
+        variant.key,
+        lambda: _render(services, source, variant),
+        locate=_accel(services, request, status),
     )
     if isinstance(found, Located):
         return accel_response(status, variant.headers, services.accel + found.path)
     return image_response(status, found.body, variant.headers)
+
+
+def _accel(services: Services, request: ImageRequest, status: int) -> bool:
+    """Whether nginx should send a disk hit itself (X-Accel-Redirect): when configured, for a
+    200 (a placeholder's 404 carries its bytes), and only where the nginx location in front
+    asks for it with `X-Imgproxy-Accel: on`. A location that caches must not: nginx never
+    stores a redirected response, so its cache would stay empty (config/nginx.conf)."""
+    return bool(services.accel) and status == 200 and request.header(ACCEL_OPT_IN) == "on"
 
 
 async def _render(services: Services, source: Source, variant: Variant) -> Rendition:

@@ -31,6 +31,7 @@ WANTED = {
     "HTTP_IF_MODIFIED_SINCE": "if-modified-since",
     "HTTP_RANGE": "range",
     "HTTP_IF_RANGE": "if-range",
+    "HTTP_X_IMGPROXY_ACCEL": "x-imgproxy-accel",
 }
 
 
