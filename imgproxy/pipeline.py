@@ -88,7 +88,8 @@ def _not_modified(variant: Variant, file: StoredFile, request: ImageRequest) -> 
 async def _original(
     services: Services, source: Source, variant: Variant, request: ImageRequest, status: int
 ) -> ImageResponse:
-    data = await services.sources.read(source)
+    async with services.executor.reserve(source.info.bytes):  # the in-flight byte budget
+        data = await services.sources.read(source)
     if status != 200:
         return image_response(status, data, variant.headers)
     return ranged_response(
@@ -130,12 +131,14 @@ def _accel(services: Services, request: ImageRequest, status: int) -> bool:
 
 
 async def _render(services: Services, source: Source, variant: Variant) -> Rendition:
-    """Decode (422) and render, in the executor: run once per rendition by the cache."""
+    """Decode (422) and render, run once per rendition by the cache. The source is read only
+    once a render slot is granted: 503 past the queue, before any byte is read (SPEC §11)."""
     assert variant.job is not None
-    began = time.perf_counter()
-    data = await services.sources.read(source)
-    fetched = time.perf_counter()
-    rendered = await services.executor.run(render.render, data, variant.job)
+    async with services.executor.slot(source.info.bytes) as slot:
+        began = time.perf_counter()
+        data = await services.sources.read(source)
+        fetched = time.perf_counter()
+        rendered = await slot.run(render.render, data, variant.job)
     services.metrics.rendered(fetch=fetched - began, render=time.perf_counter() - fetched)
     timing.record("fetch", fetched - began)
     for stage, seconds in rendered.timings.items():

@@ -52,7 +52,11 @@ class Services:
         check_presets(settings)
         mounts = mount_stores(settings, stores or {})
         limits = settings.limits
-        executor = RenderExecutor(concurrency=limits.render_concurrency, queue=limits.render_queue)
+        executor = RenderExecutor(
+            concurrency=limits.render_concurrency,
+            queue=limits.render_queue,
+            inflight_bytes=limits.inflight_bytes,
+        )
         metrics = Metrics(queue_depth=lambda: executor.queued, in_flight=lambda: executor.running)
         cache = TieredCache(build_tiers(settings), on_lookup=metrics.cache)
         return cls(

@@ -80,6 +80,7 @@ class LimitsSettings:
     max_frames: int = 200
     render_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     render_queue: int = 64
+    inflight_bytes: int = 256 * 1024 * 1024  # source bytes held at once, per process
 
     def check(self, prefix: str) -> None:
         for f in dataclasses.fields(self):

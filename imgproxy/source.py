@@ -2,8 +2,8 @@
 what is already known about this version or else from its bytes (SPEC §4, §4.1, §10).
 
 Facts are looked for in this process's memo, then in the shared cache tiers, and only then
-learned from the bytes: sniffed first, the declared size checked, then the header parsed by
-Pillow in the render executor. A version already seen anywhere costs no read (SPEC §5).
+learned from the bytes, inside a render slot: sniffed first, the declared size checked, then
+the header parsed by Pillow. A version already seen anywhere costs no read (SPEC §5).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from imgproxy import render
 from imgproxy.cache import FACTS_EXTENSION, CacheKey, Rendition
+from imgproxy.cache.flight import SingleFlight
 from imgproxy.cache.tiered import TieredCache
 from imgproxy.conditional import make_etag, surrogate_key
 from imgproxy.errors import TooLarge, Undecodable
@@ -27,10 +28,12 @@ from imgproxy.stores import StoredFile
 
 @dataclass(frozen=True, slots=True)
 class Source:
+    """A judged version of a stored file and its facts; never its bytes, which are read only
+    inside a render slot (SPEC §11), so a request waiting for one holds none."""
+
     mount: Mounted
     file: StoredFile
     info: SourceInfo
-    data: bytes | None  # read already (first sight of this version), else None
 
 
 class Sources:
@@ -38,31 +41,22 @@ class Sources:
         self.executor = executor
         self.cache = cache
         self._known: Memo[tuple[str, str, str], SourceInfo] = Memo(100_000)
+        self._learning: SingleFlight[SourceInfo] = SingleFlight()
 
     async def learn(self, mount: Mounted, file: StoredFile) -> Source:
         ident = (mount.name, file.path, file.version)
         info = self._known.get(ident)
         if info is None:
             info = await self._recall(mount, file)
-        if info is not None:
-            _judge(mount, file, info)
+            if info is None:  # concurrent first sights of one version share one read
+                flight = "\0".join(ident)
+                info = await self._learning.run(flight, lambda: self._learn(mount, file))
             self._known[ident] = info
-            return Source(mount, file, info, None)
-        data = await _read(mount, file, lambda head: _judge_head(mount, file, head))
-        detected = sniff(data[:SNIFF_BYTES]) or render.identify(data[:SNIFF_BYTES])
-        declared = declared_size(detected, data)
-        if declared is not None:
-            check_pixels(declared, mount.limits.max_source_pixels)
-        decoders = mount.policy.decoders(file.approved)
-        info = await self.executor.run(render.probe, data, decoders, mount.limits.max_source_pixels)
-        self._known[ident] = info
-        await self.cache.put(_facts_key(mount, file), Rendition(info.to_json(), "application/json"))
-        return Source(mount, file, info, data)
+        _judge(mount, file, info)
+        return Source(mount, file, info)
 
     async def read(self, source: Source) -> bytes:
-        """The source's bytes: those read while learning it, or read again now."""
-        if source.data is not None:
-            return source.data
+        """The bytes of a version whose facts are known (call it inside a slot)."""
 
         def same_format(head: bytes) -> None:
             if (sniff(head) or render.identify(head)) != source.info.format:
@@ -70,6 +64,21 @@ class Sources:
                 raise Undecodable("the source changed while it was being read")
 
         return await _read(source.mount, source.file, same_format)
+
+    async def _learn(self, mount: Mounted, file: StoredFile) -> SourceInfo:
+        """Sniffed from the first bytes, then the declared size checked, then the header
+        parsed by Pillow; kept in the tiers for every process that shares them."""
+        limits = mount.limits
+        async with self.executor.slot(file.size or limits.max_source_bytes) as slot:
+            data = await _read(mount, file, lambda head: _judge_head(mount, file, head))
+            head = data[:SNIFF_BYTES]
+            declared = declared_size(sniff(head) or render.identify(head), data)
+            if declared is not None:
+                check_pixels(declared, limits.max_source_pixels)
+            decoders = mount.policy.decoders(file.approved)
+            info = await slot.run(render.probe, data, decoders, limits.max_source_pixels)
+        await self.cache.put(_facts_key(mount, file), Rendition(info.to_json(), "application/json"))
+        return info
 
     async def _recall(self, mount: Mounted, file: StoredFile) -> SourceInfo | None:
         kept = await self.cache.recall(_facts_key(mount, file))
@@ -105,20 +114,25 @@ async def read_capped(
     chunks: AsyncIterator[bytes], *, limit: int, on_head: Callable[[bytes], None]
 ) -> bytes:
     """Collect a stream, calling `on_head` with its first bytes (to sniff and judge the
-    format before anything else) and stopping with 413 as soon as it passes `limit`."""
-    buffer = bytearray()
+    format before anything else) and stopping with 413 as soon as it passes `limit`. The
+    chunks are joined once at the end: one copy, not a growing buffer and a copy of it."""
+    parts: list[bytes] = []
+    size = 0
     head_seen = False
     try:
         async for chunk in chunks:
-            buffer += chunk
-            if not head_seen and len(buffer) >= SNIFF_BYTES:
+            parts.append(chunk)
+            size += len(chunk)
+            if not head_seen and size >= SNIFF_BYTES:
                 head_seen = True
-                on_head(bytes(buffer[:SNIFF_BYTES]))
-            if len(buffer) > limit:
+                first = parts[0] if len(parts[0]) >= SNIFF_BYTES else b"".join(parts)
+                on_head(first[:SNIFF_BYTES])
+            if size > limit:
                 raise TooLarge(f"the source is larger than {limit} bytes")
     finally:
         if isinstance(chunks, AsyncGenerator):  # a store's generator holds a file or socket
             await chunks.aclose()
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
     if not head_seen:
-        on_head(bytes(buffer))
-    return bytes(buffer)
+        on_head(data)
+    return data

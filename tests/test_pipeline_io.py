@@ -1,10 +1,9 @@
 """What each path costs: a 304 for a known version reads no byte and renders nothing, a
-cache hit renders nothing, concurrent cold requests render once, overload answers 503."""
+cache hit renders nothing, concurrent cold requests render once (overload: test_load.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from imgproxy import ImageProxy, StoredFile
 from imgproxy.stores.filesystem import FileSystemStore
-from tests.conftest import LiveServer, Serve, assert_healthy, settings_for
+from tests.conftest import LiveServer, Serve, settings_for
 
 
 class CountingStore(FileSystemStore):
@@ -89,33 +88,3 @@ def test_concurrent_cold_requests_render_once(counted: Counted) -> None:
     assert {r.status_code for r in responses} == {200}
     assert len({r.content for r in responses}) == 1
     assert proxy.services.metrics.renders == 1
-
-
-def test_full_render_queue_answers_503_with_retry_after(media: Path, serve: Serve) -> None:
-    proxy = ImageProxy(settings_for(media, limits={"render_concurrency": 1, "render_queue": 0}))
-    client = httpx.Client(base_url=serve(proxy).url, timeout=30)
-    request_ok = client.get("/media/photo.jpg?w=10")  # the probe of this version is now remembered
-    gate = threading.Event()
-    loop_ready = threading.Event()
-    blocker: list[object] = []
-
-    async def occupy() -> None:
-        loop_ready.set()
-        await proxy.services.executor.run(gate.wait, 30)
-
-    thread = threading.Thread(target=lambda: blocker.append(asyncio.run(occupy())))
-    thread.start()
-    loop_ready.wait(5)
-    while proxy.services.executor.pending < 1:
-        pass
-    try:
-        response = client.get("/media/photo.jpg?w=11")
-        assert response.status_code == 503
-        assert response.json()["error"] == "overloaded"
-        assert response.headers["retry-after"] == "1"
-    finally:
-        gate.set()
-        thread.join(10)
-    assert request_ok.status_code == 200
-    assert_healthy(client)
-    client.close()

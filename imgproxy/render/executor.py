@@ -1,15 +1,19 @@
-"""Blocking work -> a bounded thread pool, so the event loop never decodes or encodes.
+"""Blocking work -> a bounded thread pool, admitted before any source byte is read.
 
-`render_concurrency` threads work; up to `render_queue` more jobs wait; beyond that the
-request is refused at once with 503 + Retry-After rather than piling up latency.
+A request that needs a source's bytes first takes a Slot: one of `render_concurrency`
+render threads and its share of the `inflight_bytes` budget. Up to `render_queue` requests
+wait for one, holding nothing; beyond that the request is refused at once with 503 +
+Retry-After, before it reads a byte (SPEC §11). So memory is bounded by the slots, not by
+the queue, and nothing piles up latency.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from imgproxy.errors import Overloaded
@@ -17,44 +21,118 @@ from imgproxy.errors import Overloaded
 T = TypeVar("T")
 
 
+class Slot:
+    """One admitted request's render thread and bytes; `run` hands work to the thread."""
+
+    __slots__ = ("_pool", "_running")
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self._pool = pool
+        self._running: Future[object] | None = None
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        future = self._pool.submit(fn, *args)
+        self._running = future  # type: ignore[assignment]
+        return await asyncio.wrap_future(future)
+
+    def busy(self) -> Future[object] | None:
+        """The thread's work if it outlived its request (cancelled while it ran)."""
+        running = self._running
+        return running if running is not None and not running.done() else None
+
+
 class RenderExecutor:
-    def __init__(self, *, concurrency: int, queue: int) -> None:
+    def __init__(self, *, concurrency: int, queue: int, inflight_bytes: int) -> None:
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="imgproxy-render")
         self.concurrency = concurrency
         self.capacity = concurrency + queue
-        self._lock = threading.Lock()
-        self._pending = 0  # admitted and not finished, counted until the thread is done
-
-    @property
-    def pending(self) -> int:
-        return self._pending
-
-    @property
-    def running(self) -> int:
-        return min(self._pending, self.concurrency)
+        self.budget = inflight_bytes
+        self._free_bytes = inflight_bytes
+        self._slots = asyncio.Semaphore(concurrency)
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._admitted = 0  # waiting or holding a slot
+        self.running = 0
 
     @property
     def queued(self) -> int:
-        return max(0, self._pending - self.concurrency)
+        return self._admitted - self.running
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        with self._lock:
-            if self._pending >= self.capacity:
-                raise Overloaded("too many images are being rendered; retry shortly")
-            self._pending += 1
+    @asynccontextmanager
+    async def slot(self, nbytes: int) -> AsyncIterator[Slot]:
+        """A render thread and `nbytes` of the in-flight budget, or 503 at once when
+        `render_queue` requests already wait."""
+        if self._admitted >= self.capacity:
+            raise Overloaded("too many images are being rendered; retry shortly")
+        self._admitted += 1
         try:
-            future = self._pool.submit(fn, *args)
+            await self._slots.acquire()
         except BaseException:
-            self._release()
+            self._admitted -= 1
             raise
-        # Released when the thread finishes, not when the request gives up: a cancelled
-        # request's render still occupies a thread.
-        future.add_done_callback(lambda _: self._release())
-        return await asyncio.wrap_future(future)
+        try:
+            share = await self._take(nbytes)
+        except BaseException:
+            self._free_slot()
+            raise
+        self.running += 1
+        slot = Slot(self._pool)
+        try:
+            yield slot
+        finally:
+            self.running -= 1
+            still = slot.busy()
+            if still is None:
+                self._free_slot()
+                self._give(share)
+            else:
+                # A cancelled request's work still occupies its thread and memory: the slot
+                # is free only when the thread is.
+                loop = asyncio.get_running_loop()
+                still.add_done_callback(lambda _: loop.call_soon_threadsafe(self._free_late, share))
 
-    def _release(self) -> None:
-        with self._lock:
-            self._pending -= 1
+    @asynccontextmanager
+    async def reserve(self, nbytes: int) -> AsyncIterator[None]:
+        """`nbytes` of the in-flight budget and no thread: for an original's bytes."""
+        share = await self._take(nbytes)
+        try:
+            yield
+        finally:
+            self._give(share)
+
+    async def _take(self, nbytes: int) -> int:
+        """First come, first served. A source bigger than the whole budget takes the whole
+        budget: it then runs alone rather than never."""
+        share = min(max(nbytes, 0), self.budget)
+        if not self._waiters and self._free_bytes >= share:
+            self._free_bytes -= share
+            return share
+        granted = asyncio.get_running_loop().create_future()
+        self._waiters.append((share, granted))
+        try:
+            await granted
+        except BaseException:
+            if granted.done() and not granted.cancelled():
+                self._give(share)  # granted, then cancelled before it could be used
+            elif (share, granted) in self._waiters:
+                self._waiters.remove((share, granted))
+            raise
+        return share
+
+    def _give(self, share: int) -> None:
+        self._free_bytes += share
+        while self._waiters and self._waiters[0][0] <= self._free_bytes:
+            wanted, granted = self._waiters.popleft()
+            if not granted.done():
+                self._free_bytes -= wanted
+                granted.set_result(None)
+
+    def _free_slot(self) -> None:
+        self._admitted -= 1
+        self._slots.release()
+
+    def _free_late(self, share: int) -> None:
+        self._free_slot()
+        self._give(share)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
