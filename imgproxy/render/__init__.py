@@ -34,8 +34,11 @@ __all__ = [
 # Pillow's own global bomb check would only get in the way of a store with higher limits.
 Image.MAX_IMAGE_PIXELS = None
 
-# Pillow's thumbnail() default: decode at least twice the target, then resample.
+# After the DCT-scaled decode, Pillow may box-reduce by an integer factor while at least
+# this much reduction is left for Lanczos (its thumbnail() default).
 REDUCING_GAP = 2.0
+
+Box = tuple[float, float, float, float]  # left, top, right, bottom
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError)
 
@@ -55,12 +58,16 @@ def render(data: bytes, job: RenderJob) -> Rendered:
             if job.animate:
                 body = _render_animation(image, job)
                 return Rendered(body, {"render": clock() - began})
-            frame, icc = _decode_still(image, job.transform)
+            still = _decode_still(image, job.transform)
             decoded = clock()
-            out = _transform(frame, job.transform)
+            out = _transform(still, job.transform)
             transformed = clock()
             body = encode(
-                [out], job.output, quality=job.quality, icc=icc, background=job.transform.background
+                [out],
+                job.output,
+                quality=job.quality,
+                icc=still.icc,
+                background=job.transform.background,
             )
             return Rendered(
                 body,
@@ -76,55 +83,100 @@ def render(data: bytes, job: RenderJob) -> Rendered:
         ) from None
 
 
-def _decode_still(image: Image.Image, t: Transform) -> tuple[Image.Image, bytes | None]:
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """An upright RGB/RGBA frame, possibly decoded at 1/2, 1/4 or 1/8 scale."""
+
+    frame: Image.Image
+    icc: bytes | None
+    source: tuple[int, int]  # the upright full-size dimensions: geometry is planned on these
+    region: Box  # where the whole source lies in `frame` (the DCT scale, edge blocks aside)
+
+
+def _decode_still(image: Image.Image, t: Transform) -> Decoded:
+    """Decode (a JPEG at a DCT scale when it will be shrunk), orient, convert to RGB(A)."""
     turn = orientation(image)
+    source = _upright(image.size, turn)
+    stored = (0.0, 0.0, float(image.width), float(image.height))
     if image.format == "JPEG" and (t.width or t.height):
-        _draft(image, t, turn)
+        stored = _draft(image, t, turn, source)
     image.load()
     rgb, icc = to_rgb(orient(image, turn))
-    return rgb, icc
+    return Decoded(rgb, icc, source, _orient_region(stored, image.size, turn))
 
 
-def _draft(image: Image.Image, t: Transform, turn: int) -> None:
-    """Ask libjpeg for a 1/2, 1/4 or 1/8 DCT-scaled decode that still covers the output."""
-    width, height = image.size
-    if swaps_axes(turn):
-        width, height = height, width
-    geometry = plan((width, height), (t.width, t.height), t.fit, enlarge=t.enlarge)
-    scale = max(geometry.size[0] / geometry.crop[0], geometry.size[1] / geometry.crop[1])
-    want = (max(1, int(width * scale * REDUCING_GAP)), max(1, int(height * scale * REDUCING_GAP)))
+def _draft(image: Image.Image, t: Transform, turn: int, source: tuple[int, int]) -> Box:
+    """Shrink on load, as libvips and thumbor do: the smallest DCT scale (1/2, 1/4, 1/8) at
+    which the kept region still has at least the output's pixels on each axis; Lanczos
+    does the rest. Returns where the source lies in the stored (unrotated) decoded image."""
+    geometry = plan(source, (t.width, t.height), t.fit, enlarge=t.enlarge)
+    # Per axis, the whole source at the scale that brings the kept region to the output.
+    (sw, sh), (ow, oh), (cw, ch) = source, geometry.size, geometry.crop
+    want = (-(-sw * ow // cw), -(-sh * oh // ch))  # rounded up: never below the output
     if swaps_axes(turn):
         want = (want[1], want[0])
-    image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else None, want)
+    full = (0.0, 0.0, float(image.width), float(image.height))
+    if want[0] >= image.width and want[1] >= image.height:
+        return full
+    drafted = image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else None, want)
+    return drafted[1] if drafted is not None else full
 
 
-def _transform(image: Image.Image, t: Transform) -> Image.Image:
-    geometry = plan(image.size, (t.width, t.height), t.fit, enlarge=t.enlarge)
-    return _apply(image, geometry, _crop_origin(image, geometry, t), t.background)
+def _upright(size: tuple[int, int], turn: int) -> tuple[int, int]:
+    return (size[1], size[0]) if swaps_axes(turn) else size
 
 
-def _crop_origin(image: Image.Image, geometry: Geometry, t: Transform) -> tuple[int, int]:
-    if geometry.crop == image.size:
-        return (0, 0)
-    if t.gravity is Gravity.ENTROPY:
-        return entropy_offset(image, geometry.crop)
-    return place(image.size, geometry.crop, t.gravity, t.focal)
+# A DCT-scaled decode rounds each side up, so its last stored column and row are part
+# padding. These EXIF orientations turn one of them into the upright frame's left (top)
+# edge, so the source starts that fraction of a pixel in.
+_PADDED_LEFT = frozenset({2, 3, 6, 7})
+_PADDED_TOP = frozenset({3, 4, 7, 8})
+
+
+def _orient_region(stored: Box, decoded: tuple[int, int], turn: int) -> Box:
+    width, height = stored[2], stored[3]
+    frame_w, frame_h = decoded
+    if swaps_axes(turn):
+        width, height, frame_w, frame_h = height, width, frame_h, frame_w
+    left = frame_w - width if turn in _PADDED_LEFT else 0.0
+    top = frame_h - height if turn in _PADDED_TOP else 0.0
+    return (left, top, left + width, top + height)
+
+
+def _transform(decoded: Decoded, t: Transform) -> Image.Image:
+    geometry = plan(decoded.source, (t.width, t.height), t.fit, enlarge=t.enlarge)
+    return _apply(decoded.frame, geometry, _kept_box(decoded, geometry, t), t.background)
+
+
+def _kept_box(decoded: Decoded, geometry: Geometry, t: Transform) -> Box:
+    """The kept region, planned in source pixels, as a box on the decoded frame."""
+    (sw, sh), (cw, ch) = decoded.source, geometry.crop
+    left, top, right, bottom = decoded.region
+    sx, sy = (right - left) / sw, (bottom - top) / sh
+    if geometry.crop == decoded.source:
+        x, y = 0, 0
+    elif t.gravity is Gravity.ENTROPY:  # found on the decoded pixels, then in source pixels
+        ex, ey = entropy_offset(decoded.frame, (max(1, round(cw * sx)), max(1, round(ch * sy))))
+        x = min(max(round((ex - left) / sx), 0), sw - cw)
+        y = min(max(round((ey - top) / sy), 0), sh - ch)
+    else:
+        x, y = place(decoded.source, geometry.crop, t.gravity, t.focal)
+    return (left + x * sx, top + y * sy, left + (x + cw) * sx, top + (y + ch) * sy)
 
 
 def _apply(
     image: Image.Image,
     geometry: Geometry,
-    origin: tuple[int, int],
+    box: Box,
     background: tuple[int, int, int, int],
 ) -> Image.Image:
-    x, y = origin
-    box = (x, y, x + geometry.crop[0], y + geometry.crop[1])
     if geometry.size != geometry.crop:
         image = image.resize(
             geometry.size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP
         )
-    elif geometry.crop != image.size:
-        image = image.crop(box)
+    elif geometry.crop != image.size:  # no shrink-on-load here: the box is whole pixels
+        left, top = round(box[0]), round(box[1])
+        image = image.crop((left, top, left + geometry.crop[0], top + geometry.crop[1]))
     if geometry.canvas != geometry.size:
         mode = "RGBA" if image.mode == "RGBA" or background[3] < 255 else "RGB"
         canvas = Image.new(mode, geometry.canvas, background if mode == "RGBA" else background[:3])
@@ -136,7 +188,7 @@ def _apply(
 def _render_animation(image: Image.Image, job: RenderJob) -> bytes:
     """Every frame through the same geometry; durations and loop count kept."""
     frames, durations = [], []
-    origin: tuple[int, int] | None = None
+    box: Box | None = None
     geometry: Geometry | None = None
     t = job.transform
     for frame in ImageSequence.Iterator(image):
@@ -144,9 +196,10 @@ def _render_animation(image: Image.Image, job: RenderJob) -> bytes:
         rgba = frame.convert("RGBA")
         if geometry is None:
             geometry = plan(rgba.size, (t.width, t.height), t.fit, enlarge=t.enlarge)
-            origin = _crop_origin(rgba, geometry, t)
-        assert origin is not None
-        frames.append(_apply(rgba, geometry, origin, t.background))
+            whole = (0.0, 0.0, float(rgba.width), float(rgba.height))
+            box = _kept_box(Decoded(rgba, None, rgba.size, whole), geometry, t)
+        assert box is not None
+        frames.append(_apply(rgba, geometry, box, t.background))
         durations.append(int(frame.info.get("duration", 100)))
     loop = int(image.info.get("loop", 0))
     return encode(
