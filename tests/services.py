@@ -4,7 +4,6 @@ nginx, and imgproxy itself. A missing binary skips loudly, or fails when CI requ
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -14,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -83,37 +83,75 @@ def redis_server(folder: Path) -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
 
 
-def nginx_site(upstream_port: int, listen_port: int, cache_dir: Path, nginx_cache: Path) -> str:
-    """The shipped config/nginx.conf, with its addresses and folders pointed at the test's."""
+# The shipped config/nginx.conf is tested as shipped: only these strings are replaced, to
+# point its addresses and folders at the test's. Nothing else in the file changes.
+SITE_SUBSTITUTIONS = (
+    "server 127.0.0.1:8080;",  # imgproxy (the upstream)
+    "listen 80 default_server;",  # the edge server, which caches
+    "listen 127.0.0.1:8081;",  # the origin server, which uses X-Accel-Redirect
+    "/srv/imgproxy/var/cache/",  # imgproxy's cache.disk_path
+    "/var/lib/nginx/imgproxy",  # nginx's proxy_cache_path
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NginxSite:
+    edge: str  # base URL of the server that caches in nginx
+    origin: str  # base URL of the server that sends disk hits with X-Accel-Redirect
+    cache: Path  # the edge's proxy_cache folder
+    error_log: Path  # written at `info` level, so it shows "cache lock timeout"
+
+
+def nginx_site(
+    upstream_port: int, edge_port: int, origin_port: int, cache_dir: Path, nginx_cache: Path
+) -> str:
+    """The shipped config/nginx.conf, with SITE_SUBSTITUTIONS pointed at the test's."""
     site = (ROOT / "config" / "nginx.conf").read_text()
-    replacements = {
-        "server 127.0.0.1:8080;": f"server 127.0.0.1:{upstream_port};",
-        "listen 80;": f"listen 127.0.0.1:{listen_port};",
-        "/srv/imgproxy/var/cache/": f"{cache_dir}/",
-        "/var/cache/nginx/imgproxy": str(nginx_cache),
-    }
-    for old, new in replacements.items():
-        assert old in site, f"config/nginx.conf no longer contains {old!r}"
+    values = (
+        f"server 127.0.0.1:{upstream_port};",
+        f"listen 127.0.0.1:{edge_port};",
+        f"listen 127.0.0.1:{origin_port};",
+        f"{cache_dir}/",
+        str(nginx_cache),
+    )
+    for old, new in zip(SITE_SUBSTITUTIONS, values, strict=True):
+        assert site.count(old) == 1, f"config/nginx.conf no longer has one {old!r}"
         site = site.replace(old, new)
     return site
 
 
+def into_server(site: str, listen: str, extra: str) -> str:
+    """`extra` appended inside the server block that has the `listen` line."""
+    start = site.rindex("server {", 0, site.index(listen))
+    depth = 0
+    for at in range(start, len(site)):
+        depth += {"{": 1, "}": -1}.get(site[at], 0)
+        if site[at] == "}" and depth == 0:
+            return site[:at] + extra + "\n" + site[at:]
+    raise ValueError("unbalanced braces in the nginx site")
+
+
 @contextmanager
-def nginx(
-    folder: Path, upstream_port: int, cache_dir: Path, *, cache: bool = True, extra: str = ""
-) -> Iterator[str]:
-    """The shipped site in a private nginx; `extra` adds locations to its server block."""
+def nginx_servers(
+    folder: Path,
+    upstream_port: int,
+    cache_dir: Path,
+    *,
+    edge_extra: str = "",
+    origin_extra: str = "",
+) -> Iterator[NginxSite]:
+    """The shipped site in a private nginx; the extras add locations to either server."""
     binary = need_binary("nginx")
-    port = free_port()
-    site = nginx_site(upstream_port, port, cache_dir, folder / "nginx-cache")
-    if not cache:  # the shipped file's "remove these lines" step, done for the test
-        site = re.sub(r"\s*proxy_cache\w*\s[^;]*;", "", site)
-    if extra:
-        site = site[: site.rstrip().rindex("}")] + extra + "\n}\n"
+    edge_port, origin_port = free_port(), free_port()
+    nginx_cache = folder / "nginx-cache"
+    site = nginx_site(upstream_port, edge_port, origin_port, cache_dir, nginx_cache)
+    site = into_server(site, f"listen 127.0.0.1:{edge_port};", edge_extra)
+    site = into_server(site, f"listen 127.0.0.1:{origin_port};", origin_extra)
     user = "user root;\n" if os.geteuid() == 0 else ""
     (folder / "logs").mkdir(exist_ok=True)
+    error_log = folder / "logs" / "error.log"
     (folder / "nginx.conf").write_text(
-        f"{user}worker_processes 1;\ndaemon off;\nerror_log {folder}/logs/error.log;\n"
+        f"{user}worker_processes 1;\ndaemon off;\nerror_log {error_log} info;\n"
         f"pid {folder}/nginx.pid;\nevents {{ worker_connections 512; }}\n"
         f"http {{\n  include /etc/nginx/mime.types;\n  access_log off;\n  sendfile on;\n"
         f"  client_body_temp_path {folder}/tmp-body;\n  proxy_temp_path {folder}/tmp-proxy;\n"
@@ -121,8 +159,26 @@ def nginx(
         f"  scgi_temp_path {folder}/tmp-scgi;\n{site}\n}}\n"
     )
     command = [binary, "-p", str(folder), "-c", str(folder / "nginx.conf")]
-    with running(command, port, "nginx"):
-        yield f"http://127.0.0.1:{port}"
+    with running(command, edge_port, "nginx") as process:
+        wait_for_port(origin_port, process, "nginx")
+        yield NginxSite(
+            f"http://127.0.0.1:{edge_port}",
+            f"http://127.0.0.1:{origin_port}",
+            nginx_cache,
+            error_log,
+        )
+
+
+@contextmanager
+def nginx(
+    folder: Path, upstream_port: int, cache_dir: Path, *, cache: bool = True, extra: str = ""
+) -> Iterator[str]:
+    """The base URL of one server of the shipped site: the edge, which caches in nginx, or
+    with cache=False the origin, which sends disk hits with X-Accel-Redirect; `extra` adds
+    locations to that server's block."""
+    extras = {"edge_extra": extra} if cache else {"origin_extra": extra}
+    with nginx_servers(folder, upstream_port, cache_dir, **extras) as site:
+        yield site.edge if cache else site.origin
 
 
 @contextmanager

@@ -1,5 +1,5 @@
-"""Caching end to end with real processes: imgproxy instances, redis-server and nginx on
-loopback ports (SPEC §5, §6, §9)."""
+"""Caching end to end with real processes: imgproxy instances and redis-server on loopback
+ports (SPEC §5, §6, §9). nginx in front of them: test_nginx_site.py."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests import images
-from tests.services import imgproxy_process, nginx
-from tests.test_signing import KEY, spec_signature
+from tests.services import imgproxy_process
 
 URL = "/media/photo.jpg?w=120&fm=webp"
 
@@ -186,97 +184,6 @@ def test_warm_renders_presets_then_skips_them(media: Path, tmp_path: Path) -> No
         assert metric(base, "imgproxy_renders_total") == 0
     bad = run_cli("warm", "--store", "media", "--preset", "nope", "--config", str(config))
     assert bad.returncode == 2 and "presets.nope" in bad.stderr
-
-
-@pytest.fixture
-def behind_nginx(media: Path, tmp_path: Path) -> Any:
-    disk = tmp_path / "disk"
-    config = write_config(
-        tmp_path,
-        media,
-        cache={"disk_path": str(disk), "accel_redirect": "/_accel/", "memory_bytes": 0},
-        security={"keys": [KEY]},
-    )
-    with imgproxy_process(config) as upstream:
-        port = int(upstream.rsplit(":", 1)[1])
-        with nginx(tmp_path, port, disk, cache=False) as front:
-            yield upstream, front
-
-
-def signed(path: str, **params: str) -> str:
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"{path}?{query}&s={spec_signature(KEY, path, params)}"
-
-
-def test_nginx_sends_disk_hits_with_our_headers(behind_nginx: Any, media: Path) -> None:
-    upstream, front = behind_nginx
-    url = signed("/media/photo.jpg", w="90", fm="auto")
-    accept = {"accept": "image/webp,*/*"}
-    first = httpx.get(front + url, headers=accept)  # a miss: imgproxy sends the bytes
-    assert first.status_code == 200
-    direct = httpx.get(upstream + url, headers=accept)  # now a disk hit
-    assert direct.headers["x-accel-redirect"].startswith("/_accel/")
-    assert direct.content == b""
-    second = httpx.get(front + url, headers=accept)  # nginx sends the file
-    assert second.status_code == 200
-    assert second.content == first.content
-    h = second.headers
-    assert h["server"].startswith("nginx")
-    assert "x-accel-redirect" not in h
-    for name in (
-        "etag",
-        "cache-control",
-        "vary",
-        "content-type",
-        "surrogate-key",
-        "x-content-type-options",
-        "content-security-policy",
-        "content-disposition",
-    ):
-        assert h[name] == first.headers[name], name
-    assert h["last-modified"] == first.headers["last-modified"]  # the source's mtime
-    not_modified = httpx.get(front + url, headers={**accept, "if-none-match": h["etag"]})
-    assert not_modified.status_code == 304  # decided by imgproxy, before any redirect
-    assert httpx.get(front + "/_accel/" + direct.headers["x-accel-redirect"][8:]).status_code == 404
-
-
-def test_no_accel_redirect_without_every_check(behind_nginx: Any, media: Path) -> None:
-    upstream, front = behind_nginx
-    url = signed("/media/photo.jpg", w="91")
-    assert httpx.get(front + url).status_code == 200
-    assert "x-accel-redirect" in httpx.get(upstream + url).headers  # cached on disk now
-    unsigned = httpx.get(upstream + "/media/photo.jpg?w=91")
-    assert unsigned.status_code == 403
-    assert "x-accel-redirect" not in unsigned.headers
-    tampered = httpx.get(upstream + url.replace("w=91", "w=92"))
-    assert tampered.status_code == 403
-    assert "x-accel-redirect" not in tampered.headers
-    (media / "photo.jpg.meta.json").write_text('{"approved": false}')
-    (media / "photo.tif").write_bytes(images.encode(images.photo((50, 50)), "TIFF"))
-    (media / "photo.tif.meta.json").write_text('{"approved": true}')
-    tif = signed("/media/photo.tif", w="20")
-    assert httpx.get(front + tif).status_code == 200
-    assert "x-accel-redirect" in httpx.get(upstream + tif).headers
-    (media / "photo.tif.meta.json").write_text('{"approved": false}')
-    revoked = httpx.get(upstream + tif)
-    assert revoked.status_code == 403
-    assert "x-accel-redirect" not in revoked.headers
-    assert httpx.get(front + tif).status_code == 403
-
-
-def test_nginx_proxy_cache_keys_on_the_accept_class(media: Path, tmp_path: Path) -> None:
-    config = write_config(tmp_path, media)
-    with imgproxy_process(config) as upstream:
-        port = int(upstream.rsplit(":", 1)[1])
-        with nginx(tmp_path, port, tmp_path / "unused", cache=True) as front:
-            url = front + "/media/photo.jpg?w=70&fm=auto"
-            webp = httpx.get(url, headers={"accept": "image/webp,*/*"})
-            jpeg = httpx.get(url, headers={"accept": "*/*"})
-            again = httpx.get(url, headers={"accept": "image/webp,*/*"})
-            assert webp.headers["content-type"] == again.headers["content-type"] == "image/webp"
-            assert jpeg.headers["content-type"] == "image/jpeg"
-            assert metric(upstream, "imgproxy_renders_total") == 2
-            assert metric(upstream, "imgproxy_requests_total", 'status="200"') == 2  # 3rd: nginx
 
 
 def test_two_processes_share_one_disk_folder(media: Path, tmp_path: Path) -> None:
