@@ -8,6 +8,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from imgproxy import maintenance
 from imgproxy.errors import BadRequest, ConfigError
@@ -79,21 +80,24 @@ def _load(path: str | None) -> Settings:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from imgproxy import workers
+
     asyncio.run(validate(settings))  # a bad store refuses to start here, not on first use
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     fast = importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools")
-    uvicorn.run(
-        "imgproxy.server:app_from_env",
-        factory=True,
-        host=args.host or settings.server.host,
-        port=args.port if args.port is not None else settings.server.port,
-        workers=args.workers or settings.server.workers,
-        loop="uvloop" if fast else "asyncio",
-        http="httptools" if fast else "h11",
-        access_log=False,
-        server_header=False,
-    )
+    options: dict[str, Any] = {
+        "loop": "uvloop" if fast else "asyncio",
+        "http": "httptools" if fast else "h11",
+        "access_log": False,
+        "server_header": False,
+    }
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    count = args.workers or settings.server.workers
+    if count > 1:  # a socket per worker: the kernel spreads connections (workers.py)
+        return workers.supervise(host, port, count, options)
+    uvicorn.run("imgproxy.server:app_from_env", factory=True, host=host, port=port, **options)
     return 0
 
 

@@ -1,0 +1,92 @@
+"""`imgproxy serve --workers N`: N server processes, each with its own listening socket on
+the same port (SO_REUSEPORT), so the kernel spreads connections evenly across them.
+
+uvicorn's own supervisor shares one socket between its workers, and the worker that wakes
+first accepts nearly every connection: measured here, one of two workers did all the renders
+under 32 keep-alive connections while the other idled. With a socket each, the kernel hashes
+every new connection to one of them. A worker that dies is started again.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RESTART_PAUSE = 1.0  # seconds between restarts of a worker that keeps dying
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(host: str, port: int, options: dict[str, Any]) -> None:
+    import uvicorn
+
+    sock = reuse_port_socket(host, port)
+    config = uvicorn.Config("imgproxy.server:app_from_env", factory=True, **options)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> int:
+    """Run `workers` processes until SIGINT/SIGTERM; returns the exit status. The port is
+    bound here first, so a port in use fails at once (and port 0 picks one for all)."""
+    with reuse_port_socket(host, port) as probe:
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("spawn")  # no state inherited from this process
+    stopping = False
+
+    def start() -> BaseProcess:
+        process = context.Process(target=_worker, args=(host, port, options), daemon=False)
+        process.start()
+        return process
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
+    for name in (signal.SIGINT, signal.SIGTERM):
+        previous[name] = signal.signal(name, stop)
+    running = [start() for _ in range(workers)]
+    try:
+        while not stopping:
+            for index, process in enumerate(running):
+                if not process.is_alive() and not stopping:
+                    if process.exitcode == 3:  # uvicorn could not start (e.g. port taken)
+                        stopping = True
+                        break
+                    log.warning(
+                        "worker %s exited with %s; starting another", process.pid, process.exitcode
+                    )
+                    time.sleep(RESTART_PAUSE)
+                    running[index] = start()
+            time.sleep(0.2)
+    finally:
+        for process in running:
+            if process.is_alive():
+                process.terminate()  # uvicorn shuts down gracefully on SIGTERM
+        for process in running:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+        for name, handler in previous.items():
+            signal.signal(name, handler)
+    return 0 if all(p.exitcode in (0, -signal.SIGTERM) for p in running) else 1
