@@ -6,7 +6,6 @@ and signatures are relative to the mount point (`root_path`).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote, unquote
 
@@ -104,16 +103,32 @@ def _all_headers(scope: Scope) -> dict[str, str]:
     return found
 
 
-@functools.lru_cache(maxsize=8192)
+# Ready responses (a variant's 304, a memory hit) are the same objects request after
+# request: their encoded header lists are kept by identity, so a hit hashes nothing.
+_ENCODED: dict[int, tuple[tuple[tuple[str, str], ...], list[tuple[bytes, bytes]]]] = {}
+ENCODED_LIMIT = 8192
+
+
 def _encoded(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
-    """A variant's headers repeat request after request: encode each tuple once (servers
-    only read the list)."""
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    known = _ENCODED.get(id(headers))
+    if known is not None and known[0] is headers:  # the id is this very tuple's, still alive
+        return known[1]
+    encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    if len(_ENCODED) >= ENCODED_LIMIT:
+        _ENCODED.clear()
+    _ENCODED[id(headers)] = (headers, encoded)
+    return encoded
 
 
 async def send_response(response: ImageResponse, send: Send, *, head: bool) -> None:
-    start = {"type": "http.response.start", "status": response.status}
-    await send({**start, "headers": _encoded(response.headers)})
+    """Servers only read the header list they are given, so a shared one is safe."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": _encoded(response.headers),
+        }
+    )
     await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 

@@ -119,7 +119,7 @@ async def _rendition(
     )
     if isinstance(found, Located):
         return accel_response(status, variant.headers, services.accel + found.path)
-    return image_response(status, found.body, variant.headers)
+    return services.ready.get(variant.etag, status, found.body, variant.headers)
 
 
 def _accel(services: Services, request: ImageRequest, status: int) -> bool:

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from imgproxy.conditional import NOT_MODIFIED_HEADERS, RangeNotSatisfiable, parse_range
 from imgproxy.errors import ImageProxyError, MethodNotAllowed, Overloaded
+from imgproxy.memo import Memo
 from imgproxy.messages import ImageResponse
 
 SECURITY_HEADERS = (
@@ -20,6 +21,25 @@ SECURITY_HEADERS = (
 def image_response(status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> ImageResponse:
     """`headers` are a Variant's, security headers included (fixed once per variant)."""
     return ImageResponse(status, (*headers, ("content-length", str(len(body)))), body)
+
+
+class ReadyResponses:
+    """The 200 of a rendition hit, built once per (variant, status) and body: a memory hit
+    then builds no header list (SPEC §11). Keyed by the body object itself, which the memory
+    tier keeps alive, so a new rendition of the same variant never meets an old response."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self._ready: Memo[tuple[str, int], tuple[bytes, ImageResponse]] = Memo(limit)
+
+    def get(
+        self, etag: str, status: int, body: bytes, headers: tuple[tuple[str, str], ...]
+    ) -> ImageResponse:
+        known = self._ready.get((etag, status))
+        if known is not None and known[0] is body:
+            return known[1]
+        response = image_response(status, body, headers)
+        self._ready[(etag, status)] = (body, response)
+        return response
 
 
 def ranged_response(

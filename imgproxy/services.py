@@ -17,6 +17,7 @@ from imgproxy.messages import ImageRequest
 from imgproxy.metrics import Metrics
 from imgproxy.mounts import Mounted, check_presets, close_stores, mount_stores
 from imgproxy.render.executor import RenderExecutor
+from imgproxy.response import ReadyResponses
 from imgproxy.settings import CacheSettings, Settings
 from imgproxy.signing import Signer
 from imgproxy.source import Sources
@@ -35,6 +36,7 @@ class Services:
     sources: Sources
     variants: Variants
     cache: TieredCache
+    ready: ReadyResponses
     executor: RenderExecutor
     metrics: Metrics
     authorize: Authorize | None
@@ -68,6 +70,7 @@ class Services:
                 cache_control=settings.cache.cache_control, avif=render.AVIF_AVAILABLE
             ),
             cache=cache,
+            ready=ReadyResponses(),
             executor=executor,
             metrics=metrics,
             authorize=authorize,

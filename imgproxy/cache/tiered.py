@@ -80,11 +80,15 @@ class TieredCache:
         self, key: CacheKey, lookups: list[tuple[CacheTier, Lookup]]
     ) -> Rendition | Located | None:
         for depth, (tier, lookup) in enumerate(lookups):
-            value = await self._get(tier, lookup, key)
+            try:  # inline, not _get(): this loop is the memory hit's path
+                value = await lookup(key)
+            except Exception as exc:  # any tier failure degrades to a miss
+                log.warning("cache tier %s failed on get: %s", tier.name, exc)
+                value = None
             self.on_lookup(tier.name, value is not None)
             if value is None:
                 continue
-            if isinstance(value, Rendition):
+            if depth and isinstance(value, Rendition):
                 await self._fill(depth, key, value)
             return value
         return None
