@@ -23,10 +23,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# make bench BENCH_ARGS="--only thumbor --rounds 3": see python -m benchmarks --help
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" -eq 0 ] && apt-get install -y -qq wrk; } \
 		|| { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

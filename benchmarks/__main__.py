@@ -7,8 +7,12 @@
 (d) disk-tier hits through uvicorn, and through nginx with X-Accel-Redirect, vs nginx
     serving the same file statically (wrk);
 (e) the WSGI middleware, and a generic ASGI->WSGI bridge (a2wsgi) around the same app, vs
-    calling the ASGI app: per memory-cache hit, in-process, so no server's cost is counted.
-Rounds alternate between the contenders, because these machines drift ±20-30 % a minute.
+    calling the ASGI app: per memory-cache hit, in-process, so no server's cost is counted;
+(f) thumbor 7.8 (its own venv, made on first run): cold renders with unique URLs at 8 and
+    32 connections (req/s, p50/p99, server CPU per request, peak RSS per worker), and peak
+    RSS under 64 concurrent cold requests for a 40 MB source.
+Rounds alternate between the contenders, because these machines drift ±20-30 % a minute:
+compare the ratios (and their per-round range, the noise figure), not absolute numbers.
 """
 
 from __future__ import annotations
@@ -18,9 +22,8 @@ import functools
 import io
 import json
 import os
-import re
+import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,16 +34,26 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import PIL
 import psutil
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from tests.services import running  # noqa: E402 - the same process harness as the tests
+from benchmarks import versus_thumbor
+from benchmarks.harness import (
+    ROOT,
+    free_port,
+    markdown_table,
+    median,
+    ratios,
+    service,
+    terminate_on_sigterm,
+)
+from benchmarks.harness import wrk as wrk_run
 
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 SOURCES = {"6MP": (3000, 2000), "24MP": (6000, 4000)}
+BIG_SOURCE = (8400, 5600)  # 47 MP (the default limit is 50 MP), ~40 MB at q=97 4:4:4
 QUALITY = {"jpeg": 82, "webp": 80}
 
 
@@ -60,18 +73,25 @@ def make_sources() -> dict[str, Path]:
     return paths
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def make_big_source() -> Path:
+    """A ~40 MB JPEG (47 MP, q=97, no chroma subsampling, per-channel grain)."""
+    path = DATA / "photo-40MB.jpg"
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        base = Image.open(ROOT / "examples" / "media" / "coffee.png").convert("RGB")
+        image = base.resize(BIG_SOURCE, Image.Resampling.BICUBIC)
+        grain = Image.merge("RGB", [Image.effect_noise(BIG_SOURCE, 32) for _ in range(3)])
+        Image.blend(image, grain, 0.15).save(path, "JPEG", quality=97, subsampling=0)
+    return path
 
 
 @contextmanager
-def imgproxy_server(config: Path, port: int) -> Iterator[psutil.Process]:
-    """`imgproxy serve` on `port`, as the tests start it, with its process for CPU times."""
+def imgproxy_server(config: Path, port: int, workers: int = 1) -> Iterator[psutil.Process]:
+    """`imgproxy serve` on `port` in its own process group, stopped whole on exit."""
     command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
-    with running([*command, "--port", str(port)], port, "imgproxy") as process:
-        yield psutil.Process(process.pid)
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    with service(command, port, f"imgproxy-{port}") as process:
+        yield process
 
 
 def write_config(folder: Path, memory_bytes: int) -> Path:
@@ -153,61 +173,71 @@ def cold_renders(paths: dict[str, Path], rounds: int, n: int) -> list[dict[str, 
     return rows
 
 
-def wrk(url: str, seconds: int, headers: dict[str, str] | None = None) -> float:
-    command = ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency"]
-    for name, value in (headers or {}).items():
-        command += ["-H", f"{name}: {value}"]
-    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if not match or "Non-2xx" in output:
-        raise RuntimeError(f"wrk failed:\n{output}")
-    return float(match.group(1))
+def wrk(url: str, seconds: float, headers: dict[str, str] | None = None) -> float:
+    """Requests per second of `wrk -t1 -c32` on one URL (every response a 2xx/3xx)."""
+    return wrk_run(url, seconds, headers=headers).rps
 
 
-def throughput(paths: dict[str, Path], rounds: int, seconds: int) -> list[dict[str, object]]:
+# Headers the server (uvicorn, Starlette) writes itself for any app.
+SERVER_HEADERS = frozenset({"date", "server", "content-length"})
+
+
+def hit_headers(response: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k not in SERVER_HEADERS}
+
+
+def throughput(paths: dict[str, Path], rounds: int, seconds: float) -> list[dict[str, object]]:
+    """Memory-tier hits and 304s vs a bare Starlette app sending the same bytes and the same
+    headers; both on uvicorn (httptools + uvloop) with 2 workers."""
     url_path = f"/bench/{paths['6MP'].name}?w=300&h=300&fm=webp"
     port, minimal_port = free_port(), free_port()
-    with imgproxy_server(write_config(DATA, 64 * 1024 * 1024), port):
-        first = httpx.get(f"http://127.0.0.1:{port}{url_path}")
+    workers = 2
+    with imgproxy_server(write_config(DATA, 64 * 1024 * 1024), port, workers):
+        url = f"http://127.0.0.1:{port}{url_path}"
+        for _ in range(8 * workers):  # a new connection each: every worker renders, then hits
+            first = httpx.get(url)
+            first.raise_for_status()
         body = DATA / "hit-body.webp"
         body.write_bytes(first.content)
         etag = first.headers["etag"]
-        minimal = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "benchmarks.minimal_app:app",
-            "--port",
-            str(minimal_port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
-        env = {"BENCH_BODY": str(body), "PYTHONPATH": str(ROOT)}
-        with running(minimal, minimal_port, "minimal app", env={**os.environ, **env}):
-            hits, bare, not_modified = [], [], []
-            for _ in range(rounds):
-                hits.append(wrk(f"http://127.0.0.1:{port}{url_path}", seconds))
-                bare.append(wrk(f"http://127.0.0.1:{minimal_port}{url_path}", seconds))
-                not_modified.append(
-                    wrk(f"http://127.0.0.1:{port}{url_path}", seconds, {"If-None-Match": etag})
-                )
+        headers = hit_headers(first)
+        minimal = [sys.executable, "-m", "uvicorn", "benchmarks.minimal_app:app"]
+        minimal += ["--host", "127.0.0.1", "--port", str(minimal_port)]
+        minimal += ["--workers", str(workers), "--loop", "uvloop", "--http", "httptools"]
+        minimal += ["--no-access-log", "--no-server-header", "--log-level", "warning"]
+        env = {"BENCH_BODY": str(body), "BENCH_HEADERS": json.dumps(headers)}
+        env["PYTHONPATH"] = str(ROOT)
+        with service(minimal, minimal_port, "minimal-app", env={**os.environ, **env}):
+            bare_url = f"http://127.0.0.1:{minimal_port}{url_path}"
+            bare_response = httpx.get(bare_url)
+            assert bare_response.content == first.content, "the bare app sends other bytes"
+            assert hit_headers(bare_response) == headers, (hit_headers(bare_response), headers)
+            assert set(bare_response.headers) == set(first.headers), "other server headers"
+            hits: list[float] = []
+            bare: list[float] = []
+            not_modified: list[float] = []
+            for r in range(rounds):
+                runs = [
+                    (hits, url, None),
+                    (bare, bare_url, None),
+                    (not_modified, url, {"If-None-Match": etag}),
+                ]
+                for figures, target, extra in runs if r % 2 == 0 else runs[::-1]:
+                    figures.append(wrk(target, seconds, extra))
     rows: list[dict[str, object]] = [
         {
-            "case": "memory-cache hit (20 KiB-class webp)",
-            "imgproxy_rps": statistics.median(hits),
-            "starlette_rps": statistics.median(bare),
-            "ratio": statistics.median(hits) / statistics.median(bare),
+            "case": f"memory-cache hit ({len(first.content) // 1024} KiB webp), {workers} workers",
+            "imgproxy_rps": median(hits),
+            "starlette_rps": median(bare),
+            **ratios(hits, bare),
+            "rounds": {"imgproxy": hits, "starlette": bare},
         },
         {
-            "case": "304 Not Modified",
-            "imgproxy_rps": statistics.median(not_modified),
-            "starlette_rps": statistics.median(bare),
-            "ratio": statistics.median(not_modified) / statistics.median(bare),
+            "case": f"304 Not Modified, {workers} workers",
+            "imgproxy_rps": median(not_modified),
+            "starlette_rps": median(bare),
+            **ratios(not_modified, bare),
+            "rounds": {"imgproxy": not_modified, "starlette": bare},
         },
     ]
     for row in rows:
@@ -215,7 +245,7 @@ def throughput(paths: dict[str, Path], rounds: int, seconds: int) -> list[dict[s
     return rows
 
 
-def disk_hits(paths: dict[str, Path], rounds: int, seconds: int) -> list[dict[str, object]]:
+def disk_hits(paths: dict[str, Path], rounds: int, seconds: float) -> list[dict[str, object]]:
     """Memory tier off, so every hit is a disk hit; nginx runs the shipped config/nginx.conf."""
     from tests.services import nginx
 
@@ -242,6 +272,11 @@ def disk_hits(paths: dict[str, Path], rounds: int, seconds: int) -> list[dict[st
             httpx.get(static_url).raise_for_status()
             accel = httpx.get(front + url_path)
             assert accel.content == cached.read_bytes(), "nginx did not send the cached file"
+            # nginx adds Accept-Ranges to a file it sends; imgproxy's renditions have none.
+            assert accel.headers.get("accept-ranges") == "bytes", (
+                "nginx proxied imgproxy's bytes instead of sending the file: no X-Accel-Redirect "
+                "(does config/nginx.conf's origin server set X-Imgproxy-Accel: on?)"
+            )
             uvicorn_rps, accel_rps, static_rps = [], [], []
             for _ in range(rounds):
                 uvicorn_rps.append(wrk(f"http://127.0.0.1:{plain_port}{url_path}", seconds))
@@ -253,13 +288,13 @@ def disk_hits(paths: dict[str, Path], rounds: int, seconds: int) -> list[dict[st
             "case": "disk hit via uvicorn",
             "imgproxy_rps": statistics.median(uvicorn_rps),
             "nginx_static_rps": static_median,
-            "ratio": statistics.median(uvicorn_rps) / static_median,
+            **ratios(uvicorn_rps, static_rps),
         },
         {
             "case": "disk hit via nginx X-Accel-Redirect",
             "imgproxy_rps": statistics.median(accel_rps),
             "nginx_static_rps": static_median,
-            "ratio": statistics.median(accel_rps) / static_median,
+            **ratios(accel_rps, static_rps),
         },
     ]
     for row in rows:
@@ -372,44 +407,119 @@ def wsgi_bridge(paths: dict[str, Path], rounds: int, calls: int = 3000) -> list[
 def print_row(row: Mapping[str, object]) -> None:
     print(
         "  "
-        + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        + "  ".join(
+            f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in row.items()
+            if not isinstance(v, dict | list)
+        )
     )
+
+
+def environment() -> dict[str, object]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "pillow": PIL.__version__,
+        "wrk": wrk_version.split(" [")[0].strip(),
+    }
+
+
+def report(meta: Mapping[str, object], results: Mapping[str, list[dict[str, object]]]) -> str:
+    """The Markdown the README's tables are pasted from."""
+    lines = [
+        f"Run {meta['date']}: {meta['nproc']} cores ({meta['cpu']}), Python {meta['python']}, "
+        f"Pillow {meta['pillow']}"
+        + (
+            f"; thumbor {meta['thumbor']} (Pillow {meta['thumbor_pillow']})"
+            if "thumbor" in meta
+            else ""
+        )
+        + f"; {meta['rounds']} alternating rounds, medians; ratio = us / baseline, "
+        "(min..max of the per-round ratios).",
+        "",
+    ]
+    if results.get("thumbor"):
+        lines += ["(f) vs thumbor, 2 workers each, unique URLs (every request renders):", ""]
+        lines += [versus_thumbor.table(results["thumbor"]), ""]
+    columns = {
+        "cold": ["source", "format", "imgproxy_ms", "pillow_ms", "wall_ratio", "cpu_ratio"],
+        "throughput": ["case", "imgproxy_rps", "starlette_rps", "ratio", "ratio_min", "ratio_max"],
+        "disk": ["case", "imgproxy_rps", "nginx_static_rps", "ratio", "ratio_min", "ratio_max"],
+        "wsgi": ["case", "asgi_us", "wsgi_us", "ratio"],
+    }
+    for part, names in columns.items():
+        if results.get(part):
+            lines += [f"({part})", "", markdown_table(results[part], names), ""]
+    return "\n".join(lines)
+
+
+PARTS = ["cold", "throughput", "disk", "wsgi", "thumbor"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--renders", type=int, default=8, help="cold renders per round")
-    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per round")
+    parser.add_argument("--rounds", type=int, help="alternating rounds (default 5; --quick 1)")
+    parser.add_argument("--renders", type=int, help="cold renders per round, part (a)")
+    parser.add_argument("--seconds", type=float, help="wrk duration per round (default 5)")
+    parser.add_argument("--only", choices=PARTS, action="append", help="run these parts only")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run of every part")
     parser.add_argument(
-        "--only", choices=["cold", "throughput", "disk", "wsgi"], help="run one part"
+        "--connections",
+        default="8,32",
+        help="wrk connections for the thumbor cold runs, comma-separated (default 8,32)",
     )
     args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 5)
+    renders = args.renders or (2 if args.quick else 8)
+    seconds = args.seconds or (2.0 if args.quick else 5.0)
+    burst = 16 if args.quick else 64
+    parts = args.only or PARTS
     if shutil.which("wrk") is None:
         print("benchmarks need wrk (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
+    terminate_on_sigterm()
+    meta: dict[str, object] = {**environment(), "rounds": rounds, "seconds": seconds}
     paths = make_sources()
-    cold: list[dict[str, object]] = []
-    hot: list[dict[str, object]] = []
-    disk: list[dict[str, object]] = []
-    bridge: list[dict[str, object]] = []
-    if args.only in (None, "cold"):
-        print(f"(a) cold renders, {args.rounds} rounds x {args.renders}: HTTP server vs raw Pillow")
-        cold = cold_renders(paths, args.rounds, args.renders)
-    if args.only in (None, "throughput"):
-        print(f"(b, c) throughput, {args.rounds} rounds x {args.seconds} s, wrk -t1 -c32")
-        hot = throughput(paths, args.rounds, args.seconds)
-    if args.only in (None, "disk"):
-        print(f"(d) disk hits, {args.rounds} rounds x {args.seconds} s, wrk -t1 -c32")
-        disk = disk_hits(paths, args.rounds, args.seconds)
-    if args.only in (None, "wsgi"):
-        print(f"(e) WSGI bridge, {args.rounds} rounds")
-        bridge = wsgi_bridge(paths, args.rounds)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json")
-    results = {"cold": cold, "throughput": hot, "disk": disk, "wsgi": bridge}
-    out.write_text(json.dumps(results, indent=2))
-    print(f"results: {out.relative_to(ROOT)}")
+    results: dict[str, list[dict[str, object]]] = {part: [] for part in PARTS}
+    try:
+        if "cold" in parts:
+            print(f"(a) cold renders, {rounds} rounds x {renders}: HTTP server vs raw Pillow")
+            results["cold"] = cold_renders(paths, rounds, renders)
+        if "throughput" in parts:
+            print(f"(b, c) throughput, {rounds} rounds x {seconds} s, wrk -t1 -c32")
+            results["throughput"] = throughput(paths, rounds, seconds)
+        if "disk" in parts:
+            print(f"(d) disk hits, {rounds} rounds x {seconds} s, wrk -t1 -c32")
+            results["disk"] = disk_hits(paths, rounds, seconds)
+        if "wsgi" in parts:
+            print(f"(e) WSGI bridge, {rounds} rounds")
+            results["wsgi"] = wsgi_bridge(paths, rounds)
+        if "thumbor" in parts:
+            meta.update(versus_thumbor.ensure_thumbor())
+            connections = [int(c) for c in args.connections.split(",")]
+            print(f"(f) vs thumbor, {rounds} rounds x {seconds} s, wrk -t1 -c{connections}")
+            check = versus_thumbor.check_unique(DATA, paths["6MP"], min(seconds, 3.0))
+            print(f"  unique URLs: {check['renders']} renders for {check['issued']} requests")
+            meta["unique_check"] = check
+            rows = results["thumbor"]
+            versus_thumbor.cold(DATA, paths, rounds, seconds, connections, rows)
+            print(f"(f) peak RSS, {burst} concurrent cold requests for a 40 MB source")
+            versus_thumbor.big_source_rss(DATA, make_big_source(), rounds, burst, rows)
+    finally:  # whatever ran is kept, even after a failure or Ctrl-C
+        if any(results.values()):
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            out = RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json")
+            out.write_text(json.dumps({"meta": meta, **results}, indent=2))
+            print(f"\nresults: {out.relative_to(ROOT)}\n")
+            print(report(meta, results))
     return 0
 
 

@@ -1,0 +1,357 @@
+"""(f) imgproxy side by side with thumbor 7.8: cold renders of one 300 px wide JPEG (q=80)
+from a 6 MP and a 24 MP JPEG, every URL unique, 2 worker processes each; and peak RSS under
+64 concurrent cold requests for a 40 MB source.
+
+thumbor runs from its own venv (benchmarks/work/thumbor-venv, made on first run), with a
+file loader rooted at benchmarks/data, no storage and no result storage: like imgproxy with
+unique URLs, every request reads its source and renders. imgproxy runs as shipped (memory
+cache on); unique URLs come from `bg=<counter>`, which is part of the cache key but changes
+no pixel of an opaque JPEG. thumbor ignores a query string, so its URLs get `?n=<counter>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+from PIL import Image
+
+from benchmarks.harness import (
+    ROOT,
+    WORK,
+    Probe,
+    free_port,
+    markdown_table,
+    median,
+    ratios,
+    service,
+    wrk,
+)
+
+THUMBOR_SPEC = "thumbor==7.8.*"
+VENV = WORK / "thumbor-venv"
+WIDTH, QUALITY, WORKERS = 300, 80, 2
+OURS_SUFFIX, THEIRS_SUFFIX = "&bg=%06x", "?n=%d"
+LOCAL = "http://127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    base: str  # http://127.0.0.1:port
+    server: psutil.Process
+    suffix: str  # unique.lua's format for the per-request part
+
+    def url(self, source: Path) -> str:
+        if self.name == "imgproxy":
+            return f"{self.base}/bench/{source.name}?w={WIDTH}&fm=jpeg&q={QUALITY}"
+        return f"{self.base}/unsafe/{WIDTH}x0/{source.name}"
+
+    def unique_url(self, source: Path, n: int) -> str:
+        return self.url(source) + self.suffix % (n % 0x1000000)
+
+
+def ensure_thumbor() -> dict[str, str]:
+    """thumbor's venv, made with `python3 -m venv` + pip on first run; its versions."""
+    python = VENV / "bin" / "python"
+    if not (VENV / "bin" / "thumbor").exists():
+        print(f"  installing {THUMBOR_SPEC} into {VENV.relative_to(ROOT)} (first run only)")
+        WORK.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["python3", "-m", "venv", str(VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", THUMBOR_SPEC],
+            check=True,
+        )
+    probe = "import PIL, thumbor, sys; print(thumbor.__version__, PIL.__version__, sys.version)"
+    out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
+    thumbor, pillow, python_version = out.stdout.split(maxsplit=2)
+    if not thumbor.startswith("7.8."):
+        raise RuntimeError(f"{VENV} holds thumbor {thumbor}, not {THUMBOR_SPEC}: delete it")
+    return {
+        "thumbor": thumbor,
+        "thumbor_pillow": pillow,
+        "thumbor_python": python_version.split()[0],
+    }
+
+
+def thumbor_conf(data: Path) -> Path:
+    conf = WORK / "thumbor.conf"
+    conf.write_text(
+        "# written by benchmarks/versus_thumbor.py\n"
+        "LOADER = 'thumbor.loaders.file_loader'\n"
+        f"FILE_LOADER_ROOT_PATH = {str(data)!r}\n"
+        "STORAGE = 'thumbor.storages.no_storage'  # no caching of sources\n"
+        "RESULT_STORAGE = None  # no caching of results\n"
+        f"QUALITY = {QUALITY}\n"
+        "ALLOW_UNSAFE_URL = True\n"
+    )
+    return conf
+
+
+def imgproxy_conf(data: Path) -> Path:
+    """Everything as shipped (memory cache on, render slots = cores) but the store."""
+    conf = WORK / "imgproxy-vs-thumbor.toml"
+    conf.write_text(f'[stores.bench]\nkind = "fs"\nroot = "{data}"\napproved = true\n')
+    return conf
+
+
+@contextmanager
+def contenders(data: Path) -> Iterator[dict[str, Contender]]:
+    """Both servers, fresh, with 2 workers each; stopped (whole process groups) on exit."""
+    ours_port, theirs_port = free_port(), free_port()
+    ours_cmd = [sys.executable, "-m", "imgproxy", "serve", "--config", str(imgproxy_conf(data))]
+    ours_cmd += ["--host", "127.0.0.1", "--port", str(ours_port), "--workers", str(WORKERS)]
+    theirs_cmd = [str(VENV / "bin" / "thumbor"), "-c", str(thumbor_conf(data))]
+    theirs_cmd += ["-i", "127.0.0.1", "-p", str(theirs_port), "--processes", str(WORKERS)]
+    theirs_cmd += ["-l", "warning"]
+    with ExitStack() as stack:
+        ours = stack.enter_context(service(ours_cmd, ours_port, "imgproxy-vs-thumbor"))
+        theirs = stack.enter_context(service(theirs_cmd, theirs_port, "thumbor"))
+        _wait_for_workers(ours)
+        _wait_for_workers(theirs)
+        yield {
+            "imgproxy": Contender("imgproxy", f"http://127.0.0.1:{ours_port}", ours, OURS_SUFFIX),
+            "thumbor": Contender(
+                "thumbor", f"http://127.0.0.1:{theirs_port}", theirs, THEIRS_SUFFIX
+            ),
+        }
+
+
+def _wait_for_workers(server: psutil.Process) -> None:
+    deadline = time.monotonic() + 30
+    while len(server.children()) < WORKERS and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+async def _burst(urls: list[str]) -> list[int]:
+    """All `urls` at once, one connection each; their statuses."""
+    limits = httpx.Limits(max_connections=len(urls), max_keepalive_connections=len(urls))
+    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+        responses = await asyncio.gather(*(http.get(url) for url in urls))
+    return [r.status_code for r in responses]
+
+
+def burst(urls: list[str]) -> list[int]:
+    return asyncio.run(_burst(urls))
+
+
+def expected_size(source: Path) -> tuple[int, int]:
+    """thumbor's `300x0`: height = round(300 * h / w) (engines/__init__.py)."""
+    with Image.open(source) as image:
+        width, height = image.size
+    return WIDTH, round(WIDTH * height / width)
+
+
+def check_outputs(both: dict[str, Contender], source: Path) -> dict[str, object]:
+    """Same pixel size, both JPEG; ours byte-identical whatever the cache-busting bg."""
+    sizes: dict[str, object] = {}
+    want = expected_size(source)
+    bodies = []
+    for contender in both.values():
+        for n in (0xFFFFFE, 0xFFFFFF):
+            response = httpx.get(contender.unique_url(source, n), timeout=120)
+            response.raise_for_status()
+            with Image.open(io.BytesIO(response.content)) as image:
+                assert image.format == "JPEG", (contender.name, image.format)
+                assert image.size == want, (contender.name, image.size, want)
+            if contender.name == "imgproxy":
+                bodies.append(response.content)
+            sizes[contender.name] = {"size": list(want), "bytes": len(response.content)}
+    assert bodies[0] == bodies[1], "bg changed the bytes of an opaque JPEG"
+    return sizes
+
+
+def renders_total(base: str) -> int:
+    text = httpx.get(f"{base}/metrics").text
+    match = re.search(r"^imgproxy_renders_total (\S+)", text, re.M)
+    assert match, "no imgproxy_renders_total at /metrics"
+    return int(float(match.group(1)))
+
+
+def check_unique(data: Path, source: Path, seconds: float) -> dict[str, int]:
+    """With one worker (/metrics is per process): every wrk request of the unique.lua
+    scheme is a render, nothing is shared by the single-flight or the memory cache."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "imgproxy", "serve", "--config", str(imgproxy_conf(data))]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with service(cmd, port, "imgproxy-unique-check") as server:
+        base = f"http://127.0.0.1:{port}"
+        ours = Contender("imgproxy", base, server, OURS_SUFFIX)
+        before = renders_total(base)
+        with Probe(server) as probe:
+            result = wrk(ours.url(source), seconds, connections=8, unique=(OURS_SUFFIX, 0))
+            probe.settle()
+        renders = renders_total(base) - before
+    assert result.issued is not None
+    check = {"requests": result.requests, "issued": result.issued, "renders": renders}
+    if not result.requests <= renders <= result.issued:
+        raise RuntimeError(f"unique URLs did not all render: {check}")
+    return check
+
+
+def cold(
+    data: Path,
+    sources: dict[str, Path],
+    rounds: int,
+    seconds: float,
+    connections: list[int],
+    rows: list[dict[str, object]],
+) -> None:
+    """One row per source and connection count, appended to `rows` as soon as it is done."""
+    counter = 0
+    for name in ("6MP", "24MP"):
+        source = sources[name]
+        for conns in connections:
+            with contenders(data) as both:
+                check_outputs(both, source)
+                for contender in both.values():  # warm every worker's imports and pools
+                    burst([contender.unique_url(source, 0xFFFF00 + i) for i in range(2 * conns)])
+                runs: dict[str, list[dict[str, float]]] = {n: [] for n in both}
+                for r in range(rounds):
+                    order = list(both.values()) if r % 2 == 0 else list(both.values())[::-1]
+                    for contender in order:
+                        counter += 100_000
+                        with Probe(contender.server) as probe:
+                            result = wrk(
+                                contender.url(source),
+                                seconds,
+                                connections=conns,
+                                unique=(contender.suffix, counter),
+                            )
+                            probe.settle()
+                        assert result.issued is not None
+                        runs[contender.name].append(
+                            {
+                                "rps": result.rps,
+                                "p50_ms": result.p50_ms,
+                                "p99_ms": result.p99_ms,
+                                "cpu_ms_per_req": 1000 * probe.cpu_seconds / result.issued,
+                                "busiest_worker_cpu_share": probe.busiest_share,
+                                "other_cores": probe.other_cores,
+                                "peak_rss_mib": probe.peak_rss_mib,
+                                "base_rss_mib": probe.base_rss_mib,
+                                "requests": result.requests,
+                                "issued": result.issued,
+                            }
+                        )
+            row = summarise(f"cold {name} JPEG, -c{conns}", runs)
+            rows.append(row)
+            print_summary(row)
+
+
+def summarise(case: str, runs: dict[str, list[dict[str, float]]]) -> dict[str, object]:
+    ours, theirs = runs["imgproxy"], runs["thumbor"]
+    row: dict[str, object] = {"case": case, "rounds": {"imgproxy": ours, "thumbor": theirs}}
+    for metric in ours[0]:
+        if metric in ("requests", "issued"):
+            continue
+        a = [run[metric] for run in ours]
+        b = [run[metric] for run in theirs]
+        row[metric] = {"imgproxy": median(a), "thumbor": median(b), **ratios(a, b)}
+    return row
+
+
+def print_summary(row: dict[str, object]) -> None:
+    parts = [str(row["case"])]
+    for metric, value in row.items():
+        if isinstance(value, dict) and "ratio" in value:
+            parts.append(
+                f"{metric}: {value['imgproxy']:.1f} vs {value['thumbor']:.1f} "
+                f"(x{value['ratio']:.2f}, "
+                f"rounds {value['ratio_min']:.2f}..{value['ratio_max']:.2f})"
+            )
+    print("  " + "\n    ".join(parts))
+
+
+def big_source_rss(
+    data: Path, source: Path, rounds: int, concurrent: int, rows: list[dict[str, object]]
+) -> None:
+    """`concurrent` cold requests at once for one big source; fresh servers each round, so a
+    round's peak is its own; rounds alternate which server goes first."""
+    runs: dict[str, list[dict[str, float]]] = {"imgproxy": [], "thumbor": []}
+    for r in range(rounds):
+        with contenders(data) as both:
+            order = list(both.values()) if r % 2 == 0 else list(both.values())[::-1]
+            for contender in order:
+                burst([contender.unique_url(source, 0xFFFF00 + i) for i in range(WORKERS * 2)])
+                urls = [contender.unique_url(source, 1000 * r + i) for i in range(concurrent)]
+                with Probe(contender.server) as probe:
+                    began = time.perf_counter()
+                    statuses = burst(urls)
+                    wall = time.perf_counter() - began
+                    probe.settle()
+                runs[contender.name].append(
+                    {
+                        "peak_rss_mib": probe.peak_rss_mib,
+                        "base_rss_mib": probe.base_rss_mib,
+                        "wall_s": wall,
+                        "ok": float(statuses.count(200)),
+                        "cpu_ms_per_req": 1000 * probe.cpu_seconds / concurrent,
+                        "busiest_worker_cpu_share": probe.busiest_share,
+                        "other_cores": probe.other_cores,
+                    }
+                )
+    size_mb = source.stat().st_size / 1e6
+    with Image.open(source) as image:
+        mp = image.size[0] * image.size[1] / 1e6
+    row = summarise(f"{concurrent} concurrent cold, {size_mb:.0f} MB {mp:.0f} MP JPEG", runs)
+    rows.append(row)
+    print_summary(row)
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    """One line per case and contender, then the ratio line with its per-round range."""
+    metrics = {
+        "req/s": "rps",
+        "p50 ms": "p50_ms",
+        "p99 ms": "p99_ms",
+        "CPU ms/req": "cpu_ms_per_req",
+        "peak RSS/worker MiB": "peak_rss_mib",
+        "idle RSS/worker MiB": "base_rss_mib",
+        "busiest worker's CPU share": "busiest_worker_cpu_share",
+        "wall s": "wall_s",
+        "200s": "ok",
+    }
+    columns = [
+        c for c in ["case", *metrics] if c == "case" or any(metrics[c] in row for row in rows)
+    ]
+    lines: list[dict[str, object]] = []
+    for row in rows:
+        for who in ("imgproxy", "thumbor"):
+            line: dict[str, object] = {"case": f"{row['case']}: {who}"}
+            for column in columns[1:]:
+                value = row.get(metrics[column])
+                line[column] = value[who] if isinstance(value, dict) else "-"
+            lines.append(line)
+        ratio_line: dict[str, object] = {"case": f"{row['case']}: **ratio us/thumbor**"}
+        for column in columns[1:]:
+            value = row.get(metrics[column])
+            ratio_line[column] = (
+                f"**{value['ratio']:.2f}** ({value['ratio_min']:.2f}..{value['ratio_max']:.2f})"
+                if isinstance(value, dict)
+                else "-"
+            )
+        lines.append(ratio_line)
+    others = [
+        run["other_cores"]
+        for row in rows
+        for runs in row["rounds"].values()  # type: ignore[attr-defined]
+        for run in runs
+    ]
+    note = (
+        f"\n\nCPU busy outside the measured server during the runs (wrk, this script, anything "
+        f"else on the machine): median {median(others):.2f} cores, max {max(others):.2f}."
+        if others
+        else ""
+    )
+    return markdown_table(lines, columns) + note
