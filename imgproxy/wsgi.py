@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from imgproxy import pipeline
 from imgproxy.asgi import PATH_SAFE, ImageProxy
+from imgproxy.forks import after_fork
 from imgproxy.messages import ImageRequest
 
 Environ = dict[str, Any]
@@ -41,10 +42,29 @@ class ImageProxyMiddleware:
         self.services = proxy.services
         self._whole = proxy.services.authorize is not None  # see asgi.ImageProxy
         self.prefix = "/" + prefix.strip("/")
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(
-            target=self.loop.run_forever, name="imgproxy-wsgi-loop", daemon=True
-        ).start()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._starting = threading.Lock()
+        # A loop thread does not survive fork (gunicorn --preload builds the app in the
+        # master): each process starts its own, on its first image request.
+        after_fork(self._forget_loop)
+
+    def _forget_loop(self) -> None:
+        self._loop = None
+        self._starting = threading.Lock()  # a lock held at fork time stays held in the child
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            with self._starting:
+                loop = self._loop
+                if loop is None:
+                    loop = asyncio.new_event_loop()
+                    threading.Thread(
+                        target=loop.run_forever, name="imgproxy-wsgi-loop", daemon=True
+                    ).start()
+                    self._loop = loop
+        return loop
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from imgproxy.errors import Overloaded
+from imgproxy.forks import after_fork
 
 T = TypeVar("T")
 
@@ -44,6 +45,8 @@ class Slot:
 class RenderExecutor:
     def __init__(self, *, concurrency: int, queue: int, inflight_bytes: int) -> None:
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="imgproxy-render")
+        # Threads do not survive fork: a child (gunicorn --preload) gets a pool of its own.
+        after_fork(self._new_pool)
         self.concurrency = concurrency
         self.capacity = concurrency + queue
         self.budget = inflight_bytes
@@ -133,6 +136,9 @@ class RenderExecutor:
     def _free_late(self, share: int) -> None:
         self._free_slot()
         self._give(share)
+
+    def _new_pool(self) -> None:
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="imgproxy-render")
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
