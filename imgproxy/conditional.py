@@ -16,6 +16,15 @@ NOT_MODIFIED_HEADERS = frozenset(
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
+# Request headers are arbitrary latin-1 text: only RFC 9110's ASCII grammar is parsed, and
+# only up to these lengths (anything longer is not a value this server could act on).
+OWS = " \t"
+MAX_DATE = 64
+MAX_RANGE = 256
+# A byte position past any representation this server sends: a longer number means the same,
+# and int() never sees thousands of digits (it raises past 4300).
+HUGE = 10**18
+
 
 @functools.lru_cache(maxsize=4096)
 def surrogate_key(store: str, path: str) -> str:
@@ -35,20 +44,24 @@ def http_date(timestamp: float) -> str:
 
 
 def parse_http_date(value: str) -> float | None:
+    """An HTTP-date (RFC 9110 §5.6.7) -> a timestamp; None for anything else. An HTTP-date is
+    ASCII and about 30 characters: longer or non-ASCII text is not parsed at all."""
+    if len(value) > MAX_DATE or not value.isascii():
+        return None
     try:
         return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
 
 
 def _opaque(tag: str) -> str:
     """Weak comparison (RFC 9110 §8.8.3.2) ignores the W/ prefix."""
-    tag = tag.strip()
+    tag = tag.strip(OWS)
     return tag[2:] if tag.startswith("W/") else tag
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:
-    if if_none_match.strip() == "*":
+    if if_none_match.strip(OWS) == "*":
         return True
     wanted = _opaque(etag)
     return any(_opaque(tag) == wanted for tag in if_none_match.split(","))
@@ -93,34 +106,45 @@ def parse_range(
     header: str | None, size: int, *, if_range: str | None, etag: str, last_modified: float | None
 ) -> ByteRange | None:
     """One `bytes=` range -> ByteRange; None means "send the whole representation"
-    (no header, a failed If-Range, several ranges, or a syntax we ignore, RFC 9110 §14.2)."""
-    if header is None or not _if_range_holds(if_range, etag, last_modified):
+    (no header, a failed If-Range, several ranges, or a syntax we ignore, RFC 9110 §14.2).
+    Raises RangeNotSatisfiable (416) only for a valid range outside the representation."""
+    if header is None or len(header) > MAX_RANGE:
         return None
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
+    if not _if_range_holds(if_range, etag, last_modified):
         return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()):
+    unit, equals, spec = header.partition("=")
+    if not equals or unit.strip(OWS).lower() != "bytes" or "," in spec:
         return None
-    if not first:  # suffix range: the last N bytes
-        if not last.isdigit() or int(last) == 0 or size == 0:
+    first, dash, last = spec.strip(OWS).partition("-")
+    start, end = _position(first), _position(last)
+    if not dash or (start is None and first) or (end is None and last):
+        return None
+    if start is None:  # suffix range: the last N bytes
+        if end is None:
+            return None
+        if end == 0 or size == 0:
             raise RangeNotSatisfiable
-        return ByteRange(max(0, size - int(last)), size - 1)
-    if not first.isdigit() or (last and not last.isdigit()):
-        return None
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if last and int(last) < start:
+        return ByteRange(max(0, size - end), size - 1)
+    if end is not None and end < start:
         return None
     if start >= size:
         raise RangeNotSatisfiable
-    return ByteRange(start, end)
+    return ByteRange(start, size - 1 if end is None else min(end, size - 1))
+
+
+def _position(text: str) -> int | None:
+    """RFC 9110 `1*DIGIT`: ASCII digits only (str.isdigit admits '²', and int()
+    reads Arabic-Indic digits), capped at HUGE."""
+    if not text or not (text.isascii() and text.isdigit()):
+        return None
+    significant = text.lstrip("0")
+    return int(significant or "0") if len(significant) < 19 else HUGE
 
 
 def _if_range_holds(if_range: str | None, etag: str, last_modified: float | None) -> bool:
     if if_range is None:
         return True
-    value = if_range.strip()
+    value = if_range.strip(OWS)
     if value.startswith('"'):
         return value == etag  # If-Range uses strong comparison
     since = parse_http_date(value)
