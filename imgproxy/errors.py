@@ -11,7 +11,8 @@
     ├── UnsupportedFormat (415 unsupported_format)
     ├── Undecodable (422 undecodable)
     ├── UpstreamError (502 upstream_error)
-    ├── Overloaded (503 overloaded)
+    ├── Overloaded (503 overloaded, Retry-After)
+    │   └── SourceChanged (503 overloaded: the source changed while it was read)
     ├── UpstreamTimeout (504 upstream_timeout)
     └── InternalError (500 internal_error: a bug, logged; never an expected outcome)
 
@@ -76,6 +77,13 @@ class Overloaded(ImageProxyError):
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class SourceChanged(Overloaded):
+    """The source was rewritten or replaced while it was read: the bytes may be torn or
+    belong to another version, so they are refused and never cached. A 503 with
+    `Retry-After: 1` (SPEC §5 has no code of its own for it): the condition is transient,
+    and a retry stats the file again and reads its new version whole."""
 
 
 class UpstreamTimeout(ImageProxyError):

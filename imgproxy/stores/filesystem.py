@@ -1,17 +1,24 @@
-"""A folder on disk -> StoredFile metadata (stat + approval sidecar) and file chunks."""
+"""A folder on disk -> StoredFile metadata (stat + approval sidecar) and file chunks.
+
+A version names the inode and its ctime, mtime and size, and a read is checked against it
+(before, between chunks and at the end), so a rewrite or a replacement is never served or
+cached under a version it does not belong to (SourceChanged, a retryable 503).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import stat as stat_module
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiofiles
 
-from imgproxy.errors import ConfigError, NotFound
+from imgproxy.errors import ConfigError, NotFound, SourceChanged
 from imgproxy.memo import Memo
 from imgproxy.settings import FsOptions
 from imgproxy.stores.base import StoredFile
@@ -20,6 +27,18 @@ log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
 SIDECAR = ".meta.json"
+# Longer than a kernel timestamp tick (jiffies: 1-10 ms); 2 s where a filesystem keeps whole
+# seconds (FAT: 2 s). See `_settle`.
+SETTLE_NS = 20_000_000
+SETTLE_COARSE_NS = 2_000_000_000
+
+
+def version_of(st: os.stat_result) -> str:
+    """Whatever changes when the bytes may have: the inode (a file renamed over this one),
+    ctime (set by every write, truncate, rename or utime, and by no program), mtime, size.
+    Not st_dev: it is no property of the file, and an NFS or btrfs device number can differ
+    between hosts and boots, which would split a shared cache and void a disk cache."""
+    return f"{st.st_ino:x}-{st.st_ctime_ns:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
 class FileSystemStore:
@@ -69,7 +88,7 @@ class FileSystemStore:
         full = self._confined(path, st)
         if not stat_module.S_ISREG(st.st_mode) or full.endswith(SIDECAR):
             raise NotFound("no such file")
-        version = f"{st.st_mtime_ns:x}-{st.st_size:x}"
+        version = version_of(st)
         approved = self._approval(full)
         known = self._files.get(path)
         if known is not None and known.version == version and known.approved == approved:
@@ -117,10 +136,50 @@ class FileSystemStore:
                     yield os.path.relpath(os.path.join(folder, name), self.root)
 
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+        """The bytes of exactly the version `stat` returned: each chunk is yielded only once
+        the open file is seen unchanged after reading it, and the end also checks that the
+        path still leads to it. Any difference raises SourceChanged."""
         full = self._resolve(file.path)
         try:
             async with aiofiles.open(full, "rb") as handle:
+                fd = handle.fileno()
+                await _settle(_unchanged(fd, file))
+                read = 0
                 while chunk := await handle.read(CHUNK):
+                    _unchanged(fd, file)
+                    read += len(chunk)
                     yield chunk
+                if read != _unchanged(fd, file).st_size:
+                    raise SourceChanged("the file changed while it was read; retry")
+                # Whole and unchanged, but no longer what the path names: a stale version.
+                if version_of(_path_stat(os.path.join(self.root, file.path))) != file.version:
+                    raise SourceChanged("the file was replaced while it was read; retry")
         except FileNotFoundError:
             raise NotFound("the file disappeared") from None
+
+
+def _unchanged(fd: int, file: StoredFile) -> os.stat_result:
+    st = os.fstat(fd)
+    if version_of(st) != file.version:
+        raise SourceChanged("the file changed while it was read; retry")
+    return st
+
+
+def _path_stat(path: str) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except OSError:
+        raise SourceChanged("the file was removed while it was read; retry") from None
+
+
+async def _settle(st: os.stat_result) -> None:
+    """Wait until the clock has passed the tick of the file's ctime. Timestamps are coarse:
+    two writes within one tick leave one ctime, hence one version for two contents. A read
+    that starts after the tick sees the last of them, and any later write moves ctime, so
+    every read accepted for a version returns the same bytes. Costs a wait only for a file
+    changed in the last few milliseconds (whole-second filesystems: up to 2 s); capped at
+    the window, so a ctime in the future (a skewed NFS server) never stalls a read."""
+    window = SETTLE_COARSE_NS if st.st_ctime_ns % 1_000_000_000 == 0 else SETTLE_NS
+    wait = min(st.st_ctime_ns + window - time.time_ns(), window)
+    if wait > 0:
+        await asyncio.sleep(wait / 1e9)
