@@ -85,6 +85,15 @@ def test_version_changes_with_the_content_only(backend: Backend) -> None:
     assert changed.modified != first.modified
 
 
+def test_a_same_size_rewrite_is_a_new_version(backend: Backend) -> None:
+    """The version must not lean on the size: a rewrite keeping it still changes it."""
+    key = backend.keys[1]
+    backend.put(key, b"A" * 1000)  # stat never reads content: any bytes will do
+    first = backend.run(backend.store.stat(key))
+    backend.put(key, b"B" * 1000)
+    assert backend.run(backend.store.stat(key)).version != first.version
+
+
 def test_approval_per_file_overrides_the_store_default(backend: Backend) -> None:
     key = backend.keys[2]
     backend.put(key, images.png((10, 10)), approved=False)
