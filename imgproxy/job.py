@@ -1,5 +1,5 @@
 """RenderJob: everything a render needs besides the source bytes, decided before any decode
-(the output format negotiated, quality, decoders allowed, animation, pixel limit).
+(the output format negotiated, quality, decoders allowed, animation, the limits on its work).
 
 A plain value outside the render package, so choosing a variant never loads Pillow.
 """
@@ -11,12 +11,20 @@ from dataclasses import dataclass
 from imgproxy.formats import OutputFormat
 from imgproxy.params import Transform
 
+DEFAULT_JPEG_SCANS = 100  # libjpeg's own progressive script writes 10; mozjpeg about as many
+DEFAULT_RENDER_SECONDS = 10.0
+
 
 @dataclass(frozen=True, slots=True)
 class RenderJob:
+    """A Variant is built once per URL and version, so the job carries the time budget in
+    seconds, not a deadline: each render's deadline starts when its thread starts."""
+
     transform: Transform
     output: OutputFormat
     quality: int | None
     decoders: tuple[str, ...] | None  # the Pillow formats this file may be opened with
     animate: bool  # keep every frame (the variant checked max_frames)
     max_pixels: int
+    max_jpeg_scans: int = DEFAULT_JPEG_SCANS  # 413 beyond: each scan walks the whole image
+    budget: float = DEFAULT_RENDER_SECONDS  # 422 beyond (limits.max_render_seconds)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from imgproxy.errors import NotApproved, TooLarge, UnsupportedFormat
 from imgproxy.facts import SourceInfo
+from imgproxy.formats import NEVER_OPENED
 from imgproxy.settings import LimitsSettings, PolicySettings
 
 ANY = "*"
@@ -37,6 +38,8 @@ class FormatPolicy:
 
     def check(self, detected: str | None, approved: bool) -> None:
         """403 for a format that needs approval, 415 for one never allowed or unknown."""
+        if detected in NEVER_OPENED:  # even under "*" (formats.NEVER_OPENED says why)
+            raise UnsupportedFormat(f"{detected} files are never opened")
         if detected in self.always:
             return
         if detected is not None and (detected in self.approved_only or self.approved_any):

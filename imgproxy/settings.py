@@ -81,6 +81,8 @@ class LimitsSettings:
     render_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     render_queue: int = 64
     inflight_bytes: int = 256 * 1024 * 1024  # source bytes held at once, per process
+    max_jpeg_scans: int = 100  # a JPEG's scans each walk every block: 413 beyond
+    max_render_seconds: float = 10.0  # one render's time budget: 422 beyond
 
     def check(self, prefix: str) -> None:
         for f in dataclasses.fields(self):

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageSequence
 
-from imgproxy.errors import Undecodable
+from imgproxy.errors import TooLarge, Undecodable
+from imgproxy.formats import jpeg_scans
 from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
 from imgproxy.policy import check_pixels
+from imgproxy.render.budget import Budget
 from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import entropy_offset, place
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
@@ -30,10 +32,6 @@ __all__ = [
     "render",
 ]
 
-# Pixel limits are enforced per store from the header before any decode (policy.py), so
-# Pillow's own global bomb check would only get in the way of a store with higher limits.
-Image.MAX_IMAGE_PIXELS = None
-
 # After the DCT-scaled decode, Pillow may box-reduce by an integer factor while at least
 # this much reduction is left for Lanczos (its thumbnail() default).
 REDUCING_GAP = 2.0
@@ -41,6 +39,7 @@ REDUCING_GAP = 2.0
 Box = tuple[float, float, float, float]  # left, top, right, bottom
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError)
+_BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +49,23 @@ class Rendered:
 
 
 def render(data: bytes, job: RenderJob) -> Rendered:
+    """Within the job's limits on work: JPEG scans counted before decoding (413), and its
+    time budget checked between stages, frames and decoder reads (422, render/budget.py)."""
     clock = time.perf_counter
+    budget = Budget(job.budget)
     try:
-        with open_image(data, job.decoders) as image:
+        with open_image(data, job.decoders, job.max_pixels, budget) as image:
             check_pixels(image.size, job.max_pixels)  # again: the bytes are re-read from the store
+            _check_scans(image, data, job.max_jpeg_scans)
             began = clock()
             if job.animate:
-                body = _render_animation(image, job)
+                body = _render_animation(image, job, budget)
                 return Rendered(body, {"render": clock() - began})
             still = _decode_still(image, job.transform)
+            budget.check()
             decoded = clock()
             out = _transform(still, job.transform)
+            budget.check()
             transformed = clock()
             body = encode(
                 [out],
@@ -77,10 +82,19 @@ def render(data: bytes, job: RenderJob) -> Rendered:
                     "encode": clock() - transformed,
                 },
             )
+    except _BOMB:
+        raise TooLarge(f"an image in the file is larger than {job.max_pixels} pixels") from None
     except _DECODE_ERRORS as exc:
         raise Undecodable(
             f"the image data is corrupt or truncated ({type(exc).__name__})"
         ) from None
+
+
+def _check_scans(image: Image.Image, data: bytes, limit: int) -> None:
+    """libjpeg walks every block of the image once per scan, however few bytes a scan has:
+    a flood of scans is work out of all proportion to the file, refused before decoding."""
+    if image.format in ("JPEG", "MPO") and jpeg_scans(data, limit + 1) > limit:
+        raise TooLarge(f"the JPEG has more than {limit} scans (or segments)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,14 +199,18 @@ def _apply(
     return image
 
 
-def _render_animation(image: Image.Image, job: RenderJob) -> bytes:
-    """Every frame through the same geometry; durations and loop count kept."""
+def _render_animation(image: Image.Image, job: RenderJob, budget: Budget) -> bytes:
+    """Every frame through the same geometry; durations and loop count kept. The frames'
+    pixels count together against max_pixels, whatever size each frame turns out to be."""
     frames, durations = [], []
     box: Box | None = None
     geometry: Geometry | None = None
     t = job.transform
+    pixels = 0
     for frame in ImageSequence.Iterator(image):
-        check_pixels(frame.size, job.max_pixels)
+        budget.check()
+        pixels += frame.width * frame.height
+        check_pixels((pixels, 1), job.max_pixels)
         rgba = frame.convert("RGBA")
         if geometry is None:
             geometry = plan(rgba.size, (t.width, t.height), t.fit, enlarge=t.enlarge)
@@ -201,6 +219,7 @@ def _render_animation(image: Image.Image, job: RenderJob) -> bytes:
         assert box is not None
         frames.append(_apply(rgba, geometry, box, t.background))
         durations.append(int(frame.info.get("duration", 100)))
+    budget.check()
     loop = int(image.info.get("loop", 0))
     return encode(
         frames,

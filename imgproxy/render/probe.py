@@ -2,40 +2,80 @@
 
 from __future__ import annotations
 
-import io
+import threading
+import warnings
 
 from PIL import Image, UnidentifiedImageError
 
-from imgproxy.errors import Undecodable
+from imgproxy.errors import TooLarge, Undecodable
 from imgproxy.facts import SourceInfo
-from imgproxy.formats import MEDIA_TYPES
+from imgproxy.formats import MEDIA_TYPES, NEVER_OPENED, count_frames, declared_size, sniff
+from imgproxy.job import DEFAULT_RENDER_SECONDS
 from imgproxy.policy import check_pixels
+from imgproxy.render.budget import Budget, BudgetedReader
 from imgproxy.render.color import has_alpha, orientation, swaps_axes
+from imgproxy.settings import LimitsSettings
+
+# Pillow's own bomb guard stays on, as a second line behind the header checks of formats.py:
+# it sees what a plugin reads (an ICO's embedded PNG, a GIF frame grown past its canvas). Its
+# warning is an error here, and its limit is raised to the largest store limit yet seen.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+Image.MAX_IMAGE_PIXELS = LimitsSettings().max_source_pixels
+_guard = threading.Lock()
+
+# Counted no further than this when the caller gives no max_frames: a frame flood then costs
+# at most this many frames' walk.
+FRAME_COUNT_CAP = 10_000
+
+_BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
-def open_image(data: bytes, decoders: tuple[str, ...] | None) -> Image.Image:
-    """Pillow, asked only for the formats this file's approval state allows (SPEC §4).
+def _allow_pixels(max_pixels: int) -> None:
+    with _guard:
+        if (Image.MAX_IMAGE_PIXELS or 0) < max_pixels:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def open_image(
+    data: bytes, decoders: tuple[str, ...] | None, max_pixels: int, budget: Budget
+) -> Image.Image:
+    """Pillow, asked only for the formats this file's approval state allows (SPEC §4), once
+    every size the header declares (every ICO entry, TIFF page, AVIF item) is within limits.
 
     The caller has sniffed an allowed format already, so a file Pillow cannot identify is
     one whose header is broken: 422, not 415 (SPEC §10)."""
+    declared = declared_size(sniff(data[:32]) or _pillow_name(data), data)
+    if declared is not None:
+        check_pixels(declared, max_pixels)
+    _allow_pixels(max_pixels)
+    if decoders is None:  # "*": every format Pillow reads, but never one that runs a program
+        Image.init()
+        decoders = tuple(name for name in Image.OPEN if name not in NEVER_OPENED)
     try:
-        return Image.open(io.BytesIO(data), formats=decoders)
+        return Image.open(BudgetedReader(data, budget), formats=decoders)
     except UnidentifiedImageError:
         raise Undecodable("the image header is truncated or corrupt") from None
+    except _BOMB:
+        raise TooLarge(f"an image in the file is larger than {max_pixels} pixels") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         # The leading bytes matched a format but its header does not parse.
         raise Undecodable(f"the image header is corrupt ({type(exc).__name__})") from None
 
 
-def probe(data: bytes, decoders: tuple[str, ...] | None, max_pixels: int) -> SourceInfo:
+def probe(
+    data: bytes,
+    decoders: tuple[str, ...] | None,
+    max_pixels: int,
+    max_frames: int = FRAME_COUNT_CAP - 1,
+    seconds: float = DEFAULT_RENDER_SECONDS,
+) -> SourceInfo:
     """Header facts, with the pixel limit applied as soon as the header gives the size:
-    before frames are counted, so nothing of a bomb is ever decoded (SPEC §4.1)."""
-    with open_image(data, decoders) as image:
+    before frames are counted, so nothing of a bomb is ever decoded (SPEC §4.1). Frames are
+    counted no further than max_frames + 1: `frames` is then "more than max_frames"."""
+    budget = Budget(seconds)
+    with open_image(data, decoders, max_pixels, budget) as image:
         check_pixels(image.size, max_pixels)
-        try:
-            frames = getattr(image, "n_frames", 1)
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
-            raise Undecodable(f"the frames cannot be counted ({type(exc).__name__})") from None
+        frames = _frames(image, data, max_frames + 1, budget)
         check_pixels(image.size, max_pixels)  # a later GIF frame may have grown the canvas
         width, height = image.size
         if swaps_axes(orientation(image)):
@@ -47,10 +87,29 @@ def probe(data: bytes, decoders: tuple[str, ...] | None, max_pixels: int) -> Sou
             media_type=mime,
             width=width,
             height=height,
-            frames=int(frames),
+            frames=frames,
             has_alpha=has_alpha(image),
             bytes=len(data),
         )
+
+
+def _frames(image: Image.Image, data: bytes, stop: int, budget: Budget) -> int:
+    """From the container where Pillow's n_frames would walk (and parse) the whole file: GIF
+    blocks, TIFF directories; elsewhere Pillow's count comes from a header (APNG acTL, the
+    WebP demuxer, the MPO index)."""
+    counted = count_frames(image.format, data, stop, budget.check)
+    if counted is not None:
+        return max(counted, 1)
+    try:
+        return min(int(getattr(image, "n_frames", 1)), stop)
+    except _BOMB:
+        raise TooLarge("a frame of the image is too large") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        raise Undecodable(f"the frames cannot be counted ({type(exc).__name__})") from None
+
+
+def _pillow_name(head: bytes) -> str | None:
+    return identify(head[:32])
 
 
 def identify(head: bytes) -> str | None:
