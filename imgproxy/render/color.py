@@ -1,7 +1,8 @@
 """Any decoded mode -> 8-bit RGB or RGBA with correct colours; EXIF orientation.
 
 CMYK with an embedded profile goes through LittleCMS to sRGB (a bare convert() shifts
-colours); other profiles are kept and written back by the encoder.
+colours); other profiles are kept and written back by the encoder, if no larger than
+MAX_ICC_BYTES: a source must not make its thumbnails megabytes of profile.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ _TRANSPOSE = {
 }
 
 ORIENTATION_TAG = 0x0112
+
+# Real profiles are a few KiB (matrix) to a few hundred (printer LUTs). A bigger one is
+# dropped, and the pixels taken as sRGB: never copied into the output, never parsed.
+MAX_ICC_BYTES = 1 << 20
 
 
 def orientation(image: Image.Image) -> int:
@@ -55,6 +60,8 @@ def has_alpha(image: Image.Image) -> bool:
 def to_rgb(image: Image.Image) -> tuple[Image.Image, bytes | None]:
     """The image in RGB/RGBA and the ICC profile to embed with it (None: plain sRGB)."""
     icc = image.info.get("icc_profile") or None
+    if icc is not None and len(icc) > MAX_ICC_BYTES:
+        icc = None
     if image.mode == "CMYK":
         return _cmyk_to_srgb(image, icc), None
     if image.mode in _SIXTEEN_BIT:

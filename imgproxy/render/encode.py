@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from PIL import Image, features
 
 from imgproxy.formats import OutputFormat
+from imgproxy.render.color import MAX_ICC_BYTES
 
 AVIF_AVAILABLE = bool(features.check("avif"))
 
@@ -37,7 +38,7 @@ def encode(
     options: dict[str, object] = {}
     if quality is not None and fmt.has_quality:
         options["quality"] = quality
-    if icc and fmt is not OutputFormat.GIF:
+    if icc and len(icc) <= MAX_ICC_BYTES and fmt is not OutputFormat.GIF:
         options["icc_profile"] = icc
     if fmt is OutputFormat.JPEG:
         frames = [flatten(frames[0], background)]
