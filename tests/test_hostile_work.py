@@ -227,3 +227,14 @@ def test_render_refuses_a_scan_flood_before_decoding() -> None:
 def test_render_stops_at_its_budget() -> None:
     with pytest.raises(Undecodable, match="to render"):
         render(images.jpeg((64, 48)), _job(budget=-1.0))
+
+
+def test_star_never_opens_a_format_that_runs_a_program() -> None:
+    from imgproxy.errors import UnsupportedFormat
+    from imgproxy.policy import FormatPolicy
+    from imgproxy.settings import PolicySettings
+
+    policy = FormatPolicy.from_settings(PolicySettings(approved_image_formats=("*",)))
+    policy.check("PSD", approved=True)
+    with pytest.raises(UnsupportedFormat):
+        policy.check("EPS", approved=True)
