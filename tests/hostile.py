@@ -244,7 +244,7 @@ def big_icc_profile(size: int) -> bytes:
     return bytes(profile)
 
 
-def amplifier_jpeg(icc_bytes: int = 16 * 2**20) -> bytes:
+def amplifier_jpeg(icc_bytes: int = 8 * 2**20) -> bytes:
     """A small JPEG carrying a huge ICC profile, a long comment and a big EXIF block."""
     exif = Image.Exif()
     exif[0x010E] = "x" * 60_000  # ImageDescription

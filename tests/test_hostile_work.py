@@ -153,7 +153,7 @@ def test_a_chunk_flood_is_served_or_stopped_by_the_budget(
 def test_output_carries_bounded_metadata(
     server: tuple[str, psutil.Process], name: str, fm: str
 ) -> None:
-    """A 16 MiB profile, 4 MB of PNG text, 60 KB comments and EXIF: none of it amplified."""
+    """An 8 MiB profile, 4 MB of PNG text, 60 KB comments and EXIF: none of it amplified."""
     url, process = server
     with httpx.Client(base_url=url, timeout=60) as http:
         response = http.get(f"/pending/{name}?w=40&fm={fm}")
