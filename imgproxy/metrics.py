@@ -1,50 +1,54 @@
-"""Prometheus metrics of one server process, exposed at `/metrics` (SPEC §2).
+"""What one server process counts: responses by status, cache lookups by tier, renders, and
+latency histograms, as plain integers (an increment on the hit path costs nanoseconds).
 
-Per-request counts are plain integers (an increment on the hit path costs nanoseconds) that
-a prometheus_client collector turns into counter families when scraped; latency histograms,
-observed only when something renders, are prometheus_client's own.
+Nothing here imports prometheus_client: `exposition.py` (the `server` extra) turns these
+numbers into the Prometheus text format when `/metrics` is scraped, and sums the workers.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+@dataclass(slots=True)
+class Histogram:
+    """Prometheus-style buckets: counts[i] holds observations <= bounds[i] and above the
+    bound before it (not cumulative); the last count is for everything above."""
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
 
 
 class Metrics:
-    """One registry per pipeline, so several apps in one process (tests, mounts) stay apart."""
+    """One per Services, so several apps in one process (tests, mounts) stay apart."""
 
-    def __init__(self, *, queue_depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+    def __init__(self, *, queue_depth: Callable[[], int], in_flight: Callable[[], int]) -> None:
         self.statuses: Counter[int] = Counter()
         self.lookups: Counter[tuple[str, bool]] = Counter()
         self.renders = 0
-        self.registry.register(_Counts(self))
-        self.render_seconds = Histogram(
-            "imgproxy_render_seconds",
-            "Decode + render + encode time",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.fetch_seconds = Histogram(
-            "imgproxy_fetch_seconds",
-            "Time to read a source's bytes",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        depth = Gauge("imgproxy_render_queue_depth", "Renders waiting", registry=self.registry)
-        depth.set_function(queue_depth)
-        running = Gauge("imgproxy_renders_in_flight", "Renders running", registry=self.registry)
-        running.set_function(in_flight)
+        self.request_seconds = Histogram()
+        self.render_seconds = Histogram()
+        self.fetch_seconds = Histogram()
+        self.queue_depth = queue_depth
+        self.in_flight = in_flight
 
-    def response(self, status: int) -> None:
+    def response(self, status: int, seconds: float) -> None:
         self.statuses[status] += 1
+        self.request_seconds.observe(seconds)
 
     def rendered(self, *, fetch: float, render: float) -> None:
         """One rendition made: seconds reading its source, and decoding to encoding it."""
@@ -54,28 +58,3 @@ class Metrics:
 
     def cache(self, tier: str, hit: bool) -> None:
         self.lookups[(tier, hit)] += 1
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
-
-
-class _Counts(Collector):
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        m = self.metrics
-        requests = CounterMetricFamily(
-            "imgproxy_requests", "Responses by status", labels=["status"]
-        )
-        for status, count in sorted(m.statuses.items()):
-            requests.add_metric([str(status)], count)
-        hits = CounterMetricFamily("imgproxy_cache_hits", "Cache hits by tier", labels=["tier"])
-        misses = CounterMetricFamily(
-            "imgproxy_cache_misses", "Cache misses by tier", labels=["tier"]
-        )
-        for (tier, hit), count in sorted(m.lookups.items()):
-            (hits if hit else misses).add_metric([tier], count)
-        renders = CounterMetricFamily("imgproxy_renders", "Renditions rendered")
-        renders.add_metric([], m.renders)
-        yield from (requests, hits, misses, renders)

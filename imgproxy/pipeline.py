@@ -29,6 +29,7 @@ ACCEL_OPT_IN = "x-imgproxy-accel"
 
 async def serve(services: Services, request: ImageRequest) -> ImageResponse:
     """Never raises: every failure becomes its SPEC §5 error response."""
+    began = time.perf_counter()
     timings = timing.start() if services.timing else None
     try:
         response = await _stages(services, request)
@@ -37,7 +38,7 @@ async def serve(services: Services, request: ImageRequest) -> ImageResponse:
     except Exception:
         log.exception("unexpected failure serving %s?%s", request.path, request.query)
         response = error_response(InternalError("the server failed; this is a bug"))
-    services.metrics.response(response.status)
+    services.metrics.response(response.status, time.perf_counter() - began)
     if timings:
         extra = (("server-timing", timing.header(timings)),)
         response = ImageResponse(response.status, response.headers + extra, response.body)

@@ -7,24 +7,28 @@ router's regex matching and middleware stack cost as much as a memory-cache hit.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from urllib.parse import parse_qsl
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from imgproxy import demo
 from imgproxy.asgi import ImageProxy
+from imgproxy.exposition import CONTENT_TYPE_LATEST, Exposition
 from imgproxy.settings import Settings
 
 CONFIG_ENV = "IMGPROXY_CONFIG"
 NO_STORE = {"cache-control": "no-store"}
+FLUSH_SECONDS = 1.0  # how late another worker's counts may reach /metrics
 
 
 class StandaloneApp:
     def __init__(self, settings: Settings) -> None:
         self.proxy = ImageProxy(settings)
+        self.exposition = Exposition(self.proxy.services.metrics)
         self._healthy = PlainTextResponse("ok", headers=NO_STORE)
         self.demo = settings.server.demo
 
@@ -43,11 +47,37 @@ class StandaloneApp:
         elif scope["type"] == "http" and self.demo and scope["path"] in ("/", "/_demo/url"):
             await self._demo(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == "/metrics":
-            body = self.proxy.services.metrics.exposition()
+            body = self.exposition.render()
             metrics = Response(body, media_type=CONTENT_TYPE_LATEST, headers=NO_STORE)
             await metrics(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
         else:
             await self.proxy(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """With several workers, each hands its counts to the others once a second."""
+        flushing: asyncio.Task[None] | None = None
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.exposition.shared:
+                    flushing = asyncio.get_running_loop().create_task(self._flush_forever())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if flushing is not None:
+                    flushing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await flushing
+                self.exposition.flush()
+                await self.proxy.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self.exposition.flush()
 
 
 def create_app(settings: Settings) -> StandaloneApp:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -21,7 +23,17 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client in each worker
+
 RESTART_PAUSE = 1.0  # seconds between restarts of a worker that keeps dying
+
+
+def _forget(pid: int | None) -> None:
+    """A dead worker's gauges (queue depth, in flight) leave the sum; its counts stay."""
+    if pid is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -50,6 +62,9 @@ def supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> in
     bound here first, so a port in use fails at once (and port 0 picks one for all)."""
     with reuse_port_socket(host, port) as probe:
         port = probe.getsockname()[1]
+    # /metrics sums every worker through prometheus_client's multiprocess files (exposition.py).
+    shared = tempfile.TemporaryDirectory(prefix="imgproxy-metrics-")
+    os.environ[MULTIPROC_ENV] = shared.name
     context = multiprocessing.get_context("spawn")  # no state inherited from this process
     stopping = False
 
@@ -76,6 +91,7 @@ def supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> in
                     log.warning(
                         "worker %s exited with %s; starting another", process.pid, process.exitcode
                     )
+                    _forget(process.pid)
                     time.sleep(RESTART_PAUSE)
                     running[index] = start()
             time.sleep(0.2)
@@ -89,4 +105,6 @@ def supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> in
                 process.kill()
         for name, handler in previous.items():
             signal.signal(name, handler)
+        os.environ.pop(MULTIPROC_ENV, None)
+        shared.cleanup()
     return 0 if all(p.exitcode in (0, -signal.SIGTERM) for p in running) else 1

@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("stages", "URL, source, variant: judged and remembered", ("targets", "source", "variant")),
     ("parts", "one concern each", (
         "cache/", "render/", "stores/", "mounts", "response", "urls", "params", "paths",
-        "signing", "policy", "negotiation", "job",
+        "signing", "policy", "negotiation", "job", "exposition",
     )),
     ("values", "plain values and pure functions", (
         "settings", "errors", "messages", "facts", "formats", "conditional", "memo", "metrics",

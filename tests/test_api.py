@@ -10,7 +10,16 @@ import imgproxy
 import imgproxy.stores
 
 PACKAGE = Path(imgproxy.__file__).parent
-EDGES = {"asgi.py", "server.py", "cli.py", "wsgi.py"}
+EDGES = {"asgi.py", "server.py", "cli.py", "wsgi.py", "workers.py"}
+# Each optional dependency (an extra, pyproject.toml) is imported by these modules only, so
+# an install without it still imports and serves everything else.
+OPTIONAL = {
+    "uvicorn": {"cli.py", "workers.py"},
+    "prometheus_client": {"exposition.py", "workers.py"},
+    "redis": {"redis.py"},
+    "asyncpg": {"sql.py"},
+    "tqdm": {"cli.py"},
+}
 
 
 def test_exported_members() -> None:
@@ -56,3 +65,10 @@ def test_only_the_render_package_imports_pillow() -> None:
         if "render" in path.relative_to(PACKAGE).parts:
             continue
         assert "PIL" not in imports(path), path
+
+
+def test_optional_dependencies_stay_in_their_modules() -> None:
+    for path in modules():
+        for module, owners in OPTIONAL.items():
+            if path.name not in owners:
+                assert module not in imports(path), path

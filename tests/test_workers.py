@@ -133,3 +133,40 @@ def test_a_port_in_use_fails_at_once(tmp_path: Path) -> None:
         )
     assert result.returncode != 0
     assert "Address already in use" in result.stderr
+
+
+def test_metrics_sum_every_worker(tmp_path: Path) -> None:
+    """SPEC §12.2: /metrics answers for the whole server, whichever worker is asked."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(images.jpeg((400, 300)))
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(f'[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n')
+    port = free_port()
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers"]
+    with running([*command, "2", "--port", str(port)], port, "imgproxy") as server:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while len(workers_of(server)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while not all(listening(w, port) for w in workers_of(server)):
+            time.sleep(0.05)
+        for n in range(30):  # a new connection each: both workers answer some
+            assert httpx.get(f"{base}/media/photo.jpg?w={50 + n}").status_code == 200
+        assert httpx.get(f"{base}/media/nothing.jpg").status_code == 404
+        time.sleep(2.5)  # each worker flushes its counts once a second
+        for _ in range(6):  # new connections: scrapes land on both workers
+            text = httpx.get(f"{base}/metrics").text
+            assert sample(text, 'imgproxy_requests_total{status="200"}') == 30
+            assert sample(text, 'imgproxy_requests_total{status="404"}') == 1
+            assert sample(text, "imgproxy_renders_total") == 30
+            assert sample(text, "imgproxy_request_duration_seconds_count") >= 31
+            assert sample(text, 'imgproxy_cache_misses_total{tier="memory"}') == 30
+            assert "imgproxy_render_queue_depth" in text
+
+
+def sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
