@@ -3,6 +3,10 @@ SSRF defence, where the internal server's own log proves what was never fetched.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -233,3 +237,92 @@ def test_address_policy(address: str, public: bool) -> None:
     from imgproxy.stores.addresses import AddressPolicy
 
     assert AddressPolicy().permits(address) is public
+
+
+class Resetting:
+    """A raw TCP origin on 127.0.0.2 that breaks the connection at a chosen moment: after
+    accepting, after reading the request, mid-answer; with a RST (SO_LINGER 0) or a FIN."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.body = images.jpeg((64, 48))
+        self.listener = socket.create_server(("127.0.0.2", 0))
+        self.url = f"http://127.0.0.2:{self.listener.getsockname()[1]}"
+        self.stopping = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def __enter__(self) -> Resetting:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping = True
+        with contextlib.suppress(OSError):
+            socket.create_connection(self.listener.getsockname(), timeout=1).close()
+        self.thread.join(5)
+        self.listener.close()
+
+    def run(self) -> None:
+        while not self.stopping:
+            conn, _ = self.listener.accept()
+            with contextlib.suppress(OSError), conn:
+                self.answer(conn)
+
+    def answer(self, conn: socket.socket) -> None:
+        head = b"" if self.mode == "accept" else self.read_head(conn)
+        if self.mode == "body" and head.startswith(b"HEAD"):  # the HEAD works, the GET breaks
+            conn.sendall(self.status_line(len(self.body)))
+            head = self.read_head(conn)
+        if self.mode == "body":
+            conn.sendall(self.status_line(len(self.body)) + self.body[:100])
+        elif self.mode == "partial":
+            conn.sendall(b"HTTP/1.1 2")
+        elif self.mode == "garbage":
+            conn.sendall(b"\x00\xffNOT HTTP\r\n\r\n")
+        if self.mode != "fin":  # a RST instead of a FIN
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def read_head(self, conn: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def status_line(self, length: int) -> bytes:
+        return (
+            b'HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nETag: "v1"\r\n'
+            b"Content-Length: %d\r\n\r\n" % length
+        )
+
+
+# The store's timeout is 30 s and the client's 10 s: a regression that waits for the
+# deadline fails by timing out the client, with no wall-clock threshold in the test.
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["accept", "request", "partial", "garbage", "fin", "body"])
+@pytest.mark.parametrize("query", ["", "?w=10", "?fm=json"])
+def test_a_broken_connection_is_a_502_at_once(
+    mode: str, query: str, media: Path, serve: Any
+) -> None:
+    with Resetting(mode) as origin:
+        proxy = serve(proxy_for(origin.url, media, timeout=30.0))
+        with httpx.Client(base_url=proxy.url, timeout=10) as client:
+            # A reset just after accepting races the client's set-up (a 500 once): try often.
+            for _ in range(40 if mode == "accept" else 3):
+                response = client.get("/web/a.jpg" + query)
+                assert response.status_code == 502, response.text[:200]
+                assert response.json()["error"] == "upstream_error"
+            assert_healthy(client)
+
+
+@pytest.mark.timeout(60)
+def test_a_refused_connection_is_a_502_at_once(media: Path, serve: Any) -> None:
+    with socket.create_server(("127.0.0.2", 0)) as closed:
+        port = closed.getsockname()[1]  # closed again before the request: nothing listens
+    proxy = serve(proxy_for(f"http://127.0.0.2:{port}", media, timeout=30.0))
+    with httpx.Client(base_url=proxy.url, timeout=10) as client:
+        response = client.get("/web/a.jpg?w=10")
+        assert response.status_code == 502, response.text[:200]
+        assert "ConnectError" in response.json()["detail"]

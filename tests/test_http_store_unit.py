@@ -290,3 +290,69 @@ def test_a_failure_while_reading_the_body_is_an_upstream_error() -> None:
 
     with pytest.raises(UpstreamError, match="ReadError"):
         fetch(Origin(handler))
+
+
+def test_a_read_timeout_in_the_body_is_a_timeout() -> None:
+    """httpx's own read timeout mid-body is a 504 like the deadline, not a 502."""
+
+    class Stalled(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"by"
+            raise httpx.ReadTimeout("no byte within the read timeout")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "HEAD":
+            return image(request, etag='"v1"')
+        return httpx.Response(200, headers={"etag": '"v1"'}, stream=Stalled())
+
+    with pytest.raises(UpstreamTimeout):
+        fetch(Origin(handler))
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "x-unknown"])
+def test_an_encoded_body_is_refused_before_inflating(coding: str) -> None:
+    """The store asks for `identity`: a body an HTTP client would inflate is refused unread,
+    so nothing bigger than what was sent can pass the byte limits."""
+    read: list[bool] = []
+
+    class Bomb(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            read.append(True)
+            yield b"\x1f\x8b"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"etag": '"v1"', "content-encoding": coding}
+        if request.method == "HEAD":
+            return httpx.Response(200, headers=headers)
+        return httpx.Response(200, headers=headers, stream=Bomb())
+
+    with pytest.raises(UpstreamError, match="encoded body"):
+        fetch(Origin(handler))
+    assert not read
+
+
+def test_the_store_asks_for_the_bytes_as_stored() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["accept-encoding"])
+        return image(request, etag='"v1"')
+
+    fetch(Origin(handler))
+    assert seen == ["identity", "identity"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "size", "modified"),
+    [
+        ({"content-length": "5"}, 5, None),
+        ({"last-modified": "Mon, 01 Jan 99999999999 00:00:00 GMT"}, 5, None),
+        ({"last-modified": "Tue, 99 Jan 2020 99:99:99 GMT"}, 5, None),
+        ({"last-modified": "x" * 5000}, 5, None),
+    ],
+)
+def test_hostile_validators_from_the_origin(
+    headers: dict[str, str], size: int | None, modified: float | None
+) -> None:
+    file, _ = fetch(Origin(lambda request: image(request, **headers)))
+    assert (file.size, file.modified) == (size, modified)

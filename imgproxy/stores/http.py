@@ -5,22 +5,26 @@ Every hop, redirects included, is checked before connecting: scheme, `allowed_ho
 each resolved address against the SSRF policy; the connection then goes to the address
 that was checked (Host header and TLS SNI keep the name), so DNS cannot answer differently
 in between. At most 3 redirects; a total deadline bounds a slow-drip origin.
+
+A timeout is a 504; any other failure of the connection (refused, reset, a broken HTTP
+answer) is a 502 at once, never a wait for the deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import socket
 import time
 from collections.abc import AsyncIterator
-from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote, urljoin
 
 import httpx
 
-from imgproxy.errors import BadRequest, NotFound, UpstreamError, UpstreamTimeout
+from imgproxy.conditional import parse_http_date
+from imgproxy.errors import BadRequest, ImageProxyError, NotFound, UpstreamError, UpstreamTimeout
 from imgproxy.settings import HttpOptions
 from imgproxy.stores.addresses import AddressPolicy
 from imgproxy.stores.base import StoredFile
@@ -29,6 +33,9 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 3
 MAX_PATH = 2000
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# Images are compressed already: asking for the bytes as stored means nothing is inflated
+# behind the byte limits' back (a body with a Content-Encoding is refused).
+HEADERS = {"user-agent": "imgproxy", "accept-encoding": "identity"}
 
 
 class HTTPStore:
@@ -52,7 +59,7 @@ class HTTPStore:
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
             follow_redirects=False,
             trust_env=False,  # no proxy from the environment may bypass the address checks
-            headers={"user-agent": "imgproxy"},
+            headers=HEADERS,
             transport=transport,  # a test seam (httpx.MockTransport); None: real connections
         )
 
@@ -81,15 +88,16 @@ class HTTPStore:
         return self.base_url + quote(path, safe=PATH_SAFE)
 
     async def stat(self, path: str) -> StoredFile:
+        url = self.url_for(path)
         try:
             async with asyncio.timeout(self.timeout):
-                response, final = await self._send("HEAD", self.url_for(path))
+                response, final = await self._send("HEAD", url)
                 if response.status_code in (405, 501):  # no HEAD: headers of a GET, no body
                     await response.aclose()
-                    response, final = await self._send("GET", self.url_for(path))
+                    response, final = await self._send("GET", url)
                 await response.aclose()
-        except TimeoutError:
-            raise UpstreamTimeout("the origin did not answer in time") from None
+        except (TimeoutError, httpx.HTTPError, OSError) as exc:
+            raise _failed("cannot reach the origin", exc) from None
         _raise_for_status(response)
         return _stored_file(path, response, final, self.approved)
 
@@ -104,7 +112,10 @@ class HTTPStore:
             _raise_for_status(response)
             if _stored_file(file.path, response, final, self.approved).version != file.version:
                 raise UpstreamError("the origin's image changed during the request")
-            chunks = response.aiter_bytes()
+            coding = response.headers.get("content-encoding", "").strip().lower()
+            if coding not in ("", "identity"):
+                raise UpstreamError(f"the origin sent an encoded body ({coding[:40]!r})")
+            chunks = response.aiter_bytes()  # no Content-Encoding: the bytes as sent
             while True:
                 async with asyncio.timeout_at(deadline):
                     chunk = await anext(chunks, None)
@@ -114,11 +125,12 @@ class HTTPStore:
         except TimeoutError:
             detail = f"the origin did not send the image within {self.timeout:g}s"
             raise UpstreamTimeout(detail) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"the origin failed ({type(exc).__name__})") from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise _failed("the origin failed", exc) from None
         finally:
             if response is not None:
-                await response.aclose()
+                with contextlib.suppress(httpx.HTTPError, OSError):  # never hide the cause
+                    await response.aclose()
 
     async def _send(self, method: str, url: str) -> tuple[httpx.Response, str]:
         """One request, redirects followed by hand with every hop checked first."""
@@ -127,10 +139,12 @@ class HTTPStore:
             request = await self._pinned(method, target)
             try:
                 response = await self.client.send(request, stream=True)
-            except httpx.TimeoutException:
-                raise UpstreamTimeout("the origin did not answer in time") from None
-            except httpx.HTTPError as exc:
-                raise UpstreamError(f"cannot reach the origin ({type(exc).__name__})") from None
+            except (httpx.HTTPError, OSError) as exc:
+                raise _failed("cannot reach the origin", exc) from None
+            except AttributeError:
+                # A reset just after connecting: under uvloop anyio reads the peer name of a
+                # socket already gone (None.getpeername) while httpcore sets the stream up.
+                raise UpstreamError("cannot reach the origin (connection reset)") from None
             except httpx.InvalidURL:  # httpx parses a Location even when it does not follow it
                 raise UpstreamError("the origin sent an invalid redirect URL") from None
             location = response.headers.get("location")
@@ -180,6 +194,14 @@ def _redirect_url(current: httpx.URL, location: str) -> str:
         raise UpstreamError("the origin sent an invalid redirect URL") from None
 
 
+def _failed(what: str, exc: Exception) -> ImageProxyError:
+    """A timeout (the deadline, or httpx's connect/read/pool ones) is a 504; anything else
+    the connection does (refused, reset, a malformed answer) is a 502 at once."""
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return UpstreamTimeout("the origin did not answer in time")
+    return UpstreamError(f"{what} ({type(exc).__name__})")
+
+
 def _raise_for_status(response: httpx.Response) -> None:
     status = response.status_code
     if status in (404, 410):
@@ -192,14 +214,10 @@ def _raise_for_status(response: httpx.Response) -> None:
 
 def _stored_file(path: str, response: httpx.Response, final: str, approved: bool) -> StoredFile:
     headers = response.headers
-    length = headers.get("content-length")
-    size = int(length) if length and length.isdigit() else None
-    modified = None
-    if "last-modified" in headers:
-        try:
-            modified = parsedate_to_datetime(headers["last-modified"]).timestamp()
-        except (TypeError, ValueError):
-            modified = None
+    length = headers.get("content-length", "")
+    # ASCII digits only ('²'.isdigit() is True), and few enough for int().
+    size = int(length) if length.isascii() and length.isdigit() and len(length) < 19 else None
+    modified = parse_http_date(headers.get("last-modified", ""))
     etag = headers.get("etag")
     if etag:
         version = "etag:" + etag
