@@ -12,7 +12,14 @@ import time
 from imgproxy import render, timing
 from imgproxy.cache import Located, Rendition
 from imgproxy.conditional import is_not_modified, make_etag
-from imgproxy.errors import Forbidden, ImageProxyError, InternalError, MethodNotAllowed, NotFound
+from imgproxy.errors import (
+    Forbidden,
+    ImageProxyError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    SourceChanged,
+)
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.mounts import Mounted
 from imgproxy.response import accel_response, error_response, image_response, ranged_response
@@ -25,6 +32,7 @@ from imgproxy.variant import Kind, Variant, metadata
 log = logging.getLogger(__name__)
 
 ACCEL_OPT_IN = "x-imgproxy-accel"
+SOURCE_CHANGE_RETRIES = 2  # then the 503 (Retry-After) of SourceChanged
 
 
 async def serve(services: Services, request: ImageRequest) -> ImageResponse:
@@ -32,7 +40,7 @@ async def serve(services: Services, request: ImageRequest) -> ImageResponse:
     began = time.perf_counter()
     timings = timing.start() if services.timing else None
     try:
-        response = await _stages(services, request)
+        response = await _retried(services, request)
     except ImageProxyError as error:
         response = error_response(error)
     except Exception:
@@ -43,6 +51,17 @@ async def serve(services: Services, request: ImageRequest) -> ImageResponse:
         extra = (("server-timing", timing.header(timings)),)
         response = ImageResponse(response.status, response.headers + extra, response.body)
     return response
+
+
+async def _retried(services: Services, request: ImageRequest) -> ImageResponse:
+    """A source rewritten while it was read is judged again from its new version: its
+    stat, facts, ETag and cache key all change, so only the whole sequence can retry."""
+    for _ in range(SOURCE_CHANGE_RETRIES):
+        try:
+            return await _stages(services, request)
+        except SourceChanged:
+            continue
+    return await _stages(services, request)
 
 
 async def _stages(services: Services, request: ImageRequest) -> ImageResponse:
@@ -139,7 +158,7 @@ async def _render(services: Services, source: Source, variant: Variant) -> Rendi
         began = time.perf_counter()
         data = await services.sources.read(source)
         fetched = time.perf_counter()
-        rendered = await slot.run(render.render, data, variant.job)
+        rendered = await slot.within(variant.job.budget, render.render, data, variant.job)
     services.metrics.rendered(fetch=fetched - began, render=time.perf_counter() - fetched)
     timing.record("fetch", fetched - began)
     for stage, seconds in rendered.timings.items():

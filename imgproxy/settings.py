@@ -86,6 +86,9 @@ class LimitsSettings:
 
     def check(self, prefix: str) -> None:
         for f in dataclasses.fields(self):
+            if f.name == "max_render_seconds":
+                _require(self.max_render_seconds > 0, f"{prefix}.{f.name}", "must be > 0")
+                continue
             minimum = 0 if f.name == "render_queue" else 1
             _require(
                 getattr(self, f.name) >= minimum, f"{prefix}.{f.name}", f"must be >= {minimum}"

@@ -16,7 +16,7 @@ from imgproxy.cache import FACTS_EXTENSION, CacheKey, Rendition
 from imgproxy.cache.flight import SingleFlight
 from imgproxy.cache.tiered import TieredCache
 from imgproxy.conditional import make_etag, surrogate_key
-from imgproxy.errors import TooLarge, Undecodable
+from imgproxy.errors import SourceChanged, TooLarge
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import SNIFF_BYTES, declared_size, sniff
 from imgproxy.memo import Memo
@@ -60,8 +60,9 @@ class Sources:
 
         def same_format(head: bytes) -> None:
             if (sniff(head) or render.identify(head)) != source.info.format:
-                # The bytes changed under an unchanged version: refuse rather than guess.
-                raise Undecodable("the source changed while it was being read")
+                # The bytes changed under an unchanged version (a store whose version
+                # missed the write): refuse rather than guess; a retry sees the new one.
+                raise SourceChanged("the source changed while it was being read")
 
         return await _read(source.mount, source.file, same_format)
 
@@ -76,7 +77,15 @@ class Sources:
             if declared is not None:
                 check_pixels(declared, limits.max_source_pixels)
             decoders = mount.policy.decoders(file.approved)
-            info = await slot.run(render.probe, data, decoders, limits.max_source_pixels)
+            info = await slot.within(
+                limits.max_render_seconds,
+                render.probe,
+                data,
+                decoders,
+                limits.max_source_pixels,
+                limits.max_frames,
+                limits.max_render_seconds,
+            )
         await self.cache.put(_facts_key(mount, file), Rendition(info.to_json(), "application/json"))
         return info
 
@@ -86,8 +95,10 @@ class Sources:
 
 
 def _facts_key(mount: Mounted, file: StoredFile) -> CacheKey:
-    """Beside the source's renditions, so a purge of the source forgets them too."""
-    facts = make_etag(mount.name, file.path, file.version, "facts").strip('"')
+    """Beside the source's renditions, so a purge of the source forgets them too. Frames are
+    counted only to max_frames + 1, so the facts hold for that limit only."""
+    frames = str(mount.limits.max_frames)
+    facts = make_etag(mount.name, file.path, file.version, "facts", frames).strip('"')
     return CacheKey(surrogate_key(mount.name, file.path), facts, FACTS_EXTENSION)
 
 

@@ -123,7 +123,16 @@ def build_variant(
         quality = (t.quality or output.default_quality) if output.has_quality else None
         animate = output.animates and info.frames > 1
         check_frames(info, limits, animated_output=animate)
-        job = RenderJob(t, output, quality, decoders, animate, limits.max_source_pixels)
+        job = RenderJob(
+            t,
+            output,
+            quality,
+            decoders,
+            animate,
+            limits.max_source_pixels,
+            max_jpeg_scans=limits.max_jpeg_scans,
+            budget=limits.max_render_seconds,
+        )
         kind = Kind.RENDITION
         etag = make_etag(*ident, t.canonical(), output, str(quality))
         extension, media_type = output.value, output.media_type

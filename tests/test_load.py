@@ -7,16 +7,19 @@ import asyncio
 import io
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import httpx
 import numpy as np
 import psutil
+import pytest
 from PIL import Image
 
-from imgproxy import StoredFile, pipeline
+from imgproxy import StoredFile, pipeline, render
+from imgproxy.job import RenderJob
 from imgproxy.messages import ImageRequest, ImageResponse
+from imgproxy.render import Rendered
 from imgproxy.services import Services
 from tests.conftest import settings_for
 from tests.services import free_port, running
@@ -141,3 +144,42 @@ def test_memory_is_bounded_by_the_render_slots_not_by_the_queue(tmp_path: Path) 
         per_render = 2 * (len(source) + 3000 * 2000 * 3)
         assert grown < 2 * per_render, (grown, len(source))
         assert 64 * len(source) > 2 * 2 * per_render  # the bound tells the two apart
+
+
+def test_a_render_past_its_budget_answers_422_and_its_slot_waits_for_the_thread(
+    media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """limits.max_render_seconds: the request answers when the budget passes; the abandoned
+    work keeps its slot until its thread is done, so it cannot oversubscribe the CPU."""
+    release = threading.Event()
+    real = render.render
+
+    def stuck(data: bytes, job: RenderJob) -> Rendered:
+        release.wait(30)
+        return real(data, job)
+
+    limits = {"render_concurrency": 1, "render_queue": 0, "max_render_seconds": 0.2}
+    services = Services.build(settings_for(media, limits=limits))
+
+    async def scenario() -> None:
+        def get(query: str) -> Awaitable[ImageResponse]:
+            return pipeline.serve(services, ImageRequest("GET", "/media/photo.jpg", query))
+
+        assert (await get("w=10")).status == 200  # facts known, before the render is stuck
+        monkeypatch.setattr(render, "render", stuck)
+        late = await get("w=11")
+        assert late.status == 422
+        assert b"took more than 0.2 s" in late.body
+        assert (await get("w=12")).status == 503  # the stuck thread still holds the slot
+        release.set()
+        while services.executor.queued or services.executor.running:
+            await asyncio.sleep(0.01)
+        for _ in range(100):
+            if (await get("w=13")).status == 200:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the slot was never freed")
+
+    asyncio.run(scenario())
+    asyncio.run(services.close())

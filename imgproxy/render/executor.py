@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from imgproxy.errors import Overloaded
+from imgproxy.errors import Overloaded, Undecodable
 from imgproxy.forks import after_fork
 
 T = TypeVar("T")
@@ -35,6 +35,15 @@ class Slot:
         future = self._pool.submit(fn, *args)
         self._running = future  # type: ignore[assignment]
         return await asyncio.wrap_future(future)
+
+    async def within(self, seconds: float, fn: Callable[..., T], *args: object) -> T:
+        """`run`, answering 422 once `seconds` pass (limits.max_render_seconds). The work
+        checks the same budget itself and stops at its next check; until its thread is done
+        the slot stays taken, so abandoned work never oversubscribes the CPU."""
+        try:
+            return await asyncio.wait_for(self.run(fn, *args), seconds)
+        except TimeoutError:
+            raise Undecodable(f"the image took more than {seconds:g} s to render") from None
 
     def busy(self) -> Future[object] | None:
         """The thread's work if it outlived its request (cancelled while it ran)."""
