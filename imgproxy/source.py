@@ -23,7 +23,7 @@ from imgproxy.memo import Memo
 from imgproxy.mounts import Mounted
 from imgproxy.policy import check_bytes, check_pixels
 from imgproxy.render.executor import RenderExecutor
-from imgproxy.stores import StoredFile
+from imgproxy.stores import Peekable, StoredFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,11 @@ class Sources:
         parsed by Pillow; kept in the tiers for every process that shares them."""
         limits = mount.limits
         async with self.executor.slot(file.size or limits.max_source_bytes) as slot:
-            data = await _read(mount, file, lambda head: _judge_head(mount, file, head))
+            if isinstance(mount.store, Peekable):  # judged before the file is read at all
+                _judge_head(mount, file, await mount.store.head(file, SNIFF_BYTES))
+                data = await _read(mount, file, _judged_already)
+            else:
+                data = await _read(mount, file, lambda head: _judge_head(mount, file, head))
             head = data[:SNIFF_BYTES]
             declared = declared_size(sniff(head) or render.identify(head), data)
             if declared is not None:
@@ -109,10 +113,14 @@ def _judge(mount: Mounted, file: StoredFile, info: SourceInfo) -> None:
 
 
 def _judge_head(mount: Mounted, file: StoredFile, head: bytes) -> None:
-    """Before any more is read: the format sniffed from the leading bytes, and the size the
-    store declared."""
+    """Before any more is read: the format sniffed from the leading bytes, then the size the
+    store declared (SPEC §10's order)."""
     mount.policy.check(sniff(head) or render.identify(head), file.approved)
     check_bytes(file.size, mount.limits)
+
+
+def _judged_already(head: bytes) -> None:
+    """The head was judged before the read began (a Peekable store)."""
 
 
 async def _read(mount: Mounted, file: StoredFile, on_head: Callable[[bytes], None]) -> bytes:

@@ -10,11 +10,11 @@ import imgproxy
 import imgproxy.stores
 
 PACKAGE = Path(imgproxy.__file__).parent
-EDGES = {"asgi.py", "server.py", "cli.py", "wsgi.py", "workers.py"}
+EDGES = {"asgi.py", "server.py", "cli.py", "wsgi.py", "workers.py", "connections.py"}
 # Each optional dependency (an extra, pyproject.toml) is imported by these modules only, so
 # an install without it still imports and serves everything else.
 OPTIONAL = {
-    "uvicorn": {"cli.py", "workers.py"},
+    "uvicorn": {"cli.py", "workers.py", "connections.py"},
     "prometheus_client": {"exposition.py", "workers.py"},
     "redis": {"redis.py"},
     "asyncpg": {"sql.py"},

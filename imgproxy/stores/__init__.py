@@ -1,7 +1,7 @@
 """Stores: where source images live. The Store protocol and the optional powers (`base`),
 the three built-in kinds, and `build_store`, which makes one from a `[stores.NAME]` table."""
 
-from imgproxy.stores.base import Closeable, Listable, Store, StoredFile
+from imgproxy.stores.base import Closeable, Listable, Peekable, Store, StoredFile
 from imgproxy.stores.factory import build_store
 from imgproxy.stores.filesystem import FileSystemStore
 from imgproxy.stores.http import HTTPStore
@@ -12,6 +12,7 @@ __all__ = [
     "FileSystemStore",
     "HTTPStore",
     "Listable",
+    "Peekable",
     "SQLStore",
     "Store",
     "StoredFile",

@@ -45,6 +45,14 @@ class Listable(Protocol):
 
 
 @runtime_checkable
+class Peekable(Protocol):
+    """A store that can read a file's first bytes alone, so its format is judged before the
+    rest is read (SPEC §10) even when `open` reads a file whole."""
+
+    async def head(self, file: StoredFile, size: int) -> bytes: ...
+
+
+@runtime_checkable
 class Closeable(Protocol):
     """A store holding connections, threads or pools to release at shutdown."""
 

@@ -25,7 +25,6 @@ from imgproxy.stores.base import StoredFile
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256 * 1024
 SIDECAR = ".meta.json"
 # Longer than a kernel timestamp tick (jiffies: 1-10 ms); 2 s where a filesystem keeps whole
 # seconds (FAT: 2 s). See `_settle`.
@@ -135,6 +134,17 @@ class FileSystemStore:
                 if not name.startswith(".") and not name.endswith(SIDECAR):
                     yield os.path.relpath(os.path.join(folder, name), self.root)
 
+    async def head(self, file: StoredFile, size: int) -> bytes:
+        """The first `size` bytes, to sniff: a plain pread, microseconds on a local disk."""
+        try:
+            fd = os.open(self._resolve(file.path), os.O_RDONLY)
+        except FileNotFoundError:
+            raise NotFound("the file disappeared") from None
+        try:
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
         """The bytes of exactly the version `stat` returned: each chunk is yielded only once
         the open file is seen unchanged after reading it, and the end also checks that the
@@ -144,12 +154,14 @@ class FileSystemStore:
             async with aiofiles.open(full, "rb") as handle:
                 fd = handle.fileno()
                 await _settle(_unchanged(fd, file))
-                read = 0
-                while chunk := await handle.read(CHUNK):
-                    _unchanged(fd, file)
-                    read += len(chunk)
-                    yield chunk
-                if read != _unchanged(fd, file).st_size:
+                # One read of the size stat() saw (+1, to notice growth): one chunk, which the
+                # reader keeps as is, where many chunks are joined into a second copy.
+                data = await handle.read(-1 if file.size is None else file.size + 1)
+                if len(data) != _unchanged(fd, file).st_size:
+                    raise SourceChanged("the file changed while it was read; retry")
+                if data:
+                    yield data
+                if len(data) != _unchanged(fd, file).st_size:
                     raise SourceChanged("the file changed while it was read; retry")
                 # Whole and unchanged, but no longer what the path names: a stale version.
                 if version_of(_path_stat(os.path.join(self.root, file.path))) != file.version:
