@@ -12,10 +12,10 @@ from typing import Any
 
 from imgproxy import maintenance
 from imgproxy.errors import BadRequest, ConfigError
+from imgproxy.extras import require
 from imgproxy.mounts import check_presets
-from imgproxy.server import CONFIG_ENV
 from imgproxy.services import Services, validate
-from imgproxy.settings import Settings
+from imgproxy.settings import CONFIG_ENV, Settings
 from imgproxy.urls import sign_url
 
 
@@ -78,19 +78,22 @@ def _load(path: str | None) -> Settings:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    for module in ("uvicorn", "prometheus_client"):
+        require(module, extra="server", feature="imgproxy serve")
     import uvicorn
 
-    from imgproxy import workers
+    from imgproxy import connections, workers
 
     asyncio.run(validate(settings))  # a bad store refuses to start here, not on first use
+    _warn_about_the_demo(settings)
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-    fast = importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools")
+    fast = bool(importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools"))
     options: dict[str, Any] = {
         "loop": "uvloop" if fast else "asyncio",
-        "http": "httptools" if fast else "h11",
         "access_log": False,
         "server_header": False,
+        **connections.uvicorn_options(fast=fast),  # head, idle and keep-alive limits
     }
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
@@ -99,6 +102,19 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return workers.supervise(host, port, count, options)
     uvicorn.run("imgproxy.server:app_from_env", factory=True, host=host, port=port, **options)
     return 0
+
+
+DEMO_WARNING = """\
+imgproxy: WARNING: server.demo = true with security.keys set.
+imgproxy: WARNING: the demo page signs URLs with this server's own key: anyone who can open
+imgproxy: WARNING: it gets signed URLs, so signing protects nothing. Never expose the demo
+imgproxy: WARNING: publicly; turn it off (server.demo = false) outside local development.
+"""
+
+
+def _warn_about_the_demo(settings: Settings) -> None:
+    if settings.server.demo and settings.security.keys:
+        print(DEMO_WARNING, end="", file=sys.stderr, flush=True)
 
 
 def _check(settings: Settings, _: argparse.Namespace) -> int:
@@ -143,6 +159,7 @@ def _purge(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _warm(settings: Settings, args: argparse.Namespace) -> int:
+    require("tqdm", extra="server", feature="imgproxy warm")
     from tqdm import tqdm
 
     presets = [name.strip() for name in args.preset.split(",") if name.strip()]

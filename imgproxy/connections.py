@@ -1,0 +1,179 @@
+"""Client connection limits for `imgproxy serve`: uvicorn's HTTP protocols with a deadline for
+each request head, a cap on its size, a deadline for a stalled write and a cap on the requests
+of one keep-alive connection. uvicorn alone holds a connection that never finishes its head
+(slowloris) or never reads its answer for ever.
+
+`uvicorn_options()` names the protocol as an import string, so `serve --workers N` passes it
+to each spawned worker as plain data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+HEAD_TIMEOUT = 10.0  # seconds from "ready for a request" to its complete head
+HEAD_TIMEOUT_ENV = "IMGPROXY_HEAD_TIMEOUT"  # overrides HEAD_TIMEOUT (tests use a short one)
+KEEP_ALIVE_TIMEOUT = 5  # idle seconds between two requests (uvicorn's timeout_keep_alive)
+KEEP_ALIVE_REQUESTS = 1000  # then Connection: close; reconnecting also rebalances workers
+SEND_TIMEOUT = 60.0  # a client that reads nothing of its answer for this long is dropped
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers; larger: 400 and close
+
+
+def head_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """HEAD_TIMEOUT, or a positive number of seconds under 3600 from HEAD_TIMEOUT_ENV."""
+    try:
+        seconds = float(environ.get(HEAD_TIMEOUT_ENV) or HEAD_TIMEOUT)
+    except ValueError:
+        return HEAD_TIMEOUT
+    return seconds if 0 < seconds < 3600 else HEAD_TIMEOUT
+
+
+def uvicorn_options(*, fast: bool) -> dict[str, Any]:
+    """The uvicorn.Config options that install these limits (httptools when `fast`)."""
+    protocol = "HttpToolsLimits" if fast else "H11Limits"
+    return {
+        "http": f"imgproxy.connections:{protocol}",
+        "timeout_keep_alive": KEEP_ALIVE_TIMEOUT,
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+    }
+
+
+HEAD_SECONDS = head_timeout()  # read once, when each server process imports this module
+
+
+class Deadlines:
+    """One connection's timers. The head deadline runs from the moment the server is ready for
+    a request (connected, or the previous answer sent) until the request's head is complete;
+    the send deadline while the transport refuses more bytes (the client is not reading)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport) -> None:
+        self.loop = loop
+        self.transport = transport
+        self.head: asyncio.TimerHandle | None = None
+        self.send: asyncio.TimerHandle | None = None
+        self.requests = 0
+
+    def await_head(self) -> None:
+        if self.head is None and not self.transport.is_closing():
+            self.head = self.loop.call_later(HEAD_SECONDS, self.transport.close)
+
+    def head_complete(self) -> bool:
+        """Stops the head deadline; True when this request is the connection's last."""
+        if self.head is not None:
+            self.head.cancel()
+            self.head = None
+        self.requests += 1
+        return self.requests >= KEEP_ALIVE_REQUESTS
+
+    def writing_paused(self) -> None:
+        if self.send is None:
+            self.send = self.loop.call_later(SEND_TIMEOUT, self.transport.abort)
+
+    def writing_resumed(self) -> None:
+        if self.send is not None:
+            self.send.cancel()
+            self.send = None
+
+    def cancel(self) -> None:
+        for timer in (self.head, self.send):
+            if timer is not None:
+                timer.cancel()
+        self.head = self.send = None
+
+
+class H11Limits(H11Protocol):
+    """uvicorn's h11 protocol (the pure-Python fallback) with the Deadlines."""
+
+    deadlines: Deadlines
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.deadlines = Deadlines(self.loop, transport)
+        self.deadlines.await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.deadlines.cancel()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is cycle or self.cycle is None:
+            return  # no new request's head in what arrived
+        if self.deadlines.head_complete():
+            self.cycle.keep_alive = False
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.cycle is None or self.cycle.response_complete:  # nothing pipelined started
+            self.deadlines.await_head()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.deadlines.writing_paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.deadlines.writing_resumed()
+
+
+try:
+    import httptools
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - uvicorn without httptools: h11 only
+    pass
+else:
+
+    class HttpToolsLimits(HttpToolsProtocol):
+        """uvicorn's httptools protocol with the Deadlines and a cap on the head's size."""
+
+        deadlines: Deadlines
+        head_bytes: int = 0
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.deadlines = Deadlines(self.loop, transport)
+            self.deadlines.await_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.deadlines.cancel()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.head_bytes = 0
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value))
+            super().on_header(name, value)
+
+        def _count(self, size: int) -> None:
+            self.head_bytes += size
+            if self.head_bytes > MAX_HEAD_BYTES:  # uvicorn answers a parser error with 400
+                raise httptools.HttpParserError("the request head is too large")
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            if self.deadlines.head_complete() and self.cycle is not None:
+                self.cycle.keep_alive = False
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.cycle.response_complete:  # nothing pipelined is waiting or running
+                self.deadlines.await_head()
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self.deadlines.writing_paused()
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self.deadlines.writing_resumed()
