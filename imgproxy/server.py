@@ -18,9 +18,9 @@ from starlette.types import Receive, Scope, Send
 from imgproxy import demo
 from imgproxy.asgi import ImageProxy
 from imgproxy.exposition import CONTENT_TYPE_LATEST, Exposition
-from imgproxy.settings import Settings
+from imgproxy.settings import CONFIG_ENV, Settings
 
-CONFIG_ENV = "IMGPROXY_CONFIG"
+__all__ = ["CONFIG_ENV", "StandaloneApp", "app_from_env", "create_app"]
 NO_STORE = {"cache-control": "no-store"}
 FLUSH_SECONDS = 1.0  # how late another worker's counts may reach /metrics
 

@@ -13,6 +13,7 @@ from imgproxy.cache import CacheTier
 from imgproxy.cache.disk import DiskTier
 from imgproxy.cache.memory import MemoryTier
 from imgproxy.cache.tiered import TieredCache
+from imgproxy.extras import require
 from imgproxy.messages import ImageRequest
 from imgproxy.metrics import Metrics
 from imgproxy.mounts import Mounted, check_presets, close_stores, mount_stores
@@ -93,6 +94,7 @@ def build_tiers(settings: Settings) -> list[CacheTier]:
     if cache.disk_path:
         tiers.append(DiskTier(settings.base_dir / cache.disk_path, max_bytes=cache.disk_bytes))
     if cache.redis_url:
+        require("redis", extra="redis", feature="cache.redis_url")
         from imgproxy.cache.redis import RedisTier  # only deployments with Redis load its client
 
         tiers.append(RedisTier(cache.redis_url, ttl=cache.redis_ttl))

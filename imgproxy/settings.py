@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from imgproxy.errors import ConfigError
 
 ENV_PREFIX = "IMGPROXY_"
+CONFIG_ENV = "IMGPROXY_CONFIG"  # the TOML file, when no --config is given
 STORE_NAME = re.compile(r"[a-z0-9_-]+")
 PRESET_NAME = re.compile(r"[A-Za-z0-9_-]+")
 FORMAT_NAME = re.compile(r"[A-Z0-9]+")

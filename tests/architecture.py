@@ -22,8 +22,8 @@ GROUPED = ("cache", "contrib", "render", "stores")  # drawn as one room each
 # Top to bottom. A module may import from its own layer or the ones below, never above.
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("edges", "translate a framework to ImageRequest", (
-        "__main__", "__init__", "cli", "workers", "server", "demo", "maintenance", "asgi",
-        "wsgi", "contrib/",
+        "__main__", "__init__", "cli", "workers", "connections", "server", "demo",
+        "maintenance", "asgi", "wsgi", "contrib/",
     )),
     ("pipeline", "the SPEC §10 stages, in order", ("pipeline",)),
     ("root", "builds everything once from Settings", ("services",)),
@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     )),
     ("values", "plain values and pure functions", (
         "settings", "errors", "messages", "facts", "formats", "conditional", "memo", "metrics",
-        "timing", "forks",
+        "timing", "forks", "extras",
     )),
 )  # fmt: skip
 WIDTH = 80

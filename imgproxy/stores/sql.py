@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from imgproxy.errors import ConfigError, NotFound, UpstreamError
+from imgproxy.extras import require
 from imgproxy.memo import Memo
 from imgproxy.settings import SqlOptions
 from imgproxy.stores.base import StoredFile
@@ -176,6 +177,7 @@ class PostgresStore:
     outlive or change its loop); the key is converted to the key column's type."""
 
     def __init__(self, dsn: str, columns: Columns, *, approved: bool = False) -> None:
+        require("asyncpg", extra="postgres", feature="a postgresql:// store")
         self.dsn = dsn
         self.columns = columns
         self.approved = approved
