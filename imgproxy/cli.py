@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from imgproxy import maintenance
+from imgproxy import logs, maintenance
 from imgproxy.errors import BadRequest, ConfigError
 from imgproxy.extras import require
 from imgproxy.mounts import check_presets
@@ -89,9 +89,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     fast = bool(importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools"))
+    server = settings.server
+    logs.configure(level=server.log_level, fmt=server.log_format)
     options: dict[str, Any] = {
         "loop": "uvloop" if fast else "asyncio",
-        "access_log": False,
+        "access_log": False,  # imgproxy's own (server.access_log) knows the store and tier
+        "log_config": None,  # uvicorn's loggers go to the handler logs.configure set up
+        "log_level": server.log_level,
         "server_header": False,
         **connections.uvicorn_options(fast=fast),  # head, idle and keep-alive limits
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from imgproxy import render, timing
+from imgproxy import logs, render, timing
 from imgproxy.cache import Located, Rendition
 from imgproxy.conditional import is_not_modified, make_etag
 from imgproxy.errors import (
@@ -39,6 +39,7 @@ async def serve(services: Services, request: ImageRequest) -> ImageResponse:
     """Never raises: every failure becomes its SPEC §5 error response."""
     began = time.perf_counter()
     timings = timing.start() if services.timing else None
+    noted = logs.begin() if services.access_log else None
     try:
         response = await _retried(services, request)
     except ImageProxyError as error:
@@ -46,11 +47,33 @@ async def serve(services: Services, request: ImageRequest) -> ImageResponse:
     except Exception:
         log.exception("unexpected failure serving %s?%s", request.path, request.query)
         response = error_response(InternalError("the server failed; this is a bug"))
-    services.metrics.response(response.status, time.perf_counter() - began)
+    seconds = time.perf_counter() - began
+    services.metrics.response(response.status, seconds)
+    if noted is not None:
+        _log_access(request, response, noted, seconds)
     if timings:
         extra = (("server-timing", timing.header(timings)),)
         response = ImageResponse(response.status, response.headers + extra, response.body)
     return response
+
+
+def _log_access(
+    request: ImageRequest, response: ImageResponse, noted: dict[str, object], seconds: float
+) -> None:
+    headers = dict(response.headers)
+    logs.access(
+        {
+            "method": request.method,
+            "path": request.path,
+            "query": request.query,
+            "status": response.status,
+            "store": request.path.split("/", 2)[1] if request.path.count("/") > 1 else None,
+            "bytes": int(headers.get("content-length", len(response.body))),
+            "tier": noted.get("tier"),
+            "render_ms": noted.get("render_ms"),
+            "ms": round(seconds * 1000, 2),
+        }
+    )
 
 
 async def _retried(services: Services, request: ImageRequest) -> ImageResponse:
@@ -159,7 +182,9 @@ async def _render(services: Services, source: Source, variant: Variant) -> Rendi
         data = await services.sources.read(source)
         fetched = time.perf_counter()
         rendered = await slot.within(variant.job.budget, render.render, data, variant.job)
-    services.metrics.rendered(fetch=fetched - began, render=time.perf_counter() - fetched)
+    rendered_in = time.perf_counter() - fetched
+    services.metrics.rendered(fetch=fetched - began, render=rendered_in)
+    logs.note("render_ms", round(rendered_in * 1000, 2))
     timing.record("fetch", fetched - began)
     for stage, seconds in rendered.timings.items():
         timing.record(stage, seconds)

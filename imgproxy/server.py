@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from imgproxy import demo
+from imgproxy import demo, logs
 from imgproxy.asgi import ImageProxy
 from imgproxy.exposition import CONTENT_TYPE_LATEST, Exposition
 from imgproxy.settings import CONFIG_ENV, Settings
@@ -88,4 +88,5 @@ def app_from_env() -> StandaloneApp:
     """uvicorn factory for `imgproxy serve` (each worker process builds its own app)."""
     path = os.environ.get(CONFIG_ENV)
     settings = Settings.from_file(path) if path else Settings.from_mapping({})
+    logs.configure(level=settings.server.log_level, fmt=settings.server.log_format)
     return create_app(settings)

@@ -43,6 +43,7 @@ class Services:
     authorize: Authorize | None
     accel: str  # the X-Accel-Redirect location prefix; empty: off
     timing: bool  # Server-Timing
+    access_log: bool  # a line per request (logs.py)
 
     @classmethod
     def build(
@@ -77,6 +78,7 @@ class Services:
             authorize=authorize,
             accel=settings.cache.accel_redirect,
             timing=settings.server.timing,
+            access_log=settings.server.access_log,
         )
 
     async def close(self) -> None:

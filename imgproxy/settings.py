@@ -38,10 +38,16 @@ class ServerSettings:
     workers: int = 1
     demo: bool = False
     timing: bool = False
+    access_log: bool = False  # one line per image request (status, store, tier, render ms)
+    log_level: str = "info"
+    log_format: str = "text"  # or "json": one object per line
 
     def check(self, prefix: str) -> None:
         _require(0 <= self.port <= 65535, f"{prefix}.port", "must be 0..65535")
         _require(self.workers >= 1, f"{prefix}.workers", "must be at least 1")
+        levels, formats = ("debug", "info", "warning", "error"), ("text", "json")
+        _require(self.log_level in levels, f"{prefix}.log_level", f"must be one of {levels}")
+        _require(self.log_format in formats, f"{prefix}.log_format", f"must be one of {formats}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from imgproxy.formats import AS_OUTPUT, OutputFormat
 from imgproxy.job import RenderJob
 from imgproxy.memo import Memo
 from imgproxy.messages import ImageRequest, ImageResponse
-from imgproxy.negotiation import negotiate
+from imgproxy.negotiation import MAX_ACCEPT, negotiate
 from imgproxy.params import AUTO, Query, Transform
 from imgproxy.policy import check_frames
 from imgproxy.response import SECURITY_HEADERS, content_disposition, not_modified
@@ -85,7 +85,9 @@ class Variants:
         if isinstance(t.format, OutputFormat):
             return t.format
         if t.format == AUTO:
-            return _negotiate(accept or "", info.has_alpha, self.avif)
+            # Only MAX_ACCEPT characters count (one more tells negotiate it was cut), so the
+            # memo never holds a client's 64 kB header.
+            return _negotiate((accept or "")[: MAX_ACCEPT + 1], info.has_alpha, self.avif)
         default = AS_OUTPUT.get(info.format)
         if default is not None:
             return default

@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     )),
     ("values", "plain values and pure functions", (
         "settings", "errors", "messages", "facts", "formats", "conditional", "memo", "metrics",
-        "timing", "forks", "extras",
+        "timing", "forks", "extras", "logs",
     )),
 )  # fmt: skip
 WIDTH = 80

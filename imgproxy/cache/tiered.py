@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from imgproxy import timing
+from imgproxy import logs, timing
 from imgproxy.cache import CacheKey, CacheTier, Closing, Located, Locating, Locking, Rendition
 from imgproxy.cache.flight import SingleFlight
 
@@ -88,6 +88,7 @@ class TieredCache:
             self.on_lookup(tier.name, value is not None)
             if value is None:
                 continue
+            logs.note("tier", tier.name)
             if depth and isinstance(value, Rendition):
                 await self._fill(depth, key, value)
             return value
