@@ -247,7 +247,7 @@ def throughput(paths: dict[str, Path], rounds: int, seconds: float) -> list[dict
 
 def disk_hits(paths: dict[str, Path], rounds: int, seconds: float) -> list[dict[str, object]]:
     """Memory tier off, so every hit is a disk hit; nginx runs the shipped config/nginx.conf."""
-    from tests.services import nginx
+    from tests.support.processes import nginx
 
     disk = DATA / "disk-cache"
     shutil.rmtree(disk, ignore_errors=True)

@@ -26,7 +26,7 @@ WORK = ROOT / "benchmarks" / "work"  # git-ignored: logs, thumbor's venv and con
 UNIQUE_LUA = Path(__file__).resolve().parent / "unique.lua"
 
 sys.path.insert(0, str(ROOT))
-from tests.services import wait_for_port  # noqa: E402 - the same start-up check as the tests
+from tests.support.processes import wait_for_port  # noqa: E402 - the same start-up check as the tests
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests import architecture
+from tests.support import architecture
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -65,8 +65,16 @@ def test_the_checker_sees_pillow_where_it_is() -> None:
 
 
 def test_the_readme_diagram_is_current() -> None:
-    """Regenerate with `python -m tests.architecture` and paste between the markers."""
+    """Regenerate with `python -m tests.support.architecture` and paste between the markers."""
     text = README.read_text()
     begin = text.index(architecture.BEGIN)
     end = text.index(architecture.END) + len(architecture.END)
     assert text[begin:end] == architecture.readme_block()
+
+
+def test_the_readme_names_every_test_folder() -> None:
+    folders = {
+        p.name for p in README.parent.joinpath("tests").iterdir() if (p / "__init__.py").exists()
+    }
+    text = README.read_text()
+    assert {f for f in folders if f"`tests/{f}/`" not in text} == set()

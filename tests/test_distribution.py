@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import images
-from tests.services import free_port
+from tests.support import images
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

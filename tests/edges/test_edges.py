@@ -1,0 +1,147 @@
+"""The edges: ImageProxy mounted under a path (signatures relative to the mount), the ASGI
+middleware (segment boundary, lifespan passed through), and the WSGI middleware."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+
+from imgproxy import ImageProxy, ImageRequest, StoredFile, url_for
+from imgproxy.asgi import ImageProxyMiddleware as AsgiMiddleware
+from imgproxy.wsgi import ImageProxyMiddleware as WsgiMiddleware
+from tests.support import KEY, Serve, images, settings_for
+
+
+def signed_proxy(media: Path) -> ImageProxy:
+    return ImageProxy(settings_for(media, security={"keys": [KEY]}))
+
+
+def test_mounted_under_a_path_signatures_are_relative_to_the_mount(
+    media: Path, serve: Serve
+) -> None:
+    proxy = signed_proxy(media)
+    app = Starlette(routes=[Mount("/deep/img", app=proxy)])
+    url = url_for("media", "me now.jpg", settings=proxy.settings, mount="/deep/img", w=20)
+    with httpx.Client(base_url=serve(app).url) as http:
+        response = http.get(url)
+        assert response.status_code == 200, response.text
+        assert images.decode(response.content).size == (20, 16)
+        assert http.get(url.replace("w=20", "w=21")).status_code == 403
+
+
+def test_asgi_middleware_boundary_and_lifespan(media: Path, serve: Serve) -> None:
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    async def page(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("app:" + request.url.path)
+
+    inner = Starlette(routes=[Route("/{rest:path}", page)], lifespan=lifespan)
+    app = AsgiMiddleware(inner, ImageProxy(settings_for(media)), prefix="/media/")
+    server = serve(app)
+    with httpx.Client(base_url=server.url) as http:
+        assert http.get("/media/media/photo.jpg?w=10").headers["content-type"] == "image/jpeg"
+        assert http.get("/mediax/media/photo.jpg").text == "app:/mediax/media/photo.jpg"
+        assert http.get("/media").text == "app:/media"
+        assert http.get("/other").text == "app:/other"
+    assert events == ["startup"]  # lifespan reached the wrapped app
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    start_response("200 OK", [("content-type", "text/plain")])
+    return [b"app:" + environ["PATH_INFO"].encode()]
+
+
+def call(app: Any, path: str, query: str = "", **extra: str) -> tuple[str, dict[str, str], bytes]:
+    environ = {
+        "REQUEST_METHOD": extra.pop("method", "GET"),
+        "SCRIPT_NAME": extra.pop("script", ""),
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "x",
+        "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+        "wsgi.url_scheme": "http",
+        **extra,
+    }
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    body = b"".join(app(environ, start_response))
+    return seen["status"], seen["headers"], body
+
+
+def test_wsgi_middleware(media: Path) -> None:
+    proxy = signed_proxy(media)
+    app = WsgiMiddleware(wsgi_app, proxy, prefix="/media")
+    assert call(app, "/mediax/a.jpg")[2] == b"app:/mediax/a.jpg"
+    status, headers, body = call(app, "/media/media/photo.jpg")
+    assert status == "200 OK"
+    assert headers["content-type"] == "image/jpeg"
+    assert body == (media / "photo.jpg").read_bytes()
+    head_status, head_headers, head_body = call(app, "/media/media/photo.jpg", method="HEAD")
+    assert (head_status, head_headers, head_body) == (status, headers, b"")
+    not_modified = call(app, "/media/media/photo.jpg", HTTP_IF_NONE_MATCH=headers["etag"])
+    assert not_modified[0] == "304 Not Modified"
+    # PATH_INFO arrives decoded (latin-1 bytes); signatures use the canonical encoding...
+    url = url_for("media", "me now.jpg", settings=proxy.settings, w=20)
+    path, _, query = url.partition("?")
+    decoded = ("/media" + path).replace("%20", " ")
+    assert call(app, decoded, query)[0] == "200 OK"
+    # ...or the raw URI when the server keeps it (gunicorn RAW_URI, uWSGI REQUEST_URI).
+    raw = f"/site/media{path}?{query}"
+    assert call(app, decoded, query, script="/site", RAW_URI=raw)[0] == "200 OK"
+    tampered = call(app, decoded, query.replace("w=20", "w=21"), script="/site", RAW_URI=raw)
+    assert tampered[0] == "403 Forbidden"
+    missing = call(app, "/media/media/nope.jpg")
+    assert missing[0] == "404 Not Found"
+    assert missing[1]["content-type"] == "application/json"
+
+
+def test_authorize_receives_the_same_typed_request_under_every_edge(
+    media: Path, serve: Serve
+) -> None:
+    """SPEC §8: one ImageRequest (method, path, query, headers, client, native) whichever
+    edge the request came through; only the native object differs."""
+    seen: list[ImageRequest] = []
+
+    async def authorize(request: ImageRequest, file: StoredFile) -> bool:
+        seen.append(request)
+        return request.headers.get("x-user") == "owner"
+
+    proxy = ImageProxy(settings_for(media), authorize=authorize)
+    with httpx.Client(base_url=serve(Starlette(routes=[Mount("/img", app=proxy)])).url) as http:
+        assert http.get("/img/media/photo.jpg?w=10", headers={"x-user": "owner"}).status_code == 200
+        assert http.get("/img/media/photo.jpg?w=10").status_code == 403
+    app = WsgiMiddleware(wsgi_app, proxy, prefix="/img")
+    wsgi = call(app, "/img/media/photo.jpg", "w=10", HTTP_X_USER="owner", REMOTE_ADDR="10.0.0.9")
+    assert wsgi[0] == "200 OK"
+    via_asgi, _, via_wsgi = seen
+    for request in (via_asgi, via_wsgi):
+        assert isinstance(request, ImageRequest)
+        assert (request.method, request.path, request.query) == ("GET", "/media/photo.jpg", "w=10")
+        assert request.headers["x-user"] == "owner"
+        assert request.client is not None
+    assert via_asgi.client is not None and via_asgi.client[0] == "127.0.0.1"
+    assert via_wsgi.client == ("10.0.0.9", 0)
+    assert isinstance(via_asgi.native, Request)
+    assert via_asgi.native.url.path == "/img/media/photo.jpg"
+    assert via_wsgi.native["PATH_INFO"] == "/img/media/photo.jpg"

@@ -1,0 +1,236 @@
+"""Slow and idle clients against a real `imgproxy serve` (imgproxy/connections.py): a request
+head that never completes is closed within the head timeout, however slowly it drips, while
+normal requests keep working. Waits are bounded by socket and pytest timeouts, never asserted
+as wall-clock thresholds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from imgproxy import cli, connections
+from imgproxy.connections import HEAD_TIMEOUT_ENV, Deadlines
+from imgproxy.server import CONFIG_ENV
+from tests.support import images
+from tests.support.processes import free_port, running
+
+HEAD_TIMEOUT = "1"  # seconds, for the server under test
+WAIT = 15  # a socket's own timeout: a regression fails here instead of hanging
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("slow-peers")
+    (folder / "media").mkdir()
+    (folder / "media" / "photo.jpg").write_bytes(images.jpeg((64, 48)))
+    path = folder / "imgproxy.toml"
+    path.write_text(f'[stores.media]\nkind = "fs"\nroot = "{folder / "media"}"\napproved = true\n')
+    return path
+
+
+def start(config: Path, *extra: str) -> Any:
+    port = free_port()
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
+    env = {**os.environ, HEAD_TIMEOUT_ENV: HEAD_TIMEOUT}
+    return port, running([*command, "--port", str(port), *extra], port, "imgproxy", env=env)
+
+
+@pytest.fixture(scope="module", params=[(), ("--workers", "2")], ids=["one", "workers"])
+def base(config: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    port, server = start(config, *request.param)
+    with server:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:  # with workers, the port answers before every worker is up
+            try:
+                httpx.get(url + "/healthz", timeout=5).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield url
+
+
+def connect(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=WAIT)
+
+
+def closed_by_server(conn: socket.socket) -> bytes:
+    """Everything the server sent until it closed the connection (EOF or reset)."""
+    data = b""
+    try:
+        while chunk := conn.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def assert_serving(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=WAIT) as client:
+        assert client.get("/healthz").status_code == 200
+        response = client.get("/media/photo.jpg?w=32")
+        assert response.status_code == 200
+        assert images.decode(response.content).size == (32, 24)
+
+
+@pytest.mark.timeout(60)
+def test_a_head_that_stops_halfway_is_closed(base: str) -> None:
+    with connect(base) as conn:
+        conn.sendall(b"GET /media/photo.jpg HTTP/1.1\r\nHost: x\r\nAccept: im")
+        assert closed_by_server(conn) == b""  # no answer: the request never was one
+    assert_serving(base)
+
+
+@pytest.mark.timeout(60)
+def test_a_connection_that_sends_nothing_is_closed(base: str) -> None:
+    with connect(base) as conn:
+        assert closed_by_server(conn) == b""
+    assert_serving(base)
+
+
+@pytest.mark.timeout(60)
+def test_a_head_dripping_a_byte_at_a_time_is_closed(base: str) -> None:
+    """Slowloris proper: every byte restarts an idle timer, never the head's deadline."""
+    head = b"GET /media/photo.jpg HTTP/1.1\r\nHost: x\r\n" + b"X-Drip: " + b"a" * 10_000
+    with connect(base) as conn:
+        conn.settimeout(0.2)
+        for byte in head:
+            try:
+                conn.sendall(bytes([byte]))
+                if conn.recv(1) == b"":
+                    break  # closed by the server
+            except TimeoutError:
+                continue  # still open: drip on
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        else:
+            pytest.fail("the server read a 10 kB head at 5 bytes/s to the end")
+    assert_serving(base)
+
+
+@pytest.mark.timeout(60)
+def test_keep_alive_requests_are_unaffected(base: str) -> None:
+    """Requests on one connection, each head sent at once, all answered on it."""
+    with connect(base) as conn:
+        for _ in range(5):
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"\r\n\r\nok"):  # /healthz answers "ok"
+                answer += conn.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            time.sleep(0.3)  # under the head timeout, many times over in total
+
+
+@pytest.mark.timeout(60)
+def test_a_huge_head_is_refused(base: str) -> None:
+    """Past 64 kB of head: a 400 and the connection closed (a reset may beat the 400 here, as
+    the server closes with the rest of the head unread)."""
+    headers = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"a" * 1000) for n in range(100))
+    with connect(base) as conn:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        answer = closed_by_server(conn)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400 "), answer[:100]
+    assert_serving(base)
+
+
+def test_the_keep_alive_cap_ends_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connections, "KEEP_ALIVE_REQUESTS", 3)
+    loop = asyncio.new_event_loop()
+    try:
+        deadlines = Deadlines(loop, asyncio.Transport())
+        assert [deadlines.head_complete() for _ in range(3)] == [False, False, True]
+    finally:
+        loop.close()
+
+
+class Big:
+    """An ASGI app whose one answer is far larger than the socket buffers."""
+
+    body = bytes(16 * 1024 * 1024)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        length = str(len(self.body)).encode()
+        headers = [(b"content-length", length)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("protocol", ["HttpToolsLimits", "H11Limits"])
+def test_a_client_that_reads_nothing_is_dropped(
+    protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connections, "SEND_TIMEOUT", 0.5)
+    listener = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(Big(), http=getattr(connections, protocol), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        conn = socket.socket()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.settimeout(WAIT)
+        with conn:
+            conn.connect(listener.getsockname())
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(2)  # read nothing while the server's writes stall
+            received = closed_by_server(conn)
+        assert len(received) < len(Big.body)  # never all of it: dropped, not kept waiting
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+
+
+def test_serve_installs_the_limits_and_warns_about_a_signing_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(CONFIG_ENV, "")  # serve sets it for its workers: restored after
+    ran: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **options: ran.update(options))
+    config = tmp_path / "imgproxy.toml"
+    (tmp_path / "media").mkdir()
+    config.write_text(
+        '[server]\ndemo = true\n[security]\nkeys = ["k1"]\n'
+        f'[stores.media]\nkind = "fs"\nroot = "{tmp_path / "media"}"\n'
+    )
+    assert cli.main(["serve", "--config", str(config), "--port", "0"]) == 0
+    assert ran["http"].startswith("imgproxy.connections:")
+    assert ran["timeout_keep_alive"] == connections.KEEP_ALIVE_TIMEOUT
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "server.demo = true" in err and "security.keys" in err
+
+
+@pytest.mark.parametrize("sections", ["[server]\ndemo = true\n", '[security]\nkeys = ["k1"]\n', ""])
+def test_no_warning_without_both_demo_and_keys(
+    sections: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(CONFIG_ENV, "")
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **options: None)
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(sections)
+    assert cli.main(["serve", "--config", str(config), "--port", "0"]) == 0
+    assert "WARNING" not in capsys.readouterr().err

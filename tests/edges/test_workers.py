@@ -1,0 +1,171 @@
+"""`imgproxy serve --workers 2` (SPEC §11 fair admission): both workers render under load, a
+worker that dies is replaced, and SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.support import images, need_binary
+from tests.support.processes import free_port, running
+
+
+def workers_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The live server processes (the spawn machinery's resource tracker left out)."""
+    found = []
+    for child in psutil.Process(process.pid).children():
+        try:
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:  # exited, or a zombie not reaped yet
+            continue
+    return found
+
+
+def listening(worker: psutil.Process, port: int) -> bool:
+    return any(
+        c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in worker.net_connections()
+    )
+
+
+def cpu(worker: psutil.Process) -> float:
+    times = worker.cpu_times()
+    return float(times.user + times.system)
+
+
+def test_two_workers_share_cold_renders_and_survive_a_crash(tmp_path: Path) -> None:
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(images.jpeg((1600, 1200)))
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(
+        f'[limits]\nrender_concurrency = 1\n[stores.media]\nkind = "fs"\nroot = "{folder}"\n'
+        "approved = true\n"
+    )
+    port = free_port()
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers"]
+    with running([*command, "2", "--port", str(port)], port, "imgproxy") as server:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while len(workers_of(server)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = workers_of(server)
+        assert len(workers) == 2
+        while not all(listening(w, port) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # both event loops running
+
+        # Keep-alive connections opened one after another, as a proxy's pool opens them:
+        # with one shared accept socket, one worker took all of them in half the runs here,
+        # and most of them in the others.
+        held = []
+        for _ in range(60):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(1000).startswith(b"HTTP/1.1 200")
+            held.append(sock)
+        share = [
+            sum(c.status == psutil.CONN_ESTABLISHED for c in w.net_connections()) for w in workers
+        ]
+        for sock in held:
+            sock.close()
+        assert sum(share) == 60 and min(share) >= 15, share  # binomial: below 15 is ~1e-4
+
+        before = [cpu(w) for w in workers]
+
+        # wrk opens all its keep-alive connections at once, as a load balancer's pool does:
+        # each connection then renders unique URLs in turn.
+        script = tmp_path / "unique.lua"
+        script.write_text(
+            "n = 0\nrequest = function()\n  n = n + 1\n"
+            '  return wrk.format("GET", "/media/photo.jpg?w=" .. (100 + n))\nend\n'
+        )
+        wrk = need_binary("wrk")
+        subprocess.run(
+            [wrk, "-t2", "-c24", "-d3s", "-s", str(script), base], check=True, capture_output=True
+        )
+        spent = [cpu(w) - b for w, b in zip(workers, before, strict=True)]
+        assert min(spent) > 0.2 * sum(spent), spent  # both rendered
+
+        workers[0].kill()  # a crashed worker is replaced
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            alive = workers_of(server)
+            if len(alive) == 2 and workers[0].pid not in {w.pid for w in alive}:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the killed worker was not replaced")
+        for _ in range(20):
+            assert httpx.get(f"{base}/media/photo.jpg?w=99").status_code == 200
+
+        survivors = workers_of(server)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+        gone, alive = psutil.wait_procs(survivors, timeout=10)
+        assert alive == [] and len(gone) == 2
+
+
+def test_a_port_in_use_fails_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "imgproxy.toml"
+    config.write_text("")
+    with running(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port := free_port())],
+        port,
+        "http.server",
+    ):
+        serve = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
+        result = subprocess.run(
+            [*serve, "--workers", "2", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ},
+        )
+    assert result.returncode != 0
+    assert "Address already in use" in result.stderr
+
+
+def test_metrics_sum_every_worker(tmp_path: Path) -> None:
+    """SPEC §12.2: /metrics answers for the whole server, whichever worker is asked."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(images.jpeg((400, 300)))
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(f'[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n')
+    port = free_port()
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers"]
+    with running([*command, "2", "--port", str(port)], port, "imgproxy") as server:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while len(workers_of(server)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while not all(listening(w, port) for w in workers_of(server)):
+            time.sleep(0.05)
+        for n in range(30):  # a new connection each: both workers answer some
+            assert httpx.get(f"{base}/media/photo.jpg?w={50 + n}").status_code == 200
+        assert httpx.get(f"{base}/media/nothing.jpg").status_code == 404
+        time.sleep(2.5)  # each worker flushes its counts once a second
+        for _ in range(6):  # new connections: scrapes land on both workers
+            text = httpx.get(f"{base}/metrics").text
+            assert sample(text, 'imgproxy_requests_total{status="200"}') == 30
+            assert sample(text, 'imgproxy_requests_total{status="404"}') == 1
+            assert sample(text, "imgproxy_renders_total") == 30
+            assert sample(text, "imgproxy_request_duration_seconds_count") >= 31
+            assert sample(text, 'imgproxy_cache_misses_total{tier="memory"}') == 30
+            assert "imgproxy_render_queue_depth" in text
+
+
+def sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")

@@ -1,0 +1,118 @@
+"""The core with plain values, no socket: Services built from Settings, ImageRequest in,
+ImageResponse out (SPEC §10). What a restarted process reads, and the order of the first
+stages (signature before any parameter rule)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import pytest
+
+from imgproxy import pipeline
+from imgproxy.messages import ImageRequest, ImageResponse
+from imgproxy.services import Services
+from tests.support import KEY, CountingStore, images, settings_for
+
+
+def get(services: Services, path: str, query: str = "", **headers: str) -> ImageResponse:
+    request = ImageRequest("GET", path, query, {k.replace("_", "-"): v for k, v in headers.items()})
+    return asyncio.run(pipeline.serve(services, request))
+
+
+def header(response: ImageResponse, name: str) -> str:
+    return dict(response.headers)[name]
+
+
+def test_a_rendition_from_plain_values(media: Path) -> None:
+    services = Services.build(settings_for(media))
+    response = get(services, "/media/photo.jpg", "w=64&fm=webp")
+    assert response.status == 200
+    assert header(response, "content-type") == "image/webp"
+    assert images.decode(response.body).size == (64, 48)
+    assert services.metrics.renders == 1
+    asyncio.run(services.close())
+
+
+@pytest.mark.parametrize("query", ["w=64", "", "fm=json"])
+def test_a_restarted_process_reads_no_source_for_a_hit_or_a_304(
+    media: Path, tmp_path: Path, query: str
+) -> None:
+    """The source's facts live in the shared tiers beside its renditions (SPEC §5, §12.2):
+    a new process with empty memos answers from them without reading the source."""
+    settings = settings_for(media, cache={"disk_path": str(tmp_path / "disk")})
+    first_store = CountingStore(media)
+    first = Services.build(settings, stores={"media": first_store})
+    warm = get(first, "/media/photo.jpg", query)
+    assert warm.status == 200
+    # First sight: learning reads it in one slot; a render (or an original) reads it again
+    # in its own (no bytes are held while waiting for one: SPEC §11).
+    assert first_store.reads == (1 if query == "fm=json" else 2)
+    asyncio.run(first.close())
+
+    store = CountingStore(media)
+    restarted = Services.build(settings, stores={"media": store})
+    again = get(restarted, "/media/photo.jpg", query, if_none_match=header(warm, "etag"))
+    assert again.status == 304
+    if query:  # renditions and metadata come from the disk tier; an original is its bytes
+        hit = get(restarted, "/media/photo.jpg", query)
+        assert (hit.status, hit.body) == (200, warm.body)
+        assert store.reads == 0
+        assert restarted.metrics.renders == 0
+    else:
+        assert store.reads == 0
+    asyncio.run(restarted.close())
+
+
+def test_damaged_facts_are_learned_again(media: Path, tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    settings = settings_for(media, cache={"disk_path": str(disk)})
+    first = Services.build(settings)
+    assert get(first, "/media/photo.jpg", "w=32").status == 200
+    asyncio.run(first.close())
+    (facts,) = disk.rglob("*.json")
+    facts.write_bytes(b'{"format": "JPEG"')
+    store = CountingStore(media)
+    restarted = Services.build(settings, stores={"media": store})
+    assert get(restarted, "/media/photo.jpg", "w=33").status == 200
+    assert store.reads == 2  # learned again (one read), then rendered (one read)
+    asyncio.run(restarted.close())
+
+
+def hmac_of(message: str) -> str:
+    digest = hmac.new(KEY.encode(), message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")[:32]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_the_signature_is_judged_before_any_parameter_rule(media: Path, debug: bool) -> None:
+    """SPEC §10: path, store, signature, then params: a repeated or unknown parameter in an
+    unsigned URL is a 403, not a 400, so a prober learns nothing about the rules."""
+    services = Services.build(settings_for(media, security={"keys": [KEY], "debug": debug}))
+    for query in ("w=10&w=20", "zz=1", "w=99999", "w"):
+        response = get(services, "/media/photo.jpg", query)
+        assert response.status == 403, query
+        assert b"bad_signature" in response.body
+    # Signed as sent, the repeat is then refused by the parameter rules.
+    repeated = get(
+        services, "/media/photo.jpg", "w=10&w=20&s=" + hmac_of("/media/photo.jpg?w=10&w=20")
+    )
+    assert repeated.status == 400
+    assert b"given more than once" in repeated.body
+    asyncio.run(services.close())
+
+
+def test_debug_shows_the_expected_message_for_a_missing_signature(media: Path) -> None:
+    """SPEC §3: the commonest support question, for a missing `s` as for a wrong one."""
+    services = Services.build(settings_for(media, security={"keys": [KEY], "debug": True}))
+    for query in ("w=10", "w=10&s=" + "x" * 32):
+        detail = json.loads(get(services, "/media/photo.jpg", query).body)["detail"]
+        assert "'/media/photo.jpg?w=10'" in detail
+    quiet = Services.build(settings_for(media, security={"keys": [KEY]}))
+    assert b"/media/photo.jpg?" not in get(quiet, "/media/photo.jpg", "w=10").body
+    asyncio.run(services.close())
+    asyncio.run(quiet.close())

@@ -1,0 +1,292 @@
+"""A file rewritten in place or replaced by rename while it is served: every version gets its
+own ETag, a read that raced a write is refused (503, Retry-After) and never cached, and every
+body served under an ETag is the output of exactly one complete version (issue 10)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgproxy import ImageProxy
+from imgproxy.errors import SourceChanged
+from imgproxy.stores import FileSystemStore, StoredFile
+from imgproxy.stores.filesystem import SETTLE_NS
+from tests.support import Serve, settings_for
+
+CHUNK = 256 * 1024  # a size, not how the store reads: it reads a version whole
+CHUNKS = 4
+
+
+def noise(seed: int, size: tuple[int, int] = (640, 480)) -> bytes:
+    """A stored (uncompressed) PNG: every seed gives a different image of the same length."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG", compress_level=0)
+    return out.getvalue()
+
+
+def overwrite(path: Path, data: bytes, *, pieces: int = 1) -> None:
+    """Rewrite in place (same inode), in `pieces` writes so a reader can fall between them."""
+    with open(path, "r+b") as handle:
+        step = -(-len(data) // pieces)
+        for start in range(0, len(data), step):
+            handle.write(data[start : start + step])
+            handle.flush()
+            if pieces > 1:
+                time.sleep(0)
+        handle.truncate(len(data))
+
+
+def replace(path: Path, data: bytes) -> None:
+    """Replace atomically: a new inode renamed over the old name."""
+    temp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
+async def read(store: FileSystemStore, file: StoredFile) -> bytes:
+    return b"".join([chunk async for chunk in store.open(file)])
+
+
+async def collect(
+    store: FileSystemStore, file: StoredFile, seen: list[bytes], after_first: Callable[[], None]
+) -> None:
+    """Read into `seen`, calling `after_first` once the first chunk has been yielded."""
+    async for chunk in store.open(file):
+        seen.append(chunk)
+        if len(seen) == 1:
+            after_first()
+
+
+# --- the version ---------------------------------------------------------------------------
+
+
+def test_a_same_size_rewrite_with_its_mtime_restored_is_a_new_version(tmp_path: Path) -> None:
+    store = FileSystemStore(tmp_path, approved=True)
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"A" * 1000)
+    before = os.stat(path)
+    first = asyncio.run(store.stat("a.bin"))
+    overwrite(path, b"B" * 1000)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime and size as before
+    assert os.stat(path).st_mtime_ns == before.st_mtime_ns
+    assert asyncio.run(store.stat("a.bin")).version != first.version  # ctime moved
+
+
+def test_a_file_renamed_over_is_a_new_version(tmp_path: Path) -> None:
+    store = FileSystemStore(tmp_path, approved=True)
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"A" * 1000)
+    before = os.stat(path)
+    first = asyncio.run(store.stat("a.bin"))
+    temp = tmp_path / "new.bin"
+    temp.write_bytes(b"B" * 1000)
+    os.utime(temp, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(temp, path)
+    assert asyncio.run(store.stat("a.bin")).version != first.version  # another inode
+
+
+# --- reads that race a write ---------------------------------------------------------------
+
+
+def in_place(path: Path) -> None:
+    with open(path, "r+b") as handle:  # the second half of the file, same size
+        handle.seek(2 * CHUNK)
+        handle.write(b"B" * 2 * CHUNK)
+
+
+def truncated(path: Path) -> None:
+    os.truncate(path, CHUNK)
+
+
+def renamed_over(path: Path) -> None:
+    replace(path, b"B" * CHUNKS * CHUNK)
+
+
+def removed(path: Path) -> None:
+    path.unlink()
+
+
+@pytest.mark.parametrize("change", [in_place, truncated, renamed_over, removed])
+def test_a_read_racing_a_change_is_refused(tmp_path: Path, change: Callable[[Path], None]) -> None:
+    """The change lands between the first and the second chunk; no byte written after the
+    version was taken is ever yielded."""
+    store = FileSystemStore(tmp_path, approved=True)
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"A" * CHUNKS * CHUNK)
+
+    async def scenario() -> list[bytes]:
+        file = await store.stat("a.bin")
+        seen: list[bytes] = []
+        with pytest.raises(SourceChanged) as raised:
+            await collect(store, file, seen, lambda: change(path))
+        assert raised.value.status == 503 and raised.value.retry_after == 1
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen and all(set(chunk) == {ord("A")} for chunk in seen)
+
+
+@pytest.mark.parametrize("change", [in_place, truncated, renamed_over])
+def test_a_change_between_stat_and_open_reads_nothing(
+    tmp_path: Path, change: Callable[[Path], None]
+) -> None:
+    store = FileSystemStore(tmp_path, approved=True)
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"A" * CHUNKS * CHUNK)
+
+    async def scenario() -> list[bytes]:
+        file = await store.stat("a.bin")
+        change(path)
+        seen: list[bytes] = []
+        with pytest.raises(SourceChanged):
+            await collect(store, file, seen, lambda: None)
+        return seen
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_a_just_written_file_is_read_only_after_its_timestamp_tick(tmp_path: Path) -> None:
+    """Two writes within one coarse tick share a ctime: a read starting inside the tick could
+    see the first under a version that also names the second."""
+    store = FileSystemStore(tmp_path, approved=True)
+    path = tmp_path / "a.bin"
+
+    async def scenario() -> int:
+        path.write_bytes(b"A" * CHUNK)
+        file = await store.stat("a.bin")
+        async for _chunk in store.open(file):
+            return time.time_ns()
+        raise AssertionError("no chunk")
+
+    first_chunk = asyncio.run(scenario())
+    assert first_chunk >= os.stat(path).st_ctime_ns + SETTLE_NS
+
+
+def test_an_unchanged_file_reads_whole(tmp_path: Path) -> None:
+    store = FileSystemStore(tmp_path, approved=True)
+    data = bytes(range(256)) * (CHUNKS * CHUNK // 256) + b"tail"
+    (tmp_path / "a.bin").write_bytes(data)
+    assert asyncio.run(read(store, asyncio.run(store.stat("a.bin")))) == data
+
+
+# --- over a real server, 8 clients against a writer ----------------------------------------
+
+CLIENTS = 8
+RACE_SECONDS = 2.5
+URLS = {"original": "/media/race.png", "rendition": "/media/race.png?w=200&fm=jpeg"}
+
+
+def fetch_all(client: httpx.Client) -> dict[str, httpx.Response]:
+    return {kind: client.get(url) for kind, url in URLS.items()}
+
+
+def quiet() -> None:
+    time.sleep(0.1)  # past the store's settle window: a read now sees a settled version
+
+
+@pytest.mark.parametrize("mode", ["in_place", "rename", "both"])
+def test_concurrent_rewrites_never_serve_torn_or_stale_bytes(
+    media: Path, serve: Serve, mode: str
+) -> None:
+    versions = [noise(seed) for seed in (1, 2, 3)]
+    assert len({len(data) for data in versions}) == 1 and len(versions[0]) > 3 * CHUNK
+    path = media / "race.png"
+    proxy = ImageProxy(settings_for(media, limits={"render_concurrency": 4}))
+    base = serve(proxy).url
+
+    # What each complete version renders, through the same server, in a quiet period.
+    expected: dict[str, dict[bytes, int]] = {kind: {} for kind in URLS}
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for number, data in enumerate(versions):
+            replace(path, data)
+            quiet()
+            for kind, response in fetch_all(client).items():
+                assert response.status_code == 200, response.text
+                expected[kind][response.content] = number
+    assert expected["original"] == {data: n for n, data in enumerate(versions)}
+    assert len(expected["rendition"]) == len(versions)
+
+    stop = threading.Event()
+    writes = 0
+
+    def writer() -> None:
+        nonlocal writes
+        while not stop.is_set():
+            data = versions[writes % len(versions)]
+            if mode == "in_place" or (mode == "both" and writes % 2):
+                overwrite(path, data, pieces=8)
+            else:
+                replace(path, data)
+            writes += 1
+            # Pauses up to a few reads long, some shorter than the settle window: without
+            # them no read could ever finish, and every answer would be a (correct) 503.
+            time.sleep(random.uniform(0, 0.05))
+
+    served: list[tuple[str, int, str, bytes, httpx.Headers]] = []
+    lock = threading.Lock()
+
+    def reader() -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while not stop.is_set():
+                for kind, response in fetch_all(client).items():
+                    row = (
+                        kind,
+                        response.status_code,
+                        response.headers.get("etag", ""),
+                        response.content,
+                        response.headers,
+                    )
+                    with lock:
+                        served.append(row)
+
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=reader) for _ in range(CLIENTS)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(RACE_SECONDS)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert writes > 20
+
+    bodies: dict[tuple[str, str], set[bytes]] = defaultdict(set)
+    refused = 0
+    for kind, status, etag, body, headers in served:
+        if status == 503:  # the only answer allowed besides 200: retryable
+            assert headers["retry-after"] == "1"
+            assert headers["cache-control"] == "no-store"
+            refused += 1
+            continue
+        assert status == 200, body[:200]
+        if body not in expected[kind]:
+            pytest.fail(f"a {kind} of {len(body)} bytes that is no complete version's output")
+        bodies[(kind, etag)].add(body)
+    torn_etags = {key: len(found) for key, found in bodies.items() if len(found) > 1}
+    assert not torn_etags, f"ETags that served more than one body: {torn_etags}"
+    assert sum(1 for row in served if row[1] == 200) > CLIENTS
+
+    # Nothing torn was cached: once quiet, the final version is served, and served again.
+    final = versions[(writes - 1) % len(versions)]
+    quiet()
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for _ in range(3):
+            for kind, response in fetch_all(client).items():
+                assert response.status_code == 200
+                assert expected[kind][response.content] == versions.index(final)
+                etag = response.headers["etag"]
+                assert bodies.get((kind, etag), {response.content}) == {response.content}
+    print(f"{mode}: {writes} writes, {len(served)} answers, {refused} refused (503)")

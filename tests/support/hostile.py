@@ -1,0 +1,277 @@
+"""A hostile-input corpus, generated: truncated and corrupt images, non-images named like
+images, polyglots, headers declaring absurd sizes, frame bombs, formats needing approval."""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import zlib
+from pathlib import Path
+
+from PIL import Image
+
+from tests.support import images
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A valid PNG signature and IHDR declaring `width` x `height`, with a tiny IDAT."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def jpeg_bomb() -> bytes:
+    """A real JPEG whose SOF0 is patched to declare 65535 x 65535 (the format's maximum)."""
+    data = bytearray(images.jpeg((64, 48)))
+    at = data.index(b"\xff\xc0")
+    data[at + 5 : at + 9] = struct.pack(">HH", 65535, 65535)
+    return bytes(data)
+
+
+def gif_bomb() -> bytes:
+    data = bytearray(images.gif(1, (8, 8)))
+    data[6:10] = struct.pack("<HH", 65535, 65535)
+    return bytes(data)
+
+
+def webp_bomb() -> bytes:
+    """An extended (VP8X) WebP declaring a 16384 x 16384 canvas around a small real frame."""
+    small = images.encode(images.photo((16, 16)), "WEBP", quality=50)
+    frame = small[12:]  # the "VP8 " chunk of a simple lossy file
+    vp8x = b"VP8X" + struct.pack("<I", 10) + b"\x00\x00\x00\x00" + (16383).to_bytes(3, "little") * 2
+    body = b"WEBP" + vp8x + frame
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def webp_lossless_bomb() -> bytes:
+    bits = (16383) | (16383 << 14)
+    payload = b"\x2f" + struct.pack("<I", bits) + b"\x00" * 16
+    chunk = b"VP8L" + struct.pack("<I", len(payload)) + payload
+    body = b"WEBP" + chunk
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def bmp_bomb() -> bytes:
+    data = bytearray(images.encode(images.photo((8, 8)), "BMP"))
+    data[18:26] = struct.pack("<ii", 100_000, 100_000)
+    return bytes(data)
+
+
+def many_frames_gif(frames: int = 3000) -> bytes:
+    colours = [(255, 0, 0), (0, 0, 255)]
+    first = Image.new("RGB", (2, 2), colours[0])
+    rest = [Image.new("RGB", (2, 2), colours[(i + 1) % 2]) for i in range(frames - 1)]
+    buffer = io.BytesIO()
+    first.save(buffer, "GIF", save_all=True, append_images=rest, duration=20, optimize=False)
+    return buffer.getvalue()
+
+
+def noisy_jpeg(size: tuple[int, int]) -> bytes:
+    return images.encode(Image.effect_noise(size, 100).convert("RGB"), "JPEG", quality=95)
+
+
+def write_corpus(pending: Path, approved: Path, small: Path) -> None:
+    jpeg, png = images.jpeg((800, 600)), images.png((400, 300))
+    files = {
+        "truncated.jpg": jpeg[: len(jpeg) // 2],
+        "cut-header.jpg": jpeg[:100],
+        "truncated.png": png[: len(png) // 2],
+        "cut-header.png": png[:20],
+        "random.png": random.Random(7).randbytes(5000),
+        "empty.jpg": b"",
+        "page.png": b"<!doctype html><html><script>alert(document.cookie)</script></html>",
+        "vector.png": b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        "doc.png": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n",
+        "polyglot.gif": b"GIF89a/*\x00\x00\x00\x00\x00*/=alert(1);//" + b"\x00" * 64,
+        "polyglot.jpg": jpeg + b"<html><script>alert(1)</script></html>",
+        "bomb.png": png_bomb(),
+        "bomb.jpg": jpeg_bomb(),
+        "bomb.gif": gif_bomb(),
+        "bomb.webp": webp_bomb(),
+        "bomb-lossless.webp": webp_lossless_bomb(),
+        "frames.gif": many_frames_gif(),
+        "photo.tif": images.encode(images.photo((64, 48)), "TIFF"),
+        "photo.bmp": images.encode(images.photo((64, 48)), "BMP"),
+        "icon.ico": images.encode(images.photo((32, 32)), "ICO"),
+        "photo.avif": images.encode(images.photo((64, 48)), "AVIF"),
+    }
+    for name, data in files.items():
+        (pending / name).write_bytes(data)
+        (approved / name).write_bytes(data)
+    (approved / "bomb.bmp").write_bytes(bmp_bomb())
+    (pending / "blessed.tif").write_bytes(files["photo.tif"])
+    (pending / "blessed.tif.meta.json").write_text('{"approved": true}')
+    (pending / "broken-sidecar.tif").write_bytes(files["photo.tif"])
+    (pending / "broken-sidecar.tif.meta.json").write_text('{"approved": tru')
+    (approved / "revoked.jpg").write_bytes(images.jpeg((64, 48)))
+    (approved / "revoked.jpg.meta.json").write_text('{"approved": false}')
+    (small / "big.jpg").write_bytes(noisy_jpeg((600, 600)))
+    (small / "ok.jpg").write_bytes(images.jpeg((64, 48)))
+
+
+# Issue 10: decodes before the pixel limit, work out of proportion to bytes, amplification.
+
+
+def ico_png_bomb(side: int = 40_000, *, complete: bool = False) -> bytes:
+    """An ICO whose directory says 16x16 but whose entry embeds a `side` x `side` greyscale
+    PNG; Pillow decodes ICO entries while opening. `complete` compresses every row (slow to
+    build: for measuring by hand); otherwise the IDAT is a stub."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    if complete:
+        packer = zlib.compressobj(9)
+        row = b"\x00" * (side + 1)
+        idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    else:
+        idat = zlib.compress(b"\x00" * 64)
+    embedded = (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
+    entry = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(embedded), 6 + 16)
+    return struct.pack("<HHH", 0, 1, 1) + entry + embedded
+
+
+def ico_second_entry_bomb() -> bytes:
+    """A real 16x16 icon, then a second entry (directory says 32x32) whose BMP header
+    declares 100000 x 100000."""
+    small = images.encode(images.photo((16, 16)), "PNG")
+    dib = struct.pack("<IiiHHIIiiII", 40, 100_000, 200_000, 1, 32, 0, 0, 0, 0, 0, 0)
+    first_at = 6 + 2 * 16
+    entries = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(small), first_at)
+    entries += struct.pack("<BBBBHHII", 32, 32, 0, 0, 1, 32, len(dib), first_at + len(small))
+    return struct.pack("<HHH", 0, 1, 2) + entries + small + dib
+
+
+def _tiff_ifd(entries: list[tuple[int, int, int, int]], next_ifd: int) -> bytes:
+    """A little-endian IFD: (tag, type, count, value) entries, values inline."""
+    body = struct.pack("<H", len(entries))
+    for tag, kind, count, value in sorted(entries):
+        packed = struct.pack("<H", value) + b"\x00\x00" if kind == 3 else struct.pack("<I", value)
+        body += struct.pack("<HHI", tag, kind, count) + packed
+    return body + struct.pack("<I", next_ifd)
+
+
+def _tiff_page(
+    width: int, height: int, strip_at: int, strip_bytes: int
+) -> list[tuple[int, int, int, int]]:
+    return [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 1, 8),  # bits per sample
+        (259, 3, 1, 1),  # no compression
+        (262, 3, 1, 1),  # min-is-black
+        (273, 4, 1, strip_at),
+        (277, 3, 1, 1),
+        (278, 4, 1, height),
+        (279, 4, 1, strip_bytes),
+    ]
+
+
+def tiff_pages(pages: int, *, bomb_page: int | None = None) -> bytes:
+    """A greyscale 4x4 TIFF with `pages` IFDs sharing one strip; page `bomb_page` (if any)
+    declares 100000 x 100000."""
+    strip_at, ifd_size = 8, 2 + 9 * 12 + 4
+    first = strip_at + 16
+    out = bytearray(b"II*\x00" + struct.pack("<I", first) + b"\x80" * 16)
+    for page in range(pages):
+        at = first + page * ifd_size
+        following = at + ifd_size if page + 1 < pages else 0
+        side = 100_000 if page == bomb_page else 4
+        out += _tiff_ifd(_tiff_page(side, side, strip_at, 16), following)
+    return bytes(out)
+
+
+def avif_ispe_bomb() -> bytes:
+    """A real small AVIF whose `ispe` property is patched to declare 60000 x 60000."""
+    data = bytearray(images.encode(images.photo((64, 48)), "AVIF"))
+    at = data.index(b"ispe")
+    data[at + 8 : at + 16] = struct.pack(">II", 60_000, 60_000)
+    return bytes(data)
+
+
+def gif_frame_flood(frames: int, *, garbage_after: int | None = None) -> bytes:
+    """A 2x2 GIF of `frames` minimal frames (15 bytes each). With `garbage_after`, the bytes
+    after that many frames are not GIF blocks: a counter that stops in time never sees them."""
+    head = b"GIF89a" + struct.pack("<HHBBB", 2, 2, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 2, 2, 0) + b"\x02\x02\x44\x01\x00"
+    if garbage_after is None:
+        return head + frame * frames + b"\x3b"
+    return head + frame * garbage_after + b"\x99" * 64
+
+
+def scan_flood_jpeg(scans: int, size: tuple[int, int] = (6000, 4000)) -> bytes:
+    """A progressive JPEG of a flat picture whose last AC scan is repeated `scans` times:
+    each copy is a few bytes, yet libjpeg walks every block of the image for it."""
+    data = images.encode(Image.new("RGB", size, (90, 140, 200)), "JPEG", progressive=True)
+    last_sos = data.rindex(b"\xff\xda")
+    end = data.rindex(b"\xff\xd9")
+    return data[:end] + data[last_sos:end] * scans + b"\xff\xd9"
+
+
+def png_chunk_flood(chunks: int) -> bytes:
+    """A 4x4 PNG whose image data is spread over `chunks` IDAT chunks, most of them empty."""
+    header = struct.pack(">IIBBBBB", 4, 4, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00\x80\x80\x80\x80" * 4)
+    empty = _png_chunk(b"IDAT", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + empty * chunks
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def big_icc_profile(size: int) -> bytes:
+    """A real sRGB profile padded to `size` bytes (its header's size field updated)."""
+    from PIL import ImageCms
+
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile += b"\x00" * (size - len(profile))
+    profile[0:4] = struct.pack(">I", size)
+    return bytes(profile)
+
+
+def amplifier_jpeg(icc_bytes: int = 8 * 2**20) -> bytes:
+    """A small JPEG carrying a huge ICC profile, a long comment and a big EXIF block."""
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 60_000  # ImageDescription
+    return images.encode(
+        images.photo((64, 48)),
+        "JPEG",
+        icc_profile=big_icc_profile(icc_bytes),
+        comment=b"c" * 60_000,
+        exif=exif.tobytes(),
+    )
+
+
+def amplifier_png(icc_bytes: int = 1_000_000) -> bytes:
+    """A small PNG with a big iCCP profile (Pillow reads at most 1 MB) and megabytes of text."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for i in range(8):
+        info.add_text(f"k{i}", "t" * 500_000, zip=True)
+    return images.encode(
+        images.photo((64, 48)), "PNG", icc_profile=big_icc_profile(icc_bytes), pnginfo=info
+    )
+
+
+def amplifier_gif() -> bytes:
+    """An animated GIF with a long comment."""
+    frames = [Image.new("P", (32, 32), i) for i in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], comment=b"c" * 200_000)
+    return buffer.getvalue()

@@ -1,0 +1,120 @@
+"""A real HTTP origin for the `http` store tests, and an "internal" server whose request log
+must stay empty. Both listen on loopback only (127.0.0.2 and 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from email.utils import formatdate
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from tests.support import images
+
+
+class Origin:
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, float]] = {}
+        self.log: list[tuple[str, str]] = []
+        routes = [
+            Route("/files/{name:path}", self.file, methods=["GET", "HEAD"]),
+            Route("/nohead/{name:path}", self.no_head, methods=["GET", "HEAD"]),
+            Route("/to/{host}/{port}/{rest:path}", self.to),
+            Route("/hop/{n:int}/{rest:path}", self.hop),
+            Route("/loop/{n:int}", self.loop),
+            Route("/moved/{name}", self.moved),
+            Route("/scheme/{rest:path}", self.scheme),
+            Route("/status/{code:int}", self.status, methods=["GET", "HEAD"]),
+            Route("/drip.jpg", self.drip, methods=["GET", "HEAD"]),
+            Route("/huge.jpg", self.huge, methods=["GET", "HEAD"]),
+        ]
+        self.inner = Starlette(routes=routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.log.append((scope["method"], scope["path"]))
+        await self.inner(scope, receive, send)
+
+    def put(self, name: str, data: bytes) -> None:
+        stamp = max(time.time(), max((t for _, t in self.files.values()), default=0) + 1)
+        self.files[name] = (data, stamp)
+
+    async def file(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.files:
+            return PlainTextResponse("no", status_code=404)
+        data, stamp = self.files[name]
+        etag = '"' + hashlib.sha1(data).hexdigest()[:16] + '"'
+        headers = {"etag": etag, "last-modified": formatdate(stamp, usegmt=True)}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type="application/octet-stream", headers=headers)
+
+    async def no_head(self, request: Request) -> Response:
+        if request.method == "HEAD":
+            return Response(status_code=405)
+        return await self.file(request)
+
+    async def to(self, request: Request) -> Response:
+        p = request.path_params
+        return RedirectResponse(f"http://{p['host']}:{p['port']}/{p['rest']}", status_code=302)
+
+    async def hop(self, request: Request) -> Response:
+        n, rest = request.path_params["n"], request.path_params["rest"]
+        target = f"/hop/{n - 1}/{rest}" if n > 0 else f"/files/{rest}"
+        return RedirectResponse(target, status_code=301)
+
+    async def loop(self, request: Request) -> Response:
+        return RedirectResponse(f"/loop/{request.path_params['n'] + 1}", status_code=302)
+
+    async def moved(self, request: Request) -> Response:
+        return RedirectResponse("/files/real%20name.jpg", status_code=308)
+
+    async def scheme(self, request: Request) -> Response:
+        return RedirectResponse("file:///etc/passwd", status_code=302)
+
+    async def status(self, request: Request) -> Response:
+        return PlainTextResponse("status", status_code=request.path_params["code"])
+
+    async def drip(self, request: Request) -> Response:
+        headers = {"etag": '"drip"'}
+        if request.method == "HEAD":
+            return Response(headers=headers)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield images.jpeg((64, 48))[:100]
+            for _ in range(600):
+                await asyncio.sleep(0.1)
+                yield b"\x00"
+
+        return StreamingResponse(body(), headers=headers)
+
+    async def huge(self, request: Request) -> Response:
+        headers = {"etag": '"huge"'}
+        if request.method == "HEAD":
+            return Response(headers=headers)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield images.jpeg((64, 48))[:100]
+            for _ in range(100_000):
+                yield b"\x00" * 65536
+
+        return StreamingResponse(body(), headers=headers)
+
+
+class Internal:
+    """Stands for a metadata service or an admin port: any request to it is a failure."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.log.append((scope["method"], scope["path"]))
+            await PlainTextResponse("SECRET")(scope, receive, send)

@@ -1,0 +1,243 @@
+"""Real service processes for the tests, on free loopback ports in temp folders: redis-server,
+nginx, and imgproxy itself. A missing binary skips loudly, or fails when CI requires it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support import need_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read().decode() if process.stdout else ""
+                raise RuntimeError(f"{what} did not start:\n{output[-3000:]}") from None
+            time.sleep(0.05)
+
+
+@contextmanager
+def running(
+    command: list[str], port: int, what: str, **kwargs: object
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
+    try:
+        wait_for_port(port, process, what)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        if process.stdout:
+            process.stdout.close()
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    binary = need_binary("redis-server")
+    port = free_port()
+    command = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(folder),
+    ]
+    with running(command, port, "redis-server"):
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+# The shipped config/nginx.conf is tested as shipped: only these strings are replaced, to
+# point its addresses and folders at the test's. Nothing else in the file changes.
+SITE_SUBSTITUTIONS = (
+    "server 127.0.0.1:8080;",  # imgproxy (the upstream)
+    "listen 80 default_server;",  # the edge server, which caches
+    "listen 127.0.0.1:8081;",  # the origin server, which uses X-Accel-Redirect
+    "/srv/imgproxy/var/cache/",  # imgproxy's cache.disk_path
+    "/var/lib/nginx/imgproxy",  # nginx's proxy_cache_path
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NginxSite:
+    edge: str  # base URL of the server that caches in nginx
+    origin: str  # base URL of the server that sends disk hits with X-Accel-Redirect
+    cache: Path  # the edge's proxy_cache folder
+    error_log: Path  # written at `info` level, so it shows "cache lock timeout"
+
+
+def nginx_site(
+    upstream_port: int, edge_port: int, origin_port: int, cache_dir: Path, nginx_cache: Path
+) -> str:
+    """The shipped config/nginx.conf, with SITE_SUBSTITUTIONS pointed at the test's."""
+    site = (ROOT / "config" / "nginx.conf").read_text()
+    values = (
+        f"server 127.0.0.1:{upstream_port};",
+        f"listen 127.0.0.1:{edge_port};",
+        f"listen 127.0.0.1:{origin_port};",
+        f"{cache_dir}/",
+        str(nginx_cache),
+    )
+    for old, new in zip(SITE_SUBSTITUTIONS, values, strict=True):
+        assert site.count(old) == 1, f"config/nginx.conf no longer has one {old!r}"
+        site = site.replace(old, new)
+    return site
+
+
+def into_server(site: str, listen: str, extra: str) -> str:
+    """`extra` appended inside the server block that has the `listen` line."""
+    start = site.rindex("server {", 0, site.index(listen))
+    depth = 0
+    for at in range(start, len(site)):
+        depth += {"{": 1, "}": -1}.get(site[at], 0)
+        if site[at] == "}" and depth == 0:
+            return site[:at] + extra + "\n" + site[at:]
+    raise ValueError("unbalanced braces in the nginx site")
+
+
+@contextmanager
+def nginx_servers(
+    folder: Path,
+    upstream_port: int,
+    cache_dir: Path,
+    *,
+    edge_extra: str = "",
+    origin_extra: str = "",
+) -> Iterator[NginxSite]:
+    """The shipped site in a private nginx; the extras add locations to either server."""
+    binary = need_binary("nginx")
+    edge_port, origin_port = free_port(), free_port()
+    nginx_cache = folder / "nginx-cache"
+    site = nginx_site(upstream_port, edge_port, origin_port, cache_dir, nginx_cache)
+    site = into_server(site, f"listen 127.0.0.1:{edge_port};", edge_extra)
+    site = into_server(site, f"listen 127.0.0.1:{origin_port};", origin_extra)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    (folder / "logs").mkdir(exist_ok=True)
+    error_log = folder / "logs" / "error.log"
+    (folder / "nginx.conf").write_text(
+        f"{user}worker_processes 1;\ndaemon off;\nerror_log {error_log} info;\n"
+        f"pid {folder}/nginx.pid;\nevents {{ worker_connections 512; }}\n"
+        f"http {{\n  include /etc/nginx/mime.types;\n  access_log off;\n  sendfile on;\n"
+        f"  client_body_temp_path {folder}/tmp-body;\n  proxy_temp_path {folder}/tmp-proxy;\n"
+        f"  fastcgi_temp_path {folder}/tmp-fcgi;\n  uwsgi_temp_path {folder}/tmp-uwsgi;\n"
+        f"  scgi_temp_path {folder}/tmp-scgi;\n{site}\n}}\n"
+    )
+    command = [binary, "-p", str(folder), "-c", str(folder / "nginx.conf")]
+    with running(command, edge_port, "nginx") as process:
+        wait_for_port(origin_port, process, "nginx")
+        yield NginxSite(
+            f"http://127.0.0.1:{edge_port}",
+            f"http://127.0.0.1:{origin_port}",
+            nginx_cache,
+            error_log,
+        )
+
+
+@contextmanager
+def nginx(
+    folder: Path, upstream_port: int, cache_dir: Path, *, cache: bool = True, extra: str = ""
+) -> Iterator[str]:
+    """The base URL of one server of the shipped site: the edge, which caches in nginx, or
+    with cache=False the origin, which sends disk hits with X-Accel-Redirect; `extra` adds
+    locations to that server's block."""
+    extras = {"edge_extra": extra} if cache else {"origin_extra": extra}
+    with nginx_servers(folder, upstream_port, cache_dir, **extras) as site:
+        yield site.edge if cache else site.origin
+
+
+@contextmanager
+def imgproxy_process(config: Path, **env: str) -> Iterator[str]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "imgproxy",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+    ]
+    with running(command, port, "imgproxy", env={**os.environ, **env}):
+        url = f"http://127.0.0.1:{port}"
+        httpx.get(url + "/healthz", timeout=10).raise_for_status()
+        yield url
+
+
+def postgres_binary(name: str) -> str:
+    """PostgreSQL's own tools live outside PATH on Debian (/usr/lib/postgresql/N/bin)."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(found[-1]) if found else need_binary(name)
+
+
+@contextmanager
+def postgres_server(folder: Path) -> Iterator[str]:
+    initdb, pg_ctl = postgres_binary("initdb"), postgres_binary("pg_ctl")
+    port = free_port()
+    as_owner: list[str] = []
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root: use the postgres account, in a folder it can
+        # reach (pytest's own temp root is private to root).
+        need_binary("runuser")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+        folder = Path(tempfile.mkdtemp(prefix="imgproxy-pg-"))
+        shutil.chown(folder, "postgres")
+    data = folder / "data"
+    subprocess.run(
+        [*as_owner, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    log = folder / "postgres.log"
+    subprocess.run(
+        [*as_owner, pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "start"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_owner, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
