@@ -18,7 +18,8 @@ from imgproxy.cache.tiered import TieredCache
 from imgproxy.conditional import make_etag, surrogate_key
 from imgproxy.errors import SourceChanged, TooLarge
 from imgproxy.facts import SourceInfo
-from imgproxy.formats import SNIFF_BYTES, declared_size, sniff
+from imgproxy.formats import SNIFF_BYTES, sniff
+from imgproxy.headers import declared_size
 from imgproxy.memo import Memo
 from imgproxy.mounts import Mounted
 from imgproxy.policy import check_bytes, check_pixels

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageSequence
 
 from imgproxy.errors import TooLarge, Undecodable
-from imgproxy.formats import jpeg_scans
+from imgproxy.headers import jpeg_scans
 from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
 from imgproxy.policy import check_pixels

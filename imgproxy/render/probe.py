@@ -9,7 +9,8 @@ from PIL import Image, UnidentifiedImageError
 
 from imgproxy.errors import TooLarge, Undecodable
 from imgproxy.facts import SourceInfo
-from imgproxy.formats import MEDIA_TYPES, NEVER_OPENED, count_frames, declared_size, sniff
+from imgproxy.formats import MEDIA_TYPES, NEVER_OPENED, sniff
+from imgproxy.headers import count_frames, declared_size
 from imgproxy.job import DEFAULT_RENDER_SECONDS
 from imgproxy.policy import check_pixels
 from imgproxy.render.budget import Budget, BudgetedReader

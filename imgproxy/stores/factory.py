@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from imgproxy.settings import FsOptions, HttpOptions, Settings, SqlOptions, StoreSettings
+from imgproxy.settings import Settings, StoreSettings
+from imgproxy.store_options import FsOptions, HttpOptions, SqlOptions
 from imgproxy.stores.base import Store
 from imgproxy.stores.filesystem import FileSystemStore
 from imgproxy.stores.http import HTTPStore

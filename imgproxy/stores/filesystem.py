@@ -20,7 +20,7 @@ import aiofiles
 
 from imgproxy.errors import ConfigError, NotFound, SourceChanged
 from imgproxy.memo import Memo
-from imgproxy.settings import FsOptions
+from imgproxy.store_options import FsOptions
 from imgproxy.stores.base import StoredFile
 
 log = logging.getLogger(__name__)

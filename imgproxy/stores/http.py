@@ -25,7 +25,7 @@ import httpx
 
 from imgproxy.conditional import parse_http_date
 from imgproxy.errors import BadRequest, ImageProxyError, NotFound, UpstreamError, UpstreamTimeout
-from imgproxy.settings import HttpOptions
+from imgproxy.store_options import HttpOptions
 from imgproxy.stores.addresses import AddressPolicy
 from imgproxy.stores.base import StoredFile
 

@@ -24,7 +24,7 @@ from typing import Any
 from imgproxy.errors import ConfigError, NotFound, UpstreamError
 from imgproxy.extras import require
 from imgproxy.memo import Memo
-from imgproxy.settings import SqlOptions
+from imgproxy.store_options import SqlOptions
 from imgproxy.stores.base import StoredFile
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")

@@ -18,7 +18,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from imgproxy import formats
+from imgproxy import headers
 from imgproxy.errors import TooLarge, Undecodable
 from imgproxy.formats import OutputFormat
 from imgproxy.job import RenderJob
@@ -170,14 +170,14 @@ def test_output_carries_bounded_metadata(
 
 
 def test_declared_sizes_inside_containers() -> None:
-    assert formats.declared_size("ICO", hostile.ico_png_bomb()) == (40_000, 40_000)
-    assert formats.declared_size("ICO", hostile.ico_second_entry_bomb()) == (100_000, 200_000)
-    assert formats.declared_size("TIFF", hostile.tiff_pages(3, bomb_page=2)) == (100_000,) * 2
-    assert formats.declared_size("AVIF", hostile.avif_ispe_bomb()) == (60_000, 60_000)
+    assert headers.declared_size("ICO", hostile.ico_png_bomb()) == (40_000, 40_000)
+    assert headers.declared_size("ICO", hostile.ico_second_entry_bomb()) == (100_000, 200_000)
+    assert headers.declared_size("TIFF", hostile.tiff_pages(3, bomb_page=2)) == (100_000,) * 2
+    assert headers.declared_size("AVIF", hostile.avif_ispe_bomb()) == (60_000, 60_000)
     ico = images.encode(images.photo((48, 48)), "ICO", sizes=[(16, 16), (48, 48)])
-    assert formats.declared_size("ICO", ico) == (48, 48)
-    assert formats.declared_size("TIFF", images.encode(images.photo((64, 48)), "TIFF")) == (64, 48)
-    assert formats.declared_size("AVIF", images.encode(images.photo((64, 48)), "AVIF")) == (64, 48)
+    assert headers.declared_size("ICO", ico) == (48, 48)
+    assert headers.declared_size("TIFF", images.encode(images.photo((64, 48)), "TIFF")) == (64, 48)
+    assert headers.declared_size("AVIF", images.encode(images.photo((64, 48)), "AVIF")) == (64, 48)
 
 
 def test_gif_frame_count_stops_before_the_rest_of_the_file() -> None:
@@ -187,17 +187,17 @@ def test_gif_frame_count_stops_before_the_rest_of_the_file() -> None:
     slow = b"\x2c" + bytes(9) + b"\x02" + b"\x01\x00" * 40_000 + b"\x00"
     data = head + slow * 3 + b"\x3b"
     calls: list[None] = []
-    assert formats.count_frames("GIF", data, 5, lambda: calls.append(None)) == 5
+    assert headers.count_frames("GIF", data, 5, lambda: calls.append(None)) == 5
     assert not calls
-    assert formats.count_frames("GIF", data, 100, lambda: calls.append(None)) == 13
+    assert headers.count_frames("GIF", data, 100, lambda: calls.append(None)) == 13
     assert calls
 
 
 def test_tiff_page_count_stops_and_survives_loops() -> None:
-    assert formats.count_frames("TIFF", hostile.tiff_pages(5000), 201) == 201
+    assert headers.count_frames("TIFF", hostile.tiff_pages(5000), 201) == 201
     looped = bytearray(hostile.tiff_pages(2))
     looped[-4:] = looped[4:8]  # the last page points back at the first
-    assert formats.count_frames("TIFF", bytes(looped), 201) == 2
+    assert headers.count_frames("TIFF", bytes(looped), 201) == 2
 
 
 def test_probe_counts_frames_to_max_frames_plus_one() -> None:
@@ -206,11 +206,11 @@ def test_probe_counts_frames_to_max_frames_plus_one() -> None:
 
 
 def test_jpeg_scans_are_counted_and_capped() -> None:
-    assert formats.jpeg_scans(images.jpeg((64, 48)), 101) == 1
-    assert formats.jpeg_scans(images.jpeg((64, 48), progressive=True), 101) == 10
-    assert formats.jpeg_scans(hostile.scan_flood_jpeg(300, (64, 64)), 101) == 101
+    assert headers.jpeg_scans(images.jpeg((64, 48)), 101) == 1
+    assert headers.jpeg_scans(images.jpeg((64, 48), progressive=True), 101) == 10
+    assert headers.jpeg_scans(hostile.scan_flood_jpeg(300, (64, 64)), 101) == 101
     many = images.jpeg((64, 48))[:2] + b"\xff\xfe\x00\x02" * 70_000 + images.jpeg((64, 48))[2:]
-    assert formats.jpeg_scans(many, 101) == 101  # a segment flood counts as too many
+    assert headers.jpeg_scans(many, 101) == 101  # a segment flood counts as too many
 
 
 def _job(*, budget: float = 10.0) -> RenderJob:

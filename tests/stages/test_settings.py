@@ -10,7 +10,8 @@ import pytest
 
 from imgproxy.errors import ConfigError
 from imgproxy.mounts import check_presets
-from imgproxy.settings import FsOptions, Settings
+from imgproxy.settings import Settings
+from imgproxy.store_options import FsOptions
 from imgproxy.stores import Closeable, FileSystemStore, build_store
 
 ROOT = Path(__file__).resolve().parents[2]

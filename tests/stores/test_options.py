@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from imgproxy.errors import ConfigError
-from imgproxy.settings import STORE_KINDS, FsOptions, HttpOptions, Settings, SqlOptions
+from imgproxy.settings import Settings
+from imgproxy.store_options import STORE_KINDS, FsOptions, HttpOptions, SqlOptions
 from imgproxy.stores import HTTPStore, build_store
 
 WEB = {"kind": "http", "base_url": "https://images.example.com/"}

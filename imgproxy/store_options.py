@@ -1,0 +1,70 @@
+"""`[stores.NAME]` tables -> each store kind's own typed options (SPEC §7, §8), and the table
+of kinds. Coerced and checked like every other section (coercion.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from imgproxy.coercion import require
+from imgproxy.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class FsOptions:
+    """`kind = "fs"`: files under a folder (relative to the config file's folder)."""
+
+    root: str
+
+    def check(self, prefix: str) -> None:
+        require(bool(self.root), f"{prefix}.root", "must be a folder path")
+
+
+@dataclass(frozen=True, slots=True)
+class SqlOptions:
+    """`kind = "sql"`: one BLOB per row; the names are checked as SQL identifiers by the
+    store itself, next to the quoting they guard."""
+
+    url: str
+    table: str
+    key_column: str
+    data_column: str
+    updated_column: str
+    approved_column: str | None = None
+
+    def check(self, prefix: str) -> None:
+        url_ok = self.url.startswith(("sqlite:///", "postgresql://", "postgres://"))
+        require(url_ok, f"{prefix}.url", "must start with sqlite:/// or postgresql://")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOptions:
+    """`kind = "http"`: a remote origin behind the SSRF checks of SPEC §7."""
+
+    base_url: str
+    timeout: float = 5.0
+    connect_timeout: float = 2.0
+    allowed_hosts: tuple[str, ...] = ()  # globs, e.g. "*.cdn.example.com"
+    allow_private_networks: bool = False
+    allowed_networks: tuple[str, ...] = ()  # e.g. "10.0.0.0/8"
+
+    def check(self, prefix: str) -> None:
+        base_ok = self.base_url.startswith(("http://", "https://"))
+        require(base_ok, f"{prefix}.base_url", "must be an http:// or https:// URL")
+        for key in ("timeout", "connect_timeout"):
+            require(getattr(self, key) > 0, f"{prefix}.{key}", "must be a positive number")
+        for network in self.allowed_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"{prefix}.allowed_networks: {network!r} is no network") from None
+
+
+StoreOptions = FsOptions | SqlOptions | HttpOptions
+
+# A store kind's name -> its options; `imgproxy.stores.build_store` maps these to classes.
+STORE_KINDS: dict[str, type[StoreOptions]] = {
+    "fs": FsOptions,
+    "sql": SqlOptions,
+    "http": HttpOptions,
+}
