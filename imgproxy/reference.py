@@ -1,0 +1,150 @@
+"""The Settings tree -> the config reference (every key: type, default, meaning), as Markdown.
+
+Types and defaults are read from the dataclasses themselves and the meanings are looked up
+here by dotted key, so a key added without a meaning fails its test, and `config/REFERENCE.md`
+(`imgproxy config --reference`) cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+from imgproxy.settings import (
+    CacheSettings,
+    LimitsSettings,
+    PolicySettings,
+    SecuritySettings,
+    ServerSettings,
+)
+from imgproxy.store_options import STORE_KINDS
+
+SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "security": SecuritySettings,
+    "policy": PolicySettings,
+    "limits": LimitsSettings,
+    "cache": CacheSettings,
+}
+
+MEANINGS = {
+    "server.host": "address `imgproxy serve` listens on",
+    "server.port": "port `imgproxy serve` listens on (0..65535)",
+    "server.workers": "server processes, each with its own socket on the port (SO_REUSEPORT)",
+    "server.demo": "the demo page at `/`; it signs URLs for the images it lists: not in production",
+    "server.timing": "a `Server-Timing` header (resolve, fetch, decode, render, encode, cache)",
+    "server.access_log": "a log line per image request: status, store, bytes, tier, render ms",
+    "server.log_level": "`debug`, `info`, `warning` or `error`",
+    "server.log_format": "`text`, or `json` for one object per line",
+    "security.keys": "HMAC keys; the first signs, each verifies (rotation); empty: signing off",
+    "security.signature_length": "characters of `s` (16..43)",
+    "security.allow_unsigned_presets": "URLs with only `p` (and `v`) need no signature",
+    "security.sign_originals": "originals need a signature too",
+    "security.debug": "a 403 shows the message the server signs; never in production",
+    "policy.image_formats": "formats opened for any file (Pillow names)",
+    "policy.approved_image_formats": "formats opened only for approved files; `*`: every format",
+    "limits.max_source_bytes": "source bytes; larger: 413",
+    "limits.max_source_pixels": "pixels the header declares (all frames, for animation); more: 413",
+    "limits.max_output_dimension": "largest `w`/`h` after `dpr`; larger: 400",
+    "limits.max_frames": "frames of an animated output; more: 413 (counted no further)",
+    "limits.render_concurrency": "render slots per process (threads); default: CPU cores",
+    "limits.render_queue": "requests waiting for a slot, holding no bytes; more: 503",
+    "limits.inflight_bytes": "source bytes one process holds at once (renders and originals)",
+    "limits.max_jpeg_scans": "scans of a progressive JPEG (each walks the whole image); more: 413",
+    "limits.max_render_seconds": "one render's time budget; past it: 422",
+    "cache.memory_bytes": "memory tier size (LRU); 0: off",
+    "cache.disk_path": "disk tier folder, shared by the processes using it; empty: off",
+    "cache.disk_bytes": "disk tier size (least recently used evicted)",
+    "cache.redis_url": "Redis tier and cross-instance render lock (`redis` extra); empty: off",
+    "cache.redis_ttl": "seconds a rendition stays in Redis",
+    "cache.cache_control": "`Cache-Control` of 200s (`v=` URLs: a year, immutable)",
+    "cache.accel_redirect": "location prefix for disk hits sent by nginx (`X-Accel-Redirect`)",
+    "stores.NAME.kind": "`fs`, `sql` or `http`",
+    "stores.NAME.approved": "the approval state of files with none of their own",
+    "stores.NAME.placeholder": "image served (status 404) for a missing file",
+    "stores.NAME.fs.root": "the folder, relative to the config file's",
+    "stores.NAME.sql.url": "`sqlite:///rel.db`, `sqlite:////abs.db` or `postgresql://...`",
+    "stores.NAME.sql.table": "the table of images",
+    "stores.NAME.sql.key_column": "the column the URL path is matched against",
+    "stores.NAME.sql.data_column": "the BLOB / bytea column",
+    "stores.NAME.sql.updated_column": "modification time (naive: UTC); part of the version",
+    "stores.NAME.sql.approved_column": "per-row approval (boolean); none: the store's `approved`",
+    "stores.NAME.http.base_url": "the origin; the path is appended",
+    "stores.NAME.http.timeout": "seconds for a whole request, body included (504 past it)",
+    "stores.NAME.http.connect_timeout": "seconds to connect",
+    "stores.NAME.http.allowed_hosts": "host globs every hop must match (e.g. `*.example.com`)",
+    "stores.NAME.http.allow_private_networks": "allow loopback, private and link-local addresses",
+    "stores.NAME.http.allowed_networks": "networks allowed despite the SSRF rules (CIDR)",
+}
+
+SHARED_STORE_KEYS = (("kind", "string", "required"), ("approved", "boolean", "false"))
+PLACEHOLDER = ("placeholder", "string", "none")
+
+
+def entries() -> Iterator[tuple[str, str, str]]:
+    """(dotted key, type, default) of every key a config may hold."""
+    for section, cls in SECTIONS.items():
+        yield from _fields(section, cls)
+    for name, kind, default in (*SHARED_STORE_KEYS, PLACEHOLDER):
+        yield f"stores.NAME.{name}", kind, default
+    for kind, options in STORE_KINDS.items():
+        yield from _fields(f"stores.NAME.{kind}", options)
+
+
+def markdown() -> str:
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the Settings tree by `imgproxy config --reference`; a test checks",
+        "this copy. Every key can also be set from the environment as",
+        "`IMGPROXY_<SECTION>__<KEY>` (lists: JSON or comma separated). A store table may also",
+        "override any `policy` or `limits` key for its files (`[stores.avatars]",
+        "max_source_bytes = 1048576`). `[presets]` maps a name to a query string.",
+        "",
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for key, kind, default in entries():
+        shown, meaning = key, MEANINGS[key]
+        for store_kind in STORE_KINDS:  # `stores.NAME.fs.root` is written `stores.NAME.root`
+            if key.startswith(f"stores.NAME.{store_kind}."):
+                shown = "stores.NAME." + key.rsplit(".", 1)[1]
+                meaning = f"(`{store_kind}`) {meaning}"
+        lines.append(f"| `{shown}` | {kind} | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fields(prefix: str, cls: type[Any]) -> Iterator[tuple[str, str, str]]:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        yield f"{prefix}.{f.name}", _type(hints[f.name]), _default(f)
+
+
+def _type(hint: Any) -> str:
+    if typing.get_origin(hint) is types.UnionType:
+        (inner,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+        return _type(inner) + " or empty"
+    if typing.get_origin(hint) is tuple:
+        return "list of strings"
+    names = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    return names[hint]
+
+
+def _default(f: dataclasses.Field[Any]) -> str:
+    if f.default_factory is not dataclasses.MISSING:
+        return "CPU cores" if f.name == "render_concurrency" else repr(f.default_factory())
+    if f.default is dataclasses.MISSING:
+        return "required"
+    value = f.default
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    if value is None:
+        return "none"
+    return f"{value:_}" if isinstance(value, int) and value >= 100_000 else str(value)
