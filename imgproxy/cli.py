@@ -1,4 +1,4 @@
-"""`imgproxy serve | check | sign | purge | warm` (SPEC §9)."""
+"""`imgproxy serve | check | sign | purge | warm | config` (SPEC §9)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from imgproxy import logs, maintenance
 from imgproxy.errors import BadRequest, ConfigError
 from imgproxy.extras import require
 from imgproxy.mounts import check_presets
 from imgproxy.services import Services, validate
-from imgproxy.settings import CONFIG_ENV, Settings
+from imgproxy.settings import CONFIG_ENV, RESERVED_STORE_NAMES, STORE_NAME, Settings
 from imgproxy.urls import sign_url
 
 
@@ -32,11 +33,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a config and list its stores")
     _config_option(check)
 
-    sign = commands.add_parser("sign", help="sign a URL path such as /media/a.jpg?w=300")
+    sign = commands.add_parser(
+        "sign",
+        help="sign a URL path such as /media/a.jpg?w=300",
+        description=SIGN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _config_option(sign)
-    sign.add_argument("url", help="path after the mount point, with its query")
+    sign.add_argument("url", help="/STORE/PATH?QUERY: the path after the mount point")
 
-    purge = commands.add_parser("purge", help="remove every cached rendition of a source")
+    purge = commands.add_parser(
+        "purge",
+        help="remove every cached rendition of a source",
+        description="Exit status: 0 renditions removed, 1 nothing cached for it, 2 bad input.",
+    )
     _config_option(purge)
     purge.add_argument("source", metavar="STORE/PATH", help="e.g. media/photos/a.jpg")
 
@@ -45,7 +55,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     warm.add_argument("--store", required=True)
     warm.add_argument("--preset", required=True, help="one name, or several: small,medium")
 
+    config = commands.add_parser("config", help="print the configuration reference")
+    config.add_argument(
+        "--reference", action="store_true", help="every key: type, default, meaning (Markdown)"
+    )
+
     args = parser.parse_args(argv)
+    if args.command == "config":  # needs no settings: it describes them
+        return _config(parser, args)
+    args.source_of_config = "--config" if args.config else f"${CONFIG_ENV}"
+    args.config = args.config or os.environ.get(CONFIG_ENV) or None
+    if args.config and not os.path.isfile(args.config):
+        print(
+            f"imgproxy: config file not found: {os.path.abspath(args.config)} "
+            f"(given by {args.source_of_config})",
+            file=sys.stderr,
+        )
+        return 2
     try:
         settings = _load(args.config)
     except ConfigError as exc:
@@ -66,9 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", default=os.environ.get(CONFIG_ENV), help=f"TOML file (default: ${CONFIG_ENV})"
-    )
+    parser.add_argument("--config", help=f"TOML file (default: ${CONFIG_ENV}, else built-in)")
 
 
 def _load(path: str | None) -> Settings:
@@ -121,8 +145,12 @@ def _warn_about_the_demo(settings: Settings) -> None:
         print(DEMO_WARNING, end="", file=sys.stderr, flush=True)
 
 
-def _check(settings: Settings, _: argparse.Namespace) -> int:
+def _check(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(validate(settings))  # builds every store; no cache tier, nothing written
+    if args.config:
+        print(f"config file: {os.path.abspath(args.config)} (from {args.source_of_config})")
+    else:
+        print(f"config file: none (no --config, ${CONFIG_ENV} not set): built-in defaults")
     print(f"config ok: {len(settings.stores)} store(s), {len(settings.presets)} preset(s)")
     for name, store in settings.stores.items():
         options = store.describe()
@@ -131,17 +159,54 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+SIGN_HELP = """\
+URL is the path after the mount point, /STORE/PATH, with its query: /media/a.jpg?w=300.
+A missing leading slash is added (media/a.jpg?w=300 signs /media/a.jpg?w=300), and
+characters a browser percent-encodes (spaces, non-ASCII) are encoded first, so the
+printed URL is what the server will check. A full URL (http://host/...) is refused: its
+path includes the mount point, which only you know; pass the part after it.
+"""
+
+
 def _sign(settings: Settings, args: argparse.Namespace) -> int:
     security = settings.security
     if not security.keys:
         print("imgproxy: security.keys is empty: signing is off", file=sys.stderr)
         return 2
     try:
-        print(sign_url(args.url, security.keys[0], signature_length=security.signature_length))
+        url = sign_target(args.url)
+        if url != args.url:
+            print(f"imgproxy: note: signing {url}", file=sys.stderr)
+        store = url.split("/")[1]
+        if store not in settings.stores:
+            configured = ", ".join(settings.stores) or "none"
+            print(
+                f"imgproxy: note: no store {store!r} in this config ({configured})", file=sys.stderr
+            )
+        print(sign_url(url, security.keys[0], signature_length=security.signature_length))
     except BadRequest as exc:
         print(f"imgproxy: {exc.detail}", file=sys.stderr)
         return 2
     return 0
+
+
+def sign_target(url: str) -> str:
+    """`media/a.jpg?w=1` -> `/media/a.jpg?w=1`, path encoded as a browser sends it; a full
+    URL, or anything that is not /STORE/PATH, is a BadRequest saying what to pass."""
+    parts = urlsplit(url.strip())
+    if parts.scheme or parts.netloc:
+        raise BadRequest(
+            f"{url}: a full URL; pass the path after the mount point, e.g. "
+            f"{parts.path or '/'}{'?' + parts.query if parts.query else ''} without the mount"
+        )
+    if parts.fragment:
+        raise BadRequest(f"{url}: a #fragment is never sent to the server; drop it")
+    # the WHATWG path percent-encode set: what a browser escapes, existing %XX kept
+    path = "/" + quote(parts.path.lstrip("/"), safe="/%!$&'()*+,;=:@[]^|")
+    store, _, rest = path[1:].partition("/")
+    if not STORE_NAME.fullmatch(store) or store in RESERVED_STORE_NAMES or not rest.strip("/"):
+        raise BadRequest(f"{url}: expected /STORE/PATH?QUERY, e.g. /media/photos/a.jpg?w=300")
+    return f"{path}?{parts.query}" if parts.query else path
 
 
 def _purge(settings: Settings, args: argparse.Namespace) -> int:
@@ -158,19 +223,38 @@ def _purge(settings: Settings, args: argparse.Namespace) -> int:
             await services.close()
 
     removed = asyncio.run(run())
+    if not removed:
+        print(f"imgproxy: nothing cached for {store}/{path}: 0 entries removed", file=sys.stderr)
+        if not _shared_tiers(settings):
+            print(f"imgproxy: {MEMORY_ONLY}: a server's memory can't be purged", file=sys.stderr)
+        return 1
     print(f"purged {removed} cached entries of {store}/{path}")
     return 0
+
+
+MEMORY_ONLY = "only the memory tier is configured (no cache.disk_path, no cache.redis_url)"
+
+
+def _shared_tiers(settings: Settings) -> bool:
+    """A tier that outlives this process: what purge and warm reach."""
+    return bool(settings.cache.disk_path or settings.cache.redis_url)
 
 
 def _warm(settings: Settings, args: argparse.Namespace) -> int:
     require("tqdm", extra="server", feature="imgproxy warm")
     from tqdm import tqdm
 
+    if not _shared_tiers(settings):
+        warning = f"{MEMORY_ONLY}: nothing this run renders outlives it"
+        print(f"imgproxy: WARNING: {warning}", file=sys.stderr)
     presets = [name.strip() for name in args.preset.split(",") if name.strip()]
     bar = tqdm(unit="rendition", file=sys.stderr, dynamic_ncols=True)
 
-    def done(path: str, status: int) -> None:
+    def done(outcome: maintenance.Outcome) -> None:
         bar.update(1)
+        if outcome.status != 200:
+            failure = f"failed: {args.store}/{outcome.path} (p={outcome.preset}): {outcome.status}"
+            bar.write(f"imgproxy: {failure} {outcome.detail}".rstrip(), file=sys.stderr)
 
     async def run() -> maintenance.WarmSummary:
         services = Services.build(settings)
@@ -194,3 +278,12 @@ def _warm(settings: Settings, args: argparse.Namespace) -> int:
         f"skipped {summary.skipped} (already cached)"
     )
     return 1 if summary.failed else 0
+
+
+def _config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if not args.reference:
+        parser.error("config: nothing to do; try imgproxy config --reference")
+    from imgproxy import reference  # only this command builds the reference
+
+    print(reference.markdown(), end="")
+    return 0

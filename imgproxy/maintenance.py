@@ -6,6 +6,7 @@ Both run the same services and pipeline as the server, so what they write is wha
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 from imgproxy import pipeline
 from imgproxy.conditional import surrogate_key
 from imgproxy.errors import ConfigError
-from imgproxy.messages import ImageRequest
+from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.params import AUTO, expand_preset
 from imgproxy.services import Services
 from imgproxy.stores import Listable
@@ -30,9 +31,20 @@ class WarmSummary:
     skipped: int = 0  # already cached
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One warmed rendition: its source path, preset and status; `detail` says why not 200."""
+
+    path: str
+    preset: str
+    status: int
+    detail: str = ""
+
+
 async def purge(services: Services, store: str, path: str) -> int:
     """Remove every cached rendition of `store/path` from the disk and Redis tiers (and this
     process's memory); proportional to that source's renditions, not to the cache."""
+    _check_store(services, store)
     return await services.cache.purge(surrogate_key(store, path))
 
 
@@ -42,11 +54,10 @@ async def warm(
     presets: Sequence[str],
     *,
     on_total: Callable[[int], None] = lambda n: None,
-    on_done: Callable[[str, int], None] = lambda path, status: None,
+    on_done: Callable[[Outcome], None] = lambda outcome: None,
 ) -> WarmSummary:
-    mount = services.mounts.get(store)
-    if mount is None:
-        raise ConfigError(f"stores.{store}: no such store")
+    _check_store(services, store)
+    mount = services.mounts[store]
     for name in presets:
         if name not in services.settings.presets:
             raise ConfigError(f"presets.{name}: no such preset")
@@ -75,7 +86,7 @@ async def warm(
                 summary.made += 1
             else:
                 summary.skipped += 1
-        on_done(path, response.status)
+        on_done(Outcome(path, preset, response.status, _detail(response)))
 
     await asyncio.gather(*(one(*job) for job in jobs))
     return summary
@@ -84,3 +95,20 @@ async def warm(
 def _accepts(services: Services, preset: str) -> tuple[str, ...]:
     values = expand_preset(preset, services.settings.presets)
     return AUTO_ACCEPTS if values.get("fm") == AUTO else ("*/*",)
+
+
+def _check_store(services: Services, store: str) -> None:
+    if store not in services.mounts:
+        configured = ", ".join(services.mounts) or "none"
+        raise ConfigError(f"stores.{store}: no such store (configured: {configured})")
+
+
+def _detail(response: ImageResponse) -> str:
+    """The error response's `code: detail` (SPEC §5); empty for a rendition."""
+    if response.status == 200:
+        return ""
+    try:
+        body = json.loads(response.body)
+        return f"{body['error']}: {body['detail']}"
+    except (ValueError, TypeError, KeyError):
+        return ""

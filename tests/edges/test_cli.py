@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from imgproxy.settings import CONFIG_ENV
 from tests.support import images
-from tests.support.processes import free_port
+from tests.support.processes import free_port, imgproxy_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,3 +101,161 @@ def test_check_and_sign_build_no_cache_tier(tmp_path: Path) -> None:
     config.write_text(config.read_text().replace('root = "pics"', 'root = "missing"'))
     broken = imgproxy("check", "--config", str(config))
     assert broken.returncode == 2 and "stores.pics.root" in broken.stderr
+
+
+def _store(tmp_path: Path, cache: str = "") -> Path:
+    """A config with one fs store `pics` (a JPEG and a file that is no image), a key, a
+    preset, and the given [cache] lines."""
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "a.jpg").write_bytes(images.jpeg((400, 300)))
+    (tmp_path / "pics" / "broken.jpg").write_bytes(b"not an image")
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(
+        '[security]\nkeys = ["k1"]\n[presets]\nsmall = "w=50"\n'
+        f"[cache]\n{cache}\n"
+        '[stores.pics]\nkind = "fs"\nroot = "pics"\napproved = true\n'
+    )
+    return config
+
+
+def test_sign_adds_the_leading_slash(tmp_path: Path) -> None:
+    config = _store(tmp_path)
+    bare = imgproxy("sign", "--config", str(config), "pics/a.jpg?w=10")
+    slashed = imgproxy("sign", "--config", str(config), "/pics/a.jpg?w=10")
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stdout == slashed.stdout and bare.stdout.startswith("/pics/a.jpg?w=10&s=")
+    assert "/pics/a.jpg?w=10" in bare.stderr  # the note shows what was signed
+
+
+def test_sign_encodes_the_path_as_a_browser_sends_it(tmp_path: Path) -> None:
+    config = _store(tmp_path)
+    result = imgproxy("sign", "--config", str(config), "/pics/me now.jpg?w=10")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("/pics/me%20now.jpg?w=10&s=")
+
+
+def test_signed_bare_path_is_accepted_by_the_server(tmp_path: Path) -> None:
+    config = _store(tmp_path)
+    signed = imgproxy("sign", "--config", str(config), "pics/a.jpg?w=100").stdout.strip()
+    with imgproxy_process(config) as base:
+        response = httpx.get(base + signed)
+    assert response.status_code == 200, response.text
+    assert images.decode(response.content).size == (100, 75)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://example.com/pics/a.jpg?w=1", "full URL"),
+        ("https://example.com/pics/a.jpg", "/pics/a.jpg"),  # suggests the path to pass
+        ("/pics/", "/STORE/PATH"),
+        ("pics", "/STORE/PATH"),
+        ("/", "/STORE/PATH"),
+        ("/Pics!/a.jpg", "/STORE/PATH"),
+        ("/healthz/a.jpg", "/STORE/PATH"),
+        ("/pics/a.jpg?w=1#top", "fragment"),
+    ],
+)
+def test_sign_refuses_what_is_not_a_store_path(tmp_path: Path, url: str, says: str) -> None:
+    result = imgproxy("sign", "--config", str(_store(tmp_path)), url)
+    assert result.returncode == 2 and result.stdout == ""
+    assert says in result.stderr
+
+
+def test_sign_help_documents_the_rules() -> None:
+    result = imgproxy("sign", "--help")
+    assert "leading slash" in result.stdout and "full URL" in result.stdout
+
+
+def test_purge_of_nothing_says_so_and_fails(tmp_path: Path) -> None:
+    config = _store(tmp_path, cache='disk_path = "cache"')
+    result = imgproxy("purge", "--config", str(config), "pics/a.jpg")
+    assert result.returncode == 1
+    assert "nothing cached for pics/a.jpg" in result.stderr and "0 entries" in result.stderr
+
+
+def test_purge_after_warm_removes_and_succeeds(tmp_path: Path) -> None:
+    config = _store(tmp_path, cache='disk_path = "cache"')
+    warmed = imgproxy("warm", "--config", str(config), "--store", "pics", "--preset", "small")
+    assert "made 1" in warmed.stdout, warmed.stderr
+    result = imgproxy("purge", "--config", str(config), "pics/a.jpg")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("purged ") and "purged 0" not in result.stdout
+    again = imgproxy("purge", "--config", str(config), "pics/a.jpg")
+    assert again.returncode == 1  # gone: the second purge matches nothing
+
+
+def test_purge_of_an_unknown_store_names_it(tmp_path: Path) -> None:
+    result = imgproxy("purge", "--config", str(_store(tmp_path)), "nope/a.jpg")
+    assert result.returncode == 2
+    assert "stores.nope" in result.stderr and "pics" in result.stderr  # and the real ones
+
+
+def test_purge_with_only_memory_explains_why_nothing_was_removed(tmp_path: Path) -> None:
+    result = imgproxy("purge", "--config", str(_store(tmp_path)), "pics/a.jpg")
+    assert result.returncode == 1 and "only the memory tier" in result.stderr
+
+
+def _without_config_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != CONFIG_ENV}
+
+
+def test_check_without_config_says_it_used_the_defaults(tmp_path: Path) -> None:
+    result = imgproxy("check", env=_without_config_env())
+    assert result.returncode == 0, result.stderr
+    assert "built-in defaults" in result.stdout and CONFIG_ENV in result.stdout
+
+
+def test_check_names_the_file_it_read(tmp_path: Path) -> None:
+    config = _store(tmp_path)
+    given = imgproxy("check", "--config", str(config))
+    assert f"{config} (from --config)" in given.stdout
+    from_env = imgproxy("check", env={**_without_config_env(), CONFIG_ENV: str(config)})
+    assert from_env.returncode == 0, from_env.stderr
+    assert f"{config} (from ${CONFIG_ENV})" in from_env.stdout
+
+
+def test_check_names_a_missing_config_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.toml"
+    result = imgproxy("check", "--config", str(missing))
+    assert result.returncode == 2
+    assert f"config file not found: {missing}" in result.stderr and "--config" in result.stderr
+    from_env = imgproxy("check", env={**_without_config_env(), CONFIG_ENV: str(missing)})
+    assert from_env.returncode == 2 and str(missing) in from_env.stderr
+    assert CONFIG_ENV in from_env.stderr
+
+
+def test_warm_names_each_failed_file(tmp_path: Path) -> None:
+    config = _store(tmp_path, cache='disk_path = "cache"')
+    result = imgproxy("warm", "--config", str(config), "--store", "pics", "--preset", "small")
+    assert result.returncode == 1
+    assert "made 1, failed 1" in result.stdout
+    failed = [line for line in result.stderr.splitlines() if "failed:" in line]
+    assert len(failed) == 1
+    assert "pics/broken.jpg" in failed[0] and "415" in failed[0]
+    assert "unsupported_format" in failed[0]  # the error's code and detail
+    assert "only the memory tier" not in result.stderr
+
+
+def test_warm_with_only_memory_warns(tmp_path: Path) -> None:
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "a.jpg").write_bytes(images.jpeg((40, 30)))
+    config = tmp_path / "imgproxy.toml"
+    config.write_text('[presets]\nsmall = "w=10"\n[stores.pics]\nkind = "fs"\nroot = "pics"\n')
+    result = imgproxy("warm", "--config", str(config), "--store", "pics", "--preset", "small")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: only the memory tier" in result.stderr
+
+
+def test_config_reference_prints_the_generated_reference() -> None:
+    from imgproxy import reference
+
+    result = imgproxy("config", "--reference")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == reference.markdown()
+    assert "security.keys" in result.stdout or "keys" in result.stdout
+
+
+def test_config_without_a_flag_is_a_usage_error() -> None:
+    result = imgproxy("config")
+    assert result.returncode == 2 and "--reference" in result.stderr
