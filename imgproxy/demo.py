@@ -21,6 +21,85 @@ from imgproxy.urls import srcset, url_for
 
 GRID_LIMIT = 60
 PLAYGROUND_PARAMS = ("w", "h", "dpr", "fit", "g", "fm", "q", "bg", "enlarge")
+GRAVITIES = ("center", "entropy", "n", "s", "e", "w", "ne", "nw", "se", "sw")  # focal: no fx/fy
+
+
+def _options(*values: str, selected: str = "") -> str:
+    return "".join(
+        f"<option{' selected' if value == selected else ''}>{value}</option>" for value in values
+    )
+
+
+# The playground's fields (SPEC §2.1): label, what the parameter means (the title), the
+# control, and a hint shown under it. {max} is limits.max_output_dimension.
+FIELDS = (
+    (
+        "w — width, CSS px",
+        "the box width in CSS pixels; empty: from h, keeping the aspect",
+        '<input name="w" type="number" min="1" max="{max}" value="400">',
+        "1..{max}",
+    ),
+    (
+        "h — height, CSS px",
+        "the box height in CSS pixels; empty: from w, keeping the aspect",
+        '<input name="h" type="number" min="1" max="{max}" value="300">',
+        "1..{max}",
+    ),
+    (
+        "dpr — device pixel ratio",
+        "multiplies w and h, for high-density screens",
+        '<input name="dpr" type="number" min="1" max="4" step="0.5">',
+        "1..4, times w and h",
+    ),
+    (
+        "fit — how the image meets the box",
+        "contain: inside the box; cover: fills it, crops the rest; fill: stretched to it; "
+        "pad: contain, then pad to the box with bg",
+        f'<select name="fit">{_options("contain", "cover", "fill", "pad", selected="cover")}'
+        "</select>",
+        "contain · cover: crop · fill: stretch · pad",
+    ),
+    (
+        "g — gravity, where cover crops",
+        "which part of the image cover keeps; entropy keeps the busiest region",
+        f'<select name="g">{_options(*GRAVITIES)}</select>',
+        "a compass point, or entropy",
+    ),
+    (
+        "fm — output format",
+        "auto picks from the browser's Accept header: avif, webp, then jpeg or png",
+        f'<select name="fm">{_options("auto", "jpeg", "png", "webp", "avif")}</select>',
+        "auto: from Accept",
+    ),
+    (
+        "q — quality",
+        "encoder quality; empty: the format's default",
+        '<input name="q" type="number" min="1" max="100">',
+        "1..100; empty: default",
+    ),
+    (
+        "bg — background colour",
+        "for pad, and for flattening transparency into jpeg",
+        '<input name="bg" placeholder="ffffff">',
+        "hex rgb, rrggbb or rrggbbaa",
+    ),
+    (
+        "enlarge — upscale",
+        "allow the output to be larger than the source",
+        '<select name="enlarge"><option value="">no</option><option value="1">yes</option>'
+        "</select>",
+        "grow past the source",
+    ),
+)
+
+
+def _fields(max_dimension: int) -> str:
+    return "\n".join(
+        f'  <label title="{html.escape(title)}">{label}\n    '
+        f"{control.format(max=max_dimension)}<small>{hint.format(max=max_dimension)}</small>"
+        "</label>"
+        for label, title, control, hint in FIELDS
+    )
 
 
 async def images(services: Services) -> list[tuple[str, str]]:
@@ -53,9 +132,15 @@ async def page(services: Services) -> bytes:
         )
         value = html.escape(json.dumps([store, path]))
         options.append(f'<option value="{value}">{label}</option>')
-    signing = "signed with the server's key" if settings.security.keys else "unsigned (no keys)"
+    keys = settings.security.keys
+    signing = "signed with the server's key" if keys else "unsigned (no keys)"
+    signing_note = " and signs it with the server's key" if keys else ""
     return PAGE.substitute(
-        cards="\n".join(cards), options="\n".join(options), signing=signing
+        cards="\n".join(cards),
+        options="\n".join(options),
+        signing=signing,
+        signing_note=signing_note,
+        fields=_fields(settings.limits.max_output_dimension),
     ).encode()
 
 
@@ -92,7 +177,10 @@ PAGE = Template("""<!doctype html>
   form { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: .5rem; }
   label { display: flex; flex-direction: column; font-size: .85rem; }
   #result { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; margin-top: 1rem; }
+  label small { color: #666; font-size: .75rem; }
   #result img { max-width: 100%; } pre { background: #f4f4f4; padding: .5rem; overflow: auto; }
+  #rendition:not([src]) { display: none; }  /* no broken-image icon before the first Show */
+  #error { color: #a00; font-weight: 600; } #error:empty { display: none; }
   code { overflow-wrap: anywhere; }
 </style>
 </head>
@@ -105,39 +193,69 @@ URLs are $signing.</p>
 $cards
 </div>
 <h2>Playground</h2>
-<form id="playground">
-  <label>image <select name="image">$options</select></label>
-  <label>w <input name="w" type="number" min="1" max="4096" value="400"></label>
-  <label>h <input name="h" type="number" min="1" max="4096" value="300"></label>
-  <label>dpr <input name="dpr" type="number" min="1" max="4" step="0.5"></label>
-  <label>fit <select name="fit"><option>contain</option><option selected>cover</option>
-    <option>fill</option><option>pad</option></select></label>
-  <label>g <select name="g"><option>center</option><option>entropy</option>
-    <option>n</option><option>s</option><option>e</option><option>w</option></select></label>
-  <label>fm <select name="fm"><option>auto</option><option>jpeg</option><option>png</option>
-    <option>webp</option><option>avif</option></select></label>
-  <label>q <input name="q" type="number" min="1" max="100"></label>
-  <label>bg <input name="bg" placeholder="ffffff"></label>
+<p>Pick an image and some parameters; the server builds the URL$signing_note. Each field
+is one query parameter; an empty field leaves it out. Out-of-range values are sent as
+typed, so you see the server's answer to them.</p>
+<form id="playground" novalidate>
+  <label title="one of the images in the grid above">image
+    <select name="image">$options</select></label>
+$fields
   <label>&nbsp;<button type="submit" id="build">Show</button></label>
 </form>
 <p id="url"></p>
+<p id="error" role="alert"></p>
 <div id="result"><img id="rendition" alt="rendition"><pre id="headers"></pre></div>
 <script>
 const form = document.getElementById("playground");
+const out = document.getElementById("url");
+const problem = document.getElementById("error");
+const rendition = document.getElementById("rendition");
+const headers = document.getElementById("headers");
+let shown = null;  // the object URL on screen, revoked when replaced
+
+function show(blob) {
+  if (shown) URL.revokeObjectURL(shown);
+  shown = blob ? URL.createObjectURL(blob) : null;
+  if (shown) rendition.src = shown; else rendition.removeAttribute("src");
+}
+
+function fail(text) {
+  problem.textContent = text;
+  show(null);
+}
+
+async function explain(response) {
+  // an error response is JSON {"error": code, "detail": why} (SPEC §5)
+  try {
+    const body = await response.json();
+    return body.error + ": " + body.detail;
+  } catch (_) {
+    return response.status + " " + response.statusText;
+  }
+}
+
+rendition.addEventListener("error", () => {
+  if (rendition.getAttribute("src")) fail("the browser cannot display this rendition");
+});
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
-  const fields = new URLSearchParams(new FormData(form));
-  const built = await (await fetch("/_demo/url?" + fields)).json();
-  const out = document.getElementById("url");
-  if (built.error) { out.textContent = built.error; return; }
-  out.innerHTML = "";
-  const link = document.createElement("a");
-  link.href = built.url; link.textContent = built.url; out.appendChild(link);
-  const response = await fetch(built.url);
-  const lines = [response.status + " " + response.statusText];
-  response.headers.forEach((value, name) => lines.push(name + ": " + value));
-  document.getElementById("headers").textContent = lines.join("\\n");
-  document.getElementById("rendition").src = built.url;
+  problem.textContent = ""; out.textContent = ""; headers.textContent = "";
+  try {
+    const fields = new URLSearchParams(new FormData(form));
+    const built = await (await fetch("/_demo/url?" + fields)).json();
+    if (built.error) { fail(built.error); return; }
+    const link = document.createElement("a");
+    link.href = built.url; link.textContent = built.url; out.appendChild(link);
+    const response = await fetch(built.url);
+    const lines = [response.status + " " + response.statusText];
+    response.headers.forEach((value, name) => lines.push(name + ": " + value));
+    headers.textContent = lines.join("\\n");
+    if (!response.ok) { fail(await explain(response)); return; }
+    show(await response.blob());
+  } catch (error) {
+    fail(String(error));
+  }
 });
 </script>
 </body>

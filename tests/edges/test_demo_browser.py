@@ -1,5 +1,6 @@
 """The demo page in headless Chromium (Debian's, driven by Playwright): every grid image
-loads, and the playground builds a URL that loads. A screenshot is kept as an artifact."""
+loads; the playground shows no image before the first Show, shows the server's error detail
+for a bad parameter, and builds a URL that loads. A screenshot is kept as an artifact."""
 
 from __future__ import annotations
 
@@ -53,7 +54,25 @@ def test_demo_page_grid_and_playground(browser: Any) -> None:
         )
         widths = page.eval_on_selector_all(grid, "images => images.map(i => i.naturalWidth)")
         assert all(w >= 240 for w in widths)  # the 1x or 2x candidate, never broken
+        assert not page.is_visible("#rendition")  # no broken-image icon before the first Show
+        assert not page.is_visible("#error")
         page.select_option("select[name=image]", label="media/coffee.png")
+        page.fill("input[name=q]", "0")  # out of range: the server says why
+        page.click("#build")
+        page.wait_for_selector("#error", state="visible", timeout=30_000)
+        error = page.text_content("#error") or ""
+        assert error.startswith("bad_request: q: must be an integer 1..100"), error
+        assert not page.is_visible("#rendition")
+        assert (page.text_content("#headers") or "").startswith("400")
+        page.fill("input[name=q]", "")
+        page.fill("input[name=w]", "99999")
+        page.click("#build")
+        page.wait_for_function(
+            "document.getElementById('error').textContent.includes('w: must be')",
+            timeout=30_000,
+        )
+        assert "1..4096" in (page.text_content("#error") or "")
+        assert not page.is_visible("#rendition")
         page.fill("input[name=w]", "320")
         page.fill("input[name=h]", "200")
         page.select_option("select[name=fm]", "webp")
@@ -65,11 +84,15 @@ def test_demo_page_grid_and_playground(browser: Any) -> None:
         )
         size = page.eval_on_selector("#rendition", "i => [i.naturalWidth, i.naturalHeight]")
         assert size == [320, 200]
+        assert page.is_visible("#rendition") and not page.is_visible("#error")
         headers = page.text_content("#headers") or ""
         assert headers.startswith("200")
         assert "content-type: image/webp" in headers
         assert "etag:" in headers
         assert "/media/coffee.png?" in (page.text_content("#url") or "")
+        title = page.get_attribute("label:has(select[name=fit])", "title") or ""
+        assert "cover" in title and "crop" in title  # each field says what it means
+        assert "width, CSS px" in (page.text_content("label:has(input[name=w])") or "")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
         page.close()
