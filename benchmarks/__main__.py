@@ -247,7 +247,7 @@ def throughput(paths: dict[str, Path], rounds: int, seconds: float) -> list[dict
 
 def disk_hits(paths: dict[str, Path], rounds: int, seconds: float) -> list[dict[str, object]]:
     """Memory tier off, so every hit is a disk hit; nginx runs the shipped config/nginx.conf."""
-    from tests.support.processes import nginx
+    from tests.support.processes import nginx_servers
 
     disk = DATA / "disk-cache"
     shutil.rmtree(disk, ignore_errors=True)
@@ -267,8 +267,11 @@ def disk_hits(paths: dict[str, Path], rounds: int, seconds: float) -> list[dict[
     with imgproxy_server(config, accel_port), imgproxy_server(plain, plain_port):
         httpx.get(f"http://127.0.0.1:{plain_port}{url_path}").raise_for_status()
         cached = next(p for p in disk.rglob("*.webp"))
-        with nginx(folder, accel_port, disk, cache=False, extra=static) as front:
+        with nginx_servers(folder, accel_port, disk, origin_extra=static) as site:
+            front, edge = site.origin, site.edge
             static_url = f"{front}/static/{cached.relative_to(disk)}"
+            httpx.get(edge + url_path).raise_for_status()  # MISS: nginx stores imgproxy's bytes
+            assert httpx.get(edge + url_path).headers["x-cache-status"] == "HIT"
             httpx.get(static_url).raise_for_status()
             accel = httpx.get(front + url_path)
             assert accel.content == cached.read_bytes(), "nginx did not send the cached file"
@@ -277,10 +280,11 @@ def disk_hits(paths: dict[str, Path], rounds: int, seconds: float) -> list[dict[
                 "nginx proxied imgproxy's bytes instead of sending the file: no X-Accel-Redirect "
                 "(does config/nginx.conf's origin server set X-Imgproxy-Accel: on?)"
             )
-            uvicorn_rps, accel_rps, static_rps = [], [], []
+            uvicorn_rps, accel_rps, edge_rps, static_rps = [], [], [], []
             for _ in range(rounds):
                 uvicorn_rps.append(wrk(f"http://127.0.0.1:{plain_port}{url_path}", seconds))
                 accel_rps.append(wrk(front + url_path, seconds))
+                edge_rps.append(wrk(edge + url_path, seconds))
                 static_rps.append(wrk(static_url, seconds))
     static_median = statistics.median(static_rps)
     rows: list[dict[str, object]] = [
@@ -291,10 +295,16 @@ def disk_hits(paths: dict[str, Path], rounds: int, seconds: float) -> list[dict[
             **ratios(uvicorn_rps, static_rps),
         },
         {
-            "case": "disk hit via nginx X-Accel-Redirect",
+            "case": "disk hit via nginx X-Accel-Redirect (origin server)",
             "imgproxy_rps": statistics.median(accel_rps),
             "nginx_static_rps": static_median,
             **ratios(accel_rps, static_rps),
+        },
+        {
+            "case": "nginx cache hit (edge server, X-Cache-Status: HIT)",
+            "imgproxy_rps": statistics.median(edge_rps),
+            "nginx_static_rps": static_median,
+            **ratios(edge_rps, static_rps),
         },
     ]
     for row in rows:
