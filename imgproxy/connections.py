@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -85,19 +85,34 @@ class Deadlines:
         self.head = self.send = None
 
 
-class H11Limits(H11Protocol):
-    """uvicorn's h11 protocol (the pure-Python fallback) with the Deadlines."""
+class _Deadlined(asyncio.Protocol):
+    """What both protocols add alike: the deadlines started with the connection, stopped with
+    it, and the write-stall timer (placed before the uvicorn protocol in the MRO)."""
 
     deadlines: Deadlines
+    loop: asyncio.AbstractEventLoop
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.deadlines = Deadlines(self.loop, transport)
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.deadlines = Deadlines(self.loop, cast(asyncio.Transport, transport))
         self.deadlines.await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.deadlines.cancel()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.deadlines.writing_paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.deadlines.writing_resumed()
+
+
+class H11Limits(_Deadlined, H11Protocol):
+    """uvicorn's h11 protocol (the pure-Python fallback) with the Deadlines."""
 
     def handle_events(self) -> None:
         cycle = self.cycle
@@ -112,14 +127,6 @@ class H11Limits(H11Protocol):
         if self.cycle is None or self.cycle.response_complete:  # nothing pipelined started
             self.deadlines.await_head()
 
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self.deadlines.writing_paused()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self.deadlines.writing_resumed()
-
 
 try:
     import httptools
@@ -128,20 +135,10 @@ except ImportError:  # pragma: no cover - uvicorn without httptools: h11 only
     pass
 else:
 
-    class HttpToolsLimits(HttpToolsProtocol):
+    class HttpToolsLimits(_Deadlined, HttpToolsProtocol):
         """uvicorn's httptools protocol with the Deadlines and a cap on the head's size."""
 
-        deadlines: Deadlines
         head_bytes: int = 0
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self.deadlines = Deadlines(self.loop, transport)
-            self.deadlines.await_head()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self.deadlines.cancel()
-            super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -169,11 +166,3 @@ else:
             super().on_response_complete()
             if self.cycle.response_complete:  # nothing pipelined is waiting or running
                 self.deadlines.await_head()
-
-        def pause_writing(self) -> None:
-            super().pause_writing()
-            self.deadlines.writing_paused()
-
-        def resume_writing(self) -> None:
-            super().resume_writing()
-            self.deadlines.writing_resumed()

@@ -59,6 +59,13 @@ class CacheTier(Protocol):
 
 
 @runtime_checkable
+class Immediate(Protocol):
+    """A tier answered without waiting (memory): a hit there needs no await at all."""
+
+    def peek(self, key: CacheKey) -> Rendition | None: ...
+
+
+@runtime_checkable
 class Locating(Protocol):
     """A tier whose hits can be sent by the web server in front, by path (the disk)."""
 

@@ -26,6 +26,9 @@ class MemoryTier:
     async def get(self, key: CacheKey) -> Rendition | None:
         return self._items.get((key.source, key.rendition))
 
+    def peek(self, key: CacheKey) -> Rendition | None:
+        return self._items.get((key.source, key.rendition))
+
     async def put(self, key: CacheKey, value: Rendition) -> None:
         if _weight(value) <= self._items.maxsize:  # larger items would only evict everything
             self._items[(key.source, key.rendition)] = value

@@ -12,7 +12,16 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from imgproxy import logs, timing
-from imgproxy.cache import CacheKey, CacheTier, Closing, Located, Locating, Locking, Rendition
+from imgproxy.cache import (
+    CacheKey,
+    CacheTier,
+    Closing,
+    Immediate,
+    Located,
+    Locating,
+    Locking,
+    Rendition,
+)
 from imgproxy.cache.flight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -37,6 +46,8 @@ class TieredCache:
             (t, _locator(t) if isinstance(t, Locating) else t.get) for t in self.tiers
         ]
         self._lock = next((t for t in self.tiers if isinstance(t, Locking)), None)
+        first = self.tiers[0] if self.tiers else None
+        self._immediate = first if isinstance(first, Immediate) else None
         self._flights: SingleFlight[Rendition] = SingleFlight()
 
     async def get(self, key: CacheKey, *, locate: bool = False) -> Rendition | Located | None:
@@ -47,6 +58,13 @@ class TieredCache:
     async def get_or_make(
         self, key: CacheKey, make: Make, *, locate: bool = False
     ) -> Rendition | Located:
+        immediate = self._immediate
+        if immediate is not None:  # the memory hit's path: no await before the answer
+            found = immediate.peek(key)
+            if found is not None:
+                self.on_lookup(immediate.name, True)
+                logs.note("tier", immediate.name)
+                return found
         cached = await self.get(key, locate=locate)
         if cached is not None:
             return cached

@@ -49,7 +49,10 @@ class FileSystemStore:
         self.approved = approved
         self._resolved: Memo[str, tuple[tuple[int, int], str]] = Memo(50_000)
         self._sidecars: Memo[str, tuple[tuple[int, int], bool]] = Memo(50_000)
-        self._files: Memo[str, StoredFile] = Memo(50_000)
+        # path -> (what stat said, approval, the StoredFile built from them): a repeat stat
+        # of an unchanged file compares a tuple and builds nothing.
+        self._files: Memo[str, tuple[tuple[int, int, int, int], bool, StoredFile]] = Memo(50_000)
+        self._prefix = self.root + os.sep
 
     @classmethod
     def from_settings(
@@ -79,7 +82,7 @@ class FileSystemStore:
 
     async def stat(self, path: str) -> StoredFile:
         try:
-            st = os.stat(os.path.join(self.root, path))
+            st = os.stat(self._prefix + path)  # a relative path: the URL stage checked it
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound("no such file") from None
         except OSError as exc:
@@ -87,19 +90,20 @@ class FileSystemStore:
         full = self._confined(path, st)
         if not stat_module.S_ISREG(st.st_mode) or full.endswith(SIDECAR):
             raise NotFound("no such file")
-        version = version_of(st)
+        stamp = (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)  # = version_of
         approved = self._approval(full)
         known = self._files.get(path)
-        if known is not None and known.version == version and known.approved == approved:
-            return known
-        file = self._files[path] = StoredFile(
+        if known is not None and known[0] == stamp and known[1] == approved:
+            return known[2]
+        file = StoredFile(
             path=path,
-            version=version,
+            version=version_of(st),
             approved=approved,
             size=st.st_size,
             modified=st.st_mtime,
             filename=os.path.basename(full),
         )
+        self._files[path] = (stamp, approved, file)
         return file
 
     def _approval(self, full: str) -> bool:
