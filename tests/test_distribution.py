@@ -8,14 +8,13 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support import images
-from tests.support.processes import free_port
+from tests.support.processes import served
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,23 +98,7 @@ def test_the_wheel_installs_alone_then_with_the_server_extra(
 
     with_server = run(pip, "install", "--quiet", f"{wheel}[server]")
     assert with_server.returncode == 0, with_server.stderr[-3000:]
-    port = free_port()
-    server = subprocess.Popen(
-        [imgproxy, "serve", "--config", config, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/media/photo.jpg?w=100")
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, "did not start"
-                time.sleep(0.1)
+    with served(config, command=[str(imgproxy)]) as server:
+        response = httpx.get(f"{server.url}/media/photo.jpg?w=100")
         assert response.status_code == 200
         assert images.decode(response.content).size == (100, 75)
-    finally:
-        server.terminate()
-        server.wait(20)

@@ -3,9 +3,6 @@ error code, no 500 ever, the server healthy afterwards and its memory bounded (S
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -13,7 +10,7 @@ import psutil
 import pytest
 
 from tests.support import hostile
-from tests.support.processes import free_port
+from tests.support.processes import served
 
 OK = (200, None)
 REFUSED = {
@@ -77,25 +74,9 @@ def hostile_server(
         '[stores.approved]\nkind = "fs"\nroot = "approved"\napproved = true\n'
         '[stores.small]\nkind = "fs"\nroot = "small"\napproved = true\nmax_source_bytes = 100000\n'
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url + "/healthz")
-            break
-        except httpx.TransportError:
-            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
-    yield url, psutil.Process(process.pid)
-    process.terminate()
-    _, errors = process.communicate(timeout=10)
-    assert b"Traceback" not in errors, errors.decode()[-3000:]
+    with served(config) as server:
+        yield server.url, psutil.Process(server.process.pid)
+    assert "Traceback" not in server.stderr, server.stderr[-3000:]
 
 
 def check(http: httpx.Client, url: str, status: int) -> None:

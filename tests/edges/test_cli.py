@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 
 from imgproxy.settings import CONFIG_ENV
 from tests.support import images
-from tests.support.processes import free_port, imgproxy_process
+from tests.support.processes import imgproxy_process, served
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,30 +55,12 @@ def test_serve_answers_on_its_port(tmp_path: Path) -> None:
     (tmp_path / "pics" / "a.jpg").write_bytes(images.jpeg((400, 300)))
     config = tmp_path / "imgproxy.toml"
     config.write_text('[stores.pics]\nkind = "fs"\nroot = "pics"\napproved = true\n')
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/pics/a.jpg?w=100&fm=webp")
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "the server did not come up"
-                time.sleep(0.1)
+    with served(config) as server:
+        response = httpx.get(f"{server.url}/pics/a.jpg?w=100&fm=webp")
         assert response.status_code == 200
         assert images.decode(response.content).size == (100, 75)
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").text == "ok"
-    finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout:
-            process.stdout.close()
+        assert httpx.get(f"{server.url}/healthz").text == "ok"
+    assert "Traceback" not in server.stderr
 
 
 def test_check_and_sign_build_no_cache_tier(tmp_path: Path) -> None:

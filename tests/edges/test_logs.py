@@ -5,47 +5,27 @@ the cache tier that answered and the render time."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.support import images
-from tests.support.processes import free_port
+from tests.support.processes import served
 
 
-def serve_and_log(tmp_path: Path, server: str) -> list[str]:
+def serve_and_log(tmp_path: Path, section: str) -> list[str]:
     folder = tmp_path / "media"
     folder.mkdir()
     (folder / "photo.jpg").write_bytes(images.jpeg((320, 240)))
     config = tmp_path / "imgproxy.toml"
     config.write_text(
-        f'[server]\n{server}\n[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n'
+        f'[server]\n{section}\n[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n'
     )
-    port = free_port()
-    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base + "/healthz")
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.05)
+    with served(config) as server:
         for _ in range(2):  # a render, then a memory hit
-            assert httpx.get(base + "/media/photo.jpg?w=100").status_code == 200
-        assert httpx.get(base + "/media/none.jpg").status_code == 404
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=20)
-    return err.decode().splitlines()
+            assert httpx.get(server.url + "/media/photo.jpg?w=100").status_code == 200
+        assert httpx.get(server.url + "/media/none.jpg").status_code == 404
+    return server.stderr.splitlines()
 
 
 def test_json_lines_with_an_access_line_per_image_request(tmp_path: Path) -> None:

@@ -7,9 +7,6 @@ RSS bounded. No wall-clock thresholds: work is bounded by what is (not) done."""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +24,7 @@ from imgproxy.render import probe, render
 from imgproxy.render.color import MAX_ICC_BYTES
 from imgproxy.render.probe import FRAME_COUNT_CAP
 from tests.support import hostile, images
-from tests.support.processes import free_port
+from tests.support.processes import served
 
 # (store, file) -> (original, rendition ?w=50, metadata ?fm=json) statuses
 CASES: dict[tuple[str, str], tuple[int, int, int]] = {
@@ -76,25 +73,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, psut
         '[stores.pending]\nkind = "fs"\nroot = "pending"\n'
         '[stores.approved]\nkind = "fs"\nroot = "approved"\napproved = true\n'
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url + "/healthz")
-            break
-        except httpx.TransportError:
-            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
-    yield url, psutil.Process(process.pid)
-    process.terminate()
-    _, errors = process.communicate(timeout=10)
-    assert b"Traceback" not in errors, errors.decode()[-3000:]
+    with served(config) as server:
+        yield server.url, psutil.Process(server.process.pid)
+    assert "Traceback" not in server.stderr, server.stderr[-3000:]
 
 
 def _peak_rss(process: psutil.Process) -> int:

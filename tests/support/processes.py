@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +179,46 @@ def nginx(
     extras = {"edge_extra": extra} if cache else {"origin_extra": extra}
     with nginx_servers(folder, upstream_port, cache_dir, **extras) as site:
         yield site.edge if cache else site.origin
+
+
+@dataclass
+class Served:
+    """A running `imgproxy serve`: its URL and process; its stderr once it has stopped."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    stderr: str = ""
+
+
+@contextmanager
+def served(
+    config: Path, *args: str, command: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> Iterator[Served]:
+    """`imgproxy serve --config CONFIG --port P *args` (or `command` instead of this venv's
+    `python -m imgproxy`), ready once /healthz answers; stopped with SIGTERM after."""
+    port = free_port()
+    program = list(command) or [sys.executable, "-m", "imgproxy"]
+    process = subprocess.Popen(
+        [*program, "serve", "--config", str(config), "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    server = Served(f"http://127.0.0.1:{port}", process)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(server.url + "/healthz")
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.05)
+        yield server
+    finally:
+        process.terminate()
+        _, errors = process.communicate(timeout=30)
+        server.stderr = errors.decode()
 
 
 @contextmanager
