@@ -103,7 +103,8 @@ def _facts_key(mount: Mounted, file: StoredFile) -> CacheKey:
     """Beside the source's renditions, so a purge of the source forgets them too. Frames are
     counted only to max_frames + 1, so the facts hold for that limit only."""
     frames = str(mount.limits.max_frames)
-    facts = make_etag(mount.name, file.path, file.version, "facts", frames).strip('"')
+    # "facts-2": facts kept before MPO files were judged as JPEG are never recalled.
+    facts = make_etag(mount.name, file.path, file.version, "facts-2", frames).strip('"')
     return CacheKey(surrogate_key(mount.name, file.path), facts, FACTS_EXTENSION)
 
 

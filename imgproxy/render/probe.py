@@ -82,6 +82,11 @@ def probe(
         if swaps_axes(orientation(image)):
             width, height = height, width
         fmt = image.format or "UNKNOWN"
+        if fmt == "MPO":
+            # A JPEG with a multi-picture index (most phone and camera photos): judged,
+            # served and rendered as the JPEG it is; its extra pictures (a preview, a
+            # stereo pair) are no animation.
+            fmt, frames = "JPEG", 1
         mime = MEDIA_TYPES.get(fmt) or Image.MIME.get(fmt) or "application/octet-stream"
         return SourceInfo(
             format=fmt,

@@ -1,0 +1,52 @@
+"""Red-team findings, each a request (or a file) a production deployment meets, through the
+core with plain values or the ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgproxy import pipeline
+from imgproxy.messages import ImageRequest, ImageResponse
+from imgproxy.services import Services
+from tests.support import images, settings_for
+
+
+def get(services: Services, path: str, query: str = "", **headers: str) -> ImageResponse:
+    request = ImageRequest("GET", path, query, {k.replace("_", "-"): v for k, v in headers.items()})
+    return asyncio.run(pipeline.serve(services, request))
+
+
+def mpo() -> bytes:
+    """A JPEG with a multi-picture index (APP2 MPF), as most phones and many cameras write:
+    Pillow opens it as "MPO"."""
+    out = io.BytesIO()
+    first, second = images.photo((64, 48)), images.photo((64, 48))
+    first.save(out, "MPO", save_all=True, append_images=[second])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("formats", [None, ["*"]])
+@pytest.mark.parametrize("query", ["", "w=32", "w=32&fm=webp", "fm=json"])
+def test_a_multi_picture_jpeg_is_a_jpeg(media: Path, formats: list[str] | None, query: str) -> None:
+    """Was 415 "MPO is not an allowed image format" under the default policy, and a 503
+    "the source changed" on every request under "*" (sniffed JPEG != probed MPO)."""
+    (media / "phone.jpg").write_bytes(mpo())
+    extra: dict[str, Any] = {"policy": {"approved_image_formats": formats}} if formats else {}
+    services = Services.build(settings_for(media, **extra))
+    response = get(services, "/media/phone.jpg", query)
+    assert response.status == 200, response.body
+    headers = dict(response.headers)
+    if query == "fm=json":
+        assert b'"format": "jpeg"' in response.body
+        assert b'"frames": 1' in response.body
+    elif query.endswith("webp"):
+        assert images.decode(response.body).format == "WEBP"
+        assert images.frames(images.decode(response.body)) == 1  # not an animation
+    else:
+        assert headers["content-type"] == "image/jpeg"
+    asyncio.run(services.close())
