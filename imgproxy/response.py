@@ -99,5 +99,8 @@ def content_disposition(filename: str, extension: str) -> str:
     """`inline` with the stored name, its extension matched to what is actually sent."""
     stem = filename.rsplit(".", 1)[0] if "." in filename else filename
     name = f"{stem or 'image'}.{extension}"
-    ascii_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-    return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+    # ASCII only: str.isalnum() admits every script, and a header value is latin-1 at most.
+    ascii_name = "".join(c if (c.isascii() and c.isalnum()) or c in "._-" else "_" for c in name)
+    # A name that is not UTF-8 on disk (surrogate escapes) must not fail the response.
+    encoded = quote(name, safe="", errors="replace")
+    return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{encoded}"

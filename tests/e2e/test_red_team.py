@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from imgproxy import pipeline
+from imgproxy import ImageProxy, pipeline
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.services import Services
 from tests.support import images, settings_for
@@ -50,3 +51,48 @@ def test_a_multi_picture_jpeg_is_a_jpeg(media: Path, formats: list[str] | None, 
     else:
         assert headers["content-type"] == "image/jpeg"
     asyncio.run(services.close())
+
+
+def asgi_get(app: ImageProxy, path: str) -> tuple[int, list[tuple[bytes, bytes]]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [],
+        "root_path": "",
+    }
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], sent[0]["headers"]
+
+
+@pytest.mark.parametrize("name", ["照片.jpg", "Ⅻ.jpg", "café.jpg"])
+def test_a_non_ascii_file_name_is_served(media: Path, name: str) -> None:
+    """Content-Disposition kept every str.isalnum() character in its ASCII fallback: a CJK
+    name made a header value latin-1 cannot encode, a 500 (UnicodeEncodeError) at send."""
+    (media / name).write_bytes(images.jpeg((20, 10)))
+    app = ImageProxy(settings_for(media))
+    status, headers = asgi_get(app, "/media/" + "".join(f"%{b:02X}" for b in name.encode()))
+    assert status == 200
+    disposition = dict(headers)[b"content-disposition"]
+    assert disposition.isascii()
+
+
+def test_a_file_name_that_is_not_utf8_on_disk_is_served(media: Path) -> None:
+    """A link with a plain name to a file whose name is not UTF-8 (surrogate escapes once
+    decoded): quote() raised UnicodeEncodeError, a 500."""
+    target = os.fsdecode(b"caf\xe9.jpg")
+    (media / target).write_bytes(images.jpeg((20, 10)))
+    (media / "link.jpg").symlink_to(media / target)
+    status, headers = asgi_get(ImageProxy(settings_for(media)), "/media/link.jpg")
+    assert status == 200
+    assert dict(headers)[b"content-disposition"].isascii()
