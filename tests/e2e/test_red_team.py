@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,8 @@ def asgi_get(app: ImageProxy, path: str) -> tuple[int, list[tuple[bytes, bytes]]
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     scope = {
         "type": "http",
