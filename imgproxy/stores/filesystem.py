@@ -141,11 +141,15 @@ class FileSystemStore:
     async def head(self, file: StoredFile, size: int) -> bytes:
         """The first `size` bytes, to sniff: a plain pread, microseconds on a local disk."""
         try:
-            fd = os.open(self._resolve(file.path), os.O_RDONLY)
+            fd = os.open(self._resolve(file.path), os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise NotFound("the file disappeared") from None
+        except OSError as exc:  # as stat(): a file the server may not read is not found
+            raise NotFound(f"cannot read the file ({exc.strerror})") from None
         try:
             return os.pread(fd, size, 0)
+        except OSError as exc:  # replaced by a folder since stat(), say
+            raise NotFound(f"cannot read the file ({exc.strerror})") from None
         finally:
             os.close(fd)
 

@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import threading
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from imgproxy import ImageProxy, pipeline
+from imgproxy import ImageProxy, StoredFile, pipeline
+from imgproxy.errors import NotFound
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.services import Services
+from imgproxy.stores import FileSystemStore
 from tests.support import images, settings_for
 
 
@@ -97,3 +100,45 @@ def test_a_file_name_that_is_not_utf8_on_disk_is_served(media: Path) -> None:
     status, headers = asgi_get(ImageProxy(settings_for(media)), "/media/link.jpg")
     assert status == 200
     assert dict(headers)[b"content-disposition"].isascii()
+
+
+@pytest.mark.parametrize("query", ["", "w=10"])
+def test_an_unreadable_file_is_not_found(
+    media: Path, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    """A file the server may stat but not open (mode 0600, another owner: tests run as
+    root, so the refusal is simulated): the head's pread raised PermissionError, a 500 with
+    a traceback on every request. stat's own OSError is already a 404 "cannot read"."""
+    locked = media / "locked.jpg"
+    locked.write_bytes(images.jpeg((20, 10)))
+    real_open = os.open
+
+    def refuse(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    services = Services.build(settings_for(media))
+    assert get(services, "/media/locked.jpg", query).status == 404
+    assert get(services, "/media/photo.jpg", query).status == 200
+
+
+def test_head_of_a_fifo_does_not_block(media: Path) -> None:
+    """A FIFO where stat() saw a file (swapped in between, or a Python caller's StoredFile):
+    os.open(O_RDONLY) blocked the event loop until a writer came, for ever."""
+    os.mkfifo(media / "pipe.jpg")
+    store = FileSystemStore(media)
+    file = StoredFile(path="pipe.jpg", version="x", approved=True, size=100)
+    outcome: list[object] = []
+
+    def head() -> None:
+        try:
+            outcome.append(asyncio.run(store.head(file, 32)))
+        except Exception as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=head, daemon=True)
+    worker.start()
+    worker.join(5)
+    assert outcome and isinstance(outcome[0], NotFound)
