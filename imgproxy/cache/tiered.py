@@ -60,7 +60,8 @@ class TieredCache:
     ) -> Rendition | Located:
         immediate = self._immediate
         if immediate is not None:  # the memory hit's path: no await before the answer
-            found = immediate.peek(key)
+            with timing.measure("cache"):
+                found = immediate.peek(key)
             if found is not None:
                 self.on_lookup(immediate.name, True)
                 logs.note("tier", immediate.name)
