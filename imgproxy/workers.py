@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client in each worker
 
 RESTART_PAUSE = 1.0  # seconds between restarts of a worker that keeps dying
+ORPHAN_CHECK = 1.0  # seconds between a worker's checks that its supervisor still lives
 
 
 def _forget(pid: int | None) -> None:
@@ -49,9 +50,20 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, options: dict[str, Any]) -> None:
+def _stop_when_orphaned(supervisor: int) -> None:
+    """A worker whose supervisor died without stopping it (SIGKILL, the OOM killer) stops
+    itself, gracefully: it would serve on for ever beside a restarted supervisor's workers."""
+    while os.getppid() == supervisor:
+        time.sleep(ORPHAN_CHECK)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(host: str, port: int, options: dict[str, Any], supervisor: int) -> None:
+    import threading
+
     import uvicorn
 
+    threading.Thread(target=_stop_when_orphaned, args=(supervisor,), daemon=True).start()
     sock = reuse_port_socket(host, port)
     config = uvicorn.Config("imgproxy.server:app_from_env", factory=True, **options)
     uvicorn.Server(config).run(sockets=[sock])
@@ -69,7 +81,9 @@ def supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> in
     stopping = False
 
     def start() -> BaseProcess:
-        process = context.Process(target=_worker, args=(host, port, options), daemon=False)
+        process = context.Process(
+            target=_worker, args=(host, port, options, os.getpid()), daemon=False
+        )
         process.start()
         return process
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import sys
 import threading
+import time
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.services import Services
 from imgproxy.stores import FileSystemStore
 from tests.support import images, settings_for
+from tests.support.processes import free_port, running
 
 
 def get(services: Services, path: str, query: str = "", **headers: str) -> ImageResponse:
@@ -142,3 +145,29 @@ def test_head_of_a_fifo_does_not_block(media: Path) -> None:
     worker.start()
     worker.join(5)
     assert outcome and isinstance(outcome[0], NotFound)
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """`serve --workers 2` whose supervisor is SIGKILLed (the OOM killer, `kill -9`, a unit
+    with KillMode=process): the workers served on for ever, orphans on the port, beside the
+    ones a restarted supervisor starts (SO_REUSEPORT lets both bind)."""
+    import psutil
+
+    config = tmp_path / "imgproxy.toml"
+    config.write_text("")
+    port = free_port()
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
+    with running([*command, "--workers", "2", "--port", str(port)], port, "imgproxy") as server:
+        deadline = time.monotonic() + 30
+        workers: list[psutil.Process] = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            children = psutil.Process(server.pid).children()
+            workers = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+            time.sleep(0.05)
+        assert len(workers) == 2
+        server.kill()
+        server.wait(5)
+        _, alive = psutil.wait_procs(workers, timeout=15)
+        for orphan in alive:
+            orphan.kill()
+        assert alive == []
