@@ -93,7 +93,7 @@ def test_two_workers_share_cold_renders_and_survive_a_crash(tmp_path: Path) -> N
             [wrk, "-t2", "-c24", "-d3s", "-s", str(script), base], check=True, capture_output=True
         )
         spent = [cpu(w) - b for w, b in zip(workers, before, strict=True)]
-        assert min(spent) > 0.2 * sum(spent), spent  # both rendered
+        assert min(spent) > 0.1 * sum(spent), spent  # both rendered (binomial: ~1e-5 to fail)
 
         workers[0].kill()  # a crashed worker is replaced
         deadline = time.monotonic() + 30
