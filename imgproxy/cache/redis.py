@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, RedisError
 
 from imgproxy.cache import CacheKey, Rendition
 
@@ -36,7 +36,7 @@ class RedisTier:
         self.ttl = ttl
         self.prefix = prefix
         self._open_until = 0.0
-        self._token = uuid.uuid4().hex  # this process's lock identity
+        self._held: dict[str, tuple[Lock, asyncio.Task[None]]] = {}  # renders this process owns
 
     @property
     def available(self) -> bool:
@@ -82,23 +82,43 @@ class RedisTier:
         return len(renditions)
 
     async def claim(self, key: CacheKey) -> bool:
-        """True if this process should render `key` (it holds the lock, or Redis is out)."""
+        """True if this process should render `key` (it holds the lock, or Redis is out).
+        redis-py's Lock: a token-checked, atomic release (a Lua script), and kept alive
+        while the render runs, so a render longer than LOCK_SECONDS is not done twice."""
         if not self.available:
             return True
+        lock = self.client.lock(
+            f"{self.prefix}l:{key.rendition}", timeout=LOCK_SECONDS, blocking=False
+        )
         try:
-            got = await self.client.set(
-                f"{self.prefix}l:{key.rendition}", self._token, nx=True, ex=LOCK_SECONDS
-            )
+            got = await lock.acquire()
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return True
+        if got:
+            self._held[key.rendition] = (lock, asyncio.create_task(self._keep(lock)))
         return bool(got)
 
+    async def _keep(self, lock: Lock) -> None:
+        """Push the lock's expiry out while its render runs; a crashed renderer's lock still
+        lapses after LOCK_SECONDS."""
+        while True:
+            await asyncio.sleep(LOCK_SECONDS / 3)
+            try:
+                await lock.reacquire()
+            except (LockError, RedisError, OSError):
+                return
+
     async def release(self, key: CacheKey) -> None:
-        lock = f"{self.prefix}l:{key.rendition}"
+        held = self._held.pop(key.rendition, None)
+        if held is None:
+            return
+        lock, keeping = held
+        keeping.cancel()
         try:
-            if await self.client.get(lock) == self._token.encode():
-                await self.client.delete(lock)
+            await lock.release()
+        except LockError:  # it lapsed meanwhile (Redis restarted): nothing of ours to free
+            pass
         except (RedisError, OSError) as exc:
             self._failed(exc)
 

@@ -172,3 +172,37 @@ def test_redis_outage_degrades_to_a_miss_with_one_warning(caplog: pytest.LogCapt
         await dead.close()
 
     asyncio.run(scenario())
+
+
+def test_the_redis_render_lock_outlives_its_timeout_and_frees_only_itself(
+    redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Across processes one render per key: the holder's lock is kept alive past its timeout
+    while the render runs, and a holder whose lock lapsed never frees another's."""
+    import imgproxy.cache.redis as redis_tier
+
+    monkeypatch.setattr(redis_tier, "LOCK_SECONDS", 0.3)
+
+    async def scenario() -> None:
+        prefix = f"lock{time.monotonic_ns()}:"
+        one, two = (RedisTier(redis, ttl=60, prefix=prefix) for _ in range(2))
+        assert await one.claim(KEY) is True
+        assert await two.claim(KEY) is False
+        await asyncio.sleep(1.0)  # three timeouts: still held, the render is running
+        assert await two.claim(KEY) is False
+        await one.release(KEY)
+        assert await two.claim(KEY) is True  # freed at once, not after a lapse
+        await two.release(KEY)
+
+        assert await one.claim(KEY) is True
+        one._held[KEY.rendition][1].cancel()  # its keeper stops: the lock may lapse
+        await one.client.delete(f"{prefix}l:{KEY.rendition}")  # lapsed (Redis lost it)
+        assert await two.claim(KEY) is True
+        await one.release(KEY)  # must not free the lock two holds now
+        assert await one.client.exists(f"{prefix}l:{KEY.rendition}") == 1
+        await two.release(KEY)
+        assert await one.client.exists(f"{prefix}l:{KEY.rendition}") == 0
+        await one.close()
+        await two.close()
+
+    asyncio.run(scenario())
