@@ -154,7 +154,7 @@ async def playground_url(services: Services, query: Mapping[str, str]) -> bytes:
             raise BadRequest("image: pick one of the listed images")
         params = {k: v for k, v in query.items() if k in PLAYGROUND_PARAMS and v}
         url = url_for(store, path, settings=services.settings, **params)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return json.dumps({"error": "image: pick one of the listed images"}).encode()
     except ImageProxyError as error:
         return json.dumps({"error": error.detail}).encode()

@@ -34,7 +34,7 @@ class SourceInfo:
         try:
             fields = json.loads(data)
             info = cls(**fields)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             return None
         types = (str, str, int, int, int, bool, int)
         values = (
@@ -47,5 +47,7 @@ class SourceInfo:
             info.bytes,
         )
         if not all(type(v) is t for v, t in zip(values, types, strict=True)):
+            return None
+        if min(info.width, info.height, info.frames, info.bytes) < 1:
             return None
         return info

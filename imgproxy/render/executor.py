@@ -127,6 +127,7 @@ class RenderExecutor:
                 self._give(share)  # granted, then cancelled before it could be used
             elif (share, granted) in self._waiters:
                 self._waiters.remove((share, granted))
+                self._give(0)  # it may have been the head: the ones behind it may fit now
             raise
         return share
 

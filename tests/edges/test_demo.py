@@ -67,3 +67,8 @@ def test_a_bad_parameter_is_left_for_the_server_to_explain(media: Path) -> None:
     page), so the playground teaches the real error."""
     status, body = _ask(media, image=json.dumps(["media", "a.jpg"]), q="0")
     assert status == 200 and body["url"].startswith("/media/a.jpg?q=0&s=")
+
+
+def test_a_deeply_nested_image_field_is_an_error_not_a_500(media: Path) -> None:
+    status, body = _ask(media, image="[" * 100_000 + "]" * 100_000, w="20")
+    assert status == 200 and "error" in body and "url" not in body
