@@ -70,5 +70,5 @@ def test_a_bad_parameter_is_left_for_the_server_to_explain(media: Path) -> None:
 
 
 def test_a_deeply_nested_image_field_is_an_error_not_a_500(media: Path) -> None:
-    status, body = _ask(media, image="[" * 100_000 + "]" * 100_000, w="20")
+    status, body = _ask(media, image="[" * 5_000 + "]" * 5_000, w="20")  # past the recursion limit
     assert status == 200 and "error" in body and "url" not in body
