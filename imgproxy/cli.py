@@ -126,6 +126,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     count = args.workers or settings.server.workers
+    os.environ["IMGPROXY_SERVER__WORKERS"] = str(count)  # the workers' settings share cores
     if count > 1:  # a socket per worker: the kernel spreads connections (workers.py)
         return workers.supervise(host, port, count, options)
     uvicorn.run("imgproxy.server:app_from_env", factory=True, host=host, port=port, **options)

@@ -50,7 +50,7 @@ MEANINGS = {
     "limits.max_source_pixels": "pixels the header declares (all frames, for animation); more: 413",
     "limits.max_output_dimension": "largest `w`/`h` after `dpr`; larger: 400",
     "limits.max_frames": "frames of an animated output; more: 413 (counted no further)",
-    "limits.render_concurrency": "render slots per process (threads); default: CPU cores",
+    "limits.render_concurrency": "render slots per worker (threads); default: cores / workers",
     "limits.render_queue": "requests waiting for a slot, holding no bytes; more: 503",
     "limits.inflight_bytes": "source bytes one process holds at once (renders and originals)",
     "limits.max_jpeg_scans": "scans of a progressive JPEG (each walks the whole image); more: 413",
@@ -135,7 +135,7 @@ def _type(hint: Any) -> str:
 
 def _default(f: dataclasses.Field[Any]) -> str:
     if f.default_factory is not dataclasses.MISSING:
-        return "CPU cores" if f.name == "render_concurrency" else repr(f.default_factory())
+        return "cores / workers" if f.name == "render_concurrency" else repr(f.default_factory())
     if f.default is dataclasses.MISSING:
         return "required"
     value = f.default

@@ -192,10 +192,16 @@ class Settings:
         if unknown:
             raise ConfigError(f"{sorted(unknown)[0]}: unknown section")
         policy = section(PolicySettings, merged.get("policy", {}), "policy")
+        server = section(ServerSettings, merged.get("server", {}), "server")
         limits = section(LimitsSettings, merged.get("limits", {}), "limits")
+        if "render_concurrency" not in merged.get("limits", {}):
+            # The cores are shared by the workers: N workers of cores/N slots each, not N
+            # times every core (oversubscribed, each holding its own sources).
+            cores = os.cpu_count() or 1
+            limits = dataclasses.replace(limits, render_concurrency=max(1, cores // server.workers))
         base = (base_dir or Path.cwd()).resolve()
         return cls(
-            server=section(ServerSettings, merged.get("server", {}), "server"),
+            server=server,
             security=section(SecuritySettings, merged.get("security", {}), "security"),
             policy=policy,
             limits=limits,

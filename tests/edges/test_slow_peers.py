@@ -206,6 +206,7 @@ def test_serve_installs_the_limits_and_warns_about_a_signing_demo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv(CONFIG_ENV, "")  # serve sets it for its workers: restored after
+    monkeypatch.setenv("IMGPROXY_SERVER__WORKERS", "1")  # and this one
     ran: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *args, **options: ran.update(options))
     config = tmp_path / "imgproxy.toml"
@@ -229,6 +230,7 @@ def test_no_warning_without_both_demo_and_keys(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv(CONFIG_ENV, "")
+    monkeypatch.setenv("IMGPROXY_SERVER__WORKERS", "1")
     monkeypatch.setattr(uvicorn, "run", lambda *args, **options: None)
     config = tmp_path / "imgproxy.toml"
     config.write_text(sections)

@@ -143,3 +143,17 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     store = build_store(settings.stores["a"], settings)
     assert isinstance(store, FileSystemStore)
     assert store.root == str((tmp_path / "pics").resolve())
+
+
+def test_render_slots_default_to_the_cores_shared_by_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """N workers get cores/N slots each (at least one), not every core each."""
+    monkeypatch.setattr("imgproxy.settings.os.cpu_count", lambda: 8)
+    assert Settings.from_mapping({}, env={}).limits.render_concurrency == 8
+    two = Settings.from_mapping({}, env={"IMGPROXY_SERVER__WORKERS": "2"})
+    assert two.limits.render_concurrency == 4
+    many = Settings.from_mapping({"server": {"workers": 16}}, env={})
+    assert many.limits.render_concurrency == 1
+    chosen = {"server": {"workers": 2}, "limits": {"render_concurrency": 3}}
+    assert Settings.from_mapping(chosen, env={}).limits.render_concurrency == 3
