@@ -12,7 +12,6 @@ import contextlib
 import os
 from urllib.parse import parse_qsl
 
-from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from imgproxy import demo, logs
@@ -21,7 +20,7 @@ from imgproxy.exposition import CONTENT_TYPE_LATEST, Exposition
 from imgproxy.settings import CONFIG_ENV, Settings
 
 __all__ = ["CONFIG_ENV", "StandaloneApp", "app_from_env", "create_app"]
-NO_STORE = {"cache-control": "no-store"}
+NO_STORE = (b"cache-control", b"no-store")
 FLUSH_SECONDS = 1.0  # how late another worker's counts may reach /metrics
 
 
@@ -29,7 +28,6 @@ class StandaloneApp:
     def __init__(self, settings: Settings) -> None:
         self.proxy = ImageProxy(settings)
         self.exposition = Exposition(self.proxy.services.metrics)
-        self._healthy = PlainTextResponse("ok", headers=NO_STORE)
         self.demo = settings.server.demo
 
     async def _demo(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -39,17 +37,15 @@ class StandaloneApp:
         else:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             body, media_type = await demo.playground_url(services, query), "application/json"
-        await Response(body, media_type=media_type, headers=NO_STORE)(scope, receive, send)
+        await _send(send, body, media_type)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/healthz":
-            await self._healthy(scope, receive, send)
+            await _send(send, b"ok", "text/plain; charset=utf-8")
         elif scope["type"] == "http" and self.demo and scope["path"] in ("/", "/_demo/url"):
             await self._demo(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == "/metrics":
-            body = self.exposition.render()
-            metrics = Response(body, media_type=CONTENT_TYPE_LATEST, headers=NO_STORE)
-            await metrics(scope, receive, send)
+            await _send(send, self.exposition.render(), CONTENT_TYPE_LATEST)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:
@@ -78,6 +74,18 @@ class StandaloneApp:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             self.exposition.flush()
+
+
+async def _send(send: Send, body: bytes, media_type: str) -> None:
+    """A plain 200 that no cache keeps (health, metrics, the demo): two ASGI messages, so
+    the standalone server loads no response classes."""
+    headers = [
+        (b"content-type", media_type.encode("latin-1")),
+        (b"content-length", str(len(body)).encode()),
+        NO_STORE,
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(settings: Settings) -> StandaloneApp:
