@@ -11,7 +11,7 @@ import time
 
 from imgproxy import logs, render, timing
 from imgproxy.cache import Located, Rendition
-from imgproxy.conditional import is_not_modified, make_etag
+from imgproxy.conditional import is_not_modified
 from imgproxy.errors import (
     Forbidden,
     ImageProxyError,
@@ -27,7 +27,7 @@ from imgproxy.services import Services
 from imgproxy.source import Source
 from imgproxy.stores import StoredFile
 from imgproxy.targets import Target
-from imgproxy.variant import Kind, Variant, metadata
+from imgproxy.variant import Kind, Variant
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ async def _stages(services: Services, request: ImageRequest) -> ImageResponse:
         return variant.not_modified
     if variant.kind is Kind.ORIGINAL:
         return await _original(services, source, variant, request, status)
-    if variant.kind is Kind.METADATA:
-        return _metadata(source, variant, status)
+    if variant.kind is Kind.METADATA:  # built with the variant, from the header facts
+        return services.ready.get(variant.etag, status, variant.body, variant.headers)
     return await _rendition(services, source, variant, request, status)  # 422, then render
 
 
@@ -143,12 +143,6 @@ async def _original(
         etag=variant.etag,
         last_modified=source.file.modified,
     )
-
-
-def _metadata(source: Source, variant: Variant, status: int) -> ImageResponse:
-    file = source.file
-    original = make_etag(source.mount.name, file.path, file.version, Kind.ORIGINAL)
-    return image_response(status, metadata(file, source.info, original), variant.headers)
 
 
 async def _rendition(

@@ -71,14 +71,18 @@ class Sources:
         """Sniffed from the first bytes, then the declared size checked, then the header
         parsed by Pillow; kept in the tiers for every process that shares them."""
         limits = mount.limits
+        detected: list[str | None] = []  # sniffed once, from the head, for both uses
+
+        def judge(head: bytes) -> None:
+            detected.append(_judge_head(mount, file, head))
+
         async with self.executor.slot(file.size or limits.max_source_bytes) as slot:
             if isinstance(mount.store, Peekable):  # judged before the file is read at all
-                _judge_head(mount, file, await mount.store.head(file, SNIFF_BYTES))
-                data = await _read(mount, file, _judged_already)
+                judge(await mount.store.head(file, SNIFF_BYTES))
+                data = await _read(mount, file, lambda head: None)
             else:
-                data = await _read(mount, file, lambda head: _judge_head(mount, file, head))
-            head = data[:SNIFF_BYTES]
-            declared = declared_size(sniff(head) or render.identify(head), data)
+                data = await _read(mount, file, judge)
+            declared = declared_size(detected[0], data)
             if declared is not None:
                 check_pixels(declared, limits.max_source_pixels)
             decoders = mount.policy.decoders(file.approved)
@@ -114,15 +118,13 @@ def _judge(mount: Mounted, file: StoredFile, info: SourceInfo) -> None:
     check_pixels((info.width, info.height), mount.limits.max_source_pixels)
 
 
-def _judge_head(mount: Mounted, file: StoredFile, head: bytes) -> None:
+def _judge_head(mount: Mounted, file: StoredFile, head: bytes) -> str | None:
     """Before any more is read: the format sniffed from the leading bytes, then the size the
-    store declared (SPEC §10's order)."""
-    mount.policy.check(sniff(head) or render.identify(head), file.approved)
+    store declared (SPEC §10's order). Returns the format."""
+    detected = sniff(head) or render.identify(head)
+    mount.policy.check(detected, file.approved)
     check_bytes(file.size, mount.limits)
-
-
-def _judged_already(head: bytes) -> None:
-    """The head was judged before the read began (a Peekable store)."""
+    return detected
 
 
 async def _read(mount: Mounted, file: StoredFile, on_head: Callable[[bytes], None]) -> bytes:

@@ -49,6 +49,7 @@ class Variant:
     not_modified: ImageResponse
     job: RenderJob | None = None
     key: CacheKey | None = None  # renditions only
+    body: bytes = b""  # metadata only: its JSON depends on nothing but the version
 
 
 class Variants:
@@ -112,13 +113,14 @@ def build_variant(
 ) -> Variant:
     t = query.transform
     ident = (store, file.path, file.version)
-    job = None
+    job, body = None, b""
     if t is None:
         check_frames(info, limits, animated_output=info.frames > 1)
         kind, etag = Kind.ORIGINAL, make_etag(*ident, Kind.ORIGINAL)
         extension, media_type = info.format.lower(), info.media_type
     elif t.metadata:
         kind, etag = Kind.METADATA, make_etag(*ident, Kind.METADATA)
+        body = metadata(file, info, make_etag(*ident, Kind.ORIGINAL))
         extension, media_type = "", "application/json"
     else:
         assert output is not None
@@ -157,7 +159,7 @@ def build_variant(
     key = None
     if job is not None:
         key = CacheKey(surrogate_key(store, file.path), etag.strip('"'), job.output.value)
-    return Variant(kind, etag, tuple(headers), ready_304, job, key)
+    return Variant(kind, etag, tuple(headers), ready_304, job, key, body)
 
 
 def metadata(file: StoredFile, info: SourceInfo, original_etag: str) -> bytes:

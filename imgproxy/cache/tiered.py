@@ -58,15 +58,18 @@ class TieredCache:
     async def get_or_make(
         self, key: CacheKey, make: Make, *, locate: bool = False
     ) -> Rendition | Located:
-        immediate = self._immediate
-        if immediate is not None:  # the memory hit's path: no await before the answer
-            with timing.measure("cache"):
-                found = immediate.peek(key)
-            if found is not None:
-                self.on_lookup(immediate.name, True)
-                logs.note("tier", immediate.name)
-                return found
-        cached = await self.get(key, locate=locate)
+        lookups = self._locating if locate else self._plain
+        with timing.measure("cache"):
+            immediate = self._immediate
+            if immediate is None:
+                cached = await self._lookup(key, lookups)
+            else:  # a memory tier first: its hit is answered with no await at all
+                cached = immediate.peek(key)
+                self.on_lookup(immediate.name, cached is not None)
+                if cached is not None:
+                    logs.note("tier", immediate.name)
+                else:
+                    cached = await self._lookup(key, lookups, start=1)
         if cached is not None:
             return cached
         return await self._flights.run(key.rendition, lambda: self._make_once(key, make))
@@ -96,9 +99,9 @@ class TieredCache:
                 await tier.close()
 
     async def _lookup(
-        self, key: CacheKey, lookups: list[tuple[CacheTier, Lookup]]
+        self, key: CacheKey, lookups: list[tuple[CacheTier, Lookup]], start: int = 0
     ) -> Rendition | Located | None:
-        for depth, (tier, lookup) in enumerate(lookups):
+        for depth, (tier, lookup) in enumerate(lookups[start:], start):
             try:  # inline, not _get(): this loop is the memory hit's path
                 value = await lookup(key)
             except Exception as exc:  # any tier failure degrades to a miss
