@@ -36,6 +36,17 @@ def listening(worker: psutil.Process, port: int) -> bool:
     )
 
 
+def both_listening(server: subprocess.Popen[bytes], port: int) -> list[psutil.Process]:
+    """The two workers, once each has its own socket listening on the port."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workers = workers_of(server)
+        if len(workers) == 2 and all(listening(w, port) for w in workers):
+            return workers
+        time.sleep(0.05)
+    raise AssertionError("two listening workers did not start")
+
+
 def cpu(worker: psutil.Process) -> float:
     times = worker.cpu_times()
     return float(times.user + times.system)
@@ -54,13 +65,7 @@ def test_two_workers_share_cold_renders_and_survive_a_crash(tmp_path: Path) -> N
     command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers"]
     with running([*command, "2", "--port", str(port)], port, "imgproxy") as server:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while len(workers_of(server)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        workers = workers_of(server)
-        assert len(workers) == 2
-        while not all(listening(w, port) for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        workers = both_listening(server, port)
         time.sleep(0.5)  # both event loops running
 
         # Keep-alive connections opened one after another, as a proxy's pool opens them:
@@ -145,11 +150,7 @@ def test_metrics_sum_every_worker(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers"]
     with running([*command, "2", "--port", str(port)], port, "imgproxy") as server:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while len(workers_of(server)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        while not all(listening(w, port) for w in workers_of(server)):
-            time.sleep(0.05)
+        both_listening(server, port)
         for n in range(30):  # a new connection each: both workers answer some
             assert httpx.get(f"{base}/media/photo.jpg?w={50 + n}").status_code == 200
         assert httpx.get(f"{base}/media/nothing.jpg").status_code == 404

@@ -223,21 +223,8 @@ def served(
 
 @contextmanager
 def imgproxy_process(config: Path, **env: str) -> Iterator[str]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "imgproxy",
-        "serve",
-        "--config",
-        str(config),
-        "--port",
-        str(port),
-    ]
-    with running(command, port, "imgproxy", env={**os.environ, **env}):
-        url = f"http://127.0.0.1:{port}"
-        httpx.get(url + "/healthz", timeout=10).raise_for_status()
-        yield url
+    with served(config, env=env) as server:
+        yield server.url
 
 
 def postgres_binary(name: str) -> str:
