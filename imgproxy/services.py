@@ -88,7 +88,8 @@ class Services:
 
 
 def build_tiers(settings: Settings) -> list[CacheTier]:
-    """Fastest first: memory, disk, then Redis shared by every instance (SPEC §6)."""
+    """Fastest first: memory, disk, then Redis and an object store, shared by every instance
+    (SPEC §6, §12.2)."""
     cache: CacheSettings = settings.cache
     tiers: list[CacheTier] = []
     if cache.memory_bytes:
@@ -99,7 +100,12 @@ def build_tiers(settings: Settings) -> list[CacheTier]:
         require("redis", extra="redis", feature="cache.redis_url")
         from imgproxy.cache.redis import RedisTier  # only deployments with Redis load its client
 
-        tiers.append(RedisTier(cache.redis_url, ttl=cache.redis_ttl))
+        locks = cache.lock_seconds
+        tiers.append(RedisTier(cache.redis_url, ttl=cache.redis_ttl, lock_seconds=locks))
+    if cache.s3_bucket:
+        from imgproxy.cache.objects import ObjectStoreTier  # loads obstore, or names the extra
+
+        tiers.append(ObjectStoreTier(cache))
     return tiers
 
 

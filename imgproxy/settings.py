@@ -105,8 +105,28 @@ class CacheSettings:
     redis_ttl: int = 7 * 24 * 3600
     cache_control: str = "public, max-age=86400"
     accel_redirect: str = ""
+    lock_seconds: float = 30.0  # a crashed renderer's fleet-wide lock lapses after this
+    # A rendition tier in an object store, shared by the fleet, below Redis (SPEC §12.2).
+    s3_bucket: str = ""
+    s3_prefix: str = "renditions/"
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = field(default="", repr=False)
+    # HTTP caches (Varnish with xkey) told to drop a purged source's Surrogate-Key.
+    purge_urls: tuple[str, ...] = ()
 
     def check(self, prefix: str) -> None:
+        require(self.lock_seconds > 0, f"{prefix}.lock_seconds", "must be > 0")
+        endpoint_ok = not self.s3_endpoint_url or self.s3_endpoint_url.startswith(
+            ("http://", "https://")
+        )
+        require(endpoint_ok, f"{prefix}.s3_endpoint_url", "must be an http:// or https:// URL")
+        both = bool(self.s3_access_key_id) == bool(self.s3_secret_access_key)
+        require(both, f"{prefix}.s3_secret_access_key", "give both credentials or neither")
+        for url in self.purge_urls:
+            url_ok = url.startswith(("http://", "https://"))
+            require(url_ok, f"{prefix}.purge_urls", f"{url!r} is not an http(s) URL")
         require(self.memory_bytes >= 0, f"{prefix}.memory_bytes", "must be >= 0")
         require(self.disk_bytes >= 0, f"{prefix}.disk_bytes", "must be >= 0")
         require(self.redis_ttl >= 1, f"{prefix}.redis_ttl", "must be >= 1 second")
@@ -142,7 +162,7 @@ class StoreSettings:
         """The kind's options as `key=value, ...` (for `imgproxy check`), with the password
         of any URL masked: the output ends up in terminals and CI logs."""
         return ", ".join(
-            f"{f.name}={_masked(getattr(self.options, f.name))!r}"
+            f"{f.name}={_masked(f.name, getattr(self.options, f.name))!r}"
             for f in dataclasses.fields(self.options)
         )
 
@@ -275,8 +295,11 @@ def _override(section: S, overrides: Mapping[str, Any], prefix: str) -> S:
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
 
 
-def _masked(value: Any) -> Any:
-    """`scheme://user:***@host/...` for a URL carrying a password; anything else as is."""
+def _masked(name: str, value: Any) -> Any:
+    """`***` for a secret, `scheme://user:***@host/...` for a URL carrying a password;
+    anything else as is."""
+    if "secret" in name and value:
+        return "***"
     found = _USERINFO.match(value) if isinstance(value, str) else None
     if found is None or ":" not in found[2]:
         return value

@@ -4,7 +4,7 @@ of kinds. Coerced and checked like every other section (coercion.py)."""
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imgproxy.coercion import require
 from imgproxy.errors import ConfigError
@@ -60,11 +60,37 @@ class HttpOptions:
                 raise ConfigError(f"{prefix}.allowed_networks: {network!r} is no network") from None
 
 
-StoreOptions = FsOptions | SqlOptions | HttpOptions
+@dataclass(frozen=True, slots=True)
+class S3Options:
+    """`kind = "s3"`: objects in an S3-compatible bucket (SPEC §12.1). Empty credentials mean
+    the usual AWS environment/instance ones; each store may name its own account."""
+
+    bucket: str
+    prefix: str = ""  # keys are prefix + path; a path never climbs out of it
+    endpoint_url: str = ""  # empty: AWS; else MinIO, R2, SeaweedFS...
+    region: str = "us-east-1"
+    access_key_id: str = ""
+    secret_access_key: str = field(default="", repr=False)
+    approved_metadata: str = "approved"  # x-amz-meta-<this>: true|false overrides `approved`
+    timeout: float = 10.0
+
+    def check(self, prefix: str) -> None:
+        require(bool(self.bucket), f"{prefix}.bucket", "is required")
+        endpoint_ok = not self.endpoint_url or self.endpoint_url.startswith(("http://", "https://"))
+        require(endpoint_ok, f"{prefix}.endpoint_url", "must be an http:// or https:// URL")
+        require(self.timeout > 0, f"{prefix}.timeout", "must be a positive number")
+        both = bool(self.access_key_id) == bool(self.secret_access_key)
+        require(both, f"{prefix}.secret_access_key", "give both credentials or neither")
+        metadata_ok = all(c.isalnum() or c in "-_" for c in self.approved_metadata)
+        require(metadata_ok, f"{prefix}.approved_metadata", "must be a metadata name")
+
+
+StoreOptions = FsOptions | SqlOptions | HttpOptions | S3Options
 
 # A store kind's name -> its options; `imgproxy.stores.build_store` maps these to classes.
 STORE_KINDS: dict[str, type[StoreOptions]] = {
     "fs": FsOptions,
     "sql": SqlOptions,
     "http": HttpOptions,
+    "s3": S3Options,
 }

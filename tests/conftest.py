@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from imgproxy.server import create_app
 from tests.support import LiveServer, images, settings_for
+
+if TYPE_CHECKING:
+    from tests.support.objects import S3Server
 
 
 @pytest.fixture
@@ -80,3 +83,12 @@ def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with postgres_server(tmp_path_factory.mktemp("postgres")) as dsn:
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS's `weed mini`) with two accounts, for the whole session."""
+    from tests.support.objects import seaweedfs
+
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server

@@ -22,19 +22,21 @@ from imgproxy.cache import CacheKey, Rendition
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = 5.0  # seconds the breaker stays open
-LOCK_SECONDS = 30  # a crashed renderer's lock expires after this
 POLL = 0.05
 
 
 class RedisTier:
     name = "redis"
 
-    def __init__(self, url: str, *, ttl: int, prefix: str = "imgproxy:") -> None:
+    def __init__(
+        self, url: str, *, ttl: int, prefix: str = "imgproxy:", lock_seconds: float = 30.0
+    ) -> None:
         self.client: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0
         )
         self.ttl = ttl
         self.prefix = prefix
+        self.lock_seconds = lock_seconds  # a crashed renderer's lock lapses after this
         self._open_until = 0.0
         self._held: dict[str, tuple[Lock, asyncio.Task[None]]] = {}  # renders this process owns
 
@@ -84,11 +86,11 @@ class RedisTier:
     async def claim(self, key: CacheKey) -> bool:
         """True if this process should render `key` (it holds the lock, or Redis is out).
         redis-py's Lock: a token-checked, atomic release (a Lua script), and kept alive
-        while the render runs, so a render longer than LOCK_SECONDS is not done twice."""
+        while the render runs, so a render longer than lock_seconds is not done twice."""
         if not self.available:
             return True
         lock = self.client.lock(
-            f"{self.prefix}l:{key.rendition}", timeout=LOCK_SECONDS, blocking=False
+            f"{self.prefix}l:{key.rendition}", timeout=self.lock_seconds, blocking=False
         )
         try:
             got = await lock.acquire()
@@ -101,9 +103,9 @@ class RedisTier:
 
     async def _keep(self, lock: Lock) -> None:
         """Push the lock's expiry out while its render runs; a crashed renderer's lock still
-        lapses after LOCK_SECONDS."""
+        lapses after lock_seconds."""
         while True:
-            await asyncio.sleep(LOCK_SECONDS / 3)
+            await asyncio.sleep(self.lock_seconds / 3)
             try:
                 await lock.reacquire()
             except (LockError, RedisError, OSError):
@@ -124,7 +126,7 @@ class RedisTier:
 
     async def wait(self, key: CacheKey) -> Rendition | None:
         """Poll for another instance's render until it lands or its lock goes away."""
-        deadline = time.monotonic() + LOCK_SECONDS
+        deadline = time.monotonic() + self.lock_seconds
         lock = f"{self.prefix}l:{key.rendition}"
         while time.monotonic() < deadline and self.available:
             found = await self.get(key)

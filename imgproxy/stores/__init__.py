@@ -1,5 +1,5 @@
 """Stores: where source images live. The Store protocol and the optional powers (`base`),
-the three built-in kinds, and `build_store`, which makes one from a `[stores.NAME]` table."""
+the four built-in kinds, and `build_store`, which makes one from a `[stores.NAME]` table."""
 
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +9,7 @@ from imgproxy.stores.filesystem import FileSystemStore
 
 if TYPE_CHECKING:
     from imgproxy.stores.http import HTTPStore
+    from imgproxy.stores.s3 import S3Store
     from imgproxy.stores.sql import SQLStore
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "HTTPStore",
     "Listable",
     "Peekable",
+    "S3Store",
     "SQLStore",
     "Store",
     "StoredFile",
@@ -24,11 +26,16 @@ __all__ = [
 ]
 
 
-_ON_USE = {"HTTPStore": "imgproxy.stores.http", "SQLStore": "imgproxy.stores.sql"}
+_ON_USE = {
+    "HTTPStore": "imgproxy.stores.http",
+    "S3Store": "imgproxy.stores.s3",
+    "SQLStore": "imgproxy.stores.sql",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """HTTPStore and SQLStore load their modules (httpx, sqlite3) on first use only."""
+    """HTTPStore, SQLStore and S3Store load their modules (httpx, sqlite3, obstore) on first
+    use only."""
     if name in _ON_USE:
         import importlib
 

@@ -1,5 +1,5 @@
-"""One contract for every cache tier (memory, disk, Redis), then each tier's own duties:
-disk writes are atomic and bounded, Redis outages degrade to a miss."""
+"""One contract for every cache tier (memory, disk, Redis, object store), then each tier's own
+duties: disk writes are atomic and bounded, Redis and object-store outages degrade to a miss."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from imgproxy.cache import CacheKey, CacheTier, Located, Rendition
 from imgproxy.cache.disk import STALE_TEMP_SECONDS, TEMP_MARK, DiskTier
 from imgproxy.cache.memory import MemoryTier
+from imgproxy.cache.objects import ObjectStoreTier
 from imgproxy.cache.redis import RedisTier
 from imgproxy.cache.tiered import TieredCache
+from imgproxy.settings import CacheSettings
+from tests.support.objects import ACCOUNTS, S3Server
 
 KEY = CacheKey("SRCaaaaaaaaaaaaaaaaaaaaa", "R1bbbbbbbbbbbbbbbbbbbbbb", "webp")
 OTHER_RENDITION = CacheKey(KEY.source, "R2cccccccccccccccccccccc", "png")
@@ -27,16 +31,32 @@ OTHER_SOURCE = CacheKey("SRCdddddddddddddddddddddd", "R3eeeeeeeeeeeeeeeeeeeeee",
 VALUE = Rendition(b"RIFF....WEBPVP8 fake bytes", "image/webp", 1_700_000_000.0)
 
 
-@pytest.fixture(params=["memory", "disk", "redis"])
+@pytest.fixture(params=["memory", "disk", "redis", "s3"])
 def tier_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], CacheTier]:
     if request.param == "memory":
         memory = MemoryTier(1 << 20)
         return lambda: memory
     if request.param == "disk":
         return lambda: DiskTier(tmp_path / "cache", max_bytes=1 << 20)
+    if request.param == "s3":
+        s3 = request.getfixturevalue("s3")
+        cache = object_cache(s3, f"test{time.monotonic_ns()}/")
+        return lambda: ObjectStoreTier(cache)
     url = request.getfixturevalue("redis_url")
     prefix = f"test{time.monotonic_ns()}:"
     return lambda: RedisTier(url, ttl=60, prefix=prefix)
+
+
+def object_cache(s3: S3Server, prefix: str, **more: Any) -> CacheSettings:
+    key, secret = ACCOUNTS["alice"]
+    values: dict[str, Any] = {
+        "s3_bucket": "renditions",
+        "s3_prefix": prefix,
+        "s3_endpoint_url": s3.endpoint,
+        "s3_access_key_id": key,
+        "s3_secret_access_key": secret,
+    }
+    return CacheSettings(**(values | more))
 
 
 def test_tier_contract(tier_factory: Callable[[], CacheTier]) -> None:
@@ -174,18 +194,13 @@ def test_redis_outage_degrades_to_a_miss_with_one_warning(caplog: pytest.LogCapt
     asyncio.run(scenario())
 
 
-def test_the_redis_render_lock_outlives_its_timeout_and_frees_only_itself(
-    redis: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_redis_render_lock_outlives_its_timeout_and_frees_only_itself(redis: str) -> None:
     """Across processes one render per key: the holder's lock is kept alive past its timeout
     while the render runs, and a holder whose lock lapsed never frees another's."""
-    import imgproxy.cache.redis as redis_tier
-
-    monkeypatch.setattr(redis_tier, "LOCK_SECONDS", 0.3)
 
     async def scenario() -> None:
         prefix = f"lock{time.monotonic_ns()}:"
-        one, two = (RedisTier(redis, ttl=60, prefix=prefix) for _ in range(2))
+        one, two = (RedisTier(redis, ttl=60, prefix=prefix, lock_seconds=0.3) for _ in range(2))
         assert await one.claim(KEY) is True
         assert await two.claim(KEY) is False
         await asyncio.sleep(1.0)  # three timeouts: still held, the render is running
@@ -204,5 +219,35 @@ def test_the_redis_render_lock_outlives_its_timeout_and_frees_only_itself(
         assert await one.client.exists(f"{prefix}l:{KEY.rendition}") == 0
         await one.close()
         await two.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_object_store_tier_writes_whole_objects_and_survives_an_outage(
+    s3: S3Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What lands is the whole body under `{prefix}{source}/{rendition}.{ext}`; a dead
+    endpoint is a miss with one warning and no wait per request (the breaker)."""
+    prefix = f"whole{time.monotonic_ns()}/"
+
+    async def scenario() -> None:
+        tier = ObjectStoreTier(object_cache(s3, prefix))
+        big = Rendition(os.urandom(3 * 1024 * 1024), "image/webp")
+        await tier.put(KEY, big)
+        listed = await asyncio.to_thread(s3.keys, "renditions", prefix)
+        assert listed == [f"{prefix}{KEY.source}/{KEY.name}"]
+        found = await tier.get(KEY)
+        assert found is not None and found.body == big.body
+
+        dead = ObjectStoreTier(object_cache(s3, prefix, s3_endpoint_url="http://127.0.0.1:9"))
+        with caplog.at_level(logging.WARNING):
+            began = time.monotonic()
+            for _ in range(20):
+                assert await dead.get(KEY) is None
+                await dead.put(OTHER_SOURCE, VALUE)
+            assert time.monotonic() - began < 5
+        assert sum("object-store tier unavailable" in r.message for r in caplog.records) == 1
+        other = f"{prefix}{OTHER_SOURCE.source}/"
+        assert await asyncio.to_thread(s3.keys, "renditions", other) == []
 
     asyncio.run(scenario())

@@ -84,7 +84,7 @@ def test_store_overrides_policy_and_limits_flat() -> None:
         ({"stores": {"Bad": {"kind": "fs"}}}, {}, "stores.Bad"),
         ({"stores": {"healthz": {"kind": "fs", "root": "."}}}, {}, "stores.healthz"),
         ({"stores": {"a": {"root": "."}}}, {}, "stores.a.kind"),
-        ({"stores": {"a": {"kind": "s3"}}}, {}, "stores.a.kind"),
+        ({"stores": {"a": {"kind": "ftp"}}}, {}, "stores.a.kind"),
         ({"stores": {"a": {"kind": "fs"}}}, {}, "stores.a.root"),
         ({"stores": {"a": {"kind": "fs", "root": ""}}}, {}, "stores.a.root"),
         ({"stores": {"a": {"kind": "fs", "root": ".", "colour": "red"}}}, {}, "stores.a.colour"),

@@ -20,10 +20,11 @@ from tests.support.stores import (
     FsBackend,
     HttpBackend,
     PostgresBackend,
+    S3Backend,
     SQLiteBackend,
 )
 
-KINDS = ["fs", "sqlite", "postgres", "http", "django"]
+KINDS = ["fs", "sqlite", "postgres", "http", "django", "s3"]
 
 
 @pytest.fixture(params=KINDS)
@@ -37,6 +38,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         made = HttpBackend()
     elif request.param == "django":
         made = DjangoBackend(tmp_path)
+    elif request.param == "s3":
+        made = S3Backend(request.getfixturevalue("s3"))
     else:
         dsn = request.getfixturevalue("postgres_dsn")
         made = PostgresBackend(dsn, "s" + uuid.uuid4().hex[:12])

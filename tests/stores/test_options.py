@@ -128,8 +128,8 @@ def test_required_options_are_named() -> None:
 def test_an_unknown_kind_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_mapping({"stores": {"a": {"kind": "ftp"}}}, env={})
-    assert str(caught.value) == "stores.a.kind: unknown store kind 'ftp' (fs, sql, http)"
-    assert set(STORE_KINDS) == {"fs", "sql", "http"}
+    assert str(caught.value) == "stores.a.kind: unknown store kind 'ftp' (fs, sql, http, s3)"
+    assert set(STORE_KINDS) == {"fs", "sql", "http", "s3"}
 
 
 def test_sql_options_and_the_optional_column() -> None:

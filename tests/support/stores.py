@@ -9,12 +9,16 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from imgproxy.stores import Closeable, FileSystemStore, SQLStore, Store, StoredFile
+
+if TYPE_CHECKING:
+    from tests.support.objects import S3Server
 
 
 class Table(TypedDict):
@@ -224,3 +228,34 @@ class DjangoBackend(Backend):
     def put(self, key: str, data: bytes, *, approved: bool | None = None) -> None:
         write_file(self.folder / key, data)
         self.approvals[key] = True if approved is None else approved
+
+
+class S3Backend(Backend):
+    """A SeaweedFS bucket, under a prefix of its own; approval by `x-amz-meta-approved`."""
+
+    def __init__(self, server: S3Server) -> None:
+        from imgproxy.stores import S3Store
+
+        super().__init__()
+        self.server = server
+        self.prefix = f"t{uuid.uuid4().hex[:12]}/"
+        self.store = S3Store(
+            "media",
+            prefix=self.prefix,
+            endpoint_url=server.endpoint,
+            approved=True,
+            **server.credentials(),
+        )
+        self.keys = ["a.jpg", "sub/b.png", "c d.jpg"]
+
+        self._written: dict[str, float] = {}
+
+    def put(self, key: str, data: bytes, *, approved: bool | None = None) -> None:
+        # S3's Last-Modified has whole seconds: a rewrite lands in a later second, as the
+        # contract's rewrites do for every other kind.
+        wait = int(self._written.get(key, 0)) + 1 - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        metadata = {} if approved is None else {"approved": str(approved).lower()}
+        self.server.put("media", self.prefix + key, data, **metadata)
+        self._written[key] = time.time()

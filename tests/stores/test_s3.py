@@ -1,0 +1,263 @@
+"""The `s3` store against a real S3 server (SeaweedFS, request signing enforced): what is
+fetched (SeaweedFS's own byte counters prove a 304 and a hit download nothing), errors, two
+accounts side by side, the prefix as a fence, settings from the environment (SPEC §12.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from imgproxy import ImageProxy, Settings
+from imgproxy.errors import SourceChanged
+from imgproxy.stores import S3Store
+from tests.support import Serve, assert_healthy, images, raw_get
+from tests.support.objects import ACCOUNTS, S3Server
+
+
+def settings(s3: S3Server, media: Path, **stores: dict[str, Any]) -> Settings:
+    data = {
+        "limits": {"render_concurrency": 2},
+        "stores": {"media": {"kind": "fs", "root": str(media), "approved": True}, **stores},
+    }
+    return Settings.from_mapping(data, env={})
+
+
+def uploads(s3: S3Server, prefix: str, account: str = "alice", **more: Any) -> dict[str, Any]:
+    key, secret = ACCOUNTS[account]
+    return {
+        "kind": "s3",
+        "bucket": "media",
+        "prefix": prefix,
+        "endpoint_url": s3.endpoint,
+        "access_key_id": key,
+        "secret_access_key": secret,
+        "approved": True,
+        **more,
+    }
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"u{uuid.uuid4().hex[:12]}/"
+
+
+def test_a_304_and_a_repeated_hit_download_no_body(
+    s3: S3Server, media: Path, serve: Serve, prefix: str
+) -> None:
+    photo = images.jpeg((320, 240))
+    s3.put("media", prefix + "photo.jpg", photo)
+    proxy = ImageProxy(settings(s3, media, uploads=uploads(s3, prefix)))
+    with httpx.Client(base_url=serve(proxy).url) as http:
+        before = s3.sent_bytes("media")
+        first = http.get("/uploads/photo.jpg?w=100")
+        assert first.status_code == 200
+        assert images.decode(first.content).size == (100, 75)
+        fetched = s3.sent_bytes("media") - before
+        assert fetched >= len(photo)  # the first sight downloads it (learn, then render)
+        settled = s3.sent_bytes("media")
+        for _ in range(3):
+            again = http.get("/uploads/photo.jpg?w=100")
+            assert again.content == first.content
+            revalidated = http.get(
+                "/uploads/photo.jpg?w=100", headers={"if-none-match": first.headers["etag"]}
+            )
+            assert revalidated.status_code == 304
+        original = http.get("/uploads/photo.jpg", headers={"if-none-match": '"x"'})
+        assert original.content == photo
+        assert s3.sent_bytes("media") - settled == len(photo)  # only the original's body
+
+
+def test_approval_comes_from_object_metadata(
+    s3: S3Server, media: Path, serve: Serve, prefix: str
+) -> None:
+    s3.put("media", prefix + "held.png", images.png((20, 20)), approved="false")
+    s3.put("media", prefix + "fine.bmp", _bmp(), approved="true")
+    s3.put("media", prefix + "plain.bmp", _bmp())
+    store = uploads(s3, prefix, approved=False)
+    proxy = ImageProxy(settings(s3, media, uploads=store))
+    with httpx.Client(base_url=serve(proxy).url) as http:
+        assert http.get("/uploads/held.png?w=10").status_code == 200  # PNG needs no approval
+        assert http.get("/uploads/fine.bmp?w=10").status_code == 200  # approved by metadata
+        refused = http.get("/uploads/plain.bmp?w=10")  # BMP needs approval; the default: no
+        assert refused.status_code == 403
+        assert refused.json()["error"] == "not_approved"
+
+
+def _bmp() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (20, 20), "teal").save(out, "BMP")
+    return out.getvalue()
+
+
+def test_bad_credentials_and_a_missing_bucket_are_502_with_no_secret(
+    s3: S3Server, media: Path, serve: Serve, prefix: str
+) -> None:
+    s3.put("media", prefix + "a.jpg", images.jpeg((20, 20)))
+    wrong = uploads(s3, prefix, secret_access_key="not-the-secret-" + "z" * 20)
+    missing = uploads(s3, prefix, bucket="no-such-bucket")
+    proxy = ImageProxy(settings(s3, media, wrong=wrong, missing=missing))
+    with httpx.Client(base_url=serve(proxy).url) as http:
+        for url in ("/wrong/a.jpg", "/wrong/a.jpg?w=10", "/missing/a.jpg", "/missing/nothing.jpg"):
+            response = http.get(url)
+            assert response.status_code == 502, url
+            assert response.json()["error"] == "upstream_error"
+            for secret in ("not-the-secret", ACCOUNTS["alice"][1], ACCOUNTS["alice"][0]):
+                assert secret not in response.text
+                assert secret not in str(response.headers)
+        assert http.get("/missing/a.jpg").json()["detail"].endswith("no such bucket")
+        assert_healthy(http)
+
+
+def test_two_stores_with_two_accounts_stay_isolated(
+    s3: S3Server, media: Path, serve: Serve, prefix: str
+) -> None:
+    s3.put("media", prefix + "alice.jpg", images.jpeg((30, 20)))
+    s3.put("bobs", prefix + "bob.jpg", images.jpeg((20, 30)))
+    alices = uploads(s3, prefix)
+    bobs = uploads(s3, prefix, account="bob", bucket="bobs")
+    bob_in_alices = uploads(s3, prefix, account="bob")  # bob's key on alice's bucket
+    proxy = ImageProxy(settings(s3, media, alices=alices, bobs=bobs, trespass=bob_in_alices))
+    with httpx.Client(base_url=serve(proxy).url) as http:
+        assert images.decode(http.get("/alices/alice.jpg").content).size == (30, 20)
+        assert images.decode(http.get("/bobs/bob.jpg").content).size == (20, 30)
+        assert http.get("/alices/bob.jpg").status_code == 404
+        assert http.get("/bobs/alice.jpg").status_code == 404
+        assert http.get("/trespass/alice.jpg").status_code == 502  # bob may not read it
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../secret.jpg",
+        "a/../../secret.jpg",
+        "%2e%2e/secret.jpg",
+        "..%2fsecret.jpg",
+        "..%5csecret.jpg",
+    ],
+)
+def test_a_path_cannot_climb_out_of_the_prefix(
+    s3: S3Server, media: Path, serve: Serve, prefix: str, path: str
+) -> None:
+    s3.put("media", prefix + "inner/a.jpg", images.jpeg((10, 10)))
+    s3.put("media", prefix + "secret.jpg", images.jpeg((10, 10)))
+    proxy = ImageProxy(settings(s3, media, uploads=uploads(s3, prefix + "inner/")))
+    with httpx.Client() as http:
+        url = serve(proxy).url
+        assert http.get(url + "/uploads/a.jpg").status_code == 200
+        status, _ = raw_get(url, "/uploads/" + path)  # as sent: httpx would drop the `..`
+        assert status in (400, 404), path
+
+
+def test_an_object_replaced_between_stat_and_read_is_never_mixed(s3: S3Server, prefix: str) -> None:
+    s3.put("media", prefix + "a.jpg", images.jpeg((10, 10)))
+    store = S3Store("media", prefix=prefix, endpoint_url=s3.endpoint, **s3.credentials())
+
+    async def scenario() -> None:
+        seen = await store.stat("a.jpg")
+        await asyncio.to_thread(s3.put, "media", prefix + "a.jpg", images.jpeg((12, 12)))
+        with pytest.raises(SourceChanged):  # If-Match on the stat's ETag
+            b"".join([chunk async for chunk in store.open(seen)])
+        fresh = await store.stat("a.jpg")
+        assert fresh.version != seen.version
+        body = b"".join([chunk async for chunk in store.open(fresh)])
+        assert images.decode(body).size == (12, 12)
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """An endpoint that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+def test_a_silent_object_store_is_a_504_within_the_timeout(
+    s3: S3Server, media: Path, serve: Serve, silent: str
+) -> None:
+    store = uploads(s3, "p/", endpoint_url=silent, timeout=0.5)
+    proxy = ImageProxy(settings(s3, media, uploads=store))
+    with httpx.Client(base_url=serve(proxy).url, timeout=10) as http:
+        response = http.get("/uploads/a.jpg")
+        assert response.status_code == 504
+        assert response.elapsed.total_seconds() < 5
+        assert_healthy(http)
+
+
+def test_credentials_from_the_environment_and_masked_in_check(
+    s3: S3Server, tmp_path: Path, prefix: str
+) -> None:
+    key, secret = ACCOUNTS["alice"]
+    env = {
+        "IMGPROXY_STORES__UPLOADS__ACCESS_KEY_ID": key,
+        "IMGPROXY_STORES__UPLOADS__SECRET_ACCESS_KEY": secret,
+    }
+    table = {"kind": "s3", "bucket": "media", "endpoint_url": s3.endpoint, "prefix": prefix}
+    loaded = Settings.from_mapping({"stores": {"uploads": table}}, env=env)
+    described = loaded.stores["uploads"].describe()
+    assert secret not in described and "secret_access_key='***'" in described
+    assert secret not in repr(loaded)
+    s3.put("media", prefix + "a.jpg", images.jpeg((10, 10)))
+    store = ImageProxy(loaded).services.mounts["uploads"].store
+    assert asyncio.run(store.stat("a.jpg")).size
+
+
+def test_one_credential_without_the_other_is_refused() -> None:
+    from imgproxy.errors import ConfigError
+
+    table = {"kind": "s3", "bucket": "media", "access_key_id": "AKIA"}
+    with pytest.raises(ConfigError, match=r"^stores\.u\.secret_access_key"):
+        Settings.from_mapping({"stores": {"u": table}}, env={})
+
+
+def test_concurrent_cold_requests_share_one_download(
+    s3: S3Server, media: Path, serve: Serve, prefix: str
+) -> None:
+    photo = images.jpeg((640, 480))
+    s3.put("media", prefix + "photo.jpg", photo)
+    proxy = ImageProxy(settings(s3, media, uploads=uploads(s3, prefix)))
+    with httpx.Client(base_url=serve(proxy).url, timeout=30) as http:
+        before = s3.sent_bytes("media")
+
+        def fetch(_: int) -> int:
+            return http.get("/uploads/photo.jpg?w=64").status_code
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(fetch, range(32))) == {200}
+        # One learn read and one render read, whatever the concurrency.
+        assert s3.sent_bytes("media") - before == 2 * len(photo)
+        assert_healthy(http)
