@@ -1,5 +1,6 @@
 """Cache tiers for renditions: keys, values, the CacheTier protocol and the optional powers a
-tier may have (small Protocols: Locating for X-Accel-Redirect, Locking across processes).
+tier may have (small Protocols: Locating for X-Accel-Redirect, Locking across processes,
+Broadcasting purges to every instance).
 
 Keys contain the source's version (the rendition id is its ETag), so a tier never needs to
 know about invalidation: a changed source asks for new keys (SPEC §6). Keys also name their
@@ -8,6 +9,7 @@ source, so `purge` removes one source's renditions without scanning the others.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -48,6 +50,7 @@ class Located:
 
 class CacheTier(Protocol):
     name: str
+    shared: bool  # kept once for the whole fleet (Redis, an object store), not per host
 
     async def get(self, key: CacheKey) -> Rendition | None: ...
 
@@ -87,6 +90,18 @@ class Locking(Protocol):
         ...
 
     async def release(self, key: CacheKey) -> None: ...
+
+
+@runtime_checkable
+class Broadcasting(Protocol):
+    """A shared tier that carries purges to every instance (Redis pub/sub), so what each one
+    keeps for itself (its memory, its host's disk) is dropped too."""
+
+    async def announce(self, source: str) -> None: ...
+
+    async def listen(self, on_purge: Callable[[str], Awaitable[None]]) -> None:
+        """Call `on_purge` for each source purged anywhere; runs until cancelled."""
+        ...
 
 
 @runtime_checkable

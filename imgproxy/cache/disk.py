@@ -33,6 +33,7 @@ EVICT_TO = 0.9  # an eviction pass stops at this share of the budget
 
 class DiskTier:
     name = "disk"
+    shared = False  # by the processes of one host, not by the fleet
 
     def __init__(self, root: str | os.PathLike[str], *, max_bytes: int) -> None:
         self.root = Path(root).resolve()

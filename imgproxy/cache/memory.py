@@ -17,6 +17,7 @@ def _weight(value: Rendition) -> int:
 
 class MemoryTier:
     name = "memory"
+    shared = False
 
     def __init__(self, max_bytes: int) -> None:
         self._items: LRUCache[tuple[str, str], Rendition] = LRUCache(

@@ -31,6 +31,7 @@ TIMEOUT = 5.0
 
 class ObjectStoreTier:
     name = "s3"
+    shared = True
 
     def __init__(self, settings: CacheSettings) -> None:
         self.client = object_store(

@@ -2,7 +2,8 @@
 lock that makes a cold rendition render once across processes.
 
 Keys: `{prefix}r:{rendition}` holds the bytes, `{prefix}s:{source}` the set of a source's
-rendition keys (so a purge is proportional to that source), `{prefix}l:{rendition}` the lock.
+rendition keys (so a purge is proportional to that source), `{prefix}l:{rendition}` the lock;
+the channel `{prefix}purged` carries purged sources to every instance.
 An outage opens a breaker for a few seconds: requests skip Redis instead of each waiting
 for a timeout, and one warning is logged per outage.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
@@ -27,6 +29,7 @@ POLL = 0.05
 
 class RedisTier:
     name = "redis"
+    shared = True
 
     def __init__(
         self, url: str, *, ttl: int, prefix: str = "imgproxy:", lock_seconds: float = 30.0
@@ -140,6 +143,27 @@ class RedisTier:
                 return None
             await asyncio.sleep(POLL)
         return None
+
+    async def announce(self, source: str) -> None:
+        await self.client.publish(f"{self.prefix}purged", source)
+
+    async def listen(self, on_purge: Callable[[str], Awaitable[None]]) -> None:
+        """Subscribed for the process's life; through an outage it subscribes again. A purge
+        announced while the subscription is down is missed: the tiers it would clear hold
+        what this process rendered since, so the gap is as short as the outage."""
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(f"{self.prefix}purged")
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and isinstance(message.get("data"), bytes):
+                        await on_purge(message["data"].decode("utf-8", "replace"))
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+                await asyncio.sleep(RETRY_AFTER)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
         await self.client.aclose()

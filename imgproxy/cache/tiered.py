@@ -8,11 +8,14 @@ make a request slower, never fail it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from imgproxy import logs, timing
 from imgproxy.cache import (
+    Broadcasting,
     CacheKey,
     CacheTier,
     Closing,
@@ -46,6 +49,8 @@ class TieredCache:
             (t, _locator(t) if isinstance(t, Locating) else t.get) for t in self.tiers
         ]
         self._lock = next((t for t in self.tiers if isinstance(t, Locking)), None)
+        self._broadcast = next((t for t in self.tiers if isinstance(t, Broadcasting)), None)
+        self._listening: asyncio.Task[None] | None = None
         first = self.tiers[0] if self.tiers else None
         self._immediate = first if isinstance(first, Immediate) else None
         self._flights: SingleFlight[Rendition] = SingleFlight()
@@ -76,6 +81,8 @@ class TieredCache:
 
     async def recall(self, key: CacheKey) -> Rendition | None:
         """A plain lookup, not counted as a rendition hit or miss (source facts)."""
+        if self._listening is None and self._broadcast is not None:
+            self._listen(self._broadcast)
         for depth, tier in enumerate(self.tiers):
             value = await self._get(tier, tier.get, key)
             if isinstance(value, Rendition):
@@ -88,12 +95,19 @@ class TieredCache:
             await self._put(tier, key, value)
 
     async def purge(self, source: str) -> int:
+        """Every tier here, then every other instance's own tiers (through the broadcast)."""
         removed = 0
         for tier in self.tiers:
             removed += await tier.purge(source)
+        if self._broadcast is not None:
+            await self._broadcast.announce(source)
         return removed
 
     async def close(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
         for tier in self.tiers:
             if isinstance(tier, Closing):
                 await tier.close()
@@ -101,6 +115,8 @@ class TieredCache:
     async def _lookup(
         self, key: CacheKey, lookups: list[tuple[CacheTier, Lookup]], start: int = 0
     ) -> Rendition | Located | None:
+        if self._listening is None and self._broadcast is not None:
+            self._listen(self._broadcast)
         for depth, (tier, lookup) in enumerate(lookups[start:], start):
             try:  # inline, not _get(): this loop is the memory hit's path
                 value = await lookup(key)
@@ -115,6 +131,24 @@ class TieredCache:
                 await self._fill(depth, key, value)
             return value
         return None
+
+    def _listen(self, broadcast: Broadcasting) -> None:
+        """Started by the first lookup that reaches past memory: before one, this process
+        keeps nothing a purge elsewhere would have to drop (a memory hit needs a fill)."""
+
+        async def forget(source: str) -> None:
+            for tier in self.tiers:
+                if not tier.shared:
+                    await self._purge_quietly(tier, source)
+
+        self._listening = asyncio.get_running_loop().create_task(broadcast.listen(forget))
+
+    @staticmethod
+    async def _purge_quietly(tier: CacheTier, source: str) -> None:
+        try:
+            await tier.purge(source)
+        except Exception as exc:  # a listener must outlive one tier's failure
+            log.warning("cache tier %s failed on purge: %s", tier.name, exc)
 
     async def _make_once(self, key: CacheKey, make: Make) -> Rendition:
         if self.tiers:

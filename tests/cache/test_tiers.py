@@ -251,3 +251,44 @@ def test_the_object_store_tier_writes_whole_objects_and_survives_an_outage(
         assert await asyncio.to_thread(s3.keys, "renditions", other) == []
 
     asyncio.run(scenario())
+
+
+def test_a_purge_reaches_the_memory_and_disk_of_every_instance(redis: str, tmp_path: Path) -> None:
+    """Two instances on two hosts (memory + own disk + shared Redis): a purge on one drops the
+    source from the other's own tiers too, through Redis pub/sub, and leaves other sources."""
+
+    def instance(name: str) -> TieredCache:
+        return TieredCache(
+            [
+                MemoryTier(1 << 20),
+                DiskTier(tmp_path / name, max_bytes=1 << 20),
+                RedisTier(redis, ttl=60),
+            ]
+        )
+
+    async def scenario() -> None:
+        here, there = instance("here"), instance("there")
+        for cache in (here, there):
+            await cache.put(KEY, VALUE)
+            await cache.put(OTHER_SOURCE, VALUE)
+            assert await cache.get(KEY) is not None  # a lookup: the listener starts
+        shared = here.tiers[2]
+        assert isinstance(shared, RedisTier)
+        for _ in range(250):  # both listeners subscribed
+            counts = await shared.client.pubsub_numsub("imgproxy:purged")
+            if counts and counts[0][1] == 2:
+                break
+            await asyncio.sleep(0.02)
+        await here.purge(KEY.source)
+        memory, disk = there.tiers[0], there.tiers[1]
+        for _ in range(100):
+            if await memory.get(KEY) is None and await disk.get(KEY) is None:
+                break
+            await asyncio.sleep(0.02)
+        assert await memory.get(KEY) is None and await disk.get(KEY) is None
+        assert await memory.get(OTHER_SOURCE) is not None
+        assert await disk.get(OTHER_SOURCE) is not None
+        await here.close()
+        await there.close()
+
+    asyncio.run(scenario())
