@@ -5,6 +5,7 @@ accounts side by side, the prefix as a fence, settings from the environment (SPE
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import uuid
@@ -102,12 +103,13 @@ def _bmp() -> bytes:
 
 
 def test_bad_credentials_and_a_missing_bucket_are_502_with_no_secret(
-    s3: S3Server, media: Path, serve: Serve, prefix: str
+    s3: S3Server, media: Path, serve: Serve, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     s3.put("media", prefix + "a.jpg", images.jpeg((20, 20)))
     wrong = uploads(s3, prefix, secret_access_key="not-the-secret-" + "z" * 20)
     missing = uploads(s3, prefix, bucket="no-such-bucket")
     proxy = ImageProxy(settings(s3, media, wrong=wrong, missing=missing))
+    caplog.set_level(logging.DEBUG)
     with httpx.Client(base_url=serve(proxy).url) as http:
         for url in ("/wrong/a.jpg", "/wrong/a.jpg?w=10", "/missing/a.jpg", "/missing/nothing.jpg"):
             response = http.get(url)
@@ -118,6 +120,9 @@ def test_bad_credentials_and_a_missing_bucket_are_502_with_no_secret(
                 assert secret not in str(response.headers)
         assert http.get("/missing/a.jpg").json()["detail"].endswith("no such bucket")
         assert_healthy(http)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    for secret in ("not-the-secret", ACCOUNTS["alice"][1]):
+        assert secret not in logged
 
 
 def test_two_stores_with_two_accounts_stay_isolated(
