@@ -45,7 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     purge = commands.add_parser(
         "purge",
         help="remove every cached rendition of a source",
-        description="Exit status: 0 renditions removed, 1 nothing cached for it, 2 bad input.",
+        description=(
+            "Exit status: 0 renditions removed (or every cache.purge_urls confirmed), 1 nothing "
+            "cached for it, 2 bad input, 3 an HTTP cache failed (the tiers were purged)."
+        ),
     )
     _config_option(purge)
     purge.add_argument("source", metavar="STORE/PATH", help="e.g. media/photos/a.jpg")
@@ -216,21 +219,27 @@ def _purge(settings: Settings, args: argparse.Namespace) -> int:
         print("imgproxy: purge needs STORE/PATH, e.g. media/photos/a.jpg", file=sys.stderr)
         return 2
 
-    async def run() -> int:
+    async def run() -> maintenance.Purged:
         services = Services.build(settings)
         try:
             return await maintenance.purge(services, store, path)
         finally:
             await services.close()
 
-    removed = asyncio.run(run())
-    if not removed:
+    purged = asyncio.run(run())
+    if not purged.removed and not purged.answers:
         print(f"imgproxy: nothing cached for {store}/{path}: 0 entries removed", file=sys.stderr)
         if not _shared_tiers(settings):
             print(f"imgproxy: {MEMORY_ONLY}: a server's memory can't be purged", file=sys.stderr)
         return 1
-    print(f"purged {removed} cached entries of {store}/{path}")
-    return 0
+    print(f"purged {purged.removed} cached entries of {store}/{path}")
+    for answer in purged.answers:
+        if answer.ok:
+            print(f"{answer.url}: {answer.detail}")
+        else:
+            failure = f"HTTP cache {answer.url} did not purge {store}/{path}: {answer.detail}"
+            print(f"imgproxy: {failure}", file=sys.stderr)
+    return 3 if purged.failed else 0
 
 
 MEMORY_ONLY = "only the memory tier is configured (no cache.disk_path, no cache.redis_url)"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from imgproxy import pipeline
+from imgproxy import cdn, pipeline
 from imgproxy.conditional import surrogate_key
 from imgproxy.errors import ConfigError
 from imgproxy.messages import ImageRequest, ImageResponse
@@ -41,11 +41,26 @@ class Outcome:
     detail: str = ""
 
 
-async def purge(services: Services, store: str, path: str) -> int:
-    """Remove every cached rendition of `store/path` from the disk and Redis tiers (and this
-    process's memory); proportional to that source's renditions, not to the cache."""
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What a purge removed from the tiers, and each HTTP cache's answer (`cache.purge_urls`)."""
+
+    removed: int
+    answers: tuple[cdn.Answer, ...]
+
+    @property
+    def failed(self) -> list[cdn.Answer]:
+        return [answer for answer in self.answers if not answer.ok]
+
+
+async def purge(services: Services, store: str, path: str) -> Purged:
+    """Remove every cached rendition of `store/path` from the cache tiers, proportional to that
+    source's renditions, not to the cache; then ask the HTTP caches in front to drop it.
+    Tiers first: a cache that refetches at once must miss them too."""
     _check_store(services, store)
-    return await services.cache.purge(surrogate_key(store, path))
+    key = surrogate_key(store, path)
+    removed = await services.cache.purge(key)
+    return Purged(removed, await cdn.purge(services.settings.cache.purge_urls, key))
 
 
 async def warm(

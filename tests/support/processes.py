@@ -1,5 +1,5 @@
 """Real service processes for the tests, on free loopback ports in temp folders: redis-server,
-nginx, and imgproxy itself. A missing binary skips loudly, or fails when CI requires it."""
+nginx, Varnish, and imgproxy itself. A missing binary skips loudly, or fails when CI requires it."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support import need_binary
+from tests.support import REQUIRE_SERVICES, need_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -179,6 +180,58 @@ def nginx(
     extras = {"edge_extra": extra} if cache else {"origin_extra": extra}
     with nginx_servers(folder, upstream_port, cache_dir, **extras) as site:
         yield site.edge if cache else site.origin
+
+
+# The shipped config/varnish.vcl is tested as shipped: only its backend's port is replaced.
+VCL_BACKEND_PORT = '.port = "8080";'
+
+
+def varnish_vcl(backend_port: int) -> str:
+    """The shipped config/varnish.vcl, its backend pointed at imgproxy's test port."""
+    vcl = (ROOT / "config" / "varnish.vcl").read_text()
+    assert vcl.count(VCL_BACKEND_PORT) == 1, f"varnish.vcl no longer has one {VCL_BACKEND_PORT!r}"
+    return vcl.replace(VCL_BACKEND_PORT, f'.port = "{backend_port}";')
+
+
+@contextmanager
+def varnish(folder: Path, backend_port: int, *, port: int = 0) -> Iterator[str]:
+    """varnishd in the foreground with the shipped VCL in front of `backend_port`, on `port`
+    (default: a free one); yields its base URL. No admin port:
+    nothing here needs varnishadm. Skips loudly without varnishd or a vmod the VCL imports
+    (Debian: varnish, varnish-modules), or fails when CI requires them."""
+    binary = need_binary("varnishd")
+    port = port or free_port()
+    (folder / "varnish.vcl").write_text(varnish_vcl(backend_port))
+    # As root, varnishd reads the VCL as its own `varnish` user, which cannot enter pytest's
+    # private temp root: no privilege separation here.
+    options = ["-n", str(folder / "varnish"), *(["-j", "none"] if os.geteuid() == 0 else [])]
+    compiled = subprocess.run(
+        [binary, "-C", "-f", str(folder / "varnish.vcl"), *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if "Could not find VMOD" in compiled.stderr:
+        message = f"*** a vmod is not installed (varnish-modules?): {compiled.stderr.strip()} ***"
+        if REQUIRE_SERVICES:
+            pytest.fail(message + " (IMGPROXY_REQUIRE_SERVICES=1)")
+        pytest.skip(message)
+    assert compiled.returncode == 0, compiled.stderr
+    command = [
+        binary,
+        "-F",
+        *options,
+        "-a",
+        f"127.0.0.1:{port}",
+        "-f",
+        str(folder / "varnish.vcl"),
+        "-T",
+        "none",
+        "-s",
+        "malloc,64m",
+    ]
+    with running(command, port, "varnishd"):
+        yield f"http://127.0.0.1:{port}"
 
 
 @dataclass
