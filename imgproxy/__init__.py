@@ -3,18 +3,25 @@ correct HTTP caching. The public API is exactly `__all__`."""
 
 from imgproxy.asgi import ImageProxy
 from imgproxy.errors import ImageProxyError
+from imgproxy.fetching import Fetched, fetch, fetch_async
+from imgproxy.inspection import ImageInfo, inspect
 from imgproxy.messages import ImageRequest
 from imgproxy.settings import Settings
 from imgproxy.stores import Store, StoredFile
 from imgproxy.urls import sign_url, srcset, url_for
 
 __all__ = [
+    "Fetched",
+    "ImageInfo",
     "ImageProxy",
     "ImageProxyError",
     "ImageRequest",
     "Settings",
     "Store",
     "StoredFile",
+    "fetch",
+    "fetch_async",
+    "inspect",
     "sign_url",
     "srcset",
     "url_for",

@@ -3,7 +3,8 @@ what is already known about this version or else from its bytes (SPEC §4, §4.1
 
 Facts are looked for in this process's memo, then in the shared cache tiers, and only then
 learned from the bytes, inside a render slot: sniffed first, the declared size checked, then
-the header parsed by Pillow. A version already seen anywhere costs no read (SPEC §5).
+the header parsed by Pillow (inspection.py: the same checks an upload gets). A version
+already seen anywhere costs no read (SPEC §5).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from imgproxy.conditional import make_etag, surrogate_key
 from imgproxy.errors import SourceChanged, TooLarge
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import SNIFF_BYTES, sniff
-from imgproxy.headers import declared_size
+from imgproxy.inspection import check_declared, judge, judge_head
 from imgproxy.memo import Memo
 from imgproxy.mounts import Mounted
-from imgproxy.policy import check_bytes, check_pixels
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.stores import Peekable, StoredFile
 
@@ -53,7 +53,7 @@ class Sources:
                 flight = "\0".join(ident)
                 info = await self._learning.run(flight, lambda: self._learn(mount, file))
             self._known[ident] = info
-        _judge(mount, file, info)
+        judge(mount.policy, mount.limits, file.approved, info)
         return Source(mount, file, info)
 
     async def read(self, source: Source) -> bytes:
@@ -74,7 +74,7 @@ class Sources:
         detected: list[str | None] = []  # sniffed once, from the head, for both uses
 
         def judge(head: bytes) -> None:
-            detected.append(_judge_head(mount, file, head))
+            detected.append(judge_head(mount.policy, limits, file.approved, file.size, head))
 
         async with self.executor.slot(file.size or limits.max_source_bytes) as slot:
             if isinstance(mount.store, Peekable):  # judged before the file is read at all
@@ -82,9 +82,7 @@ class Sources:
                 data = await _read(mount, file, lambda head: None)
             else:
                 data = await _read(mount, file, judge)
-            declared = declared_size(detected[0], data)
-            if declared is not None:
-                check_pixels(declared, limits.max_source_pixels)
+            check_declared(detected[0], data, limits)
             decoders = mount.policy.decoders(file.approved)
             info = await slot.within(
                 limits.max_render_seconds,
@@ -110,21 +108,6 @@ def _facts_key(mount: Mounted, file: StoredFile) -> CacheKey:
     # "facts-2": facts kept before MPO files were judged as JPEG are never recalled.
     facts = make_etag(mount.name, file.path, file.version, "facts-2", frames).strip('"')
     return CacheKey(surrogate_key(mount.name, file.path), facts, FACTS_EXTENSION)
-
-
-def _judge(mount: Mounted, file: StoredFile, info: SourceInfo) -> None:
-    mount.policy.check(info.format, file.approved)
-    check_bytes(info.bytes, mount.limits)
-    check_pixels((info.width, info.height), mount.limits.max_source_pixels)
-
-
-def _judge_head(mount: Mounted, file: StoredFile, head: bytes) -> str | None:
-    """Before any more is read: the format sniffed from the leading bytes, then the size the
-    store declared (SPEC §10's order). Returns the format."""
-    detected = sniff(head) or render.identify(head)
-    mount.policy.check(detected, file.approved)
-    check_bytes(file.size, mount.limits)
-    return detected
 
 
 async def _read(mount: Mounted, file: StoredFile, on_head: Callable[[bytes], None]) -> bytes:

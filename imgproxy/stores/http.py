@@ -17,14 +17,21 @@ import contextlib
 import fnmatch
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote, urljoin
 
 import httpx
 
 from imgproxy.conditional import parse_http_date
-from imgproxy.errors import BadRequest, ImageProxyError, NotFound, UpstreamError, UpstreamTimeout
+from imgproxy.errors import (
+    BadRequest,
+    ImageProxyError,
+    NotFound,
+    TooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from imgproxy.store_options import HttpOptions
 from imgproxy.stores.addresses import AddressPolicy
 from imgproxy.stores.base import StoredFile
@@ -102,16 +109,39 @@ class HTTPStore:
         return _stored_file(path, response, final, self.approved)
 
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+        def same_version(response: httpx.Response, final: str) -> None:
+            if _stored_file(file.path, response, final, self.approved).version != file.version:
+                raise UpstreamError("the origin's image changed during the request")
+
+        async for chunk in self._get(self.url_for(file.path), same_version):
+            yield chunk
+
+    async def download(self, url: str, *, limit: int) -> tuple[bytes, str]:
+        """A whole absolute URL under the same rules (every hop checked, the deadline), cut
+        with a 413 as soon as it passes `limit` bytes; the body and the final URL."""
+        finals: list[str] = []
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self._get(url, lambda response, final: finals.append(final)):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"the image is larger than {limit} bytes")
+        return b"".join(parts), finals[0]
+
+    async def _get(
+        self, url: str, check: Callable[[httpx.Response, str], None]
+    ) -> AsyncIterator[bytes]:
+        """A GET's body as sent; `check` sees the answer and its final URL before any body."""
         # The deadline wraps each await, never a `yield`: the consumer's own code between
         # chunks must not be what a timeout cancels.
         deadline = asyncio.get_running_loop().time() + self.timeout
         response = None
         try:
             async with asyncio.timeout_at(deadline):
-                response, final = await self._send("GET", self.url_for(file.path))
+                response, final = await self._send("GET", url)
             _raise_for_status(response)
-            if _stored_file(file.path, response, final, self.approved).version != file.version:
-                raise UpstreamError("the origin's image changed during the request")
+            check(response, final)
             coding = response.headers.get("content-encoding", "").strip().lower()
             if coding not in ("", "identity"):
                 raise UpstreamError(f"the origin sent an encoded body ({coding[:40]!r})")

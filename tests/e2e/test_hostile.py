@@ -10,52 +10,8 @@ import psutil
 import pytest
 
 from tests.support import hostile
+from tests.support.hostile import CASES, REFUSED
 from tests.support.processes import served
-
-OK = (200, None)
-REFUSED = {
-    415: "unsupported_format",
-    413: "too_large",
-    422: "undecodable",
-    403: "not_approved",
-}
-
-# (store, file) -> (original, rendition ?w=50, metadata ?fm=json) statuses
-CASES: dict[tuple[str, str], tuple[int, int, int]] = {
-    ("pending", "truncated.jpg"): (200, 422, 200),  # header intact: originals are never decoded
-    ("pending", "cut-header.jpg"): (422, 422, 422),
-    ("pending", "truncated.png"): (200, 422, 200),
-    ("pending", "cut-header.png"): (422, 422, 422),
-    ("pending", "random.png"): (415, 415, 415),
-    ("pending", "empty.jpg"): (415, 415, 415),
-    ("pending", "page.png"): (415, 415, 415),
-    ("pending", "vector.png"): (415, 415, 415),
-    ("pending", "doc.png"): (415, 415, 415),
-    ("pending", "polyglot.gif"): (422, 422, 422),
-    ("pending", "polyglot.jpg"): (200, 200, 200),  # a real image: sent as image/jpeg, nosniff
-    ("pending", "bomb.png"): (413, 413, 413),
-    ("pending", "bomb.jpg"): (413, 413, 413),
-    ("pending", "bomb.gif"): (413, 413, 413),
-    ("pending", "bomb.webp"): (413, 413, 413),
-    ("pending", "bomb-lossless.webp"): (413, 413, 413),
-    ("pending", "frames.gif"): (413, 413, 200),  # animated output over max_frames
-    ("pending", "photo.tif"): (403, 403, 403),
-    ("pending", "photo.bmp"): (403, 403, 403),
-    ("pending", "icon.ico"): (403, 403, 403),
-    ("pending", "photo.avif"): (403, 403, 403),
-    ("pending", "blessed.tif"): (200, 200, 200),  # approved by its sidecar
-    ("pending", "broken-sidecar.tif"): (403, 403, 403),  # unreadable sidecar: not approved
-    ("approved", "photo.tif"): (200, 200, 200),
-    ("approved", "photo.bmp"): (200, 200, 200),
-    ("approved", "icon.ico"): (200, 200, 200),
-    ("approved", "photo.avif"): (200, 200, 200),
-    ("approved", "bomb.bmp"): (413, 413, 413),
-    ("approved", "random.png"): (415, 415, 415),
-    ("approved", "page.png"): (415, 415, 415),
-    ("approved", "revoked.jpg"): (200, 200, 200),  # JPEG needs no approval
-    ("small", "big.jpg"): (413, 413, 413),
-    ("small", "ok.jpg"): (200, 200, 200),
-}
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +24,7 @@ def hostile_server(
         folder.mkdir()
     hostile.write_corpus(folders["pending"], folders["approved"], folders["small"])
     config = root / "imgproxy.toml"
-    config.write_text(
-        "[limits]\nrender_concurrency = 2\n"
-        '[stores.pending]\nkind = "fs"\nroot = "pending"\n'
-        '[stores.approved]\nkind = "fs"\nroot = "approved"\napproved = true\n'
-        '[stores.small]\nkind = "fs"\nroot = "small"\napproved = true\nmax_source_bytes = 100000\n'
-    )
+    config.write_text("[limits]\nrender_concurrency = 2\n" + hostile.CORPUS_STORES)
     with served(config) as server:
         yield server.url, psutil.Process(server.process.pid)
     assert "Traceback" not in server.stderr, server.stderr[-3000:]
