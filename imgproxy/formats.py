@@ -17,10 +17,17 @@ class OutputFormat(StrEnum):
     WEBP = "webp"
     AVIF = "avif"
     GIF = "gif"
+    # Placeholder hashes of the whole source (SPEC §13): text, made and cached like images.
+    THUMBHASH = "thumbhash"
+    BLURHASH = "blurhash"
 
     @property
     def media_type(self) -> str:
-        return f"image/{self.value}"
+        return PLAIN_TEXT if self.is_placeholder else f"image/{self.value}"
+
+    @property
+    def is_placeholder(self) -> bool:
+        return self in {OutputFormat.THUMBHASH, OutputFormat.BLURHASH}
 
     @property
     def pillow_name(self) -> str:
@@ -42,6 +49,7 @@ class OutputFormat(StrEnum):
 
 
 DEFAULT_QUALITY = {"jpeg": 82, "webp": 80, "avif": 60}
+PLAIN_TEXT = "text/plain; charset=utf-8"
 
 
 # Pillow format name -> media type, for originals served byte for byte.
@@ -60,7 +68,7 @@ MEDIA_TYPES = {
 NEVER_OPENED = frozenset({"EPS"})
 
 # Source formats that are also output formats keep their format by default (SPEC §2.1).
-AS_OUTPUT = {fmt.pillow_name: fmt for fmt in OutputFormat}
+AS_OUTPUT = {fmt.pillow_name: fmt for fmt in OutputFormat if not fmt.is_placeholder}
 
 
 def sniff(head: bytes) -> str | None:

@@ -173,6 +173,8 @@ def build_transform(values: Mapping[str, str], max_dimension: int) -> Transform:
 
 def _normalise(t: Transform) -> Transform:
     """Reset what cannot affect the result, so equal renditions compare equal."""
+    if isinstance(t.format, OutputFormat) and t.format.is_placeholder:
+        return Transform(format=t.format)  # the whole source's hash: geometry means nothing
     if t.width is None and t.height is None:
         t = dataclasses.replace(t, enlarge=False)
     if t.width is None or t.height is None:

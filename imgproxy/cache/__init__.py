@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from imgproxy.formats import OutputFormat
+
 FACTS_EXTENSION = "json"
 
 
@@ -29,9 +31,9 @@ class CacheKey:
     @property
     def media_type(self) -> str:
         """What a tier that stores only bytes answers with: the extension says it."""
-        return (
-            "application/json" if self.extension == FACTS_EXTENSION else f"image/{self.extension}"
-        )
+        if self.extension == FACTS_EXTENSION:
+            return "application/json"
+        return OutputFormat(self.extension).media_type
 
 
 @dataclass(frozen=True, slots=True)

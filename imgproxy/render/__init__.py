@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from PIL import Image, ImageSequence
 
 from imgproxy.errors import TooLarge, Undecodable
+from imgproxy.formats import OutputFormat
 from imgproxy.headers import jpeg_scans
 from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
 from imgproxy.policy import check_pixels
+from imgproxy.render import placeholders
 from imgproxy.render.budget import Budget
 from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import entropy_offset, place
@@ -35,6 +37,7 @@ __all__ = [
 # After the DCT-scaled decode, Pillow may box-reduce by an integer factor while at least
 # this much reduction is left for Lanczos (its thumbnail() default).
 REDUCING_GAP = 2.0
+PLACEHOLDER_SIDE = 100  # ThumbHash's own bound; BlurHash averages it further down
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom
 
@@ -61,6 +64,8 @@ def render(data: bytes, job: RenderJob) -> Rendered:
             if job.animate:
                 body = _render_animation(image, job, budget)
                 return Rendered(body, {"render": clock() - began})
+            if job.output.is_placeholder:
+                return Rendered(_placeholder(image, job.output), {"render": clock() - began})
             still = _decode_still(image, job.transform)
             budget.check()
             decoded = clock()
@@ -88,6 +93,17 @@ def render(data: bytes, job: RenderJob) -> Rendered:
         raise Undecodable(
             f"the image data is corrupt or truncated ({type(exc).__name__})"
         ) from None
+
+
+def _placeholder(image: Image.Image, output: OutputFormat) -> bytes:
+    """The whole upright image's hash, from a decode at most PLACEHOLDER_SIDE on a side
+    (a JPEG at its smallest DCT scale): the hashes keep only the lowest frequencies."""
+    side = PLACEHOLDER_SIDE
+    decoded = _decode_still(image, Transform(width=side, height=side))
+    left, top, right, bottom = (round(edge) for edge in decoded.region)
+    still = decoded.frame.crop((left, top, right, bottom))  # without a DCT scale's edge blocks
+    hashed = placeholders.thumbhash if output is OutputFormat.THUMBHASH else placeholders.blurhash
+    return hashed(still).encode("ascii")
 
 
 def _check_scans(image: Image.Image, data: bytes, limit: int) -> None:
