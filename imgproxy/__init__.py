@@ -6,6 +6,7 @@ from imgproxy.errors import ImageProxyError
 from imgproxy.fetching import Fetched, fetch, fetch_async
 from imgproxy.inspection import ImageInfo, inspect
 from imgproxy.messages import ImageRequest
+from imgproxy.responsive import picture
 from imgproxy.settings import Settings
 from imgproxy.stores import Store, StoredFile
 from imgproxy.urls import sign_url, srcset, url_for
@@ -22,6 +23,7 @@ __all__ = [
     "fetch",
     "fetch_async",
     "inspect",
+    "picture",
     "sign_url",
     "srcset",
     "url_for",

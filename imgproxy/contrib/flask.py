@@ -1,6 +1,6 @@
 """Flask: `init_app(app, proxy, prefix="/media")` serves images under the prefix (WSGI
-middleware around `app.wsgi_app`) and adds the `imgproxy_url`/`imgproxy_srcset` template
-globals."""
+middleware around `app.wsgi_app`) and adds the `imgproxy_url`, `imgproxy_srcset` and
+`imgproxy_picture` template globals."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("parts", "one concern each", (
         "cache/", "render/", "stores/", "mounts", "response", "urls", "params", "paths",
         "signing", "policy", "negotiation", "job", "exposition", "reference", "inspection",
-        "fetching", "cdn",
+        "fetching", "cdn", "responsive",
     )),
     ("values", "plain values and pure functions", (
         "settings", "errors", "messages", "facts", "formats", "conditional", "memo", "metrics",

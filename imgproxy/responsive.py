@@ -1,0 +1,99 @@
+"""`<picture>` markup (SPEC §13): AVIF and WebP sources with `srcset`s, then an `<img>` in
+the source's own format (JPEG stays JPEG, a transparent PNG stays PNG), lazy, with `width`
+and `height` so the page reserves the space before any byte arrives (no layout shift).
+
+Built from the URL alone, never from the store: a page of a hundred thumbnails costs no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from html import escape
+
+from imgproxy.params import Fit
+from imgproxy.settings import Settings
+from imgproxy.urls import srcset, url_for
+
+MODERN = (("avif", "image/avif"), ("webp", "image/webp"))
+BOXED = {Fit.COVER.value, Fit.FILL.value, Fit.PAD.value}  # the output has the box's shape
+
+
+def picture(
+    store: str,
+    path: str,
+    *,
+    widths: Iterable[int | str] | str,
+    settings: Settings,
+    mount: str = "",
+    sizes: str = "100vw",
+    alt: str = "",
+    width: int | None = None,
+    height: int | None = None,
+    **params: str | int | float,
+) -> str:
+    """`widths`: the candidate widths (a list, or "320,640" as template tags pass them).
+    `width`/`height`: the source's own size, when the app knows it (a model's fields): the
+    `<img>` then gets the rendition's dimensions, and no candidate asks for more pixels
+    than the source has (the server never enlarges unless `enlarge=1`)."""
+    candidates = _widths(widths, width if not _enlarges(params) else None)
+    params = {name: value for name, value in params.items() if name != "fm"}
+    box_height = params.pop("h", None)
+    first = candidates[0]
+    if box_height is not None:
+        params["h"] = box_height  # srcset scales it with each width from the first
+    shape = _aspect(params, first, box_height, width, height)
+    parts = ["<picture>"]
+    for fm, media_type in MODERN:
+        urls = srcset(store, path, candidates, settings=settings, mount=mount, fm=fm, **params)
+        parts.append(
+            f'<source type="{media_type}" srcset="{escape(urls)}" sizes="{escape(sizes)}">'
+        )
+    fallback = srcset(store, path, candidates, settings=settings, mount=mount, **params)
+    largest = candidates[-1]
+    sized = dict(params)
+    if box_height is not None:
+        sized["h"] = max(1, round(float(box_height) * largest / first))
+    src = url_for(store, path, settings=settings, mount=mount, w=largest, **sized)
+    attributes = [
+        f'src="{escape(src)}"',
+        f'srcset="{escape(fallback)}"',
+        f'sizes="{escape(sizes)}"',
+        f'alt="{escape(alt)}"',
+        'loading="lazy"',
+        'decoding="async"',
+    ]
+    if shape is not None:
+        attributes.append(f'width="{largest}" height="{max(1, round(largest / shape))}"')
+    parts.append(f"<img {' '.join(attributes)}>")
+    parts.append("</picture>")
+    return "".join(parts)
+
+
+def _widths(widths: Iterable[int | str] | str, source_width: int | None) -> list[int]:
+    """Sorted, without duplicates, none above the source's width when it is known."""
+    items = widths.split(",") if isinstance(widths, str) else widths
+    found = {int(str(item).strip()) for item in items if str(item).strip()}
+    if not found or min(found) < 1:
+        raise ValueError("widths: give at least one width, each >= 1")
+    if source_width is not None:
+        found = {min(w, source_width) for w in found}
+    return sorted(found)
+
+
+def _enlarges(params: dict[str, str | int | float]) -> bool:
+    return str(params.get("enlarge", "0")) == "1"
+
+
+def _aspect(
+    params: dict[str, str | int | float],
+    first: int,
+    box_height: str | int | float | None,
+    width: int | None,
+    height: int | None,
+) -> float | None:
+    """The renditions' width / height: the box's for cover/fill/pad, else the source's."""
+    if box_height is not None and str(params.get("fit", "contain")) in BOXED:
+        return first / float(box_height)
+    if width and height:
+        return width / height
+    return None

@@ -1,0 +1,135 @@
+"""`imgproxy.picture` (SPEC §13): parsed, every URL it emits answers 200 from a real server in
+the type and width it claims; widths are unique and capped at the source's; the `<img>`'s
+width/height have the rendition's shape; `alt` is escaped; no store is read."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from imgproxy import ImageProxy, Settings, picture
+from tests.support import Serve, images, settings_for
+
+
+class Parsed(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, {k: v or "" for k, v in attrs}))
+
+
+def parse(markup: str) -> list[tuple[str, dict[str, str]]]:
+    parser = Parsed()
+    parser.feed(markup)
+    return parser.elements
+
+
+def candidates(srcset: str) -> list[tuple[str, int]]:
+    found = []
+    for item in srcset.split(","):
+        url, width = item.strip().rsplit(" ", 1)
+        found.append((url, int(width.removesuffix("w"))))
+    return found
+
+
+@pytest.fixture
+def signed(media: Path) -> Settings:
+    return settings_for(media, security={"keys": ["k1"]})
+
+
+@pytest.mark.parametrize(
+    ("params", "source", "shape"),
+    [
+        ({}, (640, 480), 640 / 480),
+        ({"h": 100, "fit": "cover"}, (640, 480), 200 / 100),
+        ({"q": 70}, None, None),  # the source's size unknown: no width/height attributes
+    ],
+)
+def test_every_url_answers_in_the_claimed_type_and_width(
+    media: Path,
+    serve: Serve,
+    signed: Settings,
+    params: dict[str, Any],
+    source: tuple[int, int] | None,
+    shape: float | None,
+) -> None:
+    width, height = source if source else (None, None)
+    markup = picture(
+        "media",
+        "photo.jpg",
+        widths=[200, 400, 400, 1200, 200],
+        settings=signed,
+        mount="/m",
+        alt='a "photo" <script>',
+        width=width,
+        height=height,
+        **params,
+    )
+    elements = parse(markup)
+    assert [tag for tag, _ in elements] == ["picture", "source", "source", "img"]
+    (_, avif), (_, webp), (_, img) = elements[1:]
+    assert (avif["type"], webp["type"]) == ("image/avif", "image/webp")
+    assert img["alt"] == 'a "photo" <script>' and "<script>" not in markup
+    assert (img["loading"], img["decoding"], img["sizes"]) == ("lazy", "async", "100vw")
+    proxy = ImageProxy(signed)
+    with httpx.Client(base_url=serve(proxy).url, timeout=30) as http:
+        for attributes, media_type in (
+            (avif, "image/avif"),
+            (webp, "image/webp"),
+            (img, "image/jpeg"),
+        ):
+            listed = candidates(attributes["srcset"])
+            widths = [w for _, w in listed]
+            assert widths == sorted(set(widths))  # no duplicates
+            if source:
+                assert widths == [200, 400, 640]  # 1200 is capped at the source's 640
+            for url, claimed in listed:
+                response = http.get(url.removeprefix("/m"))
+                assert response.status_code == 200, url
+                assert response.headers["content-type"] == media_type
+                got = images.decode(response.content).size
+                # Unknown source size: a candidate past the source comes back at its size
+                # (never enlarged); known: candidates were capped, so exactly as claimed.
+                assert got[0] == (claimed if source else min(claimed, 640)), (url, got)
+                if shape is not None:
+                    assert abs(got[0] / got[1] - shape) < 0.02
+        src = http.get(img["src"].removeprefix("/m"))
+        assert src.status_code == 200
+    if shape is None:
+        assert "width" not in img
+    else:
+        assert abs(int(img["width"]) / int(img["height"]) - shape) < 0.01
+        assert int(img["width"]) == widths[-1]
+
+
+def test_no_store_is_read(signed: Settings) -> None:
+    """The source need not exist: picture() builds URLs from settings alone."""
+    markup = picture("media", "gone/never.png", widths="320, 640", settings=signed)
+    assert markup.count("320w") == 3 and markup.count("640w") == 3
+
+
+def test_widths_are_checked(signed: Settings) -> None:
+    with pytest.raises(ValueError, match="widths"):
+        picture("media", "a.jpg", widths=[], settings=signed)
+    with pytest.raises(ValueError, match="widths"):
+        picture("media", "a.jpg", widths=[0, 100], settings=signed)
+
+
+def test_the_jinja_global_is_markup_not_escaped_twice(signed: Settings) -> None:
+    import jinja2
+
+    from imgproxy.contrib.jinja import install
+
+    env = jinja2.Environment(autoescape=True)
+    install(env.globals, signed, mount="/media")
+    page = env.from_string(
+        "{{ imgproxy_picture('media', 'photo.jpg', widths=[100, 200], alt=title) }}"
+    ).render(title="<b>x</b>")
+    assert page.startswith("<picture><source") and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "&amp;lt;" not in page
