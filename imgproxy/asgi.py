@@ -6,13 +6,13 @@ and signatures are relative to the mount point (`root_path`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from imgproxy import pipeline
+from imgproxy import maintenance, pipeline
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.services import Authorize, Services
 from imgproxy.settings import Settings
@@ -63,6 +63,18 @@ class ImageProxy:
         )
         response = await pipeline.serve(self.services, request)
         await send_response(response, send, head=scope["method"] == "HEAD")
+
+    async def warm(
+        self, store: str, path: str, presets: Sequence[str]
+    ) -> list[maintenance.Outcome]:
+        """Render `presets` of one source into this proxy's own tiers, memory included, so the
+        next request for them renders nothing. Run it on the loop this proxy serves on."""
+        return await maintenance.warm_source(self.services, store, path, presets)
+
+    async def purge(self, store: str, path: str) -> maintenance.Purged:
+        """Drop every rendition of one source from this proxy's tiers (and the HTTP caches in
+        `cache.purge_urls`). Run it on the loop this proxy serves on."""
+        return await maintenance.purge(self.services, store, path)
 
     async def close(self) -> None:
         await self.services.close()

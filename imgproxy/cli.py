@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from imgproxy import logs, maintenance
+from imgproxy.asgi import ImageProxy
 from imgproxy.errors import BadRequest, ConfigError
 from imgproxy.extras import require
 from imgproxy.mounts import check_presets
@@ -220,11 +221,11 @@ def _purge(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> maintenance.Purged:
-        services = Services.build(settings)
+        proxy = ImageProxy(settings)
         try:
-            return await maintenance.purge(services, store, path)
+            return await proxy.purge(store, path)
         finally:
-            await services.close()
+            await proxy.close()
 
     purged = asyncio.run(run())
     if not purged.removed and not purged.answers:

@@ -1,6 +1,8 @@
-"""Offline cache work for the CLI: purge one source's renditions, warm a store's presets.
+"""Cache work outside a request: purge one source's renditions, warm presets for one source
+or a whole store (the CLI, `ImageProxy.warm`/`.purge`, the Django lifecycle).
 
-Both run the same services and pipeline as the server, so what they write is what it reads.
+All of it runs the services and pipeline it is given, so what it writes is what the server
+reads; given a serving proxy's services, it fills and clears that proxy's memory tier too.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Outcome:
     preset: str
     status: int
     detail: str = ""
+    made: bool = False  # rendered now, not found in a tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,40 +74,61 @@ async def warm(
     on_total: Callable[[int], None] = lambda n: None,
     on_done: Callable[[Outcome], None] = lambda outcome: None,
 ) -> WarmSummary:
-    _check_store(services, store)
+    """Every file a listable store holds, source by source (`warm_source`), at most as many
+    renditions at once as there are render slots: more would only fill the render queue."""
+    _check(services, store, presets)
     mount = services.mounts[store]
-    for name in presets:
-        if name not in services.settings.presets:
-            raise ConfigError(f"presets.{name}: no such preset")
     if not isinstance(mount.store, Listable):
         raise ConfigError(f"stores.{store}: this kind of store cannot list its files")
     paths = [path async for path in mount.store.paths()]
-    jobs = [
-        (path, preset, accept)
-        for path in paths
-        for preset in presets
-        for accept in _accepts(services, preset)
-    ]
-    on_total(len(jobs))
+    on_total(len(paths) * sum(len(_accepts(services, preset)) for preset in presets))
     summary = WarmSummary()
     gate = asyncio.Semaphore(services.executor.concurrency)
 
-    async def one(path: str, preset: str, accept: str) -> None:
+    def done(outcome: Outcome) -> None:
+        if outcome.status != 200:
+            summary.failed += 1
+        elif outcome.made:
+            summary.made += 1
+        else:
+            summary.skipped += 1
+        on_done(outcome)
+
+    await asyncio.gather(
+        *(warm_source(services, store, path, presets, gate=gate, on_done=done) for path in paths)
+    )
+    return summary
+
+
+async def warm_source(
+    services: Services,
+    store: str,
+    path: str,
+    presets: Sequence[str],
+    *,
+    gate: asyncio.Semaphore | None = None,
+    on_done: Callable[[Outcome], None] = lambda outcome: None,
+) -> list[Outcome]:
+    """Render `presets` of one source into the tiers, through `pipeline.serve` with the
+    requests a browser sends (fm=auto: one per Accept variant), so the next such request is
+    a hit. Any store kind: only `stat` and `open` are used. Never raises for one failed
+    rendition: its Outcome carries the status and the error's code and detail."""
+    _check(services, store, presets)
+    gate = gate or asyncio.Semaphore(services.executor.concurrency)
+
+    async def one(preset: str, accept: str) -> Outcome:
         url = urlsplit(url_for(store, path, settings=services.settings, p=preset))
         request = ImageRequest("GET", url.path, url.query, {"accept": accept})
         async with gate:
-            before = services.metrics.renders
+            before = services.metrics.renders  # a count, so `made` is a guess under concurrency
             response = await pipeline.serve(services, request)
-            if response.status != 200:
-                summary.failed += 1
-            elif services.metrics.renders > before:
-                summary.made += 1
-            else:
-                summary.skipped += 1
-        on_done(Outcome(path, preset, response.status, _detail(response)))
+            made = response.status == 200 and services.metrics.renders > before
+        outcome = Outcome(path, preset, response.status, _detail(response), made)
+        on_done(outcome)
+        return outcome
 
-    await asyncio.gather(*(one(*job) for job in jobs))
-    return summary
+    jobs = [(preset, accept) for preset in presets for accept in _accepts(services, preset)]
+    return list(await asyncio.gather(*(one(*job) for job in jobs)))
 
 
 def _accepts(services: Services, preset: str) -> tuple[str, ...]:
@@ -116,6 +140,13 @@ def _check_store(services: Services, store: str) -> None:
     if store not in services.mounts:
         configured = ", ".join(services.mounts) or "none"
         raise ConfigError(f"stores.{store}: no such store (configured: {configured})")
+
+
+def _check(services: Services, store: str, presets: Sequence[str]) -> None:
+    _check_store(services, store)
+    for name in presets:
+        if name not in services.settings.presets:
+            raise ConfigError(f"presets.{name}: no such preset")
 
 
 def _detail(response: ImageResponse) -> str:
