@@ -13,6 +13,7 @@ from imgproxy.params import Transform
 
 DEFAULT_JPEG_SCANS = 100  # libjpeg's own progressive script writes 10; mozjpeg about as many
 DEFAULT_RENDER_SECONDS = 10.0
+DEFAULT_AVIF_SPEED = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +29,4 @@ class RenderJob:
     max_pixels: int
     max_jpeg_scans: int = DEFAULT_JPEG_SCANS  # 413 beyond: each scan walks the whole image
     budget: float = DEFAULT_RENDER_SECONDS  # 422 beyond (limits.max_render_seconds)
+    avif_speed: int = DEFAULT_AVIF_SPEED  # render.avif_speed

@@ -69,7 +69,9 @@ class Services:
             targets=Targets(mounts, Signer(settings.security), settings.presets),
             sources=Sources(executor, cache),
             variants=Variants(
-                cache_control=settings.cache.cache_control, avif=render.AVIF_AVAILABLE
+                cache_control=settings.cache.cache_control,
+                avif=render.AVIF_AVAILABLE,
+                avif_speed=settings.render.avif_speed,
             ),
             cache=cache,
             ready=ReadyResponses(),

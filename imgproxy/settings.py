@@ -146,6 +146,15 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RenderSettings:
+    # libavif's speed 0..10: 8 measured ~5x faster than Pillow's default (6) for ~2 % bytes.
+    avif_speed: int = 8
+
+    def check(self, prefix: str) -> None:
+        require(0 <= self.avif_speed <= 10, f"{prefix}.avif_speed", "must be 0..10")
+
+
+@dataclass(frozen=True, slots=True)
 class StoreSettings:
     """One `[stores.NAME]` table: the keys every store kind shares, the flat policy/limits
     overrides already merged into full sections, and the kind's own keys in `options`."""
@@ -174,6 +183,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    render: RenderSettings = field(default_factory=RenderSettings)
     presets: Mapping[str, str] = field(default_factory=dict)
     stores: Mapping[str, StoreSettings] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path.cwd)
@@ -206,6 +216,7 @@ class Settings:
             "policy",
             "limits",
             "cache",
+            "render",
             "presets",
             "stores",
         }
@@ -226,6 +237,7 @@ class Settings:
             policy=policy,
             limits=limits,
             cache=section(CacheSettings, merged.get("cache", {}), "cache"),
+            render=section(RenderSettings, merged.get("render", {}), "render"),
             presets=_presets(merged.get("presets", {})),
             stores=_stores(merged.get("stores", {}), policy, limits, base),
             base_dir=base,

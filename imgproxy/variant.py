@@ -55,9 +55,10 @@ class Variant:
 class Variants:
     """Builds each Variant once per (URL, source version, negotiated format, status)."""
 
-    def __init__(self, *, cache_control: str, avif: bool) -> None:
+    def __init__(self, *, cache_control: str, avif: bool, avif_speed: int = 8) -> None:
         self.cache_control = cache_control
         self.avif = avif  # whether this Pillow can encode AVIF, for fm=auto
+        self.avif_speed = avif_speed
         self._known: Memo[tuple[object, ...], Variant] = Memo(20_000)
 
     def choose(self, source: Source, target: Target, request: ImageRequest, status: int) -> Variant:
@@ -79,6 +80,7 @@ class Variants:
                 limits=mount.limits,
                 decoders=mount.policy.decoders(file.approved),
                 caching=self.cache_control if status == 200 else PLACEHOLDER_CACHE_CONTROL,
+                avif_speed=self.avif_speed,
             )
         return variant
 
@@ -110,6 +112,7 @@ def build_variant(
     limits: LimitsSettings,
     decoders: tuple[str, ...] | None,
     caching: str,
+    avif_speed: int = 8,
 ) -> Variant:
     t = query.transform
     ident = (store, file.path, file.version)
@@ -136,9 +139,12 @@ def build_variant(
             limits.max_source_pixels,
             max_jpeg_scans=limits.max_jpeg_scans,
             budget=limits.max_render_seconds,
+            avif_speed=avif_speed,
         )
         kind = Kind.RENDITION
-        etag = make_etag(*ident, t.canonical(), output, str(quality))
+        # The speed changes the bytes (a little): it is part of an AVIF rendition's identity.
+        speed = (f"speed={avif_speed}",) if output is OutputFormat.AVIF else ()
+        etag = make_etag(*ident, t.canonical(), output, str(quality), *speed)
         extension, media_type = output.value, output.media_type
     headers = [
         ("etag", etag),

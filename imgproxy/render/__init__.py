@@ -78,6 +78,7 @@ def render(data: bytes, job: RenderJob) -> Rendered:
                 quality=job.quality,
                 icc=still.icc,
                 background=job.transform.background,
+                avif_speed=job.avif_speed,
             )
             return Rendered(
                 body,
@@ -245,4 +246,5 @@ def _render_animation(image: Image.Image, job: RenderJob, budget: Budget) -> byt
         background=t.background,
         durations=durations,
         loop=loop,
+        avif_speed=job.avif_speed,
     )

@@ -32,6 +32,7 @@ def encode(
     background: tuple[int, int, int, int],
     durations: Sequence[int] = (),
     loop: int = 0,
+    avif_speed: int = 8,
 ) -> bytes:
     for frame in frames:
         frame.info = {}  # Pillow writes some info keys (a JPEG comment, PNG text) back out
@@ -42,6 +43,8 @@ def encode(
         options["icc_profile"] = icc
     if fmt is OutputFormat.JPEG:
         frames = [flatten(frames[0], background)]
+    if fmt is OutputFormat.AVIF:
+        options["speed"] = avif_speed
     if len(frames) > 1:
         options.update(save_all=True, append_images=list(frames[1:]), loop=loop)
         options["duration"] = list(durations) or 100

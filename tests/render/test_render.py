@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -12,7 +14,7 @@ from imgproxy.formats import OutputFormat
 from imgproxy.params import Transform, build_transform
 from imgproxy.render import RenderJob, probe, render
 from imgproxy.render import _decode_still as decode_still
-from tests.support import images
+from tests.support import Serve, images, settings_for
 
 DECODERS = ("GIF", "JPEG", "PNG", "WEBP")
 
@@ -182,3 +184,29 @@ def test_a_format_outside_the_allowed_decoders_is_never_opened() -> None:
     with pytest.raises(Undecodable):
         probe(bmp, DECODERS, 50_000_000)
     assert probe(bmp, (*DECODERS, "BMP"), 50_000_000).format == "BMP"
+
+
+def test_avif_speed_reaches_the_encoder_and_the_etag(media: Path, serve: Serve) -> None:
+    """render.avif_speed (default 8) is what libavif is given: another speed gives other
+    bytes, and another ETag, so a cache never mixes them."""
+    import dataclasses
+
+    from imgproxy import ImageProxy
+
+    data = images.jpeg((320, 240))
+    fast, slow = (
+        dataclasses.replace(job({"w": "200"}, OutputFormat.AVIF), avif_speed=speed)
+        for speed in (8, 4)
+    )
+    assert job({"w": "200"}, OutputFormat.AVIF).avif_speed == 8
+    one, other = encoded(data, fast), encoded(data, slow)
+    assert one != other
+    assert images.decode(one).size == images.decode(other).size == (200, 150)
+    etags = []
+    for speed in (8, 4):
+        proxy = ImageProxy(settings_for(media, render={"avif_speed": speed}))
+        with httpx.Client(base_url=serve(proxy).url) as http:
+            response = http.get("/media/photo.jpg?w=100&fm=avif")
+            assert response.headers["content-type"] == "image/avif"
+            etags.append(response.headers["etag"])
+    assert etags[0] != etags[1]
