@@ -1,42 +1,74 @@
-"""The Django storage adapter inside a real Django project (examples/django_site), served by
-a real uvicorn process: Django's FileSystemStorage behind imgproxy's contract."""
+"""examples/django_site, started for real (uvicorn for ASGI, runserver for WSGI) on a fresh
+SQLite database and media folder: Django storages served by imgproxy, uploads checked by
+ImageValidator, thumbnails warmed on save and purged on replace and delete (instance,
+queryset, cascade), fetch from a URL; and the lifecycle's edge cases inside the project."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
-from tests.support import images
+from imgproxy import render
+from imgproxy.conditional import surrogate_key
+from tests.support import LiveServer, hostile, images
+from tests.support.origin import Origin
 from tests.support.processes import free_port, running
 
-SITE = Path(__file__).resolve().parents[2] / "examples" / "django_site"
+ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "examples" / "django_site"
+ACCEPTS = ("image/avif,image/webp,*/*", "image/webp,*/*", "*/*")  # a browser's, for fm=auto
+# Each preset is fm=auto: AVIF (where Pillow has it), WebP and the source's own format.
+VARIANTS = 3 if render.AVIF_AVAILABLE else 2
+PHOTO_PRESETS = ("thumb", "card")
+
+
+def _env(data: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "django_site.settings",
+        "DJANGO_SITE_DATA": str(data),
+        **extra,
+    }
+
+
+def _migrate(data: Path) -> None:
+    command = [sys.executable, "manage.py", "migrate", "--verbosity", "0"]
+    subprocess.run(command, cwd=SITE, env=_env(data), check=True, timeout=60)
+
+
+@contextmanager
+def site(data: Path, kind: str, **env: str) -> Iterator[str]:
+    """The example site on a fresh database: `asgi` under uvicorn, `wsgi` under runserver."""
+    _migrate(data)
+    port = free_port()
+    if kind == "asgi":
+        command = [
+            *(sys.executable, "-m", "uvicorn", "django_site.asgi:application"),
+            *("--port", str(port), "--log-level", "warning", "--lifespan", "off"),
+        ]
+    else:
+        command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    with running(command, port, f"django {kind}", cwd=str(SITE), env=_env(data, **env)):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
-def django_asgi() -> Iterator[str]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "django_site.asgi:application",
-        "--port",
-        str(port),
-        "--app-dir",
-        str(SITE),
-        "--log-level",
-        "warning",
-        "--lifespan",
-        "off",
-    ]
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "django_site.settings"}
-    with running(command, port, "django asgi", env=env):
-        yield f"http://127.0.0.1:{port}"
+def django_asgi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with site(tmp_path_factory.mktemp("django"), "asgi") as base:
+        yield base
 
 
 def test_django_storage_files_are_served(django_asgi: str) -> None:
@@ -66,3 +98,243 @@ def test_django_storage_refusals(django_asgi: str) -> None:
     assert "application/json" not in httpx.get(django_asgi + "/mediax").headers.get(
         "content-type", ""
     )
+
+
+class Browser:
+    """A user of the gallery: forms posted with their CSRF token, pages parsed."""
+
+    def __init__(self, base: str, data: Path) -> None:
+        self.http = httpx.Client(base_url=base, timeout=30)
+        self.data = data
+
+    def post(
+        self, action: str, files: dict[str, bytes] | None = None, **fields: str
+    ) -> httpx.Response:
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', self.http.get("/").text)
+        assert token is not None
+        uploads = {k: (f"{k}.png", v, "image/png") for k, v in (files or {}).items()}
+        data = {"csrfmiddlewaretoken": token.group(1), **fields}
+        return self.http.post(action, data=data, files=uploads)
+
+    def photos(self) -> dict[int, str]:
+        """photo id -> its file's name in the storage, as the home page lists them."""
+        found = re.findall(r'data-photo="(\d+)" data-name="([^"]+)"', self.http.get("/").text)
+        return {int(pk): name for pk, name in found}
+
+    def cached(self, name: str) -> int:
+        """Renditions of uploads/`name` in the disk tier (a purge removes its folder)."""
+        key = surrogate_key("uploads", name)
+        folder = self.data / "cache" / key[:2] / key
+        return len(list(folder.iterdir())) if folder.is_dir() else 0
+
+    def warmed(self, name: str, presets: tuple[str, ...] = PHOTO_PRESETS) -> None:
+        deadline = time.monotonic() + 60
+        while self.cached(name) < VARIANTS * len(presets):
+            assert time.monotonic() < deadline, f"{name} was not warmed"
+            time.sleep(0.05)
+
+    def renders(self, name: str, presets: tuple[str, ...] = PHOTO_PRESETS) -> list[bool]:
+        """For each request a browser sends for the presets: did it render (Server-Timing)?"""
+        rendered = []
+        for preset in presets:
+            for accept in ACCEPTS:
+                response = self.http.get(
+                    f"/media/uploads/{name}?p={preset}", headers={"accept": accept}
+                )
+                assert response.status_code == 200, response.text
+                rendered.append("render;" in response.headers.get("server-timing", ""))
+        return rendered
+
+    def error_codes(self, response: httpx.Response) -> list[str]:
+        return re.findall(r'data-code="([^"]+)"', response.text)
+
+
+def color_png(color: tuple[int, int, int]) -> bytes:
+    return images.encode(Image.new("RGB", (480, 360), color), "PNG")
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_gallery_story(kind: str, tmp_path: Path) -> None:
+    origin = Origin()
+    origin.put("holiday snap.jpeg", images.jpeg((320, 240)))
+    with (
+        contextlib.ExitStack() as stack,
+        LiveServer(origin, host="127.0.0.2") as remote,
+        site(
+            tmp_path,
+            kind,
+            GALLERY_FETCH_STORE="web",
+            IMGPROXY_STORES__WEB__KIND="http",
+            IMGPROXY_STORES__WEB__BASE_URL=remote.url + "/files/",
+            IMGPROXY_STORES__WEB__ALLOWED_NETWORKS="127.0.0.2/32",
+        ) as base,
+    ):
+        user = Browser(base, tmp_path)
+        stack.callback(user.http.close)
+        assert user.post("/albums", name="Trip").status_code == 303
+        assert user.post("/albums", name="Home").status_code == 303
+
+        # Upload: 303, then every preset is in the serving proxy's tiers: nothing renders.
+        assert user.post("/photos", {"image": images.png((400, 300))}, album="1").status_code == 303
+        (first,) = user.photos().values()
+        user.warmed(first)
+        assert user.renders(first) == [False] * 6
+
+        # Hostile uploads: the form answers 400 with imgproxy's code; nothing is stored.
+        refused = {
+            "not_approved": images.encode(images.photo((20, 20)), "BMP"),
+            "unsupported_format": b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+            "undecodable": images.png((300, 300))[:400],
+            "too_large": hostile.png_bomb(),
+        }
+        for code, data in refused.items():
+            response = user.post("/photos", {"image": data}, album="1")
+            assert (response.status_code, user.error_codes(response)) == (400, [code])
+        assert len(user.photos()) == 1
+
+        # Replace: the old file's renditions are gone from every tier (the file is kept, so
+        # asking for them renders again), the new file's are warmed.
+        (pk,) = user.photos()
+        assert (
+            user.post(f"/photos/{pk}/replace", {"image": color_png((200, 0, 0))}).status_code == 303
+        )
+        second = user.photos()[pk]
+        assert second != first
+        assert user.cached(first) == 0
+        user.warmed(second)
+        assert user.renders(second) == [False] * 6
+        assert all(user.renders(first, ("thumb",)))
+
+        # Fetch from a URL: refused for a private address unless allowed, named from the URL.
+        response = user.post("/photos/fetch", album="1", url="http://127.0.0.1:9/cat.png")
+        assert response.status_code == 400 and user.error_codes(response)
+        fetched_url = remote.url + "/files/holiday%20snap.jpeg"
+        response = user.post("/photos/fetch", album="2", url=fetched_url)
+        assert response.status_code == 303, user.error_codes(response)
+        fetched = [n for n in user.photos().values() if n.startswith("photos/holiday")]
+        assert len(fetched) == 1 and fetched[0].endswith(".jpg")
+        user.warmed(fetched[0])
+
+        # Delete one photo: its renditions are gone.
+        (pk,) = [p for p, n in user.photos().items() if n == second]
+        assert user.post(f"/photos/{pk}/delete").status_code == 303
+        assert user.cached(second) == 0 and all(user.renders(second, ("thumb",)))
+
+        # 8 uploads at once: every one warmed, each thumbnail of its own image.
+        colors = [(30 * i, 255 - 30 * i, 90) for i in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            posted = list(
+                pool.map(lambda c: user.post("/photos", {"image": color_png(c)}, album="1"), colors)
+            )
+        assert [r.status_code for r in posted] == [303] * 8
+        names = [n for n in user.photos().values() if n not in (first, *fetched)]
+        assert len(names) == 8
+        seen = set()
+        for name in names:
+            user.warmed(name)
+            thumb = user.http.get(f"/media/uploads/{name}?p=thumb", headers={"accept": "*/*"})
+            assert "render;" not in thumb.headers.get("server-timing", "")
+            picture = images.decode(thumb.content).convert("RGB")
+            assert picture.size == (240, 240)
+            seen.add(min(colors, key=lambda c: _distance(c, picture.getpixel((120, 120)))))
+        assert seen == set(colors)
+
+        # A queryset delete (album 1's photos), then a cascade (album 2 and its photo).
+        assert user.post("/albums/1/clear").status_code == 303
+        assert user.post("/albums/2/delete").status_code == 303
+        assert user.photos() == {}
+        for name in [*names, *fetched]:
+            assert user.cached(name) == 0
+            assert all(user.renders(name, ("thumb",)))  # files kept: rendered anew, not cached
+
+
+def _distance(a: tuple[int, ...], b: object) -> int:
+    assert isinstance(b, tuple)
+    return sum(abs(x - y) for x, y in zip(a, b, strict=False))
+
+
+SCENARIO = r"""
+import json, logging, threading, django
+from django.core.files.base import ContentFile
+from django.db import transaction
+django.setup()
+from gallery.models import Album, Photo
+from imgproxy.contrib.django import lifecycle, serving
+from tests.support import images
+
+logs = []
+class Keep(logging.Handler):
+    def emit(self, record): logs.append(record.getMessage())
+logging.getLogger("imgproxy.contrib.django.lifecycle").addHandler(Keep())
+proxy = serving.current().proxy
+store = proxy.services.mounts["uploads"].store
+out = {}
+
+def renders_now(name):
+    async def ask(p):
+        before = p.services.metrics.renders
+        await p.warm("uploads", name, ["thumb"])
+        return p.services.metrics.renders - before
+    return serving.current().run(ask)
+
+album = Album.objects.create(name="a")
+try:
+    with transaction.atomic():
+        Photo.objects.create(album=album, image=ContentFile(images.png((64, 64)), "gone.png"))
+        raise RuntimeError("roll back")
+except RuntimeError:
+    pass
+out["rolled_back_waiting"] = lifecycle.warmer.waiting
+
+junk = Photo.objects.create(album=album, image=ContentFile(b"junk" * 50, "junk.png"))
+out["junk_saved"] = Photo.objects.filter(pk=junk.pk).exists()
+
+def save(i):
+    Photo.objects.create(album=album, image=ContentFile(images.png((50 + i, 40)), f"p{i}.png"))
+threads = [threading.Thread(target=save, args=(i,)) for i in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+out["warm_threads"] = sum(t.name == "imgproxy-warm" for t in threading.enumerate())
+out["waiting_max"] = lifecycle.warmer.waiting
+lifecycle.warmer.join()
+out["renders_after_warm"] = [renders_now(p.image.name) for p in Photo.objects.exclude(pk=junk.pk)]
+out["logs"] = logs
+
+album.cover.save("cover.png", ContentFile(images.png((80, 80))))
+lifecycle.warmer.join()
+cover, names = album.cover.name, [p.image.name for p in album.photos.all()]
+album.delete()
+out["cover_file_exists"] = album.cover.storage.exists(cover)
+out["photo_files_exist"] = all(album.cover.storage.exists(n) for n in names)
+def removed(name):
+    return serving.current().run(lambda p: p.purge("uploads", name)).removed
+out["removed_after_cascade"] = [removed(n) for n in [cover, *names]]
+print(json.dumps(out))
+"""
+
+
+def test_lifecycle_inside_the_project(tmp_path: Path) -> None:
+    """The cases a browser cannot show: a rolled-back save, a file the validator never saw,
+    8 saves from 8 threads against one warm thread, an album's cover deleted with it."""
+    _migrate(tmp_path)
+    env = _env(tmp_path, PYTHONPATH=os.pathsep.join([str(SITE), str(ROOT)]))
+    done = subprocess.run(
+        [sys.executable, "-c", SCENARIO],
+        cwd=SITE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["rolled_back_waiting"] == 0
+    assert out["junk_saved"] is True
+    failures = [line for line in out["logs"] if "junk" in line]
+    assert failures and all("415 unsupported_format" in line for line in failures), out["logs"]
+    assert out["warm_threads"] == 1
+    assert out["waiting_max"] <= 8
+    assert out["renders_after_warm"] == [0] * 8
+    assert out["cover_file_exists"] is False  # delete_old=True for covers
+    assert out["photo_files_exist"] is True  # and False for photos
+    assert out["removed_after_cascade"] == [0] * 10  # the cover, 9 photos: all purged already

@@ -131,11 +131,14 @@ def test_flask_wsgi_middleware() -> None:
         assert "application/json" not in httpx.get(base + "/mediax").headers["content-type"]
 
 
-def test_django_wsgi_runserver_with_template_tags() -> None:
+def test_django_wsgi_runserver_with_template_tags(tmp_path: Path) -> None:
     port = free_port()
     site = ROOT / "examples/django_site"
+    env = {"DJANGO_SETTINGS_MODULE": "django_site.settings", "DJANGO_SITE_DATA": str(tmp_path)}
+    migrate = [sys.executable, "manage.py", "migrate", "--verbosity", "0"]
+    subprocess.run(migrate, cwd=site, env={**os.environ, **env}, check=True, timeout=60)
     command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
-    with serve_example(command, port, cwd=site, DJANGO_SETTINGS_MODULE="django_site.settings"):
+    with serve_example(command, port, cwd=site, **env):
         base = f"http://127.0.0.1:{port}"
         page = httpx.get(base + "/")
         assert page.status_code == 200

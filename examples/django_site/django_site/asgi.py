@@ -8,6 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_site.settings")
 django_app = get_asgi_application()
 
 from django_site.proxy import proxy  # noqa: E402 - needs Django set up first
-from imgproxy.asgi import ImageProxyMiddleware  # noqa: E402
+from imgproxy.contrib.django import serving  # noqa: E402
 
-application = ImageProxyMiddleware(django_app, proxy, prefix="/media")
+application = serving.asgi(django_app, proxy, prefix="/media")

@@ -1,4 +1,4 @@
-"""WSGI entry (Django's runserver, gunicorn, uWSGI): the same proxy as WSGI middleware."""
+"""WSGI entry (Django's runserver, gunicorn, uWSGI): the proxy as WSGI middleware."""
 
 import os
 
@@ -8,6 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_site.settings")
 django_app = get_wsgi_application()
 
 from django_site.proxy import proxy  # noqa: E402 - needs Django set up first
-from imgproxy.wsgi import ImageProxyMiddleware  # noqa: E402
+from imgproxy.contrib.django import serving  # noqa: E402
 
-application = ImageProxyMiddleware(django_app, proxy, prefix="/media")
+application = serving.wsgi(django_app, proxy, prefix="/media")
