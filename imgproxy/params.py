@@ -57,7 +57,8 @@ class Transform:
     fit: Fit = Fit.CONTAIN
     enlarge: bool = False
     gravity: Gravity = Gravity.CENTER
-    focal: tuple[float, float] = (0.5, 0.5)
+    # None with g=focal: the point stored with the source (StoredFile.focal), else the centre.
+    focal: tuple[float, float] | None = (0.5, 0.5)
     format: FormatChoice | None = None
     quality: int | None = None
     background: tuple[int, int, int, int] = (255, 255, 255, 255)
@@ -75,7 +76,7 @@ class Transform:
             f"fit={self.fit}",
             f"enlarge={int(self.enlarge)}",
             f"g={self.gravity}",
-            "fxy={:g},{:g}".format(*self.focal),
+            "fxy={:g},{:g}".format(*self.focal) if self.focal else "fxy=stored",
             "bg={:02x}{:02x}{:02x}{:02x}".format(*self.background),
         ]
         return "&".join(parts)
@@ -163,7 +164,9 @@ def build_transform(values: Mapping[str, str], max_dimension: int) -> Transform:
         fit=parsed.get("fit", Fit.CONTAIN),
         enlarge=parsed.get("enlarge", False),
         gravity=parsed.get("g", Gravity.CENTER),
-        focal=(parsed.get("fx", 0.5), parsed.get("fy", 0.5)),
+        focal=(parsed.get("fx", 0.5), parsed.get("fy", 0.5))
+        if "fx" in parsed or "fy" in parsed
+        else None,
         format=parsed.get("fm"),
         quality=parsed.get("q"),
         background=parsed.get("bg", (255, 255, 255, 255)),

@@ -31,6 +31,8 @@ class SqlOptions:
     data_column: str
     updated_column: str
     approved_column: str | None = None
+    focal_x_column: str | None = None  # the subject's place, fractions 0..1 (SPEC §13)
+    focal_y_column: str | None = None
 
     def check(self, prefix: str) -> None:
         url_ok = self.url.startswith(("sqlite:///", "postgresql://", "postgres://"))

@@ -7,6 +7,7 @@ repeat request is a lookup plus a few comparisons (the whitenoise model).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # only their attributes are read here; importing source would
     from imgproxy.targets import Target
 
 PLACEHOLDER_CACHE_CONTROL = "public, max-age=60"
+CENTRE = (0.5, 0.5)
 
 
 class Kind(StrEnum):
@@ -67,7 +69,7 @@ class Variants:
         output = None
         if t is not None and not t.metadata:
             output = self._output(t, info, request.header("accept"))
-        ident = (target.key, file.version, file.modified, file.approved, output, status)
+        ident = (target.key, file.version, file.modified, file.approved, file.focal, output, status)
         variant = self._known.get(ident)
         if variant is None:
             mount = source.mount
@@ -127,6 +129,8 @@ def build_variant(
         extension, media_type = "", "application/json"
     else:
         assert output is not None
+        if t.focal is None:  # g=focal with no fx/fy: the stored point, in job and ETag
+            t = dataclasses.replace(t, focal=file.focal or CENTRE)
         quality = (t.quality or output.default_quality) if output.has_quality else None
         animate = output.animates and info.frames > 1
         check_frames(info, limits, animated_output=animate)

@@ -191,7 +191,7 @@ def _kept_box(decoded: Decoded, geometry: Geometry, t: Transform) -> Box:
         x = min(max(round((ex - left) / sx), 0), sw - cw)
         y = min(max(round((ey - top) / sy), 0), sh - ch)
     else:
-        x, y = place(decoded.source, geometry.crop, t.gravity, t.focal)
+        x, y = place(decoded.source, geometry.crop, t.gravity, t.focal or (0.5, 0.5))
     return (left + x * sx, top + y * sy, left + (x + cw) * sx, top + (y + ch) * sy)
 
 

@@ -22,6 +22,9 @@ class StoredFile:
     size: int | None = None
     modified: float | None = None  # POSIX timestamp
     filename: str = ""
+    # Where the subject is, as fractions of the width and height (0..1), stored with the
+    # image (a sidecar, columns, object metadata): what `g=focal` crops around (SPEC §13).
+    focal: tuple[float, float] | None = None
 
 
 @runtime_checkable
@@ -33,6 +36,16 @@ class Store(Protocol):
     def open(self, file: StoredFile) -> AsyncIterator[bytes]:
         """The content of a file `stat` returned, as chunks."""
         ...
+
+
+def focal_point(x: object, y: object) -> tuple[float, float] | None:
+    """Two fractions in 0..1 (numbers or numeric text) as a focal point; anything else None:
+    a bad stored point must not fail the image, only be ignored."""
+    try:
+        point = (float(x), float(y))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return point if all(0.0 <= v <= 1.0 for v in point) else None
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ import os
 import stat as stat_module
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiofiles
@@ -21,11 +22,21 @@ import aiofiles
 from imgproxy.errors import ConfigError, NotFound, SourceChanged
 from imgproxy.memo import Memo
 from imgproxy.store_options import FsOptions
-from imgproxy.stores.base import StoredFile
+from imgproxy.stores.base import StoredFile, focal_point
 
 log = logging.getLogger(__name__)
 
 SIDECAR = ".meta.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Sidecar:
+    """What a file's sidecar says: its approval and its focal point."""
+
+    approved: bool
+    focal: tuple[float, float] | None = None
+
+
 # Longer than a kernel timestamp tick (jiffies: 1-10 ms); 2 s where a filesystem keeps whole
 # seconds (FAT: 2 s). See `_settle`.
 SETTLE_NS = 20_000_000
@@ -48,10 +59,10 @@ class FileSystemStore:
         self.root = os.path.realpath(root)
         self.approved = approved
         self._resolved: Memo[str, tuple[tuple[int, int], str]] = Memo(50_000)
-        self._sidecars: Memo[str, tuple[tuple[int, int], bool]] = Memo(50_000)
+        self._sidecars: Memo[str, tuple[tuple[int, int], Sidecar]] = Memo(50_000)
         # path -> (what stat said, approval, the StoredFile built from them): a repeat stat
         # of an unchanged file compares a tuple and builds nothing.
-        self._files: Memo[str, tuple[tuple[int, int, int, int], bool, StoredFile]] = Memo(50_000)
+        self._files: Memo[str, tuple[tuple[int, int, int, int], Sidecar, StoredFile]] = Memo(50_000)
         self._prefix = self.root + os.sep
 
     @classmethod
@@ -91,44 +102,49 @@ class FileSystemStore:
         if not stat_module.S_ISREG(st.st_mode) or full.endswith(SIDECAR):
             raise NotFound("no such file")
         stamp = (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)  # = version_of
-        approved = self._approval(full)
+        meta = self._sidecar(full)
         known = self._files.get(path)
-        if known is not None and known[0] == stamp and known[1] == approved:
+        if known is not None and known[0] == stamp and known[1] == meta:
             return known[2]
         file = StoredFile(
             path=path,
             version=version_of(st),
-            approved=approved,
+            approved=meta.approved,
             size=st.st_size,
             modified=st.st_mtime,
             filename=os.path.basename(full),
+            focal=meta.focal,
         )
-        self._files[path] = (stamp, approved, file)
+        self._files[path] = (stamp, meta, file)
         return file
 
-    def _approval(self, full: str) -> bool:
-        """`{file}.meta.json` wins over the store default; it is re-read only when it changes,
-        and a broken sidecar counts as "not approved" (the safe side)."""
+    def _sidecar(self, full: str) -> Sidecar:
+        """`{file}.meta.json` (`{"approved": true, "focal": [0.3, 0.6]}`) wins over the store
+        default; it is re-read only when it changes, and a broken sidecar counts as "not
+        approved" (the safe side)."""
         sidecar = full + SIDECAR
         try:
             st = os.stat(sidecar)
         except OSError:
-            return self.approved
+            return Sidecar(self.approved)
         stamp = (st.st_mtime_ns, st.st_size)
         known = self._sidecars.get(sidecar)
         if known is not None and known[0] == stamp:
             return known[1]
-        approved = False
+        meta = Sidecar(False)
         try:
             with open(sidecar, "rb") as handle:
                 data = json.loads(handle.read(64 * 1024))
-            approved = isinstance(data, dict) and data.get("approved") is True
+            if isinstance(data, dict):
+                focal = data.get("focal")
+                point = focal_point(*focal) if isinstance(focal, list) and len(focal) == 2 else None
+                meta = Sidecar(data.get("approved") is True, point)
         except (OSError, ValueError):
             log.warning(
                 "unreadable approval sidecar %s: treating the file as not approved", sidecar
             )
-        self._sidecars[sidecar] = (stamp, approved)
-        return approved
+        self._sidecars[sidecar] = (stamp, meta)
+        return meta
 
     async def paths(self) -> AsyncIterator[str]:
         """Every file under the root, sidecars and hidden files left out (for `warm`)."""

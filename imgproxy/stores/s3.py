@@ -31,7 +31,7 @@ from imgproxy.errors import (
     UpstreamTimeout,
 )
 from imgproxy.store_options import S3Options
-from imgproxy.stores.base import StoredFile
+from imgproxy.stores.base import StoredFile, focal_point
 
 extras.require("obstore", extra="s3", feature="s3 stores")
 import obstore  # noqa: E402
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 # obstore raises Python's own FileNotFoundError for a 404 (its NotFoundError for some paths).
 MISSING = (NotFoundError, FileNotFoundError)
+FOCAL_HEADER = "x-amz-meta-focal"
 MAX_KEY_BYTES = 1024  # S3's own limit on a key
 CHUNK = 256 * 1024  # streamed in pieces: the byte cap stops a big object early
 BUCKET_SEEN_FOR = 60.0  # seconds a bucket found to exist is not asked about again
@@ -153,7 +154,9 @@ class S3Store:
         modified = meta["last_modified"].timestamp()
         version = f"s3:{e_tag}" if e_tag else f"s3-lm:{modified!r}:{size}"
         approved = _approval(found.attributes, self.metadata_header, self.approved)
-        return StoredFile(path, version, approved, size, modified, path.rsplit("/", 1)[-1])
+        name = path.rsplit("/", 1)[-1]
+        focal = _focal(found.attributes)
+        return StoredFile(path, version, approved, size, modified, name, focal)
 
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
         """The body of exactly the version `stat` saw: If-Match on its ETag, so an object
@@ -229,6 +232,14 @@ def _approval(attributes: Mapping[str, Any], header: str, default: bool) -> bool
             if answer in ("false", "0", "no"):
                 return False
     return default
+
+
+def _focal(attributes: Mapping[str, Any]) -> tuple[float, float] | None:
+    """`x-amz-meta-focal: 0.3,0.6`: the subject's place, as fractions (SPEC §13)."""
+    for name, value in attributes.items():
+        if name.lower() == FOCAL_HEADER and isinstance(value, str) and value.count(",") == 1:
+            return focal_point(*value.split(","))
+    return None
 
 
 def _failed(exc: BaseException) -> ImageProxyError:

@@ -25,7 +25,7 @@ from imgproxy.errors import ConfigError, NotFound, UpstreamError
 from imgproxy.extras import require
 from imgproxy.memo import Memo
 from imgproxy.store_options import SqlOptions
-from imgproxy.stores.base import StoredFile
+from imgproxy.stores.base import StoredFile, focal_point
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 CHUNK = 256 * 1024
@@ -38,6 +38,7 @@ class Columns:
     data: str
     updated: str
     approved: str | None
+    focal: tuple[str, str] | None = None
 
     @classmethod
     def from_names(
@@ -48,6 +49,8 @@ class Columns:
         data_column: str,
         updated_column: str,
         approved_column: str | None = None,
+        focal_x_column: str | None = None,
+        focal_y_column: str | None = None,
     ) -> Columns:
         """Validated, then quoted: the names reach SQL text, so nothing but a plain
         identifier may pass (errors name the option, e.g. `table: ...`)."""
@@ -65,16 +68,23 @@ class Columns:
             approved=None
             if approved_column is None
             else quoted("approved_column", approved_column),
+            focal=None
+            if focal_x_column is None or focal_y_column is None
+            else (
+                quoted("focal_x_column", focal_x_column),
+                quoted("focal_y_column", focal_y_column),
+            ),
         )
 
     def metadata_query(self, placeholder: str, *, rowid: bool) -> str:
         # length()/octet_length() read the BLOB's size from its header, not its content.
         length = "length" if rowid else "octet_length"
         approved = self.approved or "NULL"
+        focal = ", ".join(self.focal) if self.focal else "NULL, NULL"
         first = "rowid, " if rowid else ""
         # Identifiers are validated and quoted (from_names); the key is a bound parameter.
         return (
-            f"SELECT {first}{length}({self.data}), {self.updated}, {approved} "  # noqa: S608
+            f"SELECT {first}{length}({self.data}), {self.updated}, {approved}, {focal} "  # noqa: S608
             f"FROM {self.table} WHERE {self.key} = {placeholder}"
         )
 
@@ -97,7 +107,12 @@ def timestamp(value: Any) -> float | None:
 
 
 def stored_file(
-    path: str, length: Any, updated: Any, approved: Any, default_approved: bool
+    path: str,
+    length: Any,
+    updated: Any,
+    approved: Any,
+    default_approved: bool,
+    focal: tuple[Any, Any] = (None, None),
 ) -> StoredFile:
     if length is None:
         raise NotFound("the row has no image")
@@ -109,6 +124,7 @@ def stored_file(
         size=int(length),
         modified=modified,
         filename=path.rsplit("/", 1)[-1],
+        focal=focal_point(*focal),
     )
 
 
@@ -141,8 +157,8 @@ class SQLiteStore:
         row = await self._run(self._fetch_row, path)
         if row is None:
             raise NotFound("no such row")
-        rowid, length, updated, approved = row
-        file = stored_file(path, length, updated, approved, self.approved)
+        rowid, length, updated, approved, focal_x, focal_y = row
+        file = stored_file(path, length, updated, approved, self.approved, (focal_x, focal_y))
         self._rowids[file.version + "\0" + path] = rowid
         return file
 
@@ -235,7 +251,7 @@ class PostgresStore:
         if row is None:
             raise NotFound("no such row")
         length, updated, approved = row[0], row[1], row[2]
-        return stored_file(path, length, updated, approved, self.approved)
+        return stored_file(path, length, updated, approved, self.approved, (row[3], row[4]))
 
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
         pool = await self._connect()
@@ -266,6 +282,8 @@ class SQLStore:
         data_column: str,
         updated_column: str,
         approved_column: str | None = None,
+        focal_x_column: str | None = None,
+        focal_y_column: str | None = None,
         approved: bool = False,
     ) -> None:
         columns = Columns.from_names(
@@ -274,6 +292,8 @@ class SQLStore:
             data_column=data_column,
             updated_column=updated_column,
             approved_column=approved_column,
+            focal_x_column=focal_x_column,
+            focal_y_column=focal_y_column,
         )
         self.backend: SQLiteStore | PostgresStore
         if url.startswith("sqlite:///"):
@@ -303,6 +323,8 @@ class SQLStore:
                 data_column=options.data_column,
                 updated_column=options.updated_column,
                 approved_column=options.approved_column,
+                focal_x_column=options.focal_x_column,
+                focal_y_column=options.focal_y_column,
                 approved=approved,
             )
         except ConfigError as exc:

@@ -68,7 +68,7 @@ def reference(data: bytes, query: dict[str, str]) -> Image.Image:
     with Image.open(io.BytesIO(data)) as opened:
         full = ImageOps.exif_transpose(opened).convert("RGB")
     geometry = plan(full.size, (t.width, t.height), t.fit, enlarge=t.enlarge)
-    x, y = place(full.size, geometry.crop, t.gravity, t.focal)
+    x, y = place(full.size, geometry.crop, t.gravity, t.focal or (0.5, 0.5))
     box = (x, y, x + geometry.crop[0], y + geometry.crop[1])
     out = full.resize(geometry.size, Image.Resampling.LANCZOS, box=box)
     if geometry.canvas != geometry.size:
