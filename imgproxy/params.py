@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from importlib.util import find_spec
 from typing import Any
 from urllib.parse import unquote
 
@@ -43,6 +44,10 @@ class Gravity(StrEnum):
 AUTO = "auto"
 JSON = "json"
 FormatChoice = OutputFormat | str  # an OutputFormat, AUTO or JSON
+
+# The placeholder hashes are numpy code (render/placeholders.py): an optional extra, looked
+# up here without importing it, so a server without it answers 400, never 500.
+HASHES_AVAILABLE = find_spec("numpy") is not None
 
 TRANSFORM_KEYS = frozenset({"w", "h", "dpr", "fit", "enlarge", "g", "fx", "fy", "fm", "q", "bg"})
 OTHER_KEYS = frozenset({"p", "v", "s"})
@@ -229,7 +234,15 @@ def _choice(raw: str, name: str, choices: tuple[str, ...]) -> str:
 
 def _parse_format(raw: str, name: str, _: int) -> FormatChoice:
     value = _choice(raw, name, (*(f.value for f in OutputFormat), AUTO, JSON))
-    return value if value in (AUTO, JSON) else OutputFormat(value)
+    if value in (AUTO, JSON):
+        return value
+    output = OutputFormat(value)
+    if output.is_placeholder and not HASHES_AVAILABLE:
+        raise BadRequest(
+            f"{name}: {value} needs the 'placeholders' extra on this server"
+            " (pip install 'imgproxy-server[placeholders]')"
+        )
+    return output
 
 
 def _parse_colour(raw: str, name: str, _: int) -> tuple[int, int, int, int]:

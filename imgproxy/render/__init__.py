@@ -17,7 +17,6 @@ from imgproxy.headers import jpeg_scans
 from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
 from imgproxy.policy import check_pixels
-from imgproxy.render import placeholders
 from imgproxy.render.budget import Budget
 from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import entropy_offset, place
@@ -103,6 +102,8 @@ def _placeholder(image: Image.Image, output: OutputFormat) -> bytes:
     decoded = _decode_still(image, Transform(width=side, height=side))
     left, top, right, bottom = (round(edge) for edge in decoded.region)
     still = decoded.frame.crop((left, top, right, bottom))  # without a DCT scale's edge blocks
+    from imgproxy.render import placeholders  # numpy: the `placeholders` extra (params.py)
+
     hashed = placeholders.thumbhash if output is OutputFormat.THUMBHASH else placeholders.blurhash
     return hashed(still).encode("ascii")
 

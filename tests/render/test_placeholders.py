@@ -176,3 +176,20 @@ def test_served_like_a_rendition(media: Path, serve: Serve) -> None:
         renders = proxy.services.metrics.renders
         assert http.get(signed("photo.jpg", fm="thumbhash")).text == first.text
         assert proxy.services.metrics.renders == renders  # a cache hit
+
+
+def test_without_numpy_the_hashes_are_a_400_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy is the `placeholders` extra: a server without it refuses fm=thumbhash plainly,
+    and the render package never imports numpy unless a hash is made."""
+    import subprocess
+    import sys
+
+    from imgproxy import params
+    from imgproxy.errors import BadRequest
+
+    monkeypatch.setattr(params, "HASHES_AVAILABLE", False)
+    with pytest.raises(BadRequest, match="placeholders' extra"):
+        params.build_transform({"fm": "thumbhash"}, 4096)
+    code = "import imgproxy.render, imgproxy.server, sys; print('numpy' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert found.stdout.strip() == "False", found.stderr
