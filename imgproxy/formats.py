@@ -62,6 +62,7 @@ MEDIA_TYPES = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
     "ICO": "image/vnd.microsoft.icon",
+    "HEIF": "image/heif",  # pi-heif's format name, for HEIC too (the `heif` extra)
 }
 
 # Formats never opened, even under "*": EPS runs Ghostscript, an interpreter, on the bytes.
@@ -81,8 +82,8 @@ def sniff(head: bytes) -> str | None:
         return "GIF"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
-        return "AVIF"
+    if head[4:8] == b"ftyp":
+        return _bmff_format(head)
     if head[:2] == b"BM" and len(head) >= 18:
         return "BMP"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
@@ -90,3 +91,21 @@ def sniff(head: bytes) -> str | None:
     if head[:4] == b"\x00\x00\x01\x00":
         return "ICO"
     return None
+
+
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_SHARED_BRANDS = frozenset({b"mif1", b"msf1"})  # structural: HEIF and AVIF files alike
+# pi-heif's own list: a major brand it does not accept would reach no decoder (422).
+_HEIF_BRANDS = _SHARED_BRANDS | frozenset(
+    (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs")
+)
+
+
+def _bmff_format(head: bytes) -> str | None:
+    """AVIF or HEIF from an ISOBMFF `ftyp` box: the major brand decides, unless it is a
+    shared structural one; then a compatible `avif`/`avis` brand makes the file AVIF."""
+    major, end = head[8:12], min(int.from_bytes(head[:4], "big"), len(head))
+    compatible = {head[at : at + 4] for at in range(16, end - 3, 4)}
+    if major in _AVIF_BRANDS or (major in _SHARED_BRANDS and compatible & _AVIF_BRANDS):
+        return "AVIF"
+    return "HEIF" if major in _HEIF_BRANDS else None

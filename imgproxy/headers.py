@@ -4,7 +4,8 @@ than a stop, and a JPEG's scans (SPEC §4.1, §10).
 
 Pure and Pillow-free on purpose: a bomb is refused before a library allocates, and a file
 whose work is out of proportion to its bytes (a million frames, hundreds of scans) before
-the work starts.
+the work starts. A HEIF's grid and overlay canvases count too: libheif allocates a canvas
+before it finds that the canvas disagrees with the `ispe`.
 """
 
 from __future__ import annotations
@@ -168,12 +169,10 @@ def _tiff_sizes(data: bytes) -> Iterator[tuple[int, int]]:
 _BMFF_CONTAINERS = {b"meta": 4, b"iprp": 0, b"ipco": 0}  # box -> header bytes to skip
 
 
-def _bmff_sizes(
-    data: bytes, start: int = 0, end: int | None = None, depth: int = 0
-) -> Iterator[tuple[int, int]]:
-    """Every `ispe` box under meta/iprp/ipco (the primary image, grid tiles, thumbnails)."""
-    at, end = start, len(data) if end is None else end
-    while at + 8 <= end and depth < 4:
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, end) of each ISOBMFF box in data[start:end]."""
+    at = start
+    while at + 8 <= end:
         size, kind, header = _u32be(data, at), data[at + 4 : at + 8], 8
         if size == 1:
             size, header = int.from_bytes(data[at + 8 : at + 16], "big"), 16
@@ -181,12 +180,98 @@ def _bmff_sizes(
             size = end - at
         if size < header:
             return
-        if kind == b"ispe" and at + 20 <= end:
-            yield _u32be(data, at + 12), _u32be(data, at + 16)
-        elif kind in _BMFF_CONTAINERS:
-            inner = at + header + _BMFF_CONTAINERS[kind]
-            yield from _bmff_sizes(data, inner, min(at + size, end), depth + 1)
+        yield kind, at + header, min(at + size, end)
         at += size
+
+
+def _bmff_sizes(
+    data: bytes, start: int = 0, end: int | None = None, depth: int = 0
+) -> Iterator[tuple[int, int]]:
+    """Every `ispe` box under meta/iprp/ipco (the primary image, grid tiles, thumbnails),
+    and every grid or overlay canvas: libheif allocates a canvas before it compares its
+    size with the `ispe`, so a 64x48 item can declare a gigapixel canvas."""
+    end = len(data) if end is None else end
+    for kind, inner, stop in _boxes(data, start, end):
+        if kind == b"ispe" and inner + 12 <= stop:
+            yield _u32be(data, inner + 4), _u32be(data, inner + 8)
+        elif kind in _BMFF_CONTAINERS and depth < 3:
+            yield from _bmff_sizes(data, inner + _BMFF_CONTAINERS[kind], stop, depth + 1)
+        if kind == b"meta" and depth == 0:
+            yield from _canvas_sizes(data, inner + 4, stop)
+
+
+# Derived image item -> where its data gives the output width and height: past version
+# and flags, then a grid's rows and columns, an overlay's four 16-bit fill values.
+_CANVAS_AT = {b"grid": 4, b"iovl": 10}
+_EXTENTS_READ = 4  # of one item's data: more are skipped, never walked
+
+
+def _canvas_sizes(data: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The output size of each grid and overlay item of a `meta` box's children."""
+    boxes = {kind: (inner, stop) for kind, inner, stop in _boxes(data, start, end)}
+    derived = dict(_item_types(data, *boxes.get(b"iinf", (0, 0))))
+    stores = {0: (0, len(data)), 1: boxes.get(b"idat")}  # construction method -> bytes
+    for item, method, spans in _item_locations(data, *boxes.get(b"iloc", (0, 0))):
+        kind, store = derived.get(item), stores.get(method)
+        if kind not in _CANVAS_AT or store is None:
+            continue
+        origin, bound = store
+        head = b"".join(  # the item's first bytes, across its extents (0: to the end)
+            data[origin + at : min(origin + at + (length or 20), bound)] for at, length in spans
+        )[:20]
+        if len(head) < 2:
+            continue
+        field = 4 if head[1] & 1 else 2  # flags bit 0: 32-bit width and height
+        at = _CANVAS_AT[kind]
+        yield (
+            int.from_bytes(head[at : at + field], "big"),
+            int.from_bytes(head[at + field : at + 2 * field], "big"),
+        )
+
+
+def _item_types(data: bytes, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """(item ID, item type) of each version 2/3 `infe` entry of an `iinf` box."""
+    skip = 4 + (2 if start < end and data[start] == 0 else 4)  # version, flags, entry count
+    for kind, inner, stop in _boxes(data, start + skip, end):
+        version = data[inner] if kind == b"infe" and inner < stop else 0
+        width = 2 if version == 2 else 4
+        if version in (2, 3) and inner + 10 + width <= stop:
+            item = int.from_bytes(data[inner + 4 : inner + 4 + width], "big")
+            yield item, data[inner + 6 + width : inner + 10 + width]
+
+
+def _item_locations(
+    data: bytes, start: int, end: int
+) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
+    """(item ID, construction method, [(offset, length), ...]) of each item of an `iloc`
+    box, with its first few extents: each item costs a few steps, however many it declares."""
+    if start + 8 > end:
+        return
+    version, sizes = data[start], int.from_bytes(data[start + 4 : start + 6], "big")
+    offset_size, length_size, base_size = sizes >> 12, sizes >> 8 & 15, sizes >> 4 & 15
+    index_size = sizes & 15 if version in (1, 2) else 0
+    id_size, method_size = (4 if version == 2 else 2), (2 if version in (1, 2) else 0)
+    count = int.from_bytes(data[start + 6 : start + 6 + id_size], "big")
+    at = start + 6 + id_size
+    extent_size = index_size + offset_size + length_size
+    for _ in range(count):
+        if at + id_size + method_size + 2 + base_size + 2 > end:
+            return
+        item = int.from_bytes(data[at : at + id_size], "big")
+        at += id_size
+        method = data[at + 1] & 15 if method_size else 0
+        at += method_size + 2  # and the data reference index
+        base = int.from_bytes(data[at : at + base_size], "big")
+        extents = int.from_bytes(data[at + base_size : at + base_size + 2], "big")
+        at += base_size + 2
+        spans = []
+        for extent in range(min(extents, _EXTENTS_READ)):
+            value = at + extent * extent_size + index_size
+            offset = int.from_bytes(data[value : value + offset_size], "big")
+            length = data[value + offset_size : value + offset_size + length_size]
+            spans.append((base + offset, int.from_bytes(length, "big")))
+        yield item, method, spans
+        at += extents * extent_size
 
 
 def count_frames(fmt: str | None, data: bytes, stop: int, check: Check = _never) -> int | None:

@@ -13,6 +13,7 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,15 @@ class SecuritySettings:
         require(all(self.keys), f"{prefix}.keys", "must not contain an empty key")
 
 
+# SPEC §4, §13: HEIF is approved-only where the `heif` extra is installed. Looked up, not
+# imported: render/heif.py loads pi-heif on the first HEIF file a process opens.
+_HEIF = ("HEIF",) if find_spec("pi_heif") is not None else ()
+
+
 @dataclass(frozen=True, slots=True)
 class PolicySettings:
     image_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF")
-    approved_image_formats: tuple[str, ...] = ("AVIF", "BMP", "TIFF", "ICO")
+    approved_image_formats: tuple[str, ...] = ("AVIF", "BMP", "TIFF", "ICO", *_HEIF)
 
     def check(self, prefix: str) -> None:
         for key in ("image_formats", "approved_image_formats"):

@@ -20,6 +20,7 @@ OPTIONAL = {
     "asyncpg": {"sql.py"},
     "tqdm": {"cli.py"},
     "obstore": {"s3.py", "objects.py"},
+    "pi_heif": {"heif.py"},
 }
 # A framework imported inside the one method only its users call (Fetched.content_file).
 FRAMEWORK_ON_USE = {"fetching.py": {"django"}}

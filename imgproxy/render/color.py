@@ -1,8 +1,9 @@
 """Any decoded mode -> 8-bit RGB or RGBA with correct colours; EXIF orientation.
 
-CMYK with an embedded profile goes through LittleCMS to sRGB (a bare convert() shifts
-colours); other profiles are kept and written back by the encoder, if no larger than
-MAX_ICC_BYTES: a source must not make its thumbnails megabytes of profile.
+CMYK with an embedded profile, and HEIF with any (an iPhone's Display P3: SPEC §13 wants
+its renditions in sRGB), go through LittleCMS to sRGB (a bare convert() shifts colours);
+other profiles are kept and written back by the encoder, if no larger than MAX_ICC_BYTES:
+a source must not make its thumbnails megabytes of profile.
 """
 
 from __future__ import annotations
@@ -34,7 +35,17 @@ ORIENTATION_TAG = 0x0112
 MAX_ICC_BYTES = 1 << 20
 
 
+# Formats whose decoder has applied the container's own rotation and mirroring (HEIF's
+# irot/imir, by libheif): the EXIF tag only records what that was, and must not turn the
+# pixels a second time.
+ORIENTED_BY_DECODER = frozenset({"HEIF"})
+# Formats whose embedded profile is applied here rather than passed on (SPEC §13).
+CONVERTED_TO_SRGB = frozenset({"HEIF"})
+
+
 def orientation(image: Image.Image) -> int:
+    if image.format in ORIENTED_BY_DECODER:
+        return 1
     try:
         value = image.getexif().get(ORIENTATION_TAG, 1)
     except Exception:  # a broken EXIF block must not fail the image: treat as upright
@@ -58,12 +69,15 @@ def has_alpha(image: Image.Image) -> bool:
 
 
 def to_rgb(image: Image.Image) -> tuple[Image.Image, bytes | None]:
-    """The image in RGB/RGBA and the ICC profile to embed with it (None: plain sRGB)."""
+    """The image in RGB/RGBA and the ICC profile to embed with it (None: plain sRGB).
+    `image` is the one opened, its format known (ORIENTED_BY_DECODER is never turned)."""
     icc = image.info.get("icc_profile") or None
     if icc is not None and len(icc) > MAX_ICC_BYTES:
         icc = None
     if image.mode == "CMYK":
-        return _cmyk_to_srgb(image, icc), None
+        return _to_srgb(image, icc, "RGB"), None
+    if icc and image.format in CONVERTED_TO_SRGB and image.mode in ("RGB", "RGBA"):
+        return _to_srgb(image, icc, image.mode), None
     if image.mode in _SIXTEEN_BIT:
         image = image.point(lambda value: value * (1 / 256)).convert("L")
     if image.mode in ("RGB", "RGBA"):
@@ -76,13 +90,14 @@ def to_rgb(image: Image.Image) -> tuple[Image.Image, bytes | None]:
     return image.convert(target), keep
 
 
-def _cmyk_to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
+def _to_srgb(image: Image.Image, icc: bytes | None, mode: str) -> Image.Image:
+    """Through the profile to sRGB in `mode`; a profile LittleCMS cannot use is ignored."""
     if icc:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+            converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode=mode)
             if converted is not None:
                 return converted
         except (ImageCms.PyCMSError, OSError):
-            log.info("unusable CMYK profile; converting without it")
-    return image.convert("RGB")
+            log.info("unusable %s profile; converting without it", image.mode)
+    return image.convert(mode)

@@ -13,6 +13,7 @@ from imgproxy.formats import MEDIA_TYPES, NEVER_OPENED, sniff
 from imgproxy.headers import count_frames, declared_size
 from imgproxy.job import DEFAULT_RENDER_SECONDS
 from imgproxy.policy import check_pixels
+from imgproxy.render import heif
 from imgproxy.render.budget import Budget, BudgetedReader
 from imgproxy.render.color import has_alpha, orientation, swaps_axes
 from imgproxy.settings import LimitsSettings
@@ -41,17 +42,28 @@ def open_image(
     data: bytes, decoders: tuple[str, ...] | None, max_pixels: int, budget: Budget
 ) -> Image.Image:
     """Pillow, asked only for the formats this file's approval state allows (SPEC §4), once
-    every size the header declares (every ICO entry, TIFF page, AVIF item) is within limits.
+    every size the header declares (every ICO entry, TIFF page, AVIF/HEIF item and canvas)
+    is within limits.
 
     The caller has sniffed an allowed format already, so a file Pillow cannot identify is
     one whose header is broken: 422, not 415 (SPEC §10)."""
-    declared = declared_size(sniff(data[:32]) or _pillow_name(data), data)
+    fmt = sniff(data[:32]) or _pillow_name(data)
+    declared = declared_size(fmt, data)
     if declared is not None:
         check_pixels(declared, max_pixels)
     _allow_pixels(max_pixels)
+    if fmt == heif.FORMAT:
+        heif.register()
+    Image.init()
+    # A copy: another render thread may be registering the HEIF opener meanwhile.
+    known = tuple(Image.OPEN)
     if decoders is None:  # "*": every format Pillow reads, but never one that runs a program
-        Image.init()
-        decoders = tuple(name for name in Image.OPEN if name not in NEVER_OPENED)
+        decoders = tuple(name for name in known if name not in NEVER_OPENED)
+    # Pillow knows HEIF only from the first HEIF file on. The sniffed format's decoder
+    # goes first: Pillow's AVIF plugin and pi-heif both accept a `mif1` file.
+    decoders = tuple(
+        sorted((name for name in decoders if name in known), key=lambda name: name != fmt)
+    )
     try:
         return Image.open(BudgetedReader(data, budget), formats=decoders)
     except UnidentifiedImageError:
@@ -122,7 +134,8 @@ def identify(head: bytes) -> str | None:
     """Ask each registered Pillow plugin's own magic-byte test, without opening anything:
     used only when `"*"` allows formats our sniffer does not know."""
     Image.init()
-    for name, (_, accept) in Image.OPEN.items():
+    # A copy: another render thread may be registering the HEIF opener (open_image).
+    for name, (_, accept) in tuple(Image.OPEN.items()):
         try:
             if accept is not None and accept(head):
                 return name

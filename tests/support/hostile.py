@@ -328,3 +328,37 @@ def amplifier_gif() -> bytes:
     buffer = io.BytesIO()
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], comment=b"c" * 200_000)
     return buffer.getvalue()
+
+
+def heif_ispe_bomb(data: bytes, side: int = 60_000) -> bytes:
+    """A real HEIF (heif-enc's) whose every `ispe` property declares side x side."""
+    out = bytearray(data)
+    at = out.find(b"ispe")
+    while at >= 0:
+        out[at + 8 : at + 16] = struct.pack(">II", side, side)
+        at = out.find(b"ispe", at + 4)
+    return bytes(out)
+
+
+def heif_canvas_bomb(data: bytes, side: int) -> bytes:
+    """A real HEIF (heif-enc's, whose primary item is a grid with its data in `idat`) made an
+    overlay of its one tile on a side x side canvas. Its `ispe` still says the image's own
+    size: libheif allocates the canvas before it finds the two disagree."""
+    out = bytearray(data)
+    meta = images.child_box(out, 0, len(out), b"meta")
+    inner = (meta[0] + 12, meta[1])
+    iinf = images.child_box(out, *inner, b"iinf")
+    at = out.index(b"grid", *iinf)
+    out[at : at + 4] = b"iovl"
+    idat = images.child_box(out, *inner, b"idat")
+    # version 0, flags 0 (16-bit sizes), fill colour, canvas width and height, tile offset
+    overlay = struct.pack(">BB4HHHhh", 0, 0, 0, 0, 0, 0xFFFF, side, side, 0, 0)
+    grown = len(overlay) - (idat[1] - idat[0] - 8)
+    out[idat[0] + 8 : idat[1]] = overlay
+    images.grow_boxes(out, [meta[0], idat[0]], grown)
+    iloc = images.child_box(out, *inner, b"iloc")[0]
+    for extent in images.iloc_extents(out, iloc):
+        if extent.method == 1:  # the overlay's data, now longer
+            images.write_field(out, extent.length, len(overlay))
+    images.move_file_offsets(out, meta[1], grown)
+    return bytes(out)
