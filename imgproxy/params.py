@@ -39,6 +39,7 @@ class Gravity(StrEnum):
     SW = "sw"
     FOCAL = "focal"
     ENTROPY = "entropy"
+    SMART = "smart"
 
 
 AUTO = "auto"
@@ -190,7 +191,9 @@ def _normalise(t: Transform) -> Transform:
         t = dataclasses.replace(t, fit=Fit.CONTAIN)
     if t.fit is not Fit.COVER:
         t = dataclasses.replace(t, gravity=Gravity.CENTER)
-    if t.gravity is not Gravity.FOCAL:
+    if t.gravity is Gravity.SMART:
+        t = dataclasses.replace(t, focal=None)  # found in the pixels, once per version
+    elif t.gravity is not Gravity.FOCAL:
         t = dataclasses.replace(t, focal=(0.5, 0.5))
     return t
 

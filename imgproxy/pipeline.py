@@ -6,6 +6,7 @@ path (400) -> store (404) -> signature (403) -> params (400) -> stat (404) -> au
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -20,6 +21,7 @@ from imgproxy.errors import (
     NotFound,
     SourceChanged,
 )
+from imgproxy.job import RenderJob
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.mounts import Mounted
 from imgproxy.response import accel_response, error_response, image_response, ranged_response
@@ -170,16 +172,30 @@ def _accel(services: Services, request: ImageRequest, status: int) -> bool:
 async def _render(services: Services, source: Source, variant: Variant) -> Rendition:
     """Decode (422) and render, run once per rendition by the cache. The source is read only
     once a render slot is granted: 503 past the queue, before any byte is read (SPEC §11)."""
-    assert variant.job is not None
+    job = variant.job
+    assert job is not None
+    if job.transform.focal is None:  # g=smart: the point found once per source version
+        job = await _smart(services, source, job)
     async with services.executor.slot(source.info.bytes) as slot:
         began = time.perf_counter()
         data = await services.sources.read(source)
         fetched = time.perf_counter()
-        rendered = await slot.within(variant.job.budget, render.render, data, variant.job)
+        rendered = await slot.within(job.budget, render.render, data, job)
+    if rendered.smart is not None:
+        await services.sources.keep_smart_point(source, rendered.smart)
     rendered_in = time.perf_counter() - fetched
     services.metrics.rendered(fetch=fetched - began, render=rendered_in)
     logs.note("render_ms", round(rendered_in * 1000, 2))
     timing.record("fetch", fetched - began)
     for stage, seconds in rendered.timings.items():
         timing.record(stage, seconds)
-    return Rendition(rendered.body, variant.job.output.media_type, source.file.modified)
+    return Rendition(rendered.body, job.output.media_type, source.file.modified)
+
+
+async def _smart(services: Services, source: Source, job: RenderJob) -> RenderJob:
+    """The job with the version's g=smart point if any process found it already (then
+    this render crops at once); else unchanged, and the render finds and reports it."""
+    point = await services.sources.smart_point(source)
+    if point is None:
+        return job
+    return dataclasses.replace(job, transform=dataclasses.replace(job.transform, focal=point))

@@ -9,6 +9,7 @@ already seen anywhere costs no read (SPEC §5).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from imgproxy.memo import Memo
 from imgproxy.mounts import Mounted
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.stores import Peekable, StoredFile
+from imgproxy.stores.base import focal_point
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Sources:
         self.cache = cache
         self._known: Memo[tuple[str, str, str], SourceInfo] = Memo(100_000)
         self._learning: SingleFlight[SourceInfo] = SingleFlight()
+        self._points: Memo[str, tuple[float, float]] = Memo(100_000)
 
     async def learn(self, mount: Mounted, file: StoredFile) -> Source:
         ident = (mount.name, file.path, file.version)
@@ -96,9 +99,41 @@ class Sources:
         await self.cache.put(_facts_key(mount, file), Rendition(info.to_json(), "application/json"))
         return info
 
+    async def smart_point(self, source: Source) -> tuple[float, float] | None:
+        """The g=smart point of this version, if any process has found it (SPEC §13)."""
+        key = _point_key(source.mount, source.file)
+        point = self._points.get(key.rendition)
+        if point is None:
+            kept = await self.cache.recall(key)
+            point = _point(kept.body) if kept is not None else None
+            if point is not None:
+                self._points[key.rendition] = point
+        return point
+
+    async def keep_smart_point(self, source: Source, point: tuple[float, float]) -> None:
+        """Beside the facts, for every later size and every process sharing the tiers."""
+        key = _point_key(source.mount, source.file)
+        self._points[key.rendition] = point
+        await self.cache.put(key, Rendition(json.dumps(list(point)).encode(), "application/json"))
+
     async def _recall(self, mount: Mounted, file: StoredFile) -> SourceInfo | None:
         kept = await self.cache.recall(_facts_key(mount, file))
         return SourceInfo.from_json(kept.body) if kept is not None else None
+
+
+def _point_key(mount: Mounted, file: StoredFile) -> CacheKey:
+    """The g=smart analysis of one version: found in its pixels, so independent of limits."""
+    point = make_etag(mount.name, file.path, file.version, "smart-1").strip('"')
+    return CacheKey(surrogate_key(mount.name, file.path), point, FACTS_EXTENSION)
+
+
+def _point(body: bytes) -> tuple[float, float] | None:
+    """A kept point, or None for anything else (a damaged entry is found again)."""
+    try:
+        x, y = json.loads(body)
+    except (ValueError, TypeError):
+        return None
+    return focal_point(x, y)
 
 
 def _facts_key(mount: Mounted, file: StoredFile) -> CacheKey:

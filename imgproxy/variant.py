@@ -23,7 +23,7 @@ from imgproxy.job import RenderJob
 from imgproxy.memo import Memo
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.negotiation import MAX_ACCEPT, negotiate
-from imgproxy.params import AUTO, Query, Transform
+from imgproxy.params import AUTO, Gravity, Query, Transform
 from imgproxy.policy import check_frames
 from imgproxy.response import SECURITY_HEADERS, content_disposition, not_modified
 from imgproxy.settings import LimitsSettings
@@ -129,8 +129,8 @@ def build_variant(
         extension, media_type = "", "application/json"
     else:
         assert output is not None
-        if t.focal is None:  # g=focal with no fx/fy: the stored point, in job and ETag
-            t = dataclasses.replace(t, focal=file.focal or CENTRE)
+        if t.focal is None and t.gravity is Gravity.FOCAL:  # no fx/fy: the stored point
+            t = dataclasses.replace(t, focal=file.focal or CENTRE)  # in the job and the ETag
         quality = (t.quality or output.default_quality) if output.has_quality else None
         animate = output.animates and info.frames > 1
         check_frames(info, limits, animated_output=animate)

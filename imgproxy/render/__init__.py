@@ -6,6 +6,7 @@ Everything here is blocking and runs in the render executor's threads.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from imgproxy.params import Gravity, Transform
 from imgproxy.policy import check_pixels
 from imgproxy.render.budget import Budget
 from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
-from imgproxy.render.crop import entropy_offset, place
+from imgproxy.render.crop import entropy_offset, place, smart_point
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
 from imgproxy.render.geometry import Geometry, plan
 from imgproxy.render.probe import identify, open_image, probe
@@ -48,6 +49,7 @@ _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 class Rendered:
     body: bytes
     timings: dict[str, float]  # decode, render, encode seconds, for Server-Timing
+    smart: tuple[float, float] | None = None  # the g=smart point found, for the next sizes
 
 
 def render(data: bytes, job: RenderJob) -> Rendered:
@@ -68,7 +70,10 @@ def render(data: bytes, job: RenderJob) -> Rendered:
             still = _decode_still(image, job.transform)
             budget.check()
             decoded = clock()
-            out = _transform(still, job.transform)
+            t, found = job.transform, None
+            if t.gravity is Gravity.SMART and t.focal is None:  # not known for this version
+                t = dataclasses.replace(t, focal=(found := _smart_point(still)))
+            out = _transform(still, t)
             budget.check()
             transformed = clock()
             body = encode(
@@ -86,6 +91,7 @@ def render(data: bytes, job: RenderJob) -> Rendered:
                     "render": transformed - decoded,
                     "encode": clock() - transformed,
                 },
+                found,
             )
     except _BOMB:
         raise TooLarge(f"an image in the file is larger than {job.max_pixels} pixels") from None
@@ -106,6 +112,14 @@ def _placeholder(image: Image.Image, output: OutputFormat) -> bytes:
 
     hashed = placeholders.thumbhash if output is OutputFormat.THUMBHASH else placeholders.blurhash
     return hashed(still).encode("ascii")
+
+
+def _smart_point(decoded: Decoded) -> tuple[float, float]:
+    """The salient point of the upright frame, as fractions of the source (the frame may be
+    a DCT-scaled decode with edge blocks beyond the source)."""
+    left, top, right, bottom = decoded.region
+    kept = decoded.frame.crop((round(left), round(top), round(right), round(bottom)))
+    return smart_point(kept)
 
 
 def _check_scans(image: Image.Image, data: bytes, limit: int) -> None:

@@ -1,10 +1,10 @@
-"""Gravity -> where a cover crop sits in the source (entropy needs the pixels)."""
+"""Gravity -> where a cover crop sits in the source (entropy and smart need the pixels)."""
 
 from __future__ import annotations
 
 import math
 
-from PIL import Image
+from PIL import Image, ImageChops, ImageFilter
 
 from imgproxy.params import Gravity
 
@@ -26,7 +26,7 @@ def place(
 ) -> tuple[int, int]:
     """Top-left corner of the crop for an anchor gravity or a focal point."""
     (sw, sh), (cw, ch) = source, crop
-    if gravity is Gravity.FOCAL:
+    if gravity in (Gravity.FOCAL, Gravity.SMART):
         # Centre the crop on the point, then slide it back inside the source.
         x = round(focal[0] * sw - cw / 2)
         y = round(focal[1] * sh - ch / 2)
@@ -64,3 +64,62 @@ def _entropy(region: Image.Image) -> float:
     histogram = region.histogram()
     total = sum(histogram) or 1
     return -sum(n / total * math.log2(n / total) for n in histogram if n)
+
+
+SMART_SIDE = 64  # the saliency map's longer side: subjects, not texture
+SKIN_CB, SKIN_CR = (77, 127), (133, 173)  # skin tones in YCbCr, any complexion
+PEAK_SHARE = 0.5  # the subject: the pixels around the peak at least this salient
+
+
+def smart_point(image: Image.Image) -> tuple[float, float]:
+    """Where the subject is, as fractions of the width and height. On a small copy, each of
+    detail (edges), colour (saturation) and skin tones counts by how far it stands above
+    its own median, so a busy or tinted background cancels out; the blurred sum's peak is the
+    subject, and its centre is the centroid of the salient pixels around that peak.
+    Computed once per source version and kept: a crop of every size centres on it."""
+    small = image.convert("RGB")
+    small.thumbnail((SMART_SIDE, SMART_SIDE), Image.Resampling.BOX)
+    _, cb, cr = small.convert("YCbCr").split()
+    skin = ImageChops.multiply(
+        cb.point(lambda v: 255 if SKIN_CB[0] <= v <= SKIN_CB[1] else 0),
+        cr.point(lambda v: 255 if SKIN_CR[0] <= v <= SKIN_CR[1] else 0),
+    )
+    cues = [
+        small.convert("L").filter(ImageFilter.FIND_EDGES),
+        small.convert("HSV").getchannel("S"),
+        skin,
+    ]
+    salient = Image.new("L", small.size, 0)
+    for cue in cues:
+        salient = ImageChops.add(salient, _standing_out(cue), scale=1.0)
+    salient = salient.filter(ImageFilter.GaussianBlur(1.5))
+    values, width = salient.tobytes(), salient.width
+    peak = max(range(len(values)), key=values.__getitem__)
+    if values[peak] == 0:
+        return (0.5, 0.5)  # nothing stands out: the centre
+    px, py = peak % width, peak // width
+    reach = max(2, SMART_SIDE // 6)
+    floor = values[peak] * PEAK_SHARE
+    total = x = y = 0.0
+    for row in range(max(0, py - reach), min(salient.height, py + reach + 1)):
+        for column in range(max(0, px - reach), min(width, px + reach + 1)):
+            value = values[row * width + column]
+            if value >= floor:
+                total += value
+                x += (column + 0.5) * value
+                y += (row + 0.5) * value
+    return (x / total / width, y / total / salient.height)
+
+
+def _standing_out(cue: Image.Image) -> Image.Image:
+    """How far each pixel stands above the cue's median, as a third of the 0..255 range."""
+    histogram = cue.histogram()
+    half, seen, median = sum(histogram) / 2, 0, 0
+    for level, count in enumerate(histogram):
+        seen += count
+        if seen >= half:
+            median = level
+            break
+    top = max((level for level, count in enumerate(histogram) if count), default=0)
+    spread = max(1, top - median)
+    return cue.point(lambda v: max(0, v - median) * 85 // spread)

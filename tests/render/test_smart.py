@@ -1,0 +1,129 @@
+"""`g=smart` (SPEC §13): a planted salient object (a saturated shape, or a skin-toned face-like
+ellipse) on a busy, dull background is kept inside the crop, for every crop shape, on a set
+of generated images; the centre crop loses it on most of the same images."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from imgproxy import ImageProxy
+from imgproxy.formats import OutputFormat
+from imgproxy.params import build_transform
+from imgproxy.render import RenderJob, render
+from tests.support import Serve, images, settings_for
+
+DECODERS = ("JPEG", "PNG")
+SHAPES = [("120", "300"), ("300", "100"), ("150", "150")]
+
+
+def scene(seed: int) -> tuple[bytes, tuple[int, int, int], int]:
+    """A dull textured background (grey noise on a soft gradient, little saturation) and
+    one planted subject away from the centre; the subject's colour and pixel count."""
+    rng = random.Random(seed)
+    width, height = (640, 420) if seed % 2 else (420, 640)
+    noise = np.random.default_rng(seed).normal(0, 18, (height, width, 1))
+    ramp = np.linspace(90, 150, width)[None, :, None]
+    pixels = np.clip(ramp + noise + np.array([8, 4, 0]), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(0.6))
+    draw = ImageDraw.Draw(image)
+    radius = rng.randint(28, 40)
+    # Away from the centre: in an outer third of the longer side.
+    long_side = max(width, height)
+    along = rng.choice(
+        [
+            rng.randint(radius + 10, long_side // 3),
+            rng.randint(2 * long_side // 3, long_side - radius - 10),
+        ]
+    )
+    across = rng.randint(radius + 10, min(width, height) - radius - 10)
+    cx, cy = (along, across) if width > height else (across, along)
+    if seed % 3 == 0:
+        colour = (224, 172, 140)  # a skin tone: an ellipse like a face
+        draw.ellipse(
+            (cx - radius, cy - int(radius * 1.3), cx + radius, cy + int(radius * 1.3)), fill=colour
+        )
+    else:
+        colour = rng.choice([(230, 30, 30), (30, 200, 60), (40, 80, 230), (240, 200, 20)])
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
+    area = int(np.all(np.asarray(image) == colour, axis=-1).sum())
+    return images.encode(image, "PNG"), colour, area
+
+
+def kept(body: bytes, colour: tuple[int, int, int]) -> int:
+    pixels = np.asarray(images.decode(body).convert("RGB"), dtype=int)
+    return int((np.abs(pixels - np.array(colour)).max(axis=-1) < 40).sum())
+
+
+def crop(data: bytes, w: str, h: str, gravity: str) -> bytes:
+    t = build_transform({"w": w, "h": h, "fit": "cover", "g": gravity}, 4096)
+    return render(data, RenderJob(t, OutputFormat.PNG, None, DECODERS, False, 50_000_000)).body
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_planted_subject_stays_inside_every_crop(seed: int) -> None:
+    data, colour, area = scene(seed)
+    source = images.decode(data).size
+    for w, h in SHAPES:
+        out = crop(data, w, h, "smart")
+        # The crop is scaled: expect the subject's area at that scale, mostly there.
+        scale = max(int(w) / source[0], int(h) / source[1])
+        assert kept(out, colour) >= 0.6 * area * scale * scale, (seed, w, h)
+
+
+def test_the_centre_crop_would_have_lost_it() -> None:
+    """The test is not trivially true: a centre crop misses most planted subjects."""
+    lost = 0
+    for seed in range(12):
+        data, colour, area = scene(seed)
+        source = images.decode(data).size
+        w, h = SHAPES[0] if source[0] > source[1] else SHAPES[1]
+        scale = max(int(w) / source[0], int(h) / source[1])
+        lost += kept(crop(data, w, h, "center"), colour) < 0.6 * area * scale * scale
+    assert lost >= 8
+
+
+def test_the_point_is_reported_for_the_next_sizes() -> None:
+    data, _, _ = scene(1)
+    t = build_transform({"w": "100", "h": "100", "fit": "cover", "g": "smart"}, 4096)
+    assert t.focal is None
+    rendered = render(data, RenderJob(t, OutputFormat.PNG, None, DECODERS, False, 50_000_000))
+    assert rendered.smart is not None and all(0 <= v <= 1 for v in rendered.smart)
+
+
+def test_the_analysis_runs_once_per_version_and_is_shared_through_the_tiers(
+    media: Path, tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every crop size of one version reuses one analysis, kept beside the source's facts: a
+    second process sharing the disk tier analyses nothing; a new version is analysed again."""
+    import imgproxy.render as rendering
+
+    calls: list[int] = []
+    real = rendering.smart_point
+
+    def counted(image: Image.Image) -> tuple[float, float]:
+        calls.append(1)
+        return real(image)
+
+    monkeypatch.setattr(rendering, "smart_point", counted)
+    data, colour, area = scene(2)
+    (media / "scene.png").write_bytes(data)
+    cache = {"disk_path": str(tmp_path / "cache")}
+    first = ImageProxy(settings_for(media, cache=cache))
+    with httpx.Client(base_url=serve(first).url) as http:
+        for w, h in SHAPES:
+            response = http.get(f"/media/scene.png?w={w}&h={h}&fit=cover&g=smart")
+            assert response.status_code == 200 and kept(response.content, colour) > 0
+    assert len(calls) == 1
+    second = ImageProxy(settings_for(media, cache=cache))  # a restarted process
+    with httpx.Client(base_url=serve(second).url) as http:
+        assert http.get("/media/scene.png?w=90&h=200&fit=cover&g=smart").status_code == 200
+        assert len(calls) == 1
+        (media / "scene.png").write_bytes(scene(5)[0])  # a new version
+        assert http.get("/media/scene.png?w=90&h=200&fit=cover&g=smart").status_code == 200
+        assert len(calls) == 2
