@@ -110,6 +110,35 @@ def test_fastapi_gallery() -> None:
                 assert out.width <= int(width[:-1])
 
 
+def test_fastapi_upload_is_checked_by_the_servers_rules(tmp_path: Path) -> None:
+    """An UploadFile goes through imgproxy.inspect: accepted files are served, hostile ones
+    get the server's own status and code and are never kept."""
+    from tests.support import hostile
+
+    port = free_port()
+    command = uvicorn_cmd("examples.fastapi_app:app", port)
+    with serve_example(command, port, EXAMPLE_UPLOADS=str(tmp_path)):
+        base = f"http://127.0.0.1:{port}"
+        accepted = httpx.post(
+            base + "/api/upload", files={"file": ("cat.jpg", images.jpeg((400, 300)))}
+        )
+        assert accepted.status_code == 201, accepted.text
+        body = accepted.json()
+        assert (body["width"], body["height"]) == (400, 300)
+        thumb = httpx.get(base + body["thumb"])
+        assert thumb.status_code == 200 and images.decode(thumb.content).size == (240, 240)
+        for name, data, status, code in (
+            ("photo.bmp", images.encode(images.photo((32, 32)), "BMP"), 403, "not_approved"),
+            ("page.png", b"<html><script>alert(1)</script></html>", 415, "unsupported_format"),
+            ("bomb.png", hostile.png_bomb(), 413, "too_large"),
+            ("cut.jpg", images.jpeg((200, 150))[:900], 422, "undecodable"),
+        ):
+            refused = httpx.post(base + "/api/upload", files={"file": (name, data)})
+            assert refused.status_code == status, (name, refused.text)
+            assert refused.json()["detail"]["error"] == code
+        assert len(list(tmp_path.iterdir())) == 1  # only the accepted file was kept
+
+
 def test_flask_wsgi_middleware() -> None:
     port = free_port()
     command = [sys.executable, str(ROOT / "examples/flask_app.py"), "--port", str(port)]

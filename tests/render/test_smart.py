@@ -101,16 +101,15 @@ def test_the_analysis_runs_once_per_version_and_is_shared_through_the_tiers(
 ) -> None:
     """Every crop size of one version reuses one analysis, kept beside the source's facts: a
     second process sharing the disk tier analyses nothing; a new version is analysed again."""
-    import imgproxy.render as rendering
+    from imgproxy.render import crop
 
     calls: list[int] = []
-    real = rendering.smart_point
 
     def counted(image: Image.Image) -> tuple[float, float]:
         calls.append(1)
-        return real(image)
+        return crop.smart_point(image)
 
-    monkeypatch.setattr(rendering, "smart_point", counted)
+    monkeypatch.setattr("imgproxy.render.smart_point", counted)  # where render calls it
     data, colour, area = scene(2)
     (media / "scene.png").write_bytes(data)
     cache = {"disk_path": str(tmp_path / "cache")}
