@@ -110,7 +110,7 @@ def test_the_analysis_runs_once_per_version_and_is_shared_through_the_tiers(
         return crop.smart_point(image)
 
     monkeypatch.setattr("imgproxy.render.smart_point", counted)  # where render calls it
-    data, colour, area = scene(2)
+    data, colour, _ = scene(2)
     (media / "scene.png").write_bytes(data)
     cache = {"disk_path": str(tmp_path / "cache")}
     first = ImageProxy(settings_for(media, cache=cache))
