@@ -1,29 +1,39 @@
-"""The demo's URL builder over HTTP: it signs URLs with the server's key, so only for the
-images the page lists; anything else gets an error JSON and no URL."""
+"""The demo over HTTP. Its URL builder signs URLs with the server's key, so only for the images
+the page lists; anything else gets an error JSON and no URL. Its page inlines what the server
+itself answers: each image's size and ThumbHash, around `<picture>` markup."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+from html import unescape
 from pathlib import Path
 
 import httpx
 import pytest
 
 from imgproxy.server import StandaloneApp
+from imgproxy.urls import url_for
 from tests.support import images, settings_for
 
 
-def _ask(folder: Path, **query: str) -> tuple[int, dict[str, str]]:
+def _get(folder: Path, *urls: str, **query: str) -> list[httpx.Response]:
+    """GET each URL in turn from one demo server (signing on), with `query` on the first."""
     settings = settings_for(folder, security={"keys": ["k1"]}, server={"demo": True})
     app = StandaloneApp(settings)
 
-    async def get() -> httpx.Response:
+    async def get() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
-            return await client.get("/_demo/url", params=query)
+            first = await client.get(urls[0], params=query)
+            return [first, *[await client.get(url) for url in urls[1:]]]
 
-    response = asyncio.run(get())
+    return asyncio.run(get())
+
+
+def _ask(folder: Path, **query: str) -> tuple[int, dict[str, str]]:
+    response = _get(folder, "/_demo/url", **query)[0]
     return response.status_code, response.json()
 
 
@@ -72,3 +82,38 @@ def test_a_bad_parameter_is_left_for_the_server_to_explain(media: Path) -> None:
 def test_a_deeply_nested_image_field_is_an_error_not_a_500(media: Path) -> None:
     status, body = _ask(media, image="[" * 5_000 + "]" * 5_000, w="20")  # past the recursion limit
     assert status == 200 and "error" in body and "url" not in body
+
+
+def test_the_focal_picker_gets_signed_crops_around_its_point(media: Path) -> None:
+    image = json.dumps(["media", "a.jpg"])
+    point = {"w": "16", "h": "9", "fit": "cover", "g": "focal", "fx": "0.25", "fy": "0.75"}
+    status, body = _ask(media, image=image, **point)
+    assert status == 200 and "&fx=0.25&fy=0.75&" in body["url"] and "&s=" in body["url"]
+    crop = _get(media, body["url"])[0]
+    assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+
+
+def test_the_page_inlines_each_images_size_and_thumbhash(media: Path) -> None:
+    """Both come from the server's own signed answers (fm=json, fm=thumbhash)."""
+    (media / "b.png").write_bytes(images.png((30, 60)))
+    settings = settings_for(media, security={"keys": ["k1"]})
+    page, hashed = _get(media, "/", url_for("media", "b.png", settings=settings, fm="thumbhash"))
+    cards = re.findall(r"<figure>.*?</figure>", page.text)
+    assert len(cards) == 2
+    card = next(c for c in cards if "media/b.png" in c)
+    assert card.count("<source ") == 2 and 'type="image/avif"' in card
+    assert 'width="30" height="60"' in card  # the source's own size: no candidate is larger
+    assert "&amp;s=" in card  # signed, as the server requires
+    placeholder = re.search(r'data-thumbhash="([^"]+)"', card)
+    assert placeholder is not None and hashed.status_code == 200
+    assert unescape(placeholder.group(1)) == hashed.text
+
+
+def test_a_card_the_server_cannot_describe_shows_without_size_or_placeholder(
+    media: Path,
+) -> None:
+    (media / "broken.jpg").write_bytes(b"not an image at all")
+    page = _get(media, "/")[0]
+    assert page.status_code == 200
+    card = next(c for c in re.findall(r"<figure>.*?</figure>", page.text) if "broken" in c)
+    assert "<picture>" in card and "data-thumbhash" not in card and " width=" not in card
