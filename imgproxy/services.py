@@ -112,7 +112,11 @@ def build_tiers(settings: Settings) -> list[CacheTier]:
 
 
 async def validate(settings: Settings) -> None:
-    """What `imgproxy check` and `serve` verify before anything runs: presets parse and every
-    store builds. No cache tier is built and nothing is written."""
+    """What `imgproxy check` and `serve` verify before anything runs: presets parse, every
+    store builds, and a format a policy names can be decoded here (HEIF needs its extra).
+    No cache tier is built and nothing is written."""
     check_presets(settings)
+    policies = [settings.policy, *(store.policy for store in settings.stores.values())]
+    if any("HEIF" in (*p.image_formats, *p.approved_image_formats) for p in policies):
+        require("pi_heif", extra="heif", feature="HEIF in a policy")
     await close_stores(mount_stores(settings, {}))

@@ -25,20 +25,23 @@ CORE_SMOKE = textwrap.dedent(
     from imgproxy import ImageProxy, Settings
     from imgproxy.errors import ConfigError
 
-    for extra in ("uvicorn", "redis", "prometheus_client", "tqdm", "asyncpg"):
+    for extra in ("uvicorn", "redis", "prometheus_client", "tqdm", "asyncpg", "obstore",
+                  "numpy", "pi_heif"):
         assert importlib.util.find_spec(extra) is None, extra + " came with the core"
     root = sys.argv[1]
     store = {"media": {"kind": "fs", "root": root, "approved": True}}
     proxy = ImageProxy(Settings.from_mapping({"stores": store}, env={}))
 
-    async def fetch():
+    async def fetch(query):
         transport = httpx.ASGITransport(app=proxy)
         async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
-            return await client.get("/media/photo.jpg?w=40&fm=webp")
+            return await client.get("/media/photo.jpg?" + query)
 
-    response = asyncio.run(fetch())
+    response = asyncio.run(fetch("w=40&fm=webp"))
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/webp"
+    hashed = asyncio.run(fetch("fm=thumbhash"))  # numpy is an extra: a 400 naming it
+    assert hashed.status_code == 400 and "placeholders" in hashed.text, hashed.text
     try:
         ImageProxy(Settings.from_mapping({"cache": {"redis_url": "redis://x"}}, env={}))
     except ConfigError as exc:
@@ -92,6 +95,10 @@ def test_the_wheel_installs_alone_then_with_the_server_extra(
     config.write_text('[stores.media]\nkind = "fs"\nroot = "media"\napproved = true\n')
     checked = run(imgproxy, "check", "--config", config)
     assert checked.returncode == 0 and "/media/" in checked.stdout, checked.stderr
+    heif = tmp_path / "heif.toml"  # a policy naming a format this install cannot decode
+    heif.write_text(config.read_text() + 'approved_image_formats = ["HEIF"]\n')
+    named = run(imgproxy, "check", "--config", heif)
+    assert named.returncode == 2 and "imgproxy-server[heif]" in named.stderr, named.stderr
     refused = run(imgproxy, "serve", "--config", config)
     assert refused.returncode == 2
     assert "pip install 'imgproxy-server[server]'" in refused.stderr
