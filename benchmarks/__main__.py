@@ -10,7 +10,11 @@
     calling the ASGI app: per memory-cache hit, in-process, so no server's cost is counted;
 (f) thumbor 7.8 (its own venv, made on first run): cold renders with unique URLs at 8 and
     32 connections (req/s, p50/p99, server CPU per request, peak RSS per worker), and peak
-    RSS under 64 concurrent cold requests for a 40 MB source.
+    RSS under 64 concurrent cold requests for a 40 MB source;
+(g) a fleet's shared tiers (benchmarks/fleet.py): a hit from the object-store tier and from
+    Redis vs a render, and a new instance's first hit (source bytes it downloads: 0);
+(h) output costs (benchmarks/formats.py): ThumbHash/BlurHash vs a 300 px JPEG, and AVIF at
+    speed 8 (our default) vs 6 (libavif's), time and bytes.
 Rounds alternate between the contenders, because these machines drift ±20-30 % a minute:
 compare the ratios (and their per-round range, the noise figure), not absolute numbers.
 """
@@ -38,7 +42,7 @@ import PIL
 import psutil
 from PIL import Image
 
-from benchmarks import versus_thumbor
+from benchmarks import fleet, formats, versus_thumbor
 from benchmarks.harness import (
     ROOT,
     free_port,
@@ -464,6 +468,8 @@ def report(meta: Mapping[str, object], results: Mapping[str, list[dict[str, obje
         "throughput": ["case", "imgproxy_rps", "starlette_rps", "ratio", "ratio_min", "ratio_max"],
         "disk": ["case", "imgproxy_rps", "nginx_static_rps", "ratio", "ratio_min", "ratio_max"],
         "wsgi": ["case", "asgi_us", "wsgi_us", "ratio"],
+        "fleet": ["case", "hit_ms", "render_ms", "ratio", "source_bytes_read"],
+        "formats": ["case", "ours_ms", "baseline_ms", "ratio", "bytes_8", "bytes_6"],
     }
     for part, names in columns.items():
         if results.get(part):
@@ -471,7 +477,7 @@ def report(meta: Mapping[str, object], results: Mapping[str, list[dict[str, obje
     return "\n".join(lines)
 
 
-PARTS = ["cold", "throughput", "disk", "wsgi", "thumbor"]
+PARTS = ["cold", "throughput", "disk", "wsgi", "thumbor", "fleet", "formats"]
 
 
 def main() -> int:
@@ -523,6 +529,12 @@ def main() -> int:
             versus_thumbor.cold(DATA, paths, rounds, seconds, connections, rows)
             print(f"(f) peak RSS, {burst} concurrent cold requests for a 40 MB source")
             versus_thumbor.big_source_rss(DATA, make_big_source(), rounds, burst, rows)
+        if "fleet" in parts:
+            print(f"(g) fleet: SeaweedFS + Redis, {rounds} rounds x {renders} requests")
+            results["fleet"] = fleet.run(DATA / "fleet", paths["6MP"], rounds, renders)
+        if "formats" in parts:
+            print(f"(h) placeholder hashes and AVIF speed, {rounds} rounds, in-process")
+            results["formats"] = formats.run(paths["6MP"], rounds)
     finally:  # whatever ran is kept, even after a failure or Ctrl-C
         if any(results.values()):
             RESULTS.mkdir(parents=True, exist_ok=True)
