@@ -48,6 +48,7 @@ from benchmarks.harness import (
     free_port,
     markdown_table,
     median,
+    print_row,
     ratios,
     service,
     terminate_on_sigterm,
@@ -416,17 +417,6 @@ def wsgi_bridge(paths: dict[str, Path], rounds: int, calls: int = 3000) -> list[
     for row in rows:
         print_row(row)
     return rows
-
-
-def print_row(row: Mapping[str, object]) -> None:
-    print(
-        "  "
-        + "  ".join(
-            f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in row.items()
-            if not isinstance(v, dict | list)
-        )
-    )
 
 
 def environment() -> dict[str, object]:

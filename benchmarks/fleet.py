@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from benchmarks.harness import free_port, median, ratios, service
+from benchmarks.harness import free_port, median, print_row, ratios, service
 
 if TYPE_CHECKING:
     from tests.support.objects import S3Server
@@ -144,14 +144,3 @@ def run(work: Path, source: Path, rounds: int, n: int) -> list[dict[str, object]
         )
         print_row(rows[-1])
     return rows
-
-
-def print_row(row: dict[str, object]) -> None:
-    print(
-        "  "
-        + "  ".join(
-            f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in row.items()
-            if not isinstance(v, dict | list)
-        )
-    )

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.harness import median, ratios
+from benchmarks.harness import median, print_row, ratios
 from imgproxy.formats import OutputFormat
 from imgproxy.params import build_transform
 from imgproxy.render import RenderJob, render
@@ -82,14 +82,3 @@ def run(source: Path, rounds: int, n: int = 5) -> list[dict[str, object]]:
     )
     print_row(rows[-1])
     return rows
-
-
-def print_row(row: dict[str, object]) -> None:
-    print(
-        "  "
-        + "  ".join(
-            f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in row.items()
-            if not isinstance(v, dict | list)
-        )
-    )

@@ -291,3 +291,15 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str])
     for row in rows:
         lines.append("| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |")
     return "\n".join(lines)
+
+
+def print_row(row: Mapping[str, object]) -> None:
+    """One result row on one line, as it is measured (lists and dicts left to the JSON)."""
+    print(
+        "  "
+        + "  ".join(
+            f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in row.items()
+            if not isinstance(v, dict | list)
+        )
+    )
