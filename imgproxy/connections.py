@@ -21,6 +21,7 @@ KEEP_ALIVE_TIMEOUT = 5  # idle seconds between two requests (uvicorn's timeout_k
 KEEP_ALIVE_REQUESTS = 1000  # then Connection: close; reconnecting also rebalances workers
 SEND_TIMEOUT = 60.0  # a client that reads nothing of its answer for this long is dropped
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; larger: 400 and close
+TOO_LARGE = "the request head is too large"
 
 
 def head_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
@@ -48,26 +49,45 @@ HEAD_SECONDS = head_timeout()  # read once, when each server process imports thi
 class Deadlines:
     """One connection's timers. The head deadline runs from the moment the server is ready for
     a request (connected, or the previous answer sent) until the request's head is complete;
-    the send deadline while the transport refuses more bytes (the client is not reading)."""
+    the send deadline while the transport refuses more bytes (the client is not reading).
+
+    The head deadline is checked lazily: a request only notes when the wait for its head began
+    (a float), and one timer per connection, armed at most once per HEAD_SECONDS, closes the
+    connection if the head awaited then is still incomplete at its own deadline. Creating and
+    cancelling a timer for every request cost about as much as the rest of a memory hit's edge."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport) -> None:
         self.loop = loop
         self.transport = transport
-        self.head: asyncio.TimerHandle | None = None
+        self.head_since: float | None = None  # when the wait for the current head began
+        self.timer: asyncio.TimerHandle | None = None  # the head deadline's check, if armed
         self.send: asyncio.TimerHandle | None = None
         self.requests = 0
+        self.head_bytes = 0  # of the head being received (httptools only)
 
     def await_head(self) -> None:
-        if self.head is None and not self.transport.is_closing():
-            self.head = self.loop.call_later(HEAD_SECONDS, self.transport.close)
+        if self.head_since is None and not self.transport.is_closing():
+            self.head_since = self.loop.time()
+            self.head_bytes = 0
+            if self.timer is None:
+                self.timer = self.loop.call_later(HEAD_SECONDS, self._check_head)
 
     def head_complete(self) -> bool:
         """Stops the head deadline; True when this request is the connection's last."""
-        if self.head is not None:
-            self.head.cancel()
-            self.head = None
+        self.head_since = None
+        self.head_bytes = 0
         self.requests += 1
         return self.requests >= KEEP_ALIVE_REQUESTS
+
+    def _check_head(self) -> None:
+        self.timer = None
+        if self.head_since is None:
+            return  # no head awaited now; the next wait arms the timer again
+        due = self.head_since + HEAD_SECONDS
+        if self.loop.time() >= due:
+            self.transport.close()
+        else:  # a later head than the one this timer was armed for
+            self.timer = self.loop.call_at(due, self._check_head)
 
     def writing_paused(self) -> None:
         if self.send is None:
@@ -79,10 +99,11 @@ class Deadlines:
             self.send = None
 
     def cancel(self) -> None:
-        for timer in (self.head, self.send):
+        for timer in (self.timer, self.send):
             if timer is not None:
                 timer.cancel()
-        self.head = self.send = None
+        self.timer = self.send = None
+        self.head_since = None
 
 
 class _Deadlined(asyncio.Protocol):
@@ -136,33 +157,27 @@ except ImportError:  # pragma: no cover - uvicorn without httptools: h11 only
 else:
 
     class HttpToolsLimits(_Deadlined, HttpToolsProtocol):
-        """uvicorn's httptools protocol with the Deadlines and a cap on the head's size."""
-
-        head_bytes: int = 0
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self.head_bytes = 0
+        """uvicorn's httptools protocol with the Deadlines and a cap on the head's size.
+        The parser's callbacks call the base class directly: super() costs a lookup each."""
 
         def on_url(self, url: bytes) -> None:
-            self._count(len(url))
-            super().on_url(url)
+            self.deadlines.head_bytes += len(url)
+            if self.deadlines.head_bytes > MAX_HEAD_BYTES:
+                raise httptools.HttpParserError(TOO_LARGE)  # uvicorn answers it with a 400
+            HttpToolsProtocol.on_url(self, url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(len(name) + len(value))
-            super().on_header(name, value)
-
-        def _count(self, size: int) -> None:
-            self.head_bytes += size
-            if self.head_bytes > MAX_HEAD_BYTES:  # uvicorn answers a parser error with 400
-                raise httptools.HttpParserError("the request head is too large")
+            self.deadlines.head_bytes += len(name) + len(value)
+            if self.deadlines.head_bytes > MAX_HEAD_BYTES:
+                raise httptools.HttpParserError(TOO_LARGE)
+            HttpToolsProtocol.on_header(self, name, value)
 
         def on_headers_complete(self) -> None:
-            super().on_headers_complete()
+            HttpToolsProtocol.on_headers_complete(self)
             if self.deadlines.head_complete() and self.cycle is not None:
                 self.cycle.keep_alive = False
 
         def on_response_complete(self) -> None:
-            super().on_response_complete()
+            HttpToolsProtocol.on_response_complete(self)
             if self.cycle.response_complete:  # nothing pipelined is waiting or running
                 self.deadlines.await_head()

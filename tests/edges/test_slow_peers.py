@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -236,3 +237,67 @@ def test_no_warning_without_both_demo_and_keys(
     config.write_text(sections)
     assert cli.main(["serve", "--config", str(config), "--port", "0"]) == 0
     assert "WARNING" not in capsys.readouterr().err
+
+
+class FakeLoop:
+    """Just the clock and timers Deadlines uses, driven by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.timers: list[tuple[float, Any]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Any) -> Any:
+        timer = (when, callback)
+        self.timers.append(timer)
+        return SimpleNamespace(cancel=lambda: self.timers.remove(timer))
+
+    def call_later(self, delay: float, callback: Any) -> Any:
+        return self.call_at(self.now + delay, callback)
+
+    def fire(self) -> None:
+        when, callback = self.timers.pop(0)
+        self.now = max(self.now, when)
+        callback()
+
+
+class FakeTransport:
+    closed = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_head_deadline_is_one_timer_that_follows_each_new_head() -> None:
+    """Requests only note when their head was awaited: one timer a connection, which closes
+    it only when the head awaited at the deadline is still incomplete HEAD_SECONDS later."""
+    loop, transport = FakeLoop(), FakeTransport()
+    deadlines = Deadlines(loop, transport)  # type: ignore[arg-type]
+    deadlines.await_head()
+    for _ in range(100):  # keep-alive requests: no timer each
+        loop.now += 0.01
+        deadlines.head_complete()
+        deadlines.await_head()
+    assert len(loop.timers) == 1
+    awaited = loop.now
+    loop.fire()  # the first head's deadline: a later head is awaited, not yet for long
+    assert not transport.closed
+    assert loop.timers[0][0] == awaited + connections.HEAD_SECONDS
+    loop.fire()
+    assert transport.closed
+
+
+def test_a_complete_head_disarms_the_deadline() -> None:
+    loop, transport = FakeLoop(), FakeTransport()
+    deadlines = Deadlines(loop, transport)  # type: ignore[arg-type]
+    deadlines.await_head()
+    deadlines.head_complete()  # then a long render: no head is awaited meanwhile
+    loop.fire()
+    assert not transport.closed and not loop.timers
+    deadlines.await_head()  # the answer sent: the next head's deadline is armed again
+    assert loop.timers[0][0] == loop.now + connections.HEAD_SECONDS
