@@ -20,6 +20,10 @@ from imgproxy.stores import Store
 
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
+# Where `imgproxy serve` notes when it had a request's whole head (connections.py): a hit
+# may then share a stat begun after that (pipeline.py).
+ARRIVED = "imgproxy.arrived"
+
 # The request headers the core reads; everything else is never decoded.
 WANTED_HEADERS = frozenset(
     {b"accept", b"if-none-match", b"if-modified-since", b"range", b"if-range", b"x-imgproxy-accel"}
@@ -61,7 +65,7 @@ class ImageProxy:
             client=_client(scope) if whole else None,
             native=self._native(scope, receive) if self._native is not None else None,
         )
-        response = await pipeline.serve(self.services, request)
+        response = await pipeline.serve(self.services, request, arrived=scope.get(ARRIVED))
         await send_response(response, send, head=scope["method"] == "HEAD")
 
     async def warm(

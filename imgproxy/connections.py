@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -22,6 +23,7 @@ KEEP_ALIVE_REQUESTS = 1000  # then Connection: close; reconnecting also rebalanc
 SEND_TIMEOUT = 60.0  # a client that reads nothing of its answer for this long is dropped
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; larger: 400 and close
 TOO_LARGE = "the request head is too large"
+ARRIVED = "imgproxy.arrived"  # the scope key asgi.ARRIVED reads: when the head was complete
 
 
 def head_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
@@ -140,6 +142,7 @@ class H11Limits(_Deadlined, H11Protocol):
         super().handle_events()
         if self.cycle is cycle or self.cycle is None:
             return  # no new request's head in what arrived
+        self.cycle.scope[ARRIVED] = time.perf_counter()  # type: ignore[literal-required]
         if self.deadlines.head_complete():
             self.cycle.keep_alive = False
 
@@ -174,6 +177,7 @@ else:
 
         def on_headers_complete(self) -> None:
             HttpToolsProtocol.on_headers_complete(self)
+            self.scope[ARRIVED] = time.perf_counter()  # type: ignore[literal-required]
             if self.deadlines.head_complete() and self.cycle is not None:
                 self.cycle.keep_alive = False
 

@@ -36,14 +36,24 @@ log = logging.getLogger(__name__)
 ACCEL_OPT_IN = "x-imgproxy-accel"
 SOURCE_CHANGE_RETRIES = 2  # then the 503 (Retry-After) of SourceChanged
 
+# Recent stats: (store name, path) -> (time.perf_counter() as the stat began, store, result).
+# A request that arrived before a stat began may take its result: the answer then shows the
+# source as it was after the request arrived, so it is never stale (SPEC §6), and requests
+# read from the network in one batch share one stat. Useful for microseconds; bounded.
+_RECENT: dict[tuple[str, str], tuple[float, object, StoredFile]] = {}
+RECENT_LIMIT = 1024
 
-async def serve(services: Services, request: ImageRequest) -> ImageResponse:
-    """Never raises: every failure becomes its SPEC §5 error response."""
+
+async def serve(
+    services: Services, request: ImageRequest, *, arrived: float | None = None
+) -> ImageResponse:
+    """Never raises: every failure becomes its SPEC §5 error response. `arrived` is the
+    time.perf_counter() by which the server had the whole request head, if it knows it."""
     began = time.perf_counter()
     timings = timing.start() if services.timing else None
     noted = logs.begin() if services.access_log else None
     try:
-        response = await _retried(services, request)
+        response = await _retried(services, request, arrived)
     except ImageProxyError as error:
         response = error_response(error)
     except Exception:
@@ -78,22 +88,27 @@ def _log_access(
     )
 
 
-async def _retried(services: Services, request: ImageRequest) -> ImageResponse:
+async def _retried(
+    services: Services, request: ImageRequest, arrived: float | None
+) -> ImageResponse:
     """A source rewritten while it was read is judged again from its new version: its
-    stat, facts, ETag and cache key all change, so only the whole sequence can retry."""
+    stat, facts, ETag and cache key all change, so only the whole sequence can retry, and
+    with a stat of its own."""
     for _ in range(SOURCE_CHANGE_RETRIES):
         try:
-            return await _stages(services, request)
+            return await _stages(services, request, arrived)
         except SourceChanged:
-            continue
-    return await _stages(services, request)
+            arrived = None
+    return await _stages(services, request, None)
 
 
-async def _stages(services: Services, request: ImageRequest) -> ImageResponse:
+async def _stages(
+    services: Services, request: ImageRequest, arrived: float | None
+) -> ImageResponse:
     if request.method not in ("GET", "HEAD"):
         raise MethodNotAllowed(f"{request.method} is not allowed; use GET or HEAD")
     target = services.targets.judge(request.path, request.query)  # 400, 404, 403, 400
-    mount, file, status = await _resolve(target)  # 404, or the store's placeholder
+    mount, file, status = await _resolve(target, arrived)  # 404, or the store's placeholder
     if services.authorize is not None and not await services.authorize(request, file):
         raise Forbidden("you may not see this image")
     source = await services.sources.learn(mount, file)  # 403, 415, 413
@@ -107,18 +122,30 @@ async def _stages(services: Services, request: ImageRequest) -> ImageResponse:
     return await _rendition(services, source, variant, request, status)  # 422, then render
 
 
-async def _resolve(target: Target) -> tuple[Mounted, StoredFile, int]:
-    """The store's cheap metadata call; a missing file is the placeholder's 404 if the store
-    has one (SPEC §5), served by the same stages."""
+async def _resolve(target: Target, arrived: float | None) -> tuple[Mounted, StoredFile, int]:
+    """The store's cheap metadata call, or one begun after the request arrived; a missing
+    file is the placeholder's 404 if the store has one (SPEC §5), served by the same stages."""
     mount = target.mount
     try:
         with timing.measure("resolve"):
-            return mount, await mount.store.stat(target.path), 200
+            recent = _RECENT.get((mount.name, target.path))
+            if recent and arrived is not None and arrived < recent[0] and recent[1] is mount.store:
+                return mount, recent[2], 200
+            return mount, await _stat(mount, target.path), 200
     except NotFound:
         if mount.placeholder is None:
             raise
         own = mount.placeholder
         return own.mount, await own.mount.store.stat(own.path), 404
+
+
+async def _stat(mount: Mounted, path: str) -> StoredFile:
+    began = time.perf_counter()
+    file = await mount.store.stat(path)
+    if len(_RECENT) >= RECENT_LIMIT:
+        _RECENT.clear()
+    _RECENT[(mount.name, path)] = (began, mount.store, file)
+    return file
 
 
 def _not_modified(variant: Variant, file: StoredFile, request: ImageRequest) -> bool:

@@ -9,11 +9,13 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from imgproxy import pipeline
+from imgproxy.errors import SourceChanged
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.services import Services
 from tests.support import KEY, CountingStore, images, settings_for
@@ -116,3 +118,54 @@ def test_debug_shows_the_expected_message_for_a_missing_signature(media: Path) -
     assert b"/media/photo.jpg?" not in get(quiet, "/media/photo.jpg", "w=10").body
     asyncio.run(services.close())
     asyncio.run(quiet.close())
+
+
+def test_requests_that_arrived_before_a_stat_share_it_and_later_ones_stat_again(
+    media: Path,
+) -> None:
+    """SPEC §6: a stat shared only with requests already there when it began, so a source
+    changed after a request arrived is still seen by it."""
+    store = CountingStore(media)
+    services = Services.build(settings_for(media), stores={"media": store})
+    request = ImageRequest("GET", "/media/photo.jpg", "w=64")
+
+    async def served(arrived: float | None) -> ImageResponse:
+        return await pipeline.serve(services, request, arrived=arrived)
+
+    before = time.perf_counter()
+    first = asyncio.run(served(before))
+    assert store.stats == 1
+    assert asyncio.run(served(before)).headers == first.headers  # there before: shared
+    assert store.stats == 1
+    assert asyncio.run(served(None)).headers == first.headers  # no arrival known: its own
+    assert store.stats == 2
+    (media / "photo.jpg").write_bytes(images.jpeg((320, 240)))
+    changed = asyncio.run(served(time.perf_counter()))  # arrived after every stat so far
+    assert store.stats == 3
+    assert header(changed, "etag") != header(first, "etag")
+    assert images.decode(changed.body).size == (64, 48)
+    asyncio.run(services.close())
+
+
+def test_a_retry_after_a_source_change_stats_again(
+    media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CountingStore(media)
+    services = Services.build(settings_for(media), stores={"media": store})
+    stages = pipeline._stages
+    arrivals: list[float | None] = []
+
+    async def changing(
+        services: Services, request: ImageRequest, arrived: float | None
+    ) -> ImageResponse:
+        arrivals.append(arrived)
+        if len(arrivals) == 1:
+            raise SourceChanged("rewritten while read")
+        return await stages(services, request, arrived)
+
+    monkeypatch.setattr(pipeline, "_stages", changing)
+    request = ImageRequest("GET", "/media/photo.jpg", "w=64")
+    response = asyncio.run(pipeline.serve(services, request, arrived=time.perf_counter()))
+    assert response.status == 200
+    assert arrivals[1] is None  # the retry shares no stat made before the change was seen
+    asyncio.run(services.close())
