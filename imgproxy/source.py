@@ -46,8 +46,15 @@ class Sources:
         self._known: Memo[tuple[str, str, str], SourceInfo] = Memo(100_000)
         self._learning: SingleFlight[SourceInfo] = SingleFlight()
         self._points: Memo[str, tuple[float, float]] = Memo(100_000)
+        self._judged: Memo[int, Source] = Memo(10_000)
 
     async def learn(self, mount: Mounted, file: StoredFile) -> Source:
+        # A store that returns the same StoredFile for an unchanged file (fs) gets the same
+        # judged Source back: a hit judges nothing twice. Kept by identity: the entry holds
+        # the file, so its id is not reused while the entry lives.
+        judged = self._judged.get(id(file))
+        if judged is not None and judged.file is file and judged.mount is mount:
+            return judged
         ident = (mount.name, file.path, file.version)
         info = self._known.get(ident)
         if info is None:
@@ -57,7 +64,8 @@ class Sources:
                 info = await self._learning.run(flight, lambda: self._learn(mount, file))
             self._known[ident] = info
         judge(mount.policy, mount.limits, file.approved, info)
-        return Source(mount, file, info)
+        source = self._judged[id(file)] = Source(mount, file, info)
+        return source
 
     async def read(self, source: Source) -> bytes:
         """The bytes of a version whose facts are known (call it inside a slot)."""

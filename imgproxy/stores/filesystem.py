@@ -59,6 +59,7 @@ class FileSystemStore:
         self.root = os.path.realpath(root)
         self.approved = approved
         self._resolved: Memo[str, tuple[tuple[int, int], str]] = Memo(50_000)
+        self._default = Sidecar(approved)  # what a file without a sidecar gets
         self._sidecars: Memo[str, tuple[tuple[int, int], Sidecar]] = Memo(50_000)
         # path -> (what stat said, approval, the StoredFile built from them): a repeat stat
         # of an unchanged file compares a tuple and builds nothing.
@@ -123,10 +124,12 @@ class FileSystemStore:
         default; it is re-read only when it changes, and a broken sidecar counts as "not
         approved" (the safe side)."""
         sidecar = full + SIDECAR
+        if not os.access(sidecar, os.F_OK):  # the usual case: no exception raised for it
+            return self._default
         try:
             st = os.stat(sidecar)
-        except OSError:
-            return Sidecar(self.approved)
+        except OSError:  # removed just now
+            return self._default
         stamp = (st.st_mtime_ns, st.st_size)
         known = self._sidecars.get(sidecar)
         if known is not None and known[0] == stamp:
