@@ -9,6 +9,7 @@ source, so `purge` removes one source's renditions without scanning the others.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -16,6 +17,9 @@ from typing import Protocol, runtime_checkable
 from imgproxy.formats import OutputFormat
 
 FACTS_EXTENSION = "json"
+# A source's id as surrogate_key() makes it (base64url of a digest): the only names a tier
+# may turn into a folder or a key prefix, whoever asks for a purge.
+SOURCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import aiofiles
 import aiofiles.os
 
-from imgproxy.cache import CacheKey, Rendition
+from imgproxy.cache import SOURCE_ID, CacheKey, Rendition
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class DiskTier:
             self._evicting = asyncio.get_running_loop().create_task(self._evict())
 
     async def purge(self, source: str) -> int:
+        if not SOURCE_ID.fullmatch(source):  # never a path: "../x" must not reach rmtree
+            return 0
         folder = self.root / source[:2] / source
         try:
             removed = sum(1 for entry in os.scandir(folder) if TEMP_MARK not in entry.name)

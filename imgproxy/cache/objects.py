@@ -13,7 +13,7 @@ import logging
 import time
 
 from imgproxy import extras
-from imgproxy.cache import CacheKey, Rendition
+from imgproxy.cache import SOURCE_ID, CacheKey, Rendition
 from imgproxy.settings import CacheSettings
 
 extras.require("obstore", extra="s3", feature="cache.s3_bucket")
@@ -83,6 +83,8 @@ class ObjectStoreTier:
 
     async def purge(self, source: str) -> int:
         """Every object in the source's folder; failures raise (a purge must not lie)."""
+        if not SOURCE_ID.fullmatch(source):  # a prefix of other sources' folders, or worse
+            return 0
         listed = await obstore.list(self.client, f"{source}/").collect_async()
         paths = [meta["path"] for meta in listed]
         if paths:

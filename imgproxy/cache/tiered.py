@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from imgproxy import logs, timing
 from imgproxy.cache import (
+    SOURCE_ID,
     Broadcasting,
     CacheKey,
     CacheTier,
@@ -137,6 +138,9 @@ class TieredCache:
         keeps nothing a purge elsewhere would have to drop (a memory hit needs a fill)."""
 
         async def forget(source: str) -> None:
+            if not SOURCE_ID.fullmatch(source):  # anyone with Redis access can publish
+                log.warning("ignored a purge announcement that is no source id")
+                return
             for tier in self.tiers:
                 if not tier.shared:
                     await self._purge_quietly(tier, source)

@@ -292,3 +292,35 @@ def test_a_purge_reaches_the_memory_and_disk_of_every_instance(redis: str, tmp_p
         await there.close()
 
     asyncio.run(scenario())
+
+
+def test_a_purge_is_never_a_path(redis: str, tmp_path: Path) -> None:
+    """Whoever can publish to Redis (or call purge) cannot make a tier delete outside its
+    folder: a source id is a surrogate key's characters, nothing else. The disk tier's
+    folder is `root/<2 chars>/<source>`, so "../precious" would be `root/../../precious`."""
+    root = tmp_path / "a" / "b" / "cache"
+    precious = tmp_path / "a" / "precious"
+    precious.mkdir(parents=True)
+    (precious / "keep.txt").write_text("keep")
+
+    async def scenario() -> None:
+        disk = DiskTier(root, max_bytes=1 << 20)
+        cache = TieredCache([MemoryTier(1 << 20), disk, RedisTier(redis, ttl=60)])
+        await cache.put(KEY, VALUE)
+        assert await cache.get(KEY) is not None  # the listener starts
+        shared = cache.tiers[2]
+        assert isinstance(shared, RedisTier)
+        for _ in range(250):
+            counts = await shared.client.pubsub_numsub("imgproxy:purged")
+            if counts and counts[0][1] == 1:
+                break
+            await asyncio.sleep(0.02)
+        await shared.client.publish("imgproxy:purged", "../precious")
+        await asyncio.sleep(0.3)
+        assert (precious / "keep.txt").read_text() == "keep"
+        assert await disk.purge("../precious") == 0
+        assert (precious / "keep.txt").read_text() == "keep"
+        assert await cache.get(KEY) is not None  # nothing of ours went either
+        await cache.close()
+
+    asyncio.run(scenario())
