@@ -41,7 +41,16 @@ PLACEHOLDER_SIDE = 100  # ThumbHash's own bound; BlurHash averages it further do
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError)
+# RuntimeError: what Pillow's AVIF plugin and pi-heif raise for corrupt data.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    MemoryError,
+    RuntimeError,
+)
 _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 

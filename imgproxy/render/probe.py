@@ -85,7 +85,7 @@ def open_image(
         raise Undecodable("the image header is truncated or corrupt") from None
     except _BOMB:
         raise TooLarge(f"an image in the file is larger than {max_pixels} pixels") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, RuntimeError) as exc:
         # The leading bytes matched a format but its header does not parse.
         raise Undecodable(f"the image header is corrupt ({type(exc).__name__})") from None
 
@@ -137,7 +137,7 @@ def _frames(image: Image.Image, data: bytes, stop: int, budget: Budget) -> int:
         return min(int(getattr(image, "n_frames", 1)), stop)
     except _BOMB:
         raise TooLarge("a frame of the image is too large") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, RuntimeError) as exc:
         raise Undecodable(f"the frames cannot be counted ({type(exc).__name__})") from None
 
 

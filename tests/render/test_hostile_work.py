@@ -15,7 +15,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from imgproxy import headers
+from imgproxy import ImageProxy, headers
 from imgproxy.errors import TooLarge, Undecodable
 from imgproxy.formats import OutputFormat
 from imgproxy.job import RenderJob
@@ -23,7 +23,7 @@ from imgproxy.params import build_transform
 from imgproxy.render import probe, render
 from imgproxy.render.color import MAX_ICC_BYTES
 from imgproxy.render.probe import FRAME_COUNT_CAP
-from tests.support import hostile, images
+from tests.support import Serve, hostile, images, settings_for
 from tests.support.processes import served
 
 # (store, file) -> (original, rendition ?w=50, metadata ?fm=json) statuses
@@ -219,3 +219,28 @@ def test_star_never_opens_a_format_that_runs_a_program() -> None:
     policy.check("PSD", approved=True)
     with pytest.raises(UnsupportedFormat):
         policy.check("EPS", approved=True)
+
+
+@pytest.mark.parametrize("name", sorted(hostile.DECODER_RUNTIME_ERRORS))
+def test_a_decoder_runtime_error_is_undecodable_not_a_500(
+    name: str, media: Path, serve: Serve
+) -> None:
+    """Pillow's AVIF plugin and pi-heif raise RuntimeError on some corrupt files: 422 at the
+    server and from inspect() alike, never a 500 or a bare exception."""
+    import base64
+
+    from imgproxy import ImageProxyError, inspect
+
+    data = base64.b64decode(hostile.DECODER_RUNTIME_ERRORS[name])
+    (media / "odd.bin").write_bytes(data)
+    settings = settings_for(media, policy={"approved_image_formats": ["AVIF", "HEIF"]})
+    with httpx.Client(base_url=serve(ImageProxy(settings)).url) as http:
+        for query in ("?w=10", "?fm=blurhash", "?fm=json", ""):
+            response = http.get("/media/odd.bin" + query)
+            assert response.status_code in (200, 422), (query, response.text)
+            if response.status_code != 200:
+                assert response.json()["error"] == "undecodable"
+        assert http.get("/media/odd.bin?w=10").status_code == 422
+    with pytest.raises(ImageProxyError) as caught:
+        inspect(data, settings=settings, approved=True)
+    assert caught.value.code == "undecodable"
