@@ -139,7 +139,7 @@ def _point(body: bytes) -> tuple[float, float] | None:
     """A kept point, or None for anything else (a damaged entry is found again)."""
     try:
         x, y = json.loads(body)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     return focal_point(x, y)
 

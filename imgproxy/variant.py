@@ -28,6 +28,7 @@ from imgproxy.policy import check_frames
 from imgproxy.response import SECURITY_HEADERS, content_disposition, not_modified
 from imgproxy.settings import LimitsSettings
 from imgproxy.stores import StoredFile
+from imgproxy.stores.base import focal_point
 
 if TYPE_CHECKING:  # only their attributes are read here; importing source would load Pillow
     from imgproxy.source import Source
@@ -130,7 +131,9 @@ def build_variant(
     else:
         assert output is not None
         if t.focal is None and t.gravity is Gravity.FOCAL:  # no fx/fy: the stored point
-            t = dataclasses.replace(t, focal=file.focal or CENTRE)  # in the job and the ETag
+            # A Python store's point is checked like a sidecar's (inf, NaN, out of range).
+            stored = focal_point(*file.focal) if file.focal else None
+            t = dataclasses.replace(t, focal=stored or CENTRE)  # in the job and the ETag
         quality = (t.quality or output.default_quality) if output.has_quality else None
         animate = output.animates and info.frames > 1
         check_frames(info, limits, animated_output=animate)

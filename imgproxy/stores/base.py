@@ -41,11 +41,13 @@ class Store(Protocol):
 def focal_point(x: object, y: object) -> tuple[float, float] | None:
     """Two fractions in 0..1 (numbers or numeric text) as a focal point; anything else None:
     a bad stored point must not fail the image, only be ignored."""
+    if isinstance(x, bool) or isinstance(y, bool):  # JSON true/false are not positions
+        return None
     try:
         point = (float(x), float(y))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
         return None
-    return point if all(0.0 <= v <= 1.0 for v in point) else None
+    return point if all(0.0 <= v <= 1.0 for v in point) else None  # NaN fails this too
 
 
 @runtime_checkable

@@ -101,3 +101,31 @@ def test_s3_focal_metadata(s3: S3Server, media: Path, serve: Serve) -> None:
     settings = Settings.from_mapping({"stores": {"up": store}}, env={})
     with httpx.Client(base_url=serve(ImageProxy(settings)).url) as http:
         assert red_share(http.get(f"/up/subject.png?{CROP}").content) > 0.02
+
+
+def test_hostile_stored_points_are_ignored(media: Path, serve: Serve) -> None:
+    """A 400-digit number, NaN, infinity, booleans: the centre, never a 500 or a 422."""
+    from imgproxy.stores import FileSystemStore, StoredFile
+
+    (media / "subject.png").write_bytes(subject_at_right())
+    sidecar = media / "subject.png.meta.json"
+
+    class Pointing(FileSystemStore):
+        point: tuple[float, float] = (float("inf"), 0.5)
+
+        async def stat(self, path: str) -> StoredFile:
+            import dataclasses
+
+            return dataclasses.replace(await super().stat(path), focal=self.point)
+
+    python_store = Pointing(media, approved=True)
+    proxy = ImageProxy(settings_for(media), stores={"py": python_store})
+    with httpx.Client(base_url=serve(proxy).url) as http:
+        centred = http.get(f"/media/subject.png?{CROP}")
+        for text in ('{"focal": [1' + "0" * 400 + ", 0.5]}", '{"focal": [true, false]}'):
+            sidecar.write_text(text)
+            again = http.get(f"/media/subject.png?{CROP}")
+            assert again.status_code == 200 and again.headers["etag"] == centred.headers["etag"]
+        for point in ((float("inf"), 0.5), (float("nan"), 0.5), (2.0, -1.0)):
+            python_store.point = point
+            assert http.get(f"/py/subject.png?{CROP}").status_code == 200, point
