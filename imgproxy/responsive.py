@@ -26,7 +26,7 @@ def picture(
     settings: Settings,
     mount: str = "",
     sizes: str = "100vw",
-    alt: str = "",
+    alt: str | None = "",
     width: int | None = None,
     height: int | None = None,
     **params: str | int | float,
@@ -34,11 +34,21 @@ def picture(
     """`widths`: the candidate widths (a list, or "320,640" as template tags pass them).
     `width`/`height`: the source's own size, when the app knows it (a model's fields): the
     `<img>` then gets the rendition's dimensions, and no candidate asks for more pixels
-    than the source has (the server never enlarges unless `enlarge=1`)."""
-    candidates = _widths(widths, width if not _enlarges(params) else None)
+    than the source has (the server never enlarges unless `enlarge=1`). A width or height of
+    0 or None means unknown. No candidate passes `limits.max_output_dimension` on either
+    side (the server would answer it with a 400), the shape kept."""
+    width, height = (width or None), (height or None)
     params = {name: value for name, value in params.items() if name != "fm"}
     box_height = params.pop("h", None)
+    limit = settings.limits.max_output_dimension
+    source_width = width if not _enlarges(params) else None
+    candidates = _widths(widths, min(source_width or limit, limit))
     first = candidates[0]
+    if box_height is not None and float(box_height) * candidates[-1] / first > limit:
+        # srcset scales h with each width from the first: cap the widths so h stays inside.
+        widest = max(1, int(limit * first / float(box_height)))
+        candidates = sorted({min(w, widest) for w in candidates})
+        first = candidates[0]
     if box_height is not None:
         params["h"] = box_height  # srcset scales it with each width from the first
     shape = _aspect(params, first, box_height, width, height)
@@ -58,7 +68,7 @@ def picture(
         f'src="{escape(src)}"',
         f'srcset="{escape(fallback)}"',
         f'sizes="{escape(sizes)}"',
-        f'alt="{escape(alt)}"',
+        f'alt="{escape(alt or "")}"',
         'loading="lazy"',
         'decoding="async"',
     ]
@@ -69,15 +79,13 @@ def picture(
     return "".join(parts)
 
 
-def _widths(widths: Iterable[int | str] | str, source_width: int | None) -> list[int]:
-    """Sorted, without duplicates, none above the source's width when it is known."""
+def _widths(widths: Iterable[int | str] | str, cap: int) -> list[int]:
+    """Sorted, without duplicates, none above `cap` (the source's width, or the limit)."""
     items = widths.split(",") if isinstance(widths, str) else widths
     found = {int(str(item).strip()) for item in items if str(item).strip()}
     if not found or min(found) < 1:
         raise ValueError("widths: give at least one width, each >= 1")
-    if source_width is not None:
-        found = {min(w, source_width) for w in found}
-    return sorted(found)
+    return sorted({min(w, cap) for w in found})
 
 
 def _enlarges(params: dict[str, str | int | float]) -> bool:

@@ -133,3 +133,29 @@ def test_the_jinja_global_is_markup_not_escaped_twice(signed: Settings) -> None:
     ).render(title="<b>x</b>")
     assert page.startswith("<picture><source") and "&lt;b&gt;x&lt;/b&gt;" in page
     assert "&amp;lt;" not in page
+
+
+def test_no_candidate_passes_the_output_limit_and_unknowns_are_unknown(
+    media: Path, serve: Serve, signed: Settings
+) -> None:
+    """h scales with the widths: a tall box capped by max_output_dimension keeps its shape
+    (every URL still answers 200); a width of 0 is "unknown", and alt=None is empty."""
+    markup = picture(
+        "media",
+        "photo.jpg",
+        widths=[200, 3000, 9000],
+        settings=signed,
+        h=400,
+        fit="cover",
+        width=0,
+        height=0,
+        alt=None,
+    )
+    elements = parse(markup)
+    img = elements[-1][1]
+    assert img["alt"] == "" and "width" in img  # the box's shape is still known
+    with httpx.Client(base_url=serve(ImageProxy(signed)).url, timeout=30) as http:
+        urls = [url for _, attrs in elements[1:] for url, _ in candidates(attrs["srcset"])]
+        for url in [*urls, img["src"]]:
+            assert http.get(url).status_code == 200, url
+    assert "w=0" not in markup
