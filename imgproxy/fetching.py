@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -75,7 +76,9 @@ def safe_filename(url: str, format: str) -> str:
     """The last segment of the URL's path, decoded once, stripped of separators and control
     characters, its extension replaced by the detected format's, at most MAX_NAME long."""
     name = unquote(PurePosixPath(urlsplit(url).path).name)
-    stem = UNSAFE.sub("-", PurePosixPath(name).stem).strip(" .-") or "image"
+    # Every Unicode control, format (bidi overrides), surrogate and unassigned character.
+    visible = "".join(c if unicodedata.category(c)[0] != "C" else "-" for c in name)
+    stem = UNSAFE.sub("-", PurePosixPath(visible).stem).strip(" .-") or "image"
     extension = EXTENSIONS.get(format, format.lower())
     return stem[: MAX_NAME - len(extension) - 1] + "." + extension
 

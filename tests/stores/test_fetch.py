@@ -130,6 +130,7 @@ def test_redirect_limits_and_non_images(origin: tuple[Origin, str]) -> None:
         ("http://h/" + "x" * 300 + ".png", "PNG", "x" * 96 + ".png"),
         ("http://h/C%3A%5Cwin%5Cevil.exe", "TIFF", "C-win-evil.tif"),
         ("http://h/.hidden", "PNG", "hidden.png"),
+        ("http://h/a%C2%85b%C2%9B%E2%80%AEgpj.exe", "JPEG", "a-b--gpj.jpg"),  # C1, bidi
     ],
 )
 def test_safe_filenames(url: str, format: str, name: str) -> None:
