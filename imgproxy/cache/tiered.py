@@ -96,12 +96,25 @@ class TieredCache:
             await self._put(tier, key, value)
 
     async def purge(self, source: str) -> int:
-        """Every tier here, then every other instance's own tiers (through the broadcast)."""
+        """Every tier here, then every other instance's own tiers (through the broadcast).
+        A tier that fails does not stop the others, nor the broadcast; its error is raised
+        afterwards, so the caller knows the purge is incomplete."""
         removed = 0
+        failed: list[Exception] = []
         for tier in self.tiers:
-            removed += await tier.purge(source)
+            try:
+                removed += await tier.purge(source)
+            except Exception as exc:  # the rest must still be purged
+                log.warning("cache tier %s failed on purge: %s", tier.name, exc)
+                failed.append(exc)
         if self._broadcast is not None:
-            await self._broadcast.announce(source)
+            try:
+                await self._broadcast.announce(source)
+            except Exception as exc:
+                log.warning("the purge could not be announced to other instances: %s", exc)
+                failed.append(exc)
+        if failed:
+            raise failed[0]
         return removed
 
     async def close(self) -> None:

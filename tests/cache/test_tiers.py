@@ -324,3 +324,19 @@ def test_a_purge_is_never_a_path(redis: str, tmp_path: Path) -> None:
         await cache.close()
 
     asyncio.run(scenario())
+
+
+def test_a_failing_tier_does_not_stop_the_purge_of_the_others(tmp_path: Path) -> None:
+    class Broken(MemoryTier):
+        async def purge(self, source: str) -> int:
+            raise OSError("the tier is down")
+
+    async def scenario() -> None:
+        disk = DiskTier(tmp_path / "cache", max_bytes=1 << 20)
+        cache = TieredCache([Broken(1 << 20), disk])
+        await cache.put(KEY, VALUE)
+        with pytest.raises(OSError, match="down"):
+            await cache.purge(KEY.source)  # the caller learns it is incomplete
+        assert await disk.get(KEY) is None  # but the disk tier was purged
+
+    asyncio.run(scenario())
