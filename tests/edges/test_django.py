@@ -302,6 +302,9 @@ out["logs"] = logs
 
 album.cover.save("cover.png", ContentFile(images.png((80, 80))))
 lifecycle.warmer.join()
+twin = Album.objects.create(name="b", cover=album.cover.name)  # a copied row: the same file
+twin.delete()
+out["shared_cover_kept"] = album.cover.storage.exists(album.cover.name)
 cover, names = album.cover.name, [p.image.name for p in album.photos.all()]
 album.delete()
 out["cover_file_exists"] = album.cover.storage.exists(cover)
@@ -335,6 +338,7 @@ def test_lifecycle_inside_the_project(tmp_path: Path) -> None:
     assert out["warm_threads"] == 1
     assert out["waiting_max"] <= 8
     assert out["renders_after_warm"] == [0] * 8
+    assert out["shared_cover_kept"] is True  # delete_old never takes another row's file
     assert out["cover_file_exists"] is False  # delete_old=True for covers
     assert out["photo_files_exist"] is True  # and False for photos
     assert out["removed_after_cascade"] == [0] * 10  # the cover, 9 photos: all purged already

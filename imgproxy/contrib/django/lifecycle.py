@@ -51,7 +51,7 @@ def connect(
     unknown = [name for name in presets if name not in imgproxy_settings().presets]
     if unknown:
         raise ImproperlyConfigured(f"lifecycle.connect: no such preset: {', '.join(unknown)}")
-    hooks = _Hooks(field, tuple(presets), store, delete_old)
+    hooks = _Hooks(model, field, tuple(presets), store, delete_old)
     uid = f"imgproxy.lifecycle:{model._meta.label}.{field}"
     pre_save.connect(hooks.before_save, sender=model, weak=False, dispatch_uid=uid)
     post_save.connect(hooks.after_save, sender=model, weak=False, dispatch_uid=uid)
@@ -62,6 +62,7 @@ def connect(
 
 @dataclass(frozen=True, slots=True)
 class _Hooks:
+    model: Any
     field: str
     presets: tuple[str, ...]
     store: str
@@ -104,13 +105,21 @@ class _Hooks:
     def _replaced(self, storage: Storage, old: str, new: str) -> None:
         if old:
             purge(self.store, old)
-            if self.delete_old and old != new:
+            if self.delete_old and old != new and not self._still_used(old):
                 try:
                     storage.delete(old)
                 except Exception:
                     log.exception("imgproxy: deleting the old file %s failed", old)
         if new:
             warmer.submit(self.store, new, self.presets)
+
+    def _still_used(self, name: str) -> bool:
+        """Another row still names the file (a shared default, a copied row): deleting it
+        would take it from that row too, so it stays (run after the commit)."""
+        used = self.model._default_manager.filter(**{self.field: name}).exists()
+        if used:
+            log.info("imgproxy: %s is still used by another row; not deleted", name)
+        return bool(used)
 
 
 def purge(store: str, name: str) -> None:
