@@ -111,6 +111,7 @@ class S3Store:
         self.approved = approved
         self.timeout = timeout
         self.metadata_header = "x-amz-meta-" + approved_metadata.lower()
+        self.key_room = MAX_KEY_BYTES - len(prefix.encode())  # S3 counts the whole key
         self.client = object_store(
             bucket=bucket,
             prefix=prefix,
@@ -139,7 +140,7 @@ class S3Store:
         )
 
     async def stat(self, path: str) -> StoredFile:
-        key = _key(path)
+        key = _key(path, self.key_room)
         try:
             async with asyncio.timeout(self.timeout):
                 found = await obstore.get_async(self.client, key, options={"head": True})
@@ -169,7 +170,7 @@ class S3Store:
             async with asyncio.timeout_at(deadline):
                 result: GetResult = await obstore.get_async(
                     self.client,
-                    _key(file.path),
+                    _key(file.path, self.key_room),
                     options=options,  # type: ignore[arg-type]
                 )
             chunks = result.stream(min_chunk_size=CHUNK)
@@ -210,10 +211,10 @@ class S3Store:
         self._bucket_seen = time.monotonic()
 
 
-def _key(path: str) -> str:
+def _key(path: str, room: int = MAX_KEY_BYTES) -> str:
     """`path` as a key under the store's prefix: no segment may be empty, `.` or `..` (so a
     path cannot climb out of the prefix, whatever the server in front normalises)."""
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+    if len(path.encode("utf-8", "surrogatepass")) > room:
         raise BadRequest("path: too long for an object key")
     if any(part in ("", ".", "..") for part in path.split("/")):
         raise BadRequest("path: empty, '.' and '..' segments are not allowed")

@@ -266,3 +266,14 @@ def test_concurrent_cold_requests_share_one_download(
         # One learn read and one render read, whatever the concurrency.
         assert s3.sent_bytes("media") - before == 2 * len(photo)
         assert_healthy(http)
+
+
+def test_a_key_past_s3s_limit_with_the_prefix_is_a_400(
+    s3: S3Server, media: Path, serve: Serve
+) -> None:
+    from imgproxy.errors import BadRequest
+
+    prefix = "p" * 1000 + "/"
+    store = S3Store("media", prefix=prefix, endpoint_url=s3.endpoint, **s3.credentials())
+    with pytest.raises(BadRequest):
+        asyncio.run(store.stat("x" * 30))  # 1031 bytes with the prefix: S3 allows 1024
