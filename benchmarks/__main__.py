@@ -32,20 +32,19 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import PIL
-import psutil
 from PIL import Image
 
 from benchmarks import fleet, formats, versus_thumbor
 from benchmarks.harness import (
     ROOT,
     free_port,
+    imgproxy_server,
     markdown_table,
     median,
     print_row,
@@ -88,15 +87,6 @@ def make_big_source() -> Path:
         grain = Image.merge("RGB", [Image.effect_noise(BIG_SOURCE, 32) for _ in range(3)])
         Image.blend(image, grain, 0.15).save(path, "JPEG", quality=97, subsampling=0)
     return path
-
-
-@contextmanager
-def imgproxy_server(config: Path, port: int, workers: int = 1) -> Iterator[psutil.Process]:
-    """`imgproxy serve` on `port` in its own process group, stopped whole on exit."""
-    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    with service(command, port, f"imgproxy-{port}") as process:
-        yield process
 
 
 def write_config(folder: Path, memory_bytes: int) -> Path:

@@ -11,7 +11,6 @@ the rendition tier, and Redis.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from benchmarks.harness import free_port, median, print_row, ratios, service
+from benchmarks.harness import free_port, imgproxy_server, median, print_row, ratios
 
 if TYPE_CHECKING:
     from tests.support.objects import S3Server
@@ -76,14 +75,6 @@ def timed(http: httpx.Client, url: str) -> float:
     start = time.perf_counter()
     http.get(url).raise_for_status()
     return time.perf_counter() - start
-
-
-@contextmanager
-def imgproxy_server(config: Path, port: int) -> Iterator[object]:
-    """One `imgproxy serve` process, stopped whole on exit."""
-    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
-    with service([*command, "--host", "127.0.0.1", "--port", str(port)], port, f"fleet-{port}"):
-        yield None
 
 
 def run(work: Path, source: Path, rounds: int, n: int) -> list[dict[str, object]]:

@@ -303,3 +303,12 @@ def print_row(row: Mapping[str, object]) -> None:
             if not isinstance(v, dict | list)
         )
     )
+
+
+@contextmanager
+def imgproxy_server(config: Path, port: int, workers: int = 1) -> Iterator[psutil.Process]:
+    """`imgproxy serve` on `port` in its own process group, stopped whole on exit."""
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    with service(command, port, f"imgproxy-{port}") as process:
+        yield process
