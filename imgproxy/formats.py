@@ -27,7 +27,7 @@ class OutputFormat(StrEnum):
 
     @property
     def is_placeholder(self) -> bool:
-        return self in {OutputFormat.THUMBHASH, OutputFormat.BLURHASH}
+        return self.value in PLACEHOLDERS
 
     @property
     def pillow_name(self) -> str:
@@ -50,6 +50,7 @@ class OutputFormat(StrEnum):
 
 DEFAULT_QUALITY = {"jpeg": 82, "webp": 80, "avif": 60}
 PLAIN_TEXT = "text/plain; charset=utf-8"
+PLACEHOLDERS = frozenset({"thumbhash", "blurhash"})  # OutputFormat values that are text
 
 
 # Pillow format name -> media type, for originals served byte for byte.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 import warnings
@@ -141,8 +142,10 @@ def _frames(image: Image.Image, data: bytes, stop: int, budget: Budget) -> int:
         raise Undecodable(f"the frames cannot be counted ({type(exc).__name__})") from None
 
 
+@functools.cache
 def _load_plugins(decoders: tuple[str, ...] | None) -> None:
-    """The plugins of the formats this file may be opened with (imports are cached)."""
+    """The plugins of the formats this file may be opened with: once per decoder set (a
+    policy has two: approved and not), not per file."""
     if decoders is None or any(name not in PLUGINS for name in decoders if name != heif.FORMAT):
         Image.init()
         return
