@@ -193,3 +193,40 @@ def test_without_numpy_the_hashes_are_a_400_not_a_500(monkeypatch: pytest.Monkey
     code = "import imgproxy.render, imgproxy.server, sys; print('numpy' in sys.modules)"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert found.stdout.strip() == "False", found.stderr
+
+
+def test_many_clients_at_once_hostile_ones_among_them(media: Path, serve: Serve) -> None:
+    """24 clients at once on one cold source, asking for both hashes and g=smart crops of
+    three sizes, with decompression bombs asked for the same way beside them: every answer
+    is whole and the same per URL, each distinct rendition is rendered once, the bombs are
+    413 before any decode, and the server is healthy afterwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support import assert_healthy, hostile
+
+    (media / "bomb.png").write_bytes(hostile.png_bomb())
+    proxy = ImageProxy(settings_for(media))
+    urls = [
+        "/media/photo.jpg?fm=thumbhash",
+        "/media/photo.jpg?fm=blurhash",
+        *(
+            f"/media/photo.jpg?w={w}&h={h}&fit=cover&g=smart"
+            for w, h in ((90, 200), (200, 90), (120, 120))
+        ),
+    ]
+    bombs = ["/media/bomb.png?fm=thumbhash", "/media/bomb.png?w=50&h=50&fit=cover&g=smart"]
+    with httpx.Client(base_url=serve(proxy).url, timeout=60) as http:
+
+        def fetch(i: int) -> tuple[str, int, bytes]:
+            url = (urls + bombs)[i % (len(urls) + len(bombs))]
+            response = http.get(url)
+            return url, response.status_code, response.content
+
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(fetch, range(96)))
+        for url in urls:
+            bodies = {body for u, status, body in answers if u == url and status == 200}
+            assert len(bodies) == 1 and all(s == 200 for u, s, _ in answers if u == url), url
+        assert all(status == 413 for u, status, _ in answers if u in bombs)
+        assert proxy.services.metrics.renders == len(urls)  # single flight per rendition
+        assert_healthy(http)
