@@ -1,7 +1,7 @@
-"""Client connection limits for `imgproxy serve`: uvicorn's HTTP protocols with a deadline for
-each request head, a cap on its size, a deadline for a stalled write and a cap on the requests
-of one keep-alive connection. uvicorn alone holds a connection that never finishes its head
-(slowloris) or never reads its answer for ever.
+"""Client connections for `imgproxy serve`: uvicorn's HTTP protocols with a deadline for each
+request head, a cap on its size, a deadline for a stalled write and a cap on the requests of
+one keep-alive connection (uvicorn alone holds a connection that never finishes its head, or
+never reads its answer, for ever); and each response's head sent in one write with its body.
 
 `uvicorn_options()` names the protocol as an import string, so `serve --workers N` passes it
 to each spawned worker as plain data.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterable
 from typing import Any, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -24,6 +25,7 @@ SEND_TIMEOUT = 60.0  # a client that reads nothing of its answer for this long i
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; larger: 400 and close
 TOO_LARGE = "the request head is too large"
 ARRIVED = "imgproxy.arrived"  # the scope key asgi.ARRIVED reads: when the head was complete
+INTERIM = b"HTTP/1.1 1"  # an interim response (100 Continue) is sent at once, never held
 
 
 def head_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
@@ -108,17 +110,111 @@ class Deadlines:
         self.head_since = None
 
 
+class Coalescing(asyncio.Transport):
+    """The connection's transport, sending a response's head with the first write after it.
+
+    uvicorn writes the status line and headers when the app sends `http.response.start`, and
+    the body with `http.response.body`: two send() calls for a memory hit, each a trip
+    through the kernel's TCP stack and a wake-up of the client. Held, the head leaves with
+    the body in one writev: one send() fewer per response, a sixth of a hit's server CPU.
+    Only a response's head is held, and only until the next write, the response's end or the
+    connection's close; an interim `100 Continue` is never held."""
+
+    __slots__ = ("_head_next", "_held", "_inner")
+
+    def __init__(self, inner: asyncio.Transport) -> None:
+        super().__init__()
+        self._inner = inner
+        self._head_next = True  # the next write starts a response
+        self._held: bytes | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._inner.writelines((held, data))
+        elif self._head_next and not (isinstance(data, bytes) and data.startswith(INTERIM)):
+            self._head_next = False
+            self._held = bytes(data)
+        else:
+            self._inner.write(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def response_complete(self) -> None:
+        """Sends a head still held (a HEAD answer has no body); the next write is a head."""
+        self.flush()
+        self._head_next = True
+
+    def flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._inner.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._inner.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._inner.abort()
+
+    def is_closing(self) -> bool:
+        return self._inner.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._inner.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._inner.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._inner.get_protocol()
+
+    def pause_reading(self) -> None:
+        self._inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._inner.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._inner.is_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self._inner.get_write_buffer_size() + len(self._held or b"")
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._inner.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._inner.set_write_buffer_limits(high, low)
+
+    def can_write_eof(self) -> bool:
+        return self._inner.can_write_eof()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._inner.write_eof()
+
+
 class _Deadlined(asyncio.Protocol):
     """What both protocols add alike: the deadlines started with the connection, stopped with
-    it, and the write-stall timer (placed before the uvicorn protocol in the MRO)."""
+    it, the write-stall timer, and the coalescing transport (before uvicorn's in the MRO)."""
 
     deadlines: Deadlines
     loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    coalescing: Coalescing
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
-        self.deadlines = Deadlines(self.loop, cast(asyncio.Transport, transport))
+        raw = cast(asyncio.Transport, transport)
+        self.deadlines = Deadlines(self.loop, raw)
+        # uvicorn hands self.transport to each request's cycle, which writes the response.
+        self.transport = self.coalescing = Coalescing(raw)
         self.deadlines.await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -147,6 +243,7 @@ class H11Limits(_Deadlined, H11Protocol):
             self.cycle.keep_alive = False
 
     def on_response_complete(self) -> None:
+        self.coalescing.response_complete()
         super().on_response_complete()
         if self.cycle is None or self.cycle.response_complete:  # nothing pipelined started
             self.deadlines.await_head()
@@ -182,6 +279,7 @@ else:
                 self.cycle.keep_alive = False
 
         def on_response_complete(self) -> None:
+            self.coalescing.response_complete()
             HttpToolsProtocol.on_response_complete(self)
             if self.cycle.response_complete:  # nothing pipelined is waiting or running
                 self.deadlines.await_head()
