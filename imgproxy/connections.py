@@ -1,7 +1,9 @@
-"""Client connections for `imgproxy serve`: uvicorn's HTTP protocols with a deadline for each
-request head, a cap on its size, a deadline for a stalled write and a cap on the requests of
-one keep-alive connection (uvicorn alone holds a connection that never finishes its head, or
-never reads its answer, for ever); and each response's head sent in one write with its body.
+"""Client connections for `imgproxy serve`: uvicorn's HTTP protocols with limits, and each
+response's head sent in one write with its body.
+
+The limits: a deadline for each request head, a cap on its size, a deadline for a stalled
+write and a cap on the requests of one keep-alive connection. uvicorn alone holds a
+connection that never finishes its head (slowloris) or never reads its answer for ever.
 
 `uvicorn_options()` names the protocol as an import string, so `serve --workers N` passes it
 to each spawned worker as plain data.
