@@ -8,14 +8,17 @@ a source must not make its thumbnails megabytes of profile.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageCms
+from PIL import Image
+
+if TYPE_CHECKING:
+    from PIL import ImageCms
 
 log = logging.getLogger(__name__)
-
-_SRGB = ImageCms.createProfile("sRGB")
 _SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 _TRANSPOSE = {
@@ -90,12 +93,22 @@ def to_rgb(image: Image.Image) -> tuple[Image.Image, bytes | None]:
     return image.convert(target), keep
 
 
+@functools.cache
+def _srgb() -> ImageCms.ImageCmsProfile:
+    """LittleCMS, loaded for the first CMYK or HEIF source (1.4 MiB a worker otherwise)."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
 def _to_srgb(image: Image.Image, icc: bytes | None, mode: str) -> Image.Image:
     """Through the profile to sRGB in `mode`; a profile LittleCMS cannot use is ignored."""
+    from PIL import ImageCms
+
     if icc:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode=mode)
+            converted = ImageCms.profileToProfile(image, source, _srgb(), outputMode=mode)
             if converted is not None:
                 return converted
         except (ImageCms.PyCMSError, OSError):

@@ -3,23 +3,35 @@ is written: no EXIF, XMP or comments, so no GPS position leaks (SPEC §2.1)."""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import io
 from collections.abc import Sequence
 
-from PIL import Image, features
+from PIL import Image
 
 from imgproxy.formats import OutputFormat
 from imgproxy.render.color import MAX_ICC_BYTES
 
-AVIF_AVAILABLE = bool(features.check("avif"))
-# The writers, registered by importing them: Image.save() would otherwise load every plugin
-# Pillow has (Image.init(), 1.8 MiB more a worker) for the first WebP or AVIF it writes.
-WRITERS = tuple(
-    importlib.import_module(f"PIL.{name}")
-    for name in ("JpegImagePlugin", "PngImagePlugin", "GifImagePlugin", "WebPImagePlugin")
-    + (("AvifImagePlugin",) if AVIF_AVAILABLE else ())
-)
+# Whether this Pillow was built with libavif, asked without loading it: the AVIF plugin and
+# its library cost a worker 2.5 MiB, paid only once an AVIF is written or read.
+AVIF_AVAILABLE = importlib.util.find_spec("PIL._avif") is not None
+
+# Each output format's writer, registered by importing it when that format is first written:
+# Image.save() would otherwise load every plugin Pillow has (Image.init(), 1.8 MiB more).
+WRITERS = {
+    OutputFormat.JPEG: "JpegImagePlugin",
+    OutputFormat.PNG: "PngImagePlugin",
+    OutputFormat.GIF: "GifImagePlugin",
+    OutputFormat.WEBP: "WebPImagePlugin",
+    OutputFormat.AVIF: "AvifImagePlugin",
+}
+
+
+@functools.cache
+def _writer(fmt: OutputFormat) -> None:
+    importlib.import_module(f"PIL.{WRITERS[fmt]}")
 
 
 def flatten(image: Image.Image, background: tuple[int, int, int, int]) -> Image.Image:
@@ -58,6 +70,7 @@ def encode(
         options["duration"] = list(durations) or 100
         if fmt is OutputFormat.GIF:
             options["disposal"] = 2
+    _writer(fmt)
     buffer = io.BytesIO()
     frames[0].save(buffer, format=fmt.pillow_name, **options)
     return buffer.getvalue()

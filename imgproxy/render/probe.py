@@ -70,7 +70,7 @@ def open_image(
     _allow_pixels(max_pixels)
     if fmt == heif.FORMAT:
         heif.register()
-    _load_plugins(decoders)
+    _load_plugins(decoders, fmt)
     # A copy: another render thread may be registering the HEIF opener meanwhile.
     known = tuple(Image.OPEN)
     if decoders is None:  # "*": every format Pillow reads, but never one that runs a program
@@ -143,9 +143,13 @@ def _frames(image: Image.Image, data: bytes, stop: int, budget: Budget) -> int:
 
 
 @functools.cache
-def _load_plugins(decoders: tuple[str, ...] | None) -> None:
-    """The plugins of the formats this file may be opened with: once per decoder set (a
-    policy has two: approved and not), not per file."""
+def _load_plugins(decoders: tuple[str, ...] | None, sniffed: str | None) -> None:
+    """The plugins of the format the sniffer found, when this file may be opened as that:
+    the other allowed formats' plugins could not open it anyway (each tests the same magic
+    bytes), and a worker then loads only the plugins of what it is sent (AVIF's is 2.5 MiB).
+    Otherwise those of every format this file may be opened with. Once per combination."""
+    if sniffed in PLUGINS and (decoders is None or sniffed in decoders):
+        decoders = (sniffed,)
     if decoders is None or any(name not in PLUGINS for name in decoders if name != heif.FORMAT):
         Image.init()
         return
