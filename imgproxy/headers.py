@@ -324,15 +324,22 @@ def _skip_sub_blocks(data: bytes, at: int, check: Check) -> int:
 
 
 _SOS = 0xDA
+_SEQUENTIAL_HUFFMAN = frozenset({0xC0, 0xC1})  # SOF0 baseline, SOF1 extended sequential
 _ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # the first marker after a scan's data
 MAX_JPEG_SEGMENTS = 65_536  # far beyond any real file; more is refused like too many scans
 
 
 def jpeg_scans(data: bytes, stop: int) -> int:
-    """The scans (SOS segments) of the first JPEG image, counted no further than `stop`: libjpeg
-    walks every block of the image for each, however few bytes the scan has. A file with
-    more than MAX_JPEG_SEGMENTS segments counts as `stop`."""
+    """The scans (SOS segments) of the first JPEG image that libjpeg would decode, counted no
+    further than `stop`: it walks every block of the image for each, however few bytes the
+    scan has. A file with more than MAX_JPEG_SEGMENTS segments counts as `stop`.
+
+    A sequential Huffman JPEG (SOF0/SOF1) whose first scan holds every component, as nearly
+    every camera and web JPEG does, is one scan: libjpeg refuses a second one there (its
+    "EOI expected" error). Its entropy-coded data is then never searched for markers, which
+    cost 1.4 ms of each render of a 24 MP photo."""
     scans = segments = 0
+    components = 0  # of a sequential Huffman frame; 0 until its SOF is seen
     at = 2
     while at + 4 <= len(data) and scans < stop:
         if data[at] != 0xFF or data[at + 1] in (0x00, 0xFF) or 0xD0 <= data[at + 1] <= 0xD7:
@@ -347,6 +354,11 @@ def jpeg_scans(data: bytes, stop: int) -> int:
         segments += 1
         if segments > MAX_JPEG_SEGMENTS:
             return stop
-        scans += marker == _SOS
+        if marker in _SEQUENTIAL_HUFFMAN and at + 9 < len(data):
+            components = data[at + 9]  # SOF: length, precision, height, width, Nf
+        if marker == _SOS:
+            if components and at + 4 < len(data) and data[at + 4] == components and not scans:
+                return 1  # SOS: length, Ns; all components in the first scan
+            scans += 1
         at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
     return scans

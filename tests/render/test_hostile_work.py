@@ -194,6 +194,32 @@ def test_jpeg_scans_are_counted_and_capped() -> None:
     assert headers.jpeg_scans(many, 101) == 101  # a segment flood counts as too many
 
 
+def _repeated_scan(data: bytes, copies: int, *, first_component_only: bool = False) -> bytes:
+    """A sequential JPEG whose scan is sent `copies` times (optionally each naming only the
+    first component, as a non-interleaved file's scans do)."""
+    sos, end = data.index(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    header_end = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    header = data[sos:header_end]
+    if first_component_only:
+        header = b"\xff\xda\x00\x08\x01" + data[sos + 5 : sos + 7] + b"\x00\x3f\x00"
+    return data[:sos] + (header + data[header_end:end]) * copies + b"\xff\xd9"
+
+
+def test_an_interleaved_sequential_jpeg_is_one_scan_whatever_follows() -> None:
+    """libjpeg decodes one scan of such a file and refuses a second: its entropy data is not
+    searched, and scans after it are refused as corrupt (422), never walked."""
+    flood = _repeated_scan(images.jpeg((64, 48)), 300)
+    assert headers.jpeg_scans(flood, 101) == 1
+    grey = images.encode(Image.new("L", (64, 48), 128), "JPEG")
+    assert headers.jpeg_scans(_repeated_scan(grey, 300), 101) == 1
+    with pytest.raises(Undecodable):
+        render(flood, _job())
+    non_interleaved = _repeated_scan(images.jpeg((64, 48)), 300, first_component_only=True)
+    assert headers.jpeg_scans(non_interleaved, 101) == 101  # each may walk the image: counted
+    with pytest.raises(TooLarge):
+        render(non_interleaved, _job())
+
+
 def _job(*, budget: float = 10.0) -> RenderJob:
     t = build_transform({"w": "40"}, 4096)
     return RenderJob(t, OutputFormat.JPEG, 80, ("JPEG",), False, 50_000_000, budget=budget)
