@@ -44,6 +44,7 @@ def uvicorn_options(*, fast: bool) -> dict[str, Any]:
     protocol = "HttpToolsLimits" if fast else "H11Limits"
     return {
         "http": f"imgproxy.connections:{protocol}",
+        "ws": "none",  # no WebSocket route; an upgrade would also get the Coalescing transport
         "timeout_keep_alive": KEEP_ALIVE_TIMEOUT,
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
     }

@@ -219,6 +219,7 @@ def test_serve_installs_the_limits_and_warns_about_a_signing_demo(
     assert cli.main(["serve", "--config", str(config), "--port", "0"]) == 0
     assert ran["http"].startswith("imgproxy.connections:")
     assert ran["timeout_keep_alive"] == connections.KEEP_ALIVE_TIMEOUT
+    assert ran["ws"] == "none"
     err = capsys.readouterr().err
     assert "WARNING" in err and "server.demo = true" in err and "security.keys" in err
 
