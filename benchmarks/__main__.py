@@ -507,6 +507,10 @@ def main() -> int:
             meta["unique_check"] = check
             rows = results["thumbor"]
             versus_thumbor.cold(DATA, paths, rounds, seconds, connections, rows)
+            # The wrk rounds' RSS includes every rendition our memory tier kept from the
+            # rounds before (thumbor keeps none): the issue's RSS case, on fresh servers.
+            print(f"(f) peak RSS, {burst // 2} concurrent cold requests for the 24 MP source")
+            versus_thumbor.big_source_rss(DATA, paths["24MP"], rounds, burst // 2, rows)
             print(f"(f) peak RSS, {burst} concurrent cold requests for a 40 MB source")
             versus_thumbor.big_source_rss(DATA, make_big_source(), rounds, burst, rows)
         if "fleet" in parts:
