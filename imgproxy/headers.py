@@ -324,6 +324,7 @@ def _skip_sub_blocks(data: bytes, at: int, check: Check) -> int:
 
 
 _SOS = 0xDA
+_TEM = 0x01  # a marker without a length segment (like SOI, EOI and RSTn)
 _SEQUENTIAL_HUFFMAN = frozenset({0xC0, 0xC1})  # SOF0 baseline, SOF1 extended sequential
 _ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # the first marker after a scan's data
 MAX_JPEG_SEGMENTS = 65_536  # far beyond any real file; more is refused like too many scans
@@ -354,6 +355,9 @@ def jpeg_scans(data: bytes, stop: int) -> int:
         segments += 1
         if segments > MAX_JPEG_SEGMENTS:
             return stop
+        if marker == _TEM:  # no length, as libjpeg reads it: read as one, it hid what followed
+            at += 2
+            continue
         if marker in _SEQUENTIAL_HUFFMAN and at + 9 < len(data):
             components = data[at + 9]  # SOF: length, precision, height, width, Nf
         if marker == _SOS:

@@ -194,6 +194,15 @@ def test_jpeg_scans_are_counted_and_capped() -> None:
     assert headers.jpeg_scans(many, 101) == 101  # a segment flood counts as too many
 
 
+def test_a_tem_marker_hides_no_scans() -> None:
+    """FF 01 has no length: read as if it had one, it hid 64 KiB of scans that libjpeg
+    decodes (found by a red-team pass: 2,756 hidden scans cost 6.4 s of CPU, then a 200)."""
+    flood = hostile.tem_hidden_scan_flood()
+    assert headers.jpeg_scans(flood, 101) == 101
+    with pytest.raises(TooLarge):
+        render(flood, _job())
+
+
 def _repeated_scan(data: bytes, copies: int, *, first_component_only: bool = False) -> bytes:
     """A sequential JPEG whose scan is sent `copies` times (optionally each naming only the
     first component, as a non-interleaved file's scans do)."""

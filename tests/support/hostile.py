@@ -273,6 +273,30 @@ def scan_flood_jpeg(scans: int, size: tuple[int, int] = (6000, 4000)) -> bytes:
     return data[:end] + data[last_sos:end] * scans + b"\xff\xd9"
 
 
+def tem_hidden_scan_flood(size: tuple[int, int] = (64, 64)) -> bytes:
+    """A progressive JPEG followed by a TEM marker (FF 01, which has no length) and 64 KiB
+    of repeated scans: a parser that reads the two bytes after FF 01 as a length (FF FF)
+    skips them all, while libjpeg takes FF 01 alone, then fill, then decodes every scan."""
+    data = images.encode(Image.new("RGB", size, (90, 140, 200)), "JPEG", progressive=True)
+    last_sos, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    unit = data[last_sos:end]
+    hidden = b"\xff\xff" + unit[1:]  # fill byte, then the scan's own FF DA
+    while len(hidden) + len(unit) <= 0xFFFF:
+        hidden += unit
+    hidden += bytes(0xFFFF - len(hidden))
+    return data[:end] + b"\xff\x01" + hidden + b"\xff\xd9"
+
+
+def ico_magic_tga() -> bytes:
+    """ICO magic bytes (00 00 01 00) on a header Pillow's TGA plugin parses (TGA has no
+    magic of its own): an ICO that no ICO decoder opens."""
+    header = bytearray(18)
+    header[0:4] = b"\x00\x00\x01\x00"
+    header[12:16] = struct.pack("<HH", 64, 64)
+    header[16], header[17] = 8, 0x20
+    return bytes(header) + bytes(range(256)) * 16
+
+
 def png_chunk_flood(chunks: int) -> bytes:
     """A 4x4 PNG whose image data is spread over `chunks` IDAT chunks, most of them empty."""
     header = struct.pack(">IIBBBBB", 4, 4, 8, 0, 0, 0, 0)
