@@ -75,11 +75,14 @@ def open_image(
     known = tuple(Image.OPEN)
     if decoders is None:  # "*": every format Pillow reads, but never one that runs a program
         decoders = tuple(name for name in known if name not in NEVER_OPENED)
-    # Pillow knows HEIF only from the first HEIF file on. The sniffed format's decoder
-    # goes first: Pillow's AVIF plugin and pi-heif both accept a `mif1` file.
-    decoders = tuple(
-        sorted((name for name in decoders if name in known), key=lambda name: name != fmt)
-    )
+    if fmt in decoders and fmt in known:
+        # Only the format its bytes claim, which Sources.read checks again: another plugin
+        # that parses them (Pillow's AVIF plugin and pi-heif both take a `mif1` file; TGA
+        # has no magic) would give facts no later read agrees with, and which plugins a
+        # worker has loaded so far must not change the answer.
+        decoders = (fmt,)
+    else:
+        decoders = tuple(name for name in decoders if name in known)
     try:
         return Image.open(BudgetedReader(data, budget), formats=decoders)
     except UnidentifiedImageError:

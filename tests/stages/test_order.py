@@ -126,3 +126,22 @@ def test_star_allows_every_pillow_format_once_approved(media: Path, serve: Serve
         original = http.get("/media/photo.pcx")
         assert original.headers["content-type"].startswith("image/")
         assert http.get("/media/pending/photo.pcx?w=32").json()["error"] == "not_approved"
+
+
+def test_star_opens_a_file_only_as_the_format_its_bytes_claim(media: Path, serve: Serve) -> None:
+    """ICO magic on a header only TGA parses: under "*" it was opened as TGA once every plugin
+    was loaded, and every later read (which sniffs ICO) then saw a changed source: 503s for a
+    file that can never render (found by a red-team pass). It is the ICO it claims to be, and
+    undecodable as one, whatever plugins the worker has loaded."""
+    from PIL import Image
+
+    from tests.support import hostile
+
+    Image.init()  # every plugin loaded, as in a worker that has seen an unknown format
+    (media / "fake.ico").write_bytes(hostile.ico_magic_tga())
+    settings = settings_for(media, policy={"approved_image_formats": ["*"]})
+    with httpx.Client(base_url=serve(ImageProxy(settings)).url) as http:
+        for query in ("w=32", "", "fm=json"):
+            answer = http.get(f"/media/fake.ico?{query}")
+            assert answer.status_code == 422, (query, answer.text)
+            assert answer.json()["error"] == "undecodable"
