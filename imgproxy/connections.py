@@ -119,7 +119,7 @@ class Coalescing(asyncio.Transport):
     uvicorn writes the status line and headers when the app sends `http.response.start`, and
     the body with `http.response.body`: two send() calls for a memory hit, each a trip
     through the kernel's TCP stack and a wake-up of the client. Held, the head leaves with
-    the body in one writev: one send() fewer per response, a sixth of a hit's server CPU.
+    the body in one writev: one send() fewer per response (measured: 27 % more hits/s).
     Only a response's head is held, and only until the next write, the response's end or the
     connection's close; an interim `100 Continue` is never held."""
 

@@ -147,10 +147,10 @@ def _frames(image: Image.Image, data: bytes, stop: int, budget: Budget) -> int:
 
 @functools.cache
 def _load_plugins(decoders: tuple[str, ...] | None, sniffed: str | None) -> None:
-    """The plugins of the format the sniffer found, when this file may be opened as that:
-    the other allowed formats' plugins could not open it anyway (each tests the same magic
-    bytes), and a worker then loads only the plugins of what it is sent (AVIF's is 2.5 MiB).
-    Otherwise those of every format this file may be opened with. Once per combination."""
+    """The plugins of the format the sniffer found, when this file may be opened as that
+    (open_image then opens it as nothing else): a worker loads only the plugins of what it is
+    sent (AVIF's is 2.5 MiB). Otherwise those of every format this file may be opened with.
+    Once per combination."""
     if sniffed in PLUGINS and (decoders is None or sniffed in decoders):
         decoders = (sniffed,)
     if decoders is None or any(name not in PLUGINS for name in decoders if name != heif.FORMAT):
