@@ -20,7 +20,7 @@ from imgproxy.params import Gravity, Transform
 from imgproxy.policy import check_pixels
 from imgproxy.render.budget import Budget
 from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
-from imgproxy.render.crop import entropy_offset, place, smart_point
+from imgproxy.render.crop import SMART_SIDE, entropy_offset, place, smart_point
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
 from imgproxy.render.geometry import Geometry, plan
 from imgproxy.render.probe import identify, open_image, probe
@@ -37,7 +37,12 @@ __all__ = [
 # After the DCT-scaled decode, Pillow may box-reduce by an integer factor while at least
 # this much reduction is left for Lanczos (its thumbnail() default).
 REDUCING_GAP = 2.0
+# Pillow's names for a JPEG it can decode at 1/2, 1/4 or 1/8 scale: MPO is a JPEG with a
+# multi-picture index, which most phone and camera photos (Ultra HDR gain maps too) carry.
+DCT_SCALED = frozenset({"JPEG", "MPO"})
 PLACEHOLDER_SIDE = 100  # ThumbHash's own bound; BlurHash averages it further down
+# g=smart analyses a copy SMART_SIDE on its longer side: decoded at the DCT scale this asks.
+SMART_ANALYSIS = Transform(width=SMART_SIDE, height=SMART_SIDE)
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom
 
@@ -81,7 +86,8 @@ def render(data: bytes, job: RenderJob) -> Rendered:
             decoded = clock()
             t, found = job.transform, None
             if t.gravity is Gravity.SMART and t.focal is None:  # not known for this version
-                t = dataclasses.replace(t, focal=(found := _smart_point(still)))
+                analysed = _analysis_frame(data, job, image, still, budget)
+                t = dataclasses.replace(t, focal=(found := _smart_point(analysed)))
             out = _transform(still, t)
             budget.check()
             transformed = clock()
@@ -123,6 +129,23 @@ def _placeholder(image: Image.Image, output: OutputFormat) -> bytes:
     return hashed(still).encode("ascii")
 
 
+def _analysis_frame(
+    data: bytes, job: RenderJob, image: Image.Image, still: Decoded, budget: Budget
+) -> Decoded:
+    """The frame g=smart analyses: a JPEG's at the DCT scale its analysis size calls for,
+    whatever the output size. The point decides the pixels of every size of the version,
+    under ETags that do not name it, so each process must find the same one, whichever size
+    it was first asked for (a 1/2- and a 1/8-scale decode put it up to 0.006 apart). The
+    render's own decode serves when its scale is that one (a thumbnail's usually is)."""
+    if image.format not in DCT_SCALED:
+        return still  # decoded whole, whatever the output size
+    with open_image(data, job.decoders, job.max_pixels, budget) as again:
+        turn, source, stored = _draft_still(again, SMART_ANALYSIS)
+        if again.size == image.size:  # the same DCT scale: the same pixels
+            return still
+        return _load_still(again, turn, source, stored)
+
+
 def _smart_point(decoded: Decoded) -> tuple[float, float]:
     """The salient point of the upright frame, as fractions of the source (the frame may be
     a DCT-scaled decode with edge blocks beyond the source)."""
@@ -150,11 +173,21 @@ class Decoded:
 
 def _decode_still(image: Image.Image, t: Transform) -> Decoded:
     """Decode (a JPEG at a DCT scale when it will be shrunk), orient, convert to RGB(A)."""
+    return _load_still(image, *_draft_still(image, t))
+
+
+def _draft_still(image: Image.Image, t: Transform) -> tuple[int, tuple[int, int], Box]:
+    """The orientation, the upright full size, and where the source will lie in the stored
+    decode: a JPEG's DCT scale is chosen here, before any pixel is decoded."""
     turn = orientation(image)
     source = _upright(image.size, turn)
     stored = (0.0, 0.0, float(image.width), float(image.height))
-    if image.format == "JPEG" and (t.width or t.height):
+    if image.format in DCT_SCALED and (t.width or t.height):
         stored = _draft(image, t, turn, source)
+    return turn, source, stored
+
+
+def _load_still(image: Image.Image, turn: int, source: tuple[int, int], stored: Box) -> Decoded:
     image.load()
     rgb, icc = to_rgb(orient(image, turn))
     return Decoded(rgb, icc, source, _orient_region(stored, image.size, turn))
