@@ -65,7 +65,9 @@ def test_each_hit_is_one_write(served: tuple[str, int], method: str) -> None:
             response = client.request(method, url)
             assert response.status_code == 200
             assert response.content == (first.content if method == "GET" else b"")
-        assert write_calls(pid) - before == 200
+        # One write each (two each would be 400); a few to spare for anything else the
+        # process might write meanwhile (none was seen: exactly 200 in every run here).
+        assert write_calls(pid) - before <= 205
 
 
 def test_many_clients_get_whole_unmixed_answers(served: tuple[str, int]) -> None:
