@@ -163,7 +163,7 @@ class RedisTier:
                 self._failed(exc)
                 await asyncio.sleep(RETRY_AFTER)
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     async def close(self) -> None:
         await self.client.aclose()
