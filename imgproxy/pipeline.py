@@ -24,7 +24,13 @@ from imgproxy.errors import (
 from imgproxy.job import RenderJob
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.mounts import Mounted
-from imgproxy.response import accel_response, error_response, image_response, ranged_response
+from imgproxy.response import (
+    accel_response,
+    error_response,
+    image_response,
+    ranged_response,
+    ready_response,
+)
 from imgproxy.services import Services
 from imgproxy.source import Source
 from imgproxy.stores import StoredFile
@@ -118,7 +124,8 @@ async def _stages(
     if variant.kind is Kind.ORIGINAL:
         return await _original(services, source, variant, request, status)
     if variant.kind is Kind.METADATA:  # built with the variant, from the header facts
-        return services.ready.get(variant.etag, status, variant.body, variant.headers)
+        assert variant.response is not None
+        return variant.response
     return await _rendition(services, source, variant, request, status)  # 422, then render
 
 
@@ -185,7 +192,7 @@ async def _rendition(
     )
     if isinstance(found, Located):
         return accel_response(status, variant.headers, services.accel + found.path)
-    return services.ready.get(variant.etag, status, found.body, variant.headers)
+    return ready_response(found, status, variant.headers)
 
 
 def _accel(services: Services, request: ImageRequest, status: int) -> bool:

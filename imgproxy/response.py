@@ -7,9 +7,9 @@ import json
 from collections.abc import Iterable
 from urllib.parse import quote
 
+from imgproxy.cache import Headers, Rendition
 from imgproxy.conditional import NOT_MODIFIED_HEADERS, RangeNotSatisfiable, parse_range
 from imgproxy.errors import ImageProxyError, MethodNotAllowed, Overloaded
-from imgproxy.memo import Memo
 from imgproxy.messages import ImageResponse
 
 SECURITY_HEADERS = (
@@ -23,23 +23,25 @@ def image_response(status: int, body: bytes, headers: tuple[tuple[str, str], ...
     return ImageResponse(status, (*headers, ("content-length", str(len(body)))), body)
 
 
-class ReadyResponses:
-    """The 200 of a rendition hit, built once per (variant, status) and body: a memory hit
-    then builds no header list (SPEC §11). Keyed by the body object itself, which the memory
-    tier keeps alive, so a new rendition of the same variant never meets an old response."""
+# A rendition is shared by a handful of URLs (fm=auto and the format it chose, with and
+# without `v`, a preset and its spelling): past this many, its kept responses start again.
+READY_PER_RENDITION = 4
 
-    def __init__(self, limit: int = 20_000) -> None:
-        self._ready: Memo[tuple[str, int], tuple[bytes, ImageResponse]] = Memo(limit)
 
-    def get(
-        self, etag: str, status: int, body: bytes, headers: tuple[tuple[str, str], ...]
-    ) -> ImageResponse:
-        known = self._ready.get((etag, status))
-        if known is not None and known[0] is body:
-            return known[1]
-        response = image_response(status, body, headers)
-        self._ready[(etag, status)] = (body, response)
-        return response
+def ready_response(found: Rendition, status: int, headers: Headers) -> ImageResponse:
+    """The 200 (or placeholder 404) of `found` for one Variant, built once and kept on the
+    rendition itself (SPEC §11): a memory hit then builds no header list. Keyed by the
+    Variant's own header tuple, so a URL never gets another's Vary or Cache-Control (SPEC
+    §6); kept on the rendition, so it lives exactly as long as the memory tier keeps the
+    body (SPEC §11.1)."""
+    kept = found.responses.get(id(headers))
+    if kept is not None and kept[0] is headers and kept[1].status == status:
+        return kept[1]
+    response = image_response(status, found.body, headers)
+    if len(found.responses) >= READY_PER_RENDITION:
+        found.responses.clear()
+    found.responses[id(headers)] = (headers, response)
+    return response
 
 
 def ranged_response(

@@ -18,7 +18,6 @@ from imgproxy.messages import ImageRequest
 from imgproxy.metrics import Metrics
 from imgproxy.mounts import Mounted, check_presets, close_stores, mount_stores
 from imgproxy.render.executor import RenderExecutor
-from imgproxy.response import ReadyResponses
 from imgproxy.settings import CacheSettings, Settings
 from imgproxy.signing import Signer
 from imgproxy.source import Sources
@@ -37,7 +36,6 @@ class Services:
     sources: Sources
     variants: Variants
     cache: TieredCache
-    ready: ReadyResponses
     executor: RenderExecutor
     metrics: Metrics
     authorize: Authorize | None
@@ -74,7 +72,6 @@ class Services:
                 avif_speed=settings.render.avif_speed,
             ),
             cache=cache,
-            ready=ReadyResponses(),
             executor=executor,
             metrics=metrics,
             authorize=authorize,

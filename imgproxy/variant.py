@@ -25,7 +25,12 @@ from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.negotiation import MAX_ACCEPT, negotiate
 from imgproxy.params import AUTO, Gravity, Query, Transform
 from imgproxy.policy import check_frames
-from imgproxy.response import SECURITY_HEADERS, content_disposition, not_modified
+from imgproxy.response import (
+    SECURITY_HEADERS,
+    content_disposition,
+    image_response,
+    not_modified,
+)
 from imgproxy.settings import LimitsSettings
 from imgproxy.stores import StoredFile
 from imgproxy.stores.base import focal_point
@@ -52,7 +57,7 @@ class Variant:
     not_modified: ImageResponse
     job: RenderJob | None = None
     key: CacheKey | None = None  # renditions only
-    body: bytes = b""  # metadata only: its JSON depends on nothing but the version
+    response: ImageResponse | None = None  # metadata only: its JSON depends on the version
 
 
 class Variants:
@@ -84,6 +89,7 @@ class Variants:
                 decoders=mount.policy.decoders(file.approved),
                 caching=self.cache_control if status == 200 else PLACEHOLDER_CACHE_CONTROL,
                 avif_speed=self.avif_speed,
+                status=status,
             )
         return variant
 
@@ -116,6 +122,7 @@ def build_variant(
     decoders: tuple[str, ...] | None,
     caching: str,
     avif_speed: int = 8,
+    status: int = 200,
 ) -> Variant:
     t = query.transform
     ident = (store, file.path, file.version)
@@ -169,10 +176,12 @@ def build_variant(
     if extension:
         headers.append(("content-disposition", content_disposition(file.filename, extension)))
     headers.extend(SECURITY_HEADERS)
-    key = None
+    key, response = None, None
     if job is not None:
         key = CacheKey(surrogate_key(store, file.path), etag.strip('"'), job.output.value)
-    return Variant(kind, etag, tuple(headers), ready_304, job, key, body)
+    if kind is Kind.METADATA:
+        response = image_response(status, body, tuple(headers))
+    return Variant(kind, etag, tuple(headers), ready_304, job, key, response)
 
 
 def metadata(file: StoredFile, info: SourceInfo, original_etag: str) -> bytes:

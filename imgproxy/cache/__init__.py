@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from imgproxy.formats import OutputFormat
+from imgproxy.messages import ImageResponse
+
+Headers = tuple[tuple[str, str], ...]
 
 FACTS_EXTENSION = "json"
 # A source's id as surrogate_key() makes it (base64url of a digest): the only names a tier
@@ -45,6 +48,12 @@ class Rendition:
     body: bytes
     media_type: str
     modified: float | None = None  # the source's, kept as a disk file's mtime
+    # The ready 200s of the URLs that were answered with this body (response.ready_response):
+    # kept on the value the memory tier holds, so they leave with its entry and never keep
+    # a body the tier let go (SPEC §11.1).
+    responses: dict[int, tuple[Headers, ImageResponse]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True, slots=True)

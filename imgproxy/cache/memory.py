@@ -6,9 +6,11 @@ from __future__ import annotations
 from cachetools import LRUCache
 
 from imgproxy.cache import CacheKey, Rendition
+from imgproxy.response import READY_PER_RENDITION
 
-# Rough per-entry cost of the key, the value object and the LRU bookkeeping.
-ENTRY_OVERHEAD = 200
+# Rough per-entry cost of the key, the value object and the LRU bookkeeping, plus the ready
+# responses a value may carry (response.ready_response: ~400 B each, bodies shared).
+ENTRY_OVERHEAD = 200 + READY_PER_RENDITION * 400
 
 
 def _weight(value: Rendition) -> int:
