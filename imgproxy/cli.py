@@ -161,7 +161,30 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
         options = store.describe()
         state = "approved" if store.approved else "not approved"
         print(f"  /{name}/  kind={store.kind}  {options}  ({state} by default)")
+    if settings.cache.redis_url:
+        print(asyncio.run(_redis_usage(settings)))
     return 0
+
+
+async def _redis_usage(settings: Settings) -> str:
+    """One line on what bounds the Redis tier: its own budget, and Redis's `maxmemory`."""
+    require("redis", extra="redis", feature="cache.redis_url")
+    from imgproxy.cache.redis import RedisTier
+
+    cache = settings.cache
+    tier = RedisTier(cache.redis_url, ttl=cache.redis_ttl, max_bytes=cache.redis_bytes)
+    budget = f"cache.redis_bytes = {cache.redis_bytes / 2**20:.0f} MiB"
+    try:
+        kept, maxmemory, policy = await tier.usage()
+    except Exception as exc:  # check reports; it does not fail for a Redis that is down
+        return f"  redis: {budget}; Redis did not answer ({exc})"
+    finally:
+        await tier.close()
+    limit = f"maxmemory {maxmemory / 2**20:.0f} MiB" if maxmemory else "no maxmemory"
+    line = f"  redis: {budget}, {kept / 2**20:.1f} MiB kept; Redis: {limit}, {policy}"
+    if maxmemory and maxmemory < cache.redis_bytes:
+        line += " (below the budget: writes will be refused before it is reached)"
+    return line
 
 
 SIGN_HELP = """\

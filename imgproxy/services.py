@@ -99,8 +99,14 @@ def build_tiers(settings: Settings) -> list[CacheTier]:
         require("redis", extra="redis", feature="cache.redis_url")
         from imgproxy.cache.redis import RedisTier  # only deployments with Redis load its client
 
-        locks = cache.lock_seconds
-        tiers.append(RedisTier(cache.redis_url, ttl=cache.redis_ttl, lock_seconds=locks))
+        tiers.append(
+            RedisTier(
+                cache.redis_url,
+                ttl=cache.redis_ttl,
+                max_bytes=cache.redis_bytes,
+                lock_seconds=cache.lock_seconds,
+            )
+        )
     if cache.s3_bucket:
         from imgproxy.cache.objects import ObjectStoreTier  # loads obstore, or names the extra
 

@@ -109,6 +109,9 @@ class CacheSettings:
     disk_bytes: int = 1024 * 1024 * 1024
     redis_url: str = ""
     redis_ttl: int = 7 * 24 * 3600
+    # What the fleet keeps in Redis, enforced by the tier itself (SPEC §11.1): least
+    # recently used renditions go first, whatever rate distinct URLs arrive at.
+    redis_bytes: int = 1024 * 1024 * 1024
     cache_control: str = "public, max-age=86400"
     accel_redirect: str = ""
     lock_seconds: float = 30.0  # a crashed renderer's fleet-wide lock lapses after this
@@ -136,6 +139,7 @@ class CacheSettings:
         require(self.memory_bytes >= 0, f"{prefix}.memory_bytes", "must be >= 0")
         require(self.disk_bytes >= 0, f"{prefix}.disk_bytes", "must be >= 0")
         require(self.redis_ttl >= 1, f"{prefix}.redis_ttl", "must be >= 1 second")
+        require(self.redis_bytes >= 1024 * 1024, f"{prefix}.redis_bytes", "must be >= 1 MiB")
         require(
             not self.accel_redirect
             or (self.accel_redirect.startswith("/") and bool(self.disk_path)),

@@ -1,11 +1,19 @@
-"""Renditions in Redis, shared by every instance, with a TTL; and the cross-instance render
-lock that makes a cold rendition render once across processes.
+"""Renditions in Redis, shared by every instance, within a byte budget of their own; and the
+cross-instance render lock that makes a cold rendition render once across processes.
 
 Keys: `{prefix}r:{rendition}` holds the bytes, `{prefix}s:{source}` the set of a source's
 rendition keys (so a purge is proportional to that source), `{prefix}l:{rendition}` the lock;
-the channel `{prefix}purged` carries purged sources to every instance.
+the channel `{prefix}purged` carries purged sources to every instance. The budget
+(`cache.redis_bytes`, SPEC §11.1) is kept by `{prefix}bytes` (the bytes stored), `{prefix}used`
+(renditions by last use) and `{prefix}sizes` (each one's size and source): every write is one
+script that stores, counts, and evicts the least recently used renditions past the budget or
+their TTL, each with its index entry, so neither the bytes nor the index outgrow what is live,
+however fast the fleet writes. The scripts name keys from the prefix (one Redis, no cluster).
+
 An outage opens a breaker for a few seconds: requests skip Redis instead of each waiting
-for a timeout, and one warning is logged per outage.
+for a timeout, and one warning is logged per outage. A write Redis refuses (`maxmemory`
+reached under `noeviction`, by another user of the same Redis) is no outage: that rendition
+is not kept, a refused lock is a local render, and reads go on.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError, RedisError, ResponseError
 
 from imgproxy.cache import CacheKey, Rendition
 
@@ -25,6 +33,56 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER = 5.0  # seconds the breaker stays open
 POLL = 0.05
+PURGE_BATCH = 500  # renditions per purge round trip: each stays far inside the 1 s timeout
+
+# Shared by the scripts: forget one rendition (its bytes, index entry, use and size).
+_EVICT = """
+local function evict(prefix, rendition)
+    local meta = redis.call('HGET', prefix .. 'sizes', rendition)
+    redis.call('ZREM', prefix .. 'used', rendition)
+    if not meta then return 0 end
+    local size, source = string.match(meta, '^(%d+) (.*)$')
+    redis.call('HDEL', prefix .. 'sizes', rendition)
+    redis.call('DEL', prefix .. 'r:' .. rendition)
+    redis.call('SREM', prefix .. 's:' .. source, rendition)
+    redis.call('DECRBY', prefix .. 'bytes', size)
+    return 1
+end
+"""
+# ARGV: prefix, rendition, source, body, ttl (s), now (ms), budget (bytes).
+_PUT = (
+    _EVICT
+    + """
+local prefix, rendition, source, body = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ttl, now, budget = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local expired = redis.call('ZRANGEBYSCORE', prefix .. 'used', '-inf', now - ttl * 1000,
+    'LIMIT', 0, 64)
+for _, old in ipairs(expired) do evict(prefix, old) end
+evict(prefix, rendition)
+redis.call('SET', prefix .. 'r:' .. rendition, body, 'EX', ttl)
+redis.call('SADD', prefix .. 's:' .. source, rendition)
+redis.call('EXPIRE', prefix .. 's:' .. source, ttl)
+redis.call('ZADD', prefix .. 'used', now, rendition)
+redis.call('HSET', prefix .. 'sizes', rendition, #body .. ' ' .. source)
+local total = redis.call('INCRBY', prefix .. 'bytes', #body)
+while total > budget do
+    local oldest = redis.call('ZRANGE', prefix .. 'used', 0, 0)[1]
+    if not oldest or oldest == rendition then break end
+    evict(prefix, oldest)
+    total = tonumber(redis.call('GET', prefix .. 'bytes'))
+end
+return total
+"""
+)
+# ARGV: prefix, then the renditions of one source to forget.
+_FORGET = (
+    _EVICT
+    + """
+local removed = 0
+for i = 2, #ARGV do removed = removed + evict(ARGV[1], ARGV[i]) end
+return removed
+"""
+)
 
 
 class RedisTier:
@@ -32,13 +90,23 @@ class RedisTier:
     shared = True
 
     def __init__(
-        self, url: str, *, ttl: int, prefix: str = "imgproxy:", lock_seconds: float = 30.0
+        self,
+        url: str,
+        *,
+        ttl: int,
+        max_bytes: int = 1024 * 1024 * 1024,
+        prefix: str = "imgproxy:",
+        lock_seconds: float = 30.0,
     ) -> None:
         self.client: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0
         )
         self.ttl = ttl
+        self.max_bytes = max_bytes
         self.prefix = prefix
+        self._put = self.client.register_script(_PUT)
+        self._forget = self.client.register_script(_FORGET)
+        self._refused_logged = 0.0
         self.lock_seconds = lock_seconds  # a crashed renderer's lock lapses after this
         self._open_until = 0.0
         self._held: dict[str, tuple[Lock, asyncio.Task[None]]] = {}  # renders this process owns
@@ -52,11 +120,21 @@ class RedisTier:
             log.warning("redis unavailable (%s); using the other tiers for %ss", exc, RETRY_AFTER)
         self._open_until = time.monotonic() + RETRY_AFTER
 
+    def _refused(self, exc: ResponseError) -> None:
+        """Redis answered, but would not write: not an outage, so the breaker stays shut."""
+        if time.monotonic() >= self._refused_logged + RETRY_AFTER:
+            log.warning("redis refused a write (%s); reads go on", exc)
+            self._refused_logged = time.monotonic()
+
     async def get(self, key: CacheKey) -> Rendition | None:
         if not self.available:
             return None
         try:
-            body = await self.client.get(f"{self.prefix}r:{key.rendition}")
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.get(f"{self.prefix}r:{key.rendition}")
+                # Marks it used (only if still kept): the budget evicts the least recently used.
+                pipe.zadd(f"{self.prefix}used", {key.rendition: _now_ms()}, xx=True)
+                body, _ = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return None
@@ -67,24 +145,41 @@ class RedisTier:
     async def put(self, key: CacheKey, value: Rendition) -> None:
         if not self.available:
             return
-        members = f"{self.prefix}s:{key.source}"
+        if len(value.body) > self.max_bytes:  # would only evict everything else
+            return
+        args: list[str | bytes | int] = [self.prefix, key.rendition, key.source, value.body]
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.set(f"{self.prefix}r:{key.rendition}", value.body, ex=self.ttl)
-                pipe.sadd(members, key.rendition)
-                pipe.expire(members, self.ttl)
-                await pipe.execute()
+            await self._put(args=[*args, self.ttl, _now_ms(), self.max_bytes])
+        except ResponseError as exc:  # refused (OOM under `noeviction`): not kept, no outage
+            self._refused(exc)
         except (RedisError, OSError) as exc:
             self._failed(exc)
 
     async def purge(self, source: str) -> int:
+        """In batches (SSCAN, then one script per batch), so a source with a million
+        renditions is purged in round trips that each finish within the client's timeout."""
         members = f"{self.prefix}s:{source}"
-        found = await self.client.smembers(members)
-        renditions = [m.decode() if isinstance(m, bytes) else m for m in found]
-        if renditions:
-            await self.client.delete(*(f"{self.prefix}r:{r}" for r in renditions))
+        removed = 0
+        batch: list[str] = []
+        async for member in self.client.sscan_iter(members, count=PURGE_BATCH):
+            batch.append(member.decode() if isinstance(member, bytes) else member)
+            if len(batch) >= PURGE_BATCH:
+                removed += await self._forget(args=[self.prefix, *batch])
+                batch = []
+        if batch:
+            removed += await self._forget(args=[self.prefix, *batch])
         await self.client.delete(members)
-        return len(renditions)
+        return removed
+
+    async def usage(self) -> tuple[int, int, str]:
+        """(bytes this tier keeps, Redis's `maxmemory`, its `maxmemory-policy`), for `check`."""
+        kept = await self.client.get(f"{self.prefix}bytes")
+        memory = await self.client.info("memory")
+        return (
+            int(kept or 0),
+            int(memory.get("maxmemory", 0)),
+            str(memory.get("maxmemory_policy", "unknown")),
+        )
 
     async def claim(self, key: CacheKey) -> bool:
         """True if this process should render `key` (it holds the lock, or Redis is out).
@@ -97,6 +192,9 @@ class RedisTier:
         )
         try:
             got = await lock.acquire()
+        except ResponseError as exc:  # refused (OOM): no lock to be had, so render here
+            self._refused(exc)
+            return True
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return True
@@ -167,3 +265,7 @@ class RedisTier:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
