@@ -92,6 +92,45 @@ def test_approval_comes_from_object_metadata(
         assert refused.json()["error"] == "not_approved"
 
 
+def test_metadata_written_by_boto3_is_read_by_the_store_and_the_server(
+    s3: S3Server, media: Path, serve: Serve, prefix: str
+) -> None:
+    """boto3, the aws CLI and the consoles send `x-amz-meta-approved`/`x-amz-meta-focal`;
+    objects written through obstore under the whole header name are still read too."""
+    writer = s3.writer()
+    metadata = {"approved": "true", "focal": "0.3,0.7"}
+    writer.put_object(Bucket="media", Key=prefix + "tool.bmp", Body=_bmp(), Metadata=metadata)
+    shouted = {"Approved": "TRUE", "Focal": "0.25,0.5"}  # S3 names are case-insensitive
+    writer.put_object(Bucket="media", Key=prefix + "shouted.bmp", Body=_bmp(), Metadata=shouted)
+    refused = {"approved": "false"}
+    writer.put_object(Bucket="media", Key=prefix + "held.bmp", Body=_bmp(), Metadata=refused)
+    headers = {f"x-amz-meta-{name}": value for name, value in metadata.items()}
+    asyncio.run(_obstore_put(s3, prefix + "legacy.bmp", _bmp(), headers))
+    store = S3Store("media", prefix=prefix, endpoint_url=s3.endpoint, **s3.credentials())
+    for name, focal in [("tool", (0.3, 0.7)), ("shouted", (0.25, 0.5)), ("legacy", (0.3, 0.7))]:
+        found = asyncio.run(store.stat(name + ".bmp"))
+        assert (found.approved, found.focal) == (True, focal), name
+    default_yes = S3Store(
+        "media", prefix=prefix, endpoint_url=s3.endpoint, approved=True, **s3.credentials()
+    )
+    assert asyncio.run(default_yes.stat("held.bmp")).approved is False
+    proxy = ImageProxy(settings(s3, media, uploads=uploads(s3, prefix, approved=False)))
+    urls = [f"/uploads/{name}.bmp?w={w}" for name in ("tool", "shouted", "held") for w in (8, 9)]
+    with httpx.Client(base_url=serve(proxy).url, timeout=30) as http:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(12) as pool:
+            statuses = list(pool.map(lambda url: http.get(url).status_code, urls * 4))
+        assert statuses == [200, 200, 200, 200, 403, 403] * 4
+        assert_healthy(http)
+
+
+async def _obstore_put(s3: S3Server, key: str, data: bytes, attributes: dict[str, str]) -> None:
+    import obstore
+
+    await obstore.put_async(s3.client(), key, data, attributes=attributes)
+
+
 def _bmp() -> bytes:
     import io
 

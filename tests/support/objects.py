@@ -2,6 +2,10 @@
 loopback ports, telemetry off, with an identities file so every request must be signed, and
 two accounts: `alice` may do anything, `bob` only touch the `bobs` bucket.
 
+Objects are written with boto3, an S3 client independent of the obstore the code under test
+reads with, the way boto3 apps, the aws CLI and the consoles write them: metadata as
+`x-amz-meta-NAME` headers.
+
 Its Prometheus metrics count what each bucket sent: a HEAD sends no body bytes, a GET sends
 the object, so `sent_bytes(bucket)` tells whether a body was downloaded."""
 
@@ -12,12 +16,13 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
 
@@ -78,10 +83,13 @@ class S3Server:
             **self.credentials(account),
         )
 
+    def writer(self, account: str = "alice") -> Any:
+        """A boto3 S3 client (one per server and account; boto3's clients are thread-safe)."""
+        return _boto3_client(self.endpoint, *ACCOUNTS[account])
+
     def put(self, bucket: str, key: str, data: bytes, **metadata: str) -> None:
-        """An object, with `x-amz-meta-NAME: value` for each metadata item."""
-        attributes = {f"x-amz-meta-{name}": value for name, value in metadata.items()}
-        asyncio.run(_put(self.client(bucket), key, data, attributes))
+        """An object written by boto3, with `x-amz-meta-NAME: value` for each metadata item."""
+        self.writer().put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata)
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         import obstore
@@ -109,10 +117,27 @@ class S3Server:
         return int(float(found[1])) if found else 0
 
 
-async def _put(client: S3Store, key: str, data: bytes, attributes: dict[str, str]) -> None:
-    import obstore
+_boto3_clients: dict[tuple[str, str], Any] = {}
+_boto3_lock = threading.Lock()  # making a boto3 client is not thread-safe; using one is
 
-    await obstore.put_async(client, key, data, attributes=attributes or None)
+
+def _boto3_client(endpoint: str, key: str, secret: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    with _boto3_lock:
+        client = _boto3_clients.get((endpoint, key))
+        if client is None:
+            client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name="us-east-1",
+                config=Config(s3={"addressing_style": "path"}),  # the bucket in the path
+                aws_access_key_id=key,
+                aws_secret_access_key=secret,
+            )
+            _boto3_clients[endpoint, key] = client
+        return client
 
 
 def weed_binary() -> str:
