@@ -62,7 +62,7 @@ MEANINGS = {
     "limits.max_render_seconds": "one render's time budget; past it: 422",
     "cache.memory_bytes": "memory tier size (LRU); 0: off",
     "cache.disk_path": "disk tier folder, shared by the processes using it; empty: off",
-    "cache.disk_bytes": "disk tier size (least recently used evicted)",
+    "cache.disk_bytes": "disk tier size as `du` counts it (blocks, inodes, folders); LRU evicted",
     "cache.redis_url": "Redis tier and cross-instance render lock (`redis` extra); empty: off",
     "cache.redis_ttl": "seconds a rendition stays in Redis",
     "cache.redis_bytes": "what the fleet keeps in Redis (least recently used evicted)",

@@ -5,6 +5,10 @@ Writes go to a temporary name and are renamed into place: a crash mid-write leav
 file that is never read (and is swept later), never a half rendition. Each file's mtime is
 its source's modification time (nginx sends it as Last-Modified on X-Accel-Redirect); its
 atime is set explicitly on use and orders the eviction when the folder passes its bytes.
+
+The bytes counted are the ones the disk gives up (SPEC §11.1), not the files' lengths: a
+100-byte rendition or facts file takes a whole block (4 KiB on ext4), plus an inode, and its
+folders take blocks of their own. Eviction removes emptied folders too, or they would stay.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import aiofiles
 import aiofiles.os
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from imgproxy.cache import SOURCE_ID, CacheKey, Rendition
 
@@ -29,6 +34,10 @@ TEMP_MARK = ".tmp-"
 STALE_TEMP_SECONDS = 3600
 TOUCH_EVERY = 60.0  # seconds: an atime is refreshed at most this often per file
 EVICT_TO = 0.9  # an eviction pass stops at this share of the budget
+# What a file or folder costs beyond its blocks: an inode (256 bytes on ext4, 512 on XFS),
+# which no st_blocks shows.
+INODE_BYTES = 512
+BLOCK = 4096  # the allocation unit where the filesystem does not say (no statvfs)
 
 
 class DiskTier:
@@ -39,7 +48,9 @@ class DiskTier:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
-        self._estimate = self._scan_size()  # since the last scan, plus what we wrote
+        self.block = _allocation_unit(self.root)
+        self._written = 0  # bytes this process has added, ever (an eviction's scan misses some)
+        self._estimate = self._scan_usage()  # since the last scan, plus what we wrote
         self._evicting: asyncio.Task[None] | None = None
 
     def relative(self, key: CacheKey) -> str:
@@ -74,21 +85,54 @@ class DiskTier:
 
     async def put(self, key: CacheKey, value: Rendition) -> None:
         path = self.path(key)
-        folder = path.parent
-        await aiofiles.os.makedirs(folder, exist_ok=True)
-        temp = folder / f"{TEMP_MARK}{uuid.uuid4().hex}"
+        temp = path.parent / f"{TEMP_MARK}{uuid.uuid4().hex}"
         try:
-            async with aiofiles.open(temp, "wb") as handle:
+            handle, added = await self._create(temp)
+            try:
                 await handle.write(value.body)
+            finally:
+                await handle.close()
             now = time.time()
             os.utime(temp, (now, value.modified if value.modified is not None else now))
+            added += self.usage(os.stat(temp))
             await aiofiles.os.replace(temp, path)
         except BaseException:
             await asyncio.shield(_unlink(temp))
             raise
-        self._estimate += len(value.body)
+        self._written += added
+        self._estimate += added
         if self._estimate > self.max_bytes and self._evicting is None:
             self._evicting = asyncio.get_running_loop().create_task(self._evict())
+
+    async def _create(self, temp: Path) -> tuple[AsyncBufferedIOBase, int]:
+        """`temp` opened for writing, with its folders (the bytes of those made here). An
+        eviction in another process may remove an emptied folder between the two: then the
+        folders are made again."""
+        for _ in range(3):
+            try:
+                added = await asyncio.to_thread(self._make_folders, temp.parent)
+                return await aiofiles.open(temp, "wb"), added
+            except FileNotFoundError:
+                continue
+        raise FileNotFoundError(f"folder removed while writing: {temp.parent}")
+
+    def _make_folders(self, folder: Path) -> int:
+        """The prefix folder and the source's folder, if missing; what the new ones use."""
+        added = 0
+        for each in (folder.parent, folder):
+            try:
+                each.mkdir()
+            except FileExistsError:
+                continue
+            added += self.usage(each.stat())
+        return added
+
+    def usage(self, st: os.stat_result) -> int:
+        """What a file or folder takes from the disk: its allocated blocks (at least its size
+        rounded up to the allocation unit: some filesystems report blocks late) and an inode."""
+        allocated = getattr(st, "st_blocks", 0) * 512  # st_blocks is in 512-byte units
+        rounded = -(-st.st_size // self.block) * self.block
+        return max(allocated, rounded) + INODE_BYTES
 
     async def purge(self, source: str) -> int:
         if not SOURCE_ID.fullmatch(source):  # never a path: "../x" must not reach rmtree
@@ -98,7 +142,7 @@ class DiskTier:
             removed = sum(1 for entry in os.scandir(folder) if TEMP_MARK not in entry.name)
         except FileNotFoundError:
             return 0
-        await asyncio.to_thread(shutil.rmtree, folder, True)
+        await asyncio.to_thread(_remove_tree, folder)
         return removed
 
     def _touch(self, path: Path, st: os.stat_result) -> None:
@@ -107,11 +151,16 @@ class DiskTier:
             with contextlib.suppress(OSError):  # evicted meanwhile by another process
                 os.utime(path, (now, st.st_mtime))
 
-    def _scan(self) -> list[tuple[float, int, str]]:
-        """(atime, size, path) of every cached file; stale temp files are swept on the way."""
+    def _scan(self) -> tuple[list[tuple[float, int, str]], int]:
+        """(atime, usage, path) of every cached file, and what everything else uses: the
+        folders and the temp files being written; stale temp files are swept on the way."""
         found = []
+        other = 0
         cutoff = time.time() - STALE_TEMP_SECONDS
-        for folder, _, names in os.walk(self.root):
+        for folder, subfolders, names in os.walk(self.root):
+            for name in subfolders:
+                with contextlib.suppress(FileNotFoundError):
+                    other += self.usage(os.stat(os.path.join(folder, name)))
             for name in names:
                 path = os.path.join(folder, name)
                 try:
@@ -121,33 +170,72 @@ class DiskTier:
                 if TEMP_MARK in name:
                     if st.st_mtime < cutoff:
                         _remove(path)
+                    else:
+                        other += self.usage(st)
                     continue
-                found.append((st.st_atime, st.st_size, path))
-        return found
+                found.append((st.st_atime, self.usage(st), path))
+        return found, other
 
-    def _scan_size(self) -> int:
-        return sum(size for _, size, _ in self._scan())
+    def _scan_usage(self) -> int:
+        files, other = self._scan()
+        return other + sum(usage for _, usage, _ in files)
 
     async def _evict(self) -> None:
         try:
-            await asyncio.to_thread(self._evict_oldest)
+            while True:
+                written = self._written
+                self._estimate = await asyncio.to_thread(self._evict_oldest)
+                # What was written during the pass, which its scan may have missed.
+                self._estimate += self._written - written
+                if self._written == written or self._estimate <= self.max_bytes:
+                    break
         except OSError as exc:
             log.warning("disk cache eviction failed: %s", exc)
         finally:
             self._evicting = None
 
-    def _evict_oldest(self) -> None:
-        """Least recently used first, until under EVICT_TO of the budget. Every process may
-        run this over the shared folder; a file another one removed is simply skipped."""
-        files = sorted(self._scan())
-        total = sum(size for _, size, _ in files)
+    def _evict_oldest(self) -> int:
+        """Least recently used first, until under EVICT_TO of the budget; what is left. Every
+        process may run this over the shared folder; a file another one removed is simply
+        skipped, and a folder another one writes into again is kept."""
+        files, other = self._scan()
+        files.sort()
+        total = other + sum(usage for _, usage, _ in files)
         target = self.max_bytes * EVICT_TO
-        for _, size, path in files:
+        for _, usage, path in files:
             if total <= target:
                 break
             if _remove(path):
-                total -= size
-        self._estimate = total
+                total -= usage + self._remove_emptied(os.path.dirname(path))
+        return total
+
+    def _remove_emptied(self, folder: str) -> int:
+        """The source's folder and its prefix folder, if now empty; what they used."""
+        freed = 0
+        while folder != str(self.root):
+            try:
+                st = os.stat(folder)
+                os.rmdir(folder)
+            except OSError:  # not empty (or removed meanwhile): kept
+                break
+            freed += self.usage(st)
+            folder = os.path.dirname(folder)
+        return freed
+
+
+def _allocation_unit(root: Path) -> int:
+    """The filesystem's fragment size: the least a non-empty file can take."""
+    try:
+        return os.statvfs(root).f_frsize or BLOCK
+    except (AttributeError, OSError):  # no statvfs (Windows)
+        return BLOCK
+
+
+def _remove_tree(folder: Path) -> None:
+    """A purged source's folder, and its prefix folder if that is left empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()
 
 
 def _read(path: Path) -> tuple[bytes, os.stat_result]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -177,3 +178,41 @@ def test_two_processes_share_one_disk_folder(media: Path, tmp_path: Path) -> Non
         hits_before = metric(one, "imgproxy_cache_hits_total", 'tier="disk"')
         httpx.get(one + urls[0])
         assert metric(one, "imgproxy_cache_hits_total", 'tier="disk"') == hits_before + 1
+
+
+def test_the_disk_tier_keeps_tiny_renditions_within_its_bytes_as_du_counts_them(
+    media: Path, tmp_path: Path
+) -> None:
+    """40 tiny sources at 3 widths and as facts, 16 clients at once, into a 128 KiB disk
+    tier: their lengths are a few KB, their blocks and folders 0.8 MB; what `du` sees of the
+    tier settles within its budget."""
+    for index in range(40):
+        (media / f"dot{index}.png").write_bytes(images.png((8 + index % 4, 8)))
+    disk, budget = tmp_path / "disk", 128 * 1024
+    cache = {"memory_bytes": 0, "disk_path": str(disk), "disk_bytes": budget}
+    urls = [f"/media/dot{i}.png?w={w}" for w in (1, 2, 3) for i in range(40)]
+    urls += [f"/media/dot{i}.png?fm=json" for i in range(40)]
+    with imgproxy_process(write_config(tmp_path, media, cache=cache)) as base:
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                gate = asyncio.Semaphore(16)
+
+                async def fetch(url: str) -> int:
+                    async with gate:
+                        return (await http.get(url)).status_code
+
+                return await asyncio.gather(*(fetch(url) for url in urls))
+
+        assert set(asyncio.run(burst())) == {200}
+        deadline = time.monotonic() + 5  # eviction runs beside the requests
+        while (used := _du(disk)) > budget and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert used <= budget, used
+        assert any(disk.rglob("*.png"))  # evicted down to the budget, not to nothing
+        assert httpx.get(base + "/media/dot0.png?w=3").status_code == 200  # a miss renders again
+
+
+def _du(root: Path) -> int:
+    """What `du` counts: the allocated blocks of every file and folder under the root."""
+    return sum(path.stat().st_blocks * 512 for path in root.rglob("*"))

@@ -148,6 +148,11 @@ def test_a_writer_killed_mid_write_never_leaves_a_servable_file(tmp_path: Path) 
     assert not temps[0].exists()
 
 
+def disk_usage(root: Path) -> int:
+    """What `du` counts: the allocated blocks of every file and folder under the root."""
+    return sum(path.stat().st_blocks * 512 for path in root.rglob("*"))
+
+
 def test_disk_is_bounded_and_evicts_least_recently_used(tmp_path: Path) -> None:
     keys = [CacheKey(f"S{i:024d}", f"R{i:024d}", "png") for i in range(30)]
 
@@ -161,18 +166,75 @@ def test_disk_is_bounded_and_evicts_least_recently_used(tmp_path: Path) -> None:
         return roomy
 
     async def overflow() -> None:
-        tight = DiskTier(tmp_path / "c", max_bytes=10_000)  # a restart with a smaller budget
+        tight = DiskTier(tmp_path / "c", max_bytes=60_000)  # a restart with a smaller budget
         await tight.put(CacheKey("Sz" * 12, "Rz" * 12, "png"), Rendition(b"p" * 1000, "image/png"))
         assert tight._evicting is not None
         await tight._evicting
-        total = sum(p.stat().st_size for p in (tmp_path / "c").rglob("*") if p.is_file())
-        assert total <= 10_000
+        assert disk_usage(tmp_path / "c") <= 60_000  # 31 files of 1000 bytes use far more
         assert await tight.get(keys[0]) is not None  # recently used: kept
         assert await tight.get(keys[1]) is None  # least recently used: evicted
+        assert not tight.path(keys[1]).parent.exists()  # with its emptied folder
         assert await tight.get(keys[-1]) is not None
 
     asyncio.run(fill())
     asyncio.run(overflow())
+
+
+def test_disk_counts_blocks_folders_and_facts_of_tiny_renditions_written_at_once(
+    tmp_path: Path,
+) -> None:
+    """1600 renditions of 90 bytes and facts files of 60, over 80 sources, written 64 at a
+    time: each takes a 4 KiB block and its source a folder, so their lengths (150 KB) say
+    nothing of what the disk gives up (7 MB); the tier keeps that within its budget."""
+    root, budget = tmp_path / "c", 256 * 1024
+    keys = [CacheKey(f"S{i % 80:03d}{'s' * 21}", f"R{i:05d}{'r' * 19}", "png") for i in range(1600)]
+    facts = [CacheKey(key.source, f"F{i:04d}{'f' * 19}", "json") for i, key in enumerate(keys[:80])]
+
+    async def scenario() -> None:
+        tier = DiskTier(root, max_bytes=budget)
+        gate = asyncio.Semaphore(64)
+
+        async def put(key: CacheKey, body: bytes) -> None:
+            async with gate:
+                await tier.put(key, Rendition(body, key.media_type))
+
+        writes = [put(key, b"{}" * 30) for key in facts] + [put(key, b"p" * 90) for key in keys]
+        await asyncio.gather(*writes)
+        while tier._evicting is not None:
+            await tier._evicting
+        used = disk_usage(root)
+        assert used <= budget
+        assert tier._estimate >= used  # counted as the disk counts it, inodes besides
+        kept = [path for path in root.rglob("*") if path.is_file()]
+        assert 10 < len(kept) < 64  # 4 KiB each and their folders: only so many fit
+        # The least recently written went first: facts files (written first) among them.
+        assert all(path.name > "R01500" for path in kept), sorted(path.name for path in kept)
+        assert tier._scan_usage() == tier._estimate
+        assert DiskTier(root, max_bytes=budget)._estimate == tier._estimate  # a restart agrees
+
+    asyncio.run(scenario())
+
+
+def test_two_processes_evicting_one_disk_folder_lose_no_write(tmp_path: Path) -> None:
+    """Eviction removes emptied folders while the other process (here: the other tier)
+    writes into them: a write whose folder went away makes it again, never fails."""
+    root, budget = tmp_path / "c", 40_000
+
+    async def scenario() -> None:
+        tiers = [DiskTier(root, max_bytes=budget) for _ in range(2)]
+        gate = asyncio.Semaphore(32)
+
+        async def put(index: int) -> None:
+            key = CacheKey(f"S{index % 50:02d}", f"R{index:05d}", "png")
+            async with gate:
+                await tiers[index % 2].put(key, Rendition(b"p", "image/png"))
+
+        await asyncio.gather(*(put(index) for index in range(1500)))
+        for tier in tiers:
+            while tier._evicting is not None:
+                await tier._evicting
+
+    asyncio.run(scenario())
 
 
 def test_redis_outage_degrades_to_a_miss_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
