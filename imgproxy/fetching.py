@@ -17,7 +17,6 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from imgproxy.errors import BadRequest
 from imgproxy.inspection import ImageInfo, inspect
 from imgproxy.settings import Settings, StoreSettings
 from imgproxy.store_options import HttpOptions
@@ -47,15 +46,15 @@ async def fetch_async(
     url: str, *, settings: Settings, store: str | None = None, approved: bool = False
 ) -> Fetched:
     """Download and inspect. `store` names whose rules apply: its policy and limits, and, if
-    it is an `http` store, its timeouts, `allowed_hosts` and allowed networks."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise BadRequest("url: only http:// and https:// URLs are fetched")
+    it is an `http` store, its timeouts, `allowed_hosts` and allowed networks. Any `url`
+    string either gives an image or raises an ImageProxyError: BadRequest when it is not an
+    http(s) URL with a valid host, UpstreamError/UpstreamTimeout when the origin fails."""
     config = _store(settings, store)
     limits = config.limits if config is not None else settings.limits
     options = config.options if config is not None else None
     if not isinstance(options, HttpOptions):
         options = HttpOptions(base_url=url)  # the defaults: no private networks, 5 s
-    client = _client(options, settings)
+    client = _client(options, settings, url)
     try:
         data, final = await client.download(url, limit=limits.max_source_bytes)
     finally:
@@ -92,10 +91,12 @@ def _store(settings: Settings, store: str | None) -> StoreSettings | None:
     return settings.stores[store]
 
 
-def _client(options: HttpOptions, settings: Settings) -> HTTPStore:
-    """Loaded on use: an app that never fetches never imports httpx."""
-    from imgproxy.stores.http import HTTPStore
+def _client(options: HttpOptions, settings: Settings, url: str) -> HTTPStore:
+    """Loaded on use: an app that never fetches never imports httpx. A `url` that is no
+    URL to fetch is a 400 before a client (and its TLS context) is built."""
+    from imgproxy.stores.http import HTTPStore, requested_url
 
+    requested_url(url)
     return HTTPStore.from_settings(
         options, name="fetch", approved=False, base_dir=settings.base_dir
     )

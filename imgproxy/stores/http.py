@@ -7,7 +7,8 @@ that was checked (Host header and TLS SNI keep the name), so DNS cannot answer d
 in between. At most 3 redirects; a total deadline bounds a slow-drip origin.
 
 A timeout is a 504; any other failure of the connection (refused, reset, a broken HTTP
-answer) is a 502 at once, never a wait for the deadline.
+answer) is a 502 at once, never a wait for the deadline. Every URL, a redirect's included,
+is parsed and checked once (`parse_url`), so nothing httpx or IDNA raises becomes a 500.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import ipaddress
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -43,6 +46,8 @@ PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # Images are compressed already: asking for the bytes as stored means nothing is inflated
 # behind the byte limits' back (a body with a Content-Encoding is refused).
 HEADERS = {"user-agent": "imgproxy", "accept-encoding": "identity"}
+# A DNS label as resolvers take it (underscores occur in real host names).
+LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE)
 
 
 class HTTPStore:
@@ -95,7 +100,7 @@ class HTTPStore:
         return self.base_url + quote(path, safe=PATH_SAFE)
 
     async def stat(self, path: str) -> StoredFile:
-        url = self.url_for(path)
+        url = self._own_url(path)
         try:
             async with asyncio.timeout(self.timeout):
                 response, final = await self._send("HEAD", url)
@@ -110,27 +115,35 @@ class HTTPStore:
 
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
         def same_version(response: httpx.Response, final: str) -> None:
-            if _stored_file(file.path, response, final, self.approved).version != file.version:
+            if _changed(file, response):
                 raise UpstreamError("the origin's image changed during the request")
 
-        async for chunk in self._get(self.url_for(file.path), same_version):
+        async for chunk in self._get(self._own_url(file.path), same_version):
             yield chunk
 
     async def download(self, url: str, *, limit: int) -> tuple[bytes, str]:
         """A whole absolute URL under the same rules (every hop checked, the deadline), cut
-        with a 413 as soon as it passes `limit` bytes; the body and the final URL."""
+        with a 413 as soon as it passes `limit` bytes; the body and the final URL. Any
+        string that is not an http(s) URL with a valid host and port is a 400."""
+        target = requested_url(url)
         finals: list[str] = []
         parts: list[bytes] = []
         size = 0
-        async for chunk in self._get(url, lambda response, final: finals.append(final)):
+        async for chunk in self._get(target, lambda response, final: finals.append(final)):
             parts.append(chunk)
             size += len(chunk)
             if size > limit:
                 raise TooLarge(f"the image is larger than {limit} bytes")
         return b"".join(parts), finals[0]
 
+    def _own_url(self, path: str) -> httpx.URL:
+        try:
+            return parse_url(self.url_for(path))
+        except ValueError as exc:  # only a base_url the config let through can get here
+            raise UpstreamError(f"the store's base_url is {exc}") from None
+
     async def _get(
-        self, url: str, check: Callable[[httpx.Response, str], None]
+        self, url: httpx.URL, check: Callable[[httpx.Response, str], None]
     ) -> AsyncIterator[bytes]:
         """A GET's body as sent; `check` sees the answer and its final URL before any body."""
         # The deadline wraps each await, never a `yield`: the consumer's own code between
@@ -162,10 +175,9 @@ class HTTPStore:
                 with contextlib.suppress(httpx.HTTPError, OSError):  # never hide the cause
                     await response.aclose()
 
-    async def _send(self, method: str, url: str) -> tuple[httpx.Response, str]:
+    async def _send(self, method: str, target: httpx.URL) -> tuple[httpx.Response, str]:
         """One request, redirects followed by hand with every hop checked first."""
         for _ in range(MAX_REDIRECTS + 1):
-            target = httpx.URL(url)
             request = await self._pinned(method, target)
             try:
                 response = await self.client.send(request, stream=True)
@@ -175,23 +187,26 @@ class HTTPStore:
                 # A reset just after connecting: under uvloop anyio reads the peer name of a
                 # socket already gone (None.getpeername) while httpcore sets the stream up.
                 raise UpstreamError("cannot reach the origin (connection reset)") from None
-            except httpx.InvalidURL:  # httpx parses a Location even when it does not follow it
+            except (httpx.InvalidURL, ValueError):
+                # httpx parses a Location even when it does not follow it, and decodes its
+                # host: bad Punycode (`http://xn--/x`) raises idna's error, a ValueError.
                 raise UpstreamError("the origin sent an invalid redirect URL") from None
             location = response.headers.get("location")
             if response.status_code not in REDIRECTS or not location:
-                return response, url
+                return response, str(target)
             await response.aclose()
-            url = _redirect_url(target, location)
+            target = _redirect_url(target, location)
         raise UpstreamError(f"the origin redirected more than {MAX_REDIRECTS} times")
 
     async def _pinned(self, method: str, target: httpx.URL) -> httpx.Request:
-        if target.scheme not in ("http", "https") or not target.host:
-            raise UpstreamError("the origin sent a redirect to a non-HTTP URL")
+        """`target` came through `parse_url`: its host and port are valid."""
         host = target.host.lower().rstrip(".")
         if self.allowed_hosts and not any(fnmatch.fnmatch(host, g) for g in self.allowed_hosts):
             raise UpstreamError(f"the host {host!r} is not in allowed_hosts")
         port = target.port or (443 if target.scheme == "https" else 80)
-        address = await self._resolve(target.host, port)
+        # The name as sent (IDNA 2008 by httpx) is the name resolved: Python's idna codec
+        # (IDNA 2003) maps some names elsewhere ("faß" -> "fass").
+        address = await self._resolve(target.raw_host.decode("ascii"), port)
         headers = {"host": target.netloc.decode("ascii")}
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         return self.client.build_request(
@@ -216,12 +231,50 @@ class HTTPStore:
         await self.client.aclose()
 
 
-def _redirect_url(current: httpx.URL, location: str) -> str:
+def parse_url(text: str) -> httpx.URL:
+    """`text` as an http(s) URL whose host is a valid DNS name or IP address and whose port
+    is in range; else a ValueError saying what it is. Parsed by httpx, the parser that sends
+    the request, so the checked URL is the one connected to."""
+    try:
+        url = httpx.URL(text)
+        url.host  # noqa: B018 - decodes an xn-- label: bad Punycode raises here, not later
+    except (httpx.InvalidURL, ValueError):  # idna's errors are UnicodeErrors: ValueErrors
+        raise ValueError("an invalid URL") from None
+    if url.scheme not in ("http", "https"):
+        raise ValueError("a non-HTTP URL")
+    if not _valid_host(url.raw_host.decode("ascii", "replace")):
+        raise ValueError("a URL without a valid host")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError("a URL with an invalid port")
+    return url
+
+
+def requested_url(text: str) -> httpx.URL:
+    """`parse_url` for a URL a caller asked for: what is wrong with it is a 400."""
+    try:
+        return parse_url(text)
+    except ValueError as exc:
+        raise BadRequest(f"url: is {exc}") from None
+
+
+def _valid_host(host: str) -> bool:
+    """An IP literal, or a name of 1-63 character labels and at most 253 characters."""
+    if ":" in host:  # httpx leaves an IPv6 literal without its brackets
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(LABEL.fullmatch(label) for label in name.split("."))
+
+
+def _redirect_url(current: httpx.URL, location: str) -> httpx.URL:
     """The next hop, or an UpstreamError: a hostile Location must never become a 500."""
     try:
-        return str(httpx.URL(urljoin(str(current), location)))
-    except (ValueError, httpx.InvalidURL):
-        raise UpstreamError("the origin sent an invalid redirect URL") from None
+        return parse_url(urljoin(str(current), location))
+    except ValueError as exc:  # urljoin raises one too, for a bad IPv6 literal
+        raise UpstreamError(f"the origin sent a redirect to {exc}") from None
 
 
 def _failed(what: str, exc: Exception) -> ImageProxyError:
@@ -244,11 +297,9 @@ def _raise_for_status(response: httpx.Response) -> None:
 
 def _stored_file(path: str, response: httpx.Response, final: str, approved: bool) -> StoredFile:
     headers = response.headers
-    length = headers.get("content-length", "")
-    # ASCII digits only ('²'.isdigit() is True), and few enough for int().
-    size = int(length) if length.isascii() and length.isdigit() and len(length) < 19 else None
+    size = _length(headers)
     modified = parse_http_date(headers.get("last-modified", ""))
-    etag = headers.get("etag")
+    etag = _opaque(headers)
     if etag:
         version = "etag:" + etag
     elif modified is not None:
@@ -258,3 +309,32 @@ def _stored_file(path: str, response: httpx.Response, final: str, approved: bool
         version = f"none:{size}:{int(time.time() // 3600)}"
     filename = unquote(PurePosixPath(httpx.URL(final).path).name) or path.rsplit("/", 1)[-1]
     return StoredFile(path, version, approved, size, modified, filename)
+
+
+def _opaque(headers: httpx.Headers) -> str | None:
+    """The ETag's opaque tag: `W/` dropped, since a front that compresses weakens it (nginx
+    does) and a HEAD may carry another strength than its GET (RFC 9110 weak comparison)."""
+    etag = headers.get("etag", "").strip()
+    return etag.removeprefix("W/") or None
+
+
+def _changed(file: StoredFile, response: httpx.Response) -> bool:
+    """Whether a GET answered another version than the HEAD `file` came from, judged only
+    on what both answers say: origins frame them differently (a chunked GET, a HEAD without
+    a length, an ETag on one method only or weakened by a front), and framing is no change.
+    The ETag decides when both have one; else Last-Modified and the lengths both give."""
+    headers = response.headers
+    etag = _opaque(headers)
+    if etag is not None and file.version.startswith("etag:"):
+        return etag != file.version.removeprefix("etag:")
+    modified = parse_http_date(headers.get("last-modified", ""))
+    if modified is not None and file.modified is not None and modified != file.modified:
+        return True
+    size = _length(headers)
+    return size is not None and file.size is not None and size != file.size
+
+
+def _length(headers: httpx.Headers) -> int | None:
+    length = headers.get("content-length", "")
+    # ASCII digits only ('²'.isdigit() is True), and few enough for int().
+    return int(length) if length.isascii() and length.isdigit() and len(length) < 19 else None

@@ -10,8 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from imgproxy import ImageProxyError, Settings, fetch, fetch_async
+from imgproxy.errors import BadRequest, UpstreamError
 from imgproxy.fetching import safe_filename
 from tests.support import LiveServer, images
 from tests.support.origin import Internal, Origin
@@ -118,6 +122,66 @@ def test_redirect_limits_and_non_images(origin: tuple[Origin, str]) -> None:
     with pytest.raises(ImageProxyError) as other_host:
         fetch(f"{url}/files/real%20name.jpg", settings=hosts, store="web")
     assert other_host.value.code == "upstream_error"
+
+
+MALFORMED = [
+    "",
+    "http://",
+    "http://xn--/x",  # bad Punycode
+    "https://xn--a/",
+    "http://[::1",
+    "http://[zz]/",
+    "http://a b/",
+    "ftp://x/",
+    "file:///etc/passwd",
+    "http://exa mple.com",
+    "http://%zz/",
+    "http://\u0000/",
+    "http://a/\u0000",
+    "http://\ud800/",
+    "http://" + "a" * 64 + ".example/",  # a label over 63 characters
+    "http://" + "a." * 127 + "example/",  # a name over 253
+    "http://a..b/",
+    "http://.",
+    "http://-/",
+    "http:///x",
+    "http://user@/",
+    "http://a:99999/",
+    "http://a:-1/",
+    "http://a:b/",
+    "//a/x",
+    "\u0000",
+]
+
+
+@pytest.mark.parametrize("url", MALFORMED)
+def test_a_malformed_url_is_a_bad_request(url: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        fetch(url, settings=settings(), store="web")
+    assert caught.value.detail.startswith("url: ")
+
+
+@examples(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(),
+        st.builds(
+            "".join,
+            st.tuples(
+                st.sampled_from(["http://", "https://", "HTTP://", "http:", "ftp://", ""]),
+                st.text(),
+                st.sampled_from(["", "/", ":80/", ":99999/", "]/", "@/"]),
+                st.text(),
+            ),
+        ),
+    )
+)
+def test_any_string_gives_only_imgproxy_errors(url: str) -> None:
+    """No URL string escapes as httpx's, idna's or a ValueError. allowed_hosts names no
+    host, so a valid URL is refused before any DNS query or connection (no network)."""
+    with pytest.raises(ImageProxyError) as caught:
+        fetch(url, settings=settings(allowed_hosts=["none.invalid"]), store="web")
+    assert type(caught.value) in (BadRequest, UpstreamError)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from imgproxy import ImageProxy, Settings
 from tests.support import LiveServer, assert_healthy, images
-from tests.support.origin import Internal, Origin
+from tests.support.origin import FRAMINGS, Internal, Origin
 
 
 @pytest.fixture
@@ -111,6 +112,51 @@ def test_origin_answers_map_to_statuses(
     assert response.status_code == status, response.text[:200]
     if code:
         assert response.json()["error"] == code
+    assert_healthy(client)
+
+
+def at_once(client: httpx.Client, urls: list[str]) -> list[httpx.Response]:
+    """Every URL requested at the same time, each from its own thread."""
+    with ThreadPoolExecutor(len(urls)) as pool:
+        return list(pool.map(client.get, urls))
+
+
+@pytest.mark.parametrize("style", sorted(FRAMINGS))
+def test_origins_framing_head_and_get_differently_serve_the_unchanged_image(
+    client: httpx.Client, origin: tuple[Origin, LiveServer], style: str
+) -> None:
+    """A framing that differs between HEAD and GET is not a change of the image: every
+    request, concurrent and repeated, is served under one version; a real change still
+    gives a new one."""
+    app, _ = origin
+    queries = ["", "?w=50", "?fm=json"]
+    urls = [f"/web/framed/{style}/a.jpg{q}" for q in queries] * 4
+    answers = at_once(client, urls)
+    assert [r.status_code for r in answers] == [200] * len(urls), answers[0].text[:200]
+    etags: dict[str, set[str]] = {}
+    for url, response in zip(urls, answers, strict=True):
+        etags.setdefault(url, set()).add(response.headers["etag"])
+    assert all(len(seen) == 1 for seen in etags.values())  # one version per URL
+    assert images.decode(answers[1].content).size == (50, 38)
+    again = client.get(urls[1], headers={"if-none-match": etags[urls[1]].pop()})
+    assert again.status_code == 304
+    app.put("a.jpg", images.jpeg((100, 200)))
+    changed = client.get(urls[1])
+    assert changed.status_code == 200
+    assert images.decode(changed.content).size == (50, 100)
+    assert_healthy(client)
+
+
+@pytest.mark.parametrize(
+    "target", ["xn--/80/x", "xn--a/80/x", "xn--zz-/80/x", "a/99999/x", "%25zz/80/x"]
+)
+def test_a_hostile_redirect_target_is_a_502(client: httpx.Client, target: str) -> None:
+    """A Location whose host is bad Punycode (httpx decodes it while parsing the answer),
+    a port out of range or an escaped host: a 502 for every client, never a 500."""
+    answers = at_once(client, [f"/web/to/{target}{q}" for q in ("", "?w=10", "?fm=json")] * 4)
+    for response in answers:
+        assert response.status_code == 502, response.text[:200]
+        assert response.json()["error"] == "upstream_error"
     assert_healthy(client)
 
 
@@ -269,11 +315,14 @@ class Resetting:
 
     def answer(self, conn: socket.socket) -> None:
         head = b"" if self.mode == "accept" else self.read_head(conn)
-        if self.mode == "body" and head.startswith(b"HEAD"):  # the HEAD works, the GET breaks
+        if self.mode in ("body", "chunk") and head.startswith(b"HEAD"):  # the GET breaks
             conn.sendall(self.status_line(len(self.body)))
             head = self.read_head(conn)
         if self.mode == "body":
             conn.sendall(self.status_line(len(self.body)) + self.body[:100])
+        elif self.mode == "chunk":  # a chunked GET, cut inside its first chunk
+            start = b'HTTP/1.1 200 OK\r\nETag: "v1"\r\nTransfer-Encoding: chunked\r\n\r\n'
+            conn.sendall(start + b"%x\r\n" % len(self.body) + self.body[:100])
         elif self.mode == "partial":
             conn.sendall(b"HTTP/1.1 2")
         elif self.mode == "garbage":
@@ -300,7 +349,9 @@ class Resetting:
 # The store's timeout is 30 s and the client's 10 s: a regression that waits for the
 # deadline fails by timing out the client, with no wall-clock threshold in the test.
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("mode", ["accept", "request", "partial", "garbage", "fin", "body"])
+@pytest.mark.parametrize(
+    "mode", ["accept", "request", "partial", "garbage", "fin", "body", "chunk"]
+)
 @pytest.mark.parametrize("query", ["", "?w=10", "?fm=json"])
 def test_a_broken_connection_is_a_502_at_once(
     mode: str, query: str, media: Path, serve: Any
@@ -313,6 +364,8 @@ def test_a_broken_connection_is_a_502_at_once(
                 response = client.get("/web/a.jpg" + query)
                 assert response.status_code == 502, response.text[:200]
                 assert response.json()["error"] == "upstream_error"
+            for response in at_once(client, [f"/web/a{n}.jpg{query}" for n in range(12)]):
+                assert response.status_code == 502, response.text[:200]  # 12 clients at once
             assert_healthy(client)
 
 

@@ -121,7 +121,8 @@ LAST_MODIFIED = formatdate(1_700_000_000, usegmt=True)
     ("headers", "version"),
     [
         ({"etag": '"abc"'}, 'etag:"abc"'),
-        ({"etag": 'W/"abc"', "last-modified": LAST_MODIFIED}, 'etag:W/"abc"'),  # ETag wins
+        # The ETag wins; its strength is framing (a front weakens it), not the version.
+        ({"etag": 'W/"abc"', "last-modified": LAST_MODIFIED}, 'etag:"abc"'),
         ({"last-modified": LAST_MODIFIED}, "lm:1700000000.0:5"),
     ],
 )
@@ -196,7 +197,18 @@ def test_a_redirect_to_a_non_http_scheme_is_refused(location: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "location", ["data:,x", "mailto:a@b.example", "http://[::1", "http://a b/"]
+    "location",
+    [
+        "data:,x",
+        "mailto:a@b.example",
+        "http://[::1",
+        "http://a b/",
+        "http://xn--/x",  # bad Punycode: httpx's host decoding raises idna's error
+        "https://xn--a/",
+        "http://a:99999/",
+        "http://%zz/",
+        "http://" + "a" * 64 + ".example/",
+    ],
 )
 def test_a_malformed_redirect_is_an_upstream_error(location: str) -> None:
     """Never an exception that escapes as a 500 (httpx raises InvalidURL for some)."""
@@ -243,6 +255,53 @@ def test_a_redirect_to_a_private_address_is_refused_before_connecting(target: st
     with pytest.raises(UpstreamError, match="may not contact"):
         fetch(origin)
     assert len(origin.log) == 1
+
+
+LATER = formatdate(1_700_000_060, usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("head", "get", "changed"),
+    [
+        # Framing is no change: one side's ETag, strength, length or chunking.
+        ({"etag": 'W/"v1"'}, {"etag": '"v1"'}, False),
+        ({"etag": '"v1"', "content-length": "5"}, {"etag": 'W/"v1"'}, False),
+        ({"etag": '"v1"', "last-modified": LAST_MODIFIED}, {"last-modified": LAST_MODIFIED}, False),
+        ({"last-modified": LAST_MODIFIED}, {"etag": '"v1"', "last-modified": LAST_MODIFIED}, False),
+        (
+            {"last-modified": LAST_MODIFIED},
+            {"last-modified": LAST_MODIFIED, "content-length": "5"},
+            False,
+        ),
+        ({"content-length": "5"}, {}, False),
+        ({}, {"content-length": "5"}, False),
+        ({"etag": '"v1"', "content-length": "0"}, {"etag": '"v1"', "content-length": "5"}, False),
+        # What both answers say differs: another version.
+        ({"etag": '"v1"'}, {"etag": '"v2"'}, True),
+        ({"etag": 'W/"v1"'}, {"etag": 'W/"v2"'}, True),
+        ({"etag": '"v1"', "last-modified": LAST_MODIFIED}, {"last-modified": LATER}, True),
+        ({"last-modified": LAST_MODIFIED}, {"last-modified": LATER}, True),
+        (
+            {"last-modified": LAST_MODIFIED, "content-length": "9"},
+            {"last-modified": LAST_MODIFIED, "content-length": "5"},
+            True,
+        ),
+        ({"content-length": "9"}, {"content-length": "5"}, True),
+    ],
+)
+def test_a_get_is_judged_against_its_head_on_what_both_say(
+    head: dict[str, str], get: dict[str, str], changed: bool
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "HEAD":
+            return httpx.Response(200, headers=head)
+        return httpx.Response(200, headers=get, stream=httpx.ByteStream(b"bytes"))  # as sent
+
+    if changed:
+        with pytest.raises(UpstreamError, match="changed during the request"):
+            fetch(Origin(handler))
+    else:
+        assert fetch(Origin(handler))[1] == b"bytes"
 
 
 def test_a_changed_etag_between_stat_and_open_is_an_upstream_error() -> None:

@@ -17,6 +17,41 @@ from starlette.types import Receive, Scope, Send
 
 from tests.support import images
 
+# How real origins frame one unchanged image differently for HEAD and GET: per style, the
+# headers each method sends ("etag", "weak-etag", "last-modified", "length"); a GET without
+# "length" is chunked. nginx weakens an ETag it compresses, CDNs stream GETs chunked, and
+# many origins leave the length or the ETag off a HEAD.
+FRAMINGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "chunked-get": {
+        "HEAD": ("last-modified", "length"),
+        "GET": ("last-modified",),
+    },
+    "head-without-length": {
+        "HEAD": ("last-modified",),
+        "GET": ("last-modified", "length"),
+    },
+    "weak-etag-on-head": {
+        "HEAD": ("weak-etag", "last-modified", "length"),
+        "GET": ("etag", "last-modified"),
+    },
+    "weak-etag-on-get": {
+        "HEAD": ("etag", "length"),
+        "GET": ("weak-etag",),
+    },
+    "etag-on-head-only": {
+        "HEAD": ("etag", "last-modified", "length"),
+        "GET": ("last-modified",),
+    },
+    "etag-on-get-only": {
+        "HEAD": ("last-modified",),
+        "GET": ("etag", "last-modified", "length"),
+    },
+    "no-validators": {
+        "HEAD": ("length",),
+        "GET": (),
+    },
+}
+
 
 class Origin:
     def __init__(self) -> None:
@@ -39,6 +74,9 @@ class Origin:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             self.log.append((scope["method"], scope["path"]))
+            if scope["path"].startswith("/framed/"):
+                await self.framed(scope, send)
+                return
         await self.inner(scope, receive, send)
 
     def put(self, name: str, data: bytes) -> None:
@@ -55,6 +93,37 @@ class Origin:
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
         return Response(data, media_type="application/octet-stream", headers=headers)
+
+    async def framed(self, scope: Scope, send: Send) -> None:
+        """/framed/STYLE/NAME: a file with exactly the headers FRAMINGS gives (raw ASGI, so
+        no framework adds a length or a validator of its own)."""
+        _, _, style, name = scope["path"].split("/", 3)
+        if name not in self.files or scope["method"] not in ("GET", "HEAD"):
+            await PlainTextResponse("no", status_code=404)(scope, _no_body, send)
+            return
+        data, stamp = self.files[name]
+        tag = '"' + hashlib.sha1(data).hexdigest()[:16] + '"'
+        values = {
+            "etag": ("etag", tag),
+            "weak-etag": ("etag", "W/" + tag),
+            "last-modified": ("last-modified", formatdate(stamp, usegmt=True)),
+            "length": ("content-length", str(len(data))),
+        }
+        sent = FRAMINGS[style][scope["method"]]
+        headers = [(k.encode(), v.encode()) for k, v in (values[h] for h in sent)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        for start in range(0, len(data), 1000):  # several chunks, as a stream would be
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": data[start : start + 1000],
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b""})
 
     async def no_head(self, request: Request) -> Response:
         if request.method == "HEAD":
@@ -106,6 +175,10 @@ class Origin:
                 yield b"\x00" * 65536
 
         return StreamingResponse(body(), headers=headers)
+
+
+async def _no_body() -> dict[str, object]:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 class Internal:
