@@ -89,6 +89,7 @@ MEANINGS = {
     "stores.NAME.sql.approved_column": "per-row approval (boolean); none: the store's `approved`",
     "stores.NAME.sql.focal_x_column": "the subject's x as a fraction 0..1, for `g=focal`",
     "stores.NAME.sql.focal_y_column": "the subject's y as a fraction 0..1, for `g=focal`",
+    "stores.NAME.sql.timeout": "seconds for a call: connecting, pool wait, statement (504 past it)",
     "stores.NAME.http.base_url": "the origin; the path is appended",
     "stores.NAME.http.timeout": "seconds for a whole request, body included (504 past it)",
     "stores.NAME.http.connect_timeout": "seconds to connect",

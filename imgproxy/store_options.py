@@ -33,10 +33,12 @@ class SqlOptions:
     approved_column: str | None = None
     focal_x_column: str | None = None  # the subject's place, fractions 0..1 (SPEC §13)
     focal_y_column: str | None = None
+    timeout: float = 5.0  # seconds for any one call: connection, pool wait and statement
 
     def check(self, prefix: str) -> None:
         url_ok = self.url.startswith(("sqlite:///", "postgresql://", "postgres://"))
         require(url_ok, f"{prefix}.url", "must start with sqlite:/// or postgresql://")
+        require(self.timeout > 0, f"{prefix}.timeout", "must be a positive number")
 
 
 @dataclass(frozen=True, slots=True)

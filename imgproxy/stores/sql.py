@@ -4,7 +4,9 @@ loop never blocks) and PostgreSQL (asyncpg: a native asyncio driver with a pool 
 binary protocol, so bytea arrives as bytes, and no libpq to install).
 
 Table and column names come from the config and are validated as plain identifiers, then
-quoted; the key comes from the URL and is always a bound parameter.
+quoted; the key comes from the URL and is always a bound parameter. Every call has one
+deadline, `timeout` (connection, pool wait and statement alike): a table locked by a
+migration is a 504 after it, never an unbounded wait (SPEC §11.1).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from imgproxy.errors import ConfigError, NotFound, UpstreamError
+from imgproxy.errors import ConfigError, NotFound, UpstreamError, UpstreamTimeout
 from imgproxy.extras import require
 from imgproxy.memo import Memo
 from imgproxy.store_options import SqlOptions
@@ -29,6 +31,11 @@ from imgproxy.stores.base import StoredFile, focal_point
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 CHUNK = 256 * 1024
+SQLITE_WAITED = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: another connection's lock outlasted us
+
+
+def too_slow(seconds: float) -> UpstreamTimeout:
+    return UpstreamTimeout(f"the database did not answer within {seconds:g} s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +138,18 @@ def stored_file(
 class SQLiteStore:
     """One connection, owned by one thread: every query runs there, never on the loop."""
 
-    def __init__(self, database: str | Path, columns: Columns, *, approved: bool = False) -> None:
+    def __init__(
+        self,
+        database: str | Path,
+        columns: Columns,
+        *,
+        approved: bool = False,
+        timeout: float = 5.0,
+    ) -> None:
         self.database = str(database)
         self.columns = columns
         self.approved = approved
+        self.timeout = timeout
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="imgproxy-sqlite")
         self._local = threading.local()
         self._query = columns.metadata_query("?", rowid=True)
@@ -144,13 +159,24 @@ class SQLiteStore:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             uri = f"file:{self.database}?mode=ro"
-            connection = self._local.connection = sqlite3.connect(uri, uri=True)
+            # A writer's lock is waited for at most `timeout` (the busy timeout), so the one
+            # thread is never held longer than a request's deadline.
+            connection = sqlite3.connect(uri, uri=True, timeout=self.timeout)
+            self._local.connection = connection
         return connection
 
     async def _run(self, fn: Any, *args: Any) -> Any:
+        """On the store's thread, within the deadline, the wait for the thread included (a
+        call that has not started when its deadline passes never runs)."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+            async with asyncio.timeout(self.timeout):
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._thread, fn, *args)
+        except TimeoutError:
+            raise too_slow(self.timeout) from None
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) in SQLITE_WAITED:
+                raise too_slow(self.timeout) from None
             raise UpstreamError(f"the database failed ({type(exc).__name__})") from None
 
     async def stat(self, path: str) -> StoredFile:
@@ -190,13 +216,17 @@ class SQLiteStore:
 
 class PostgresStore:
     """An asyncpg pool, created on first use in the running event loop (a pool cannot
-    outlive or change its loop); the key is converted to the key column's type."""
+    outlive or change its loop); the key is converted to the key column's type. A call past
+    its deadline is cancelled, and asyncpg cancels its statement on the server too."""
 
-    def __init__(self, dsn: str, columns: Columns, *, approved: bool = False) -> None:
+    def __init__(
+        self, dsn: str, columns: Columns, *, approved: bool = False, timeout: float = 5.0
+    ) -> None:
         require("asyncpg", extra="postgres", feature="a postgresql:// store")
         self.dsn = dsn
         self.columns = columns
         self.approved = approved
+        self.timeout = timeout
         self._pool: asyncio.Task[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._key_type = "text"
@@ -210,7 +240,7 @@ class PostgresStore:
             self._pool, self._loop = loop.create_task(self._create()), loop
         try:
             return await asyncio.shield(self._pool)
-        except UpstreamError:
+        except (UpstreamError, UpstreamTimeout):
             self._pool = None  # try again on the next request
             raise
 
@@ -218,13 +248,36 @@ class PostgresStore:
         import asyncpg
 
         try:
-            pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=8)
-            async with pool.acquire() as connection:
+            # `timeout` bounds each new connection; command_timeout each statement, also
+            # of work that outlives a request (a pool's reset of a returned connection).
+            pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=8,
+                timeout=self.timeout,
+                command_timeout=self.timeout,
+            )
+            async with pool.acquire(timeout=self.timeout) as connection:
                 statement = await connection.prepare(self._meta)
                 self._key_type = statement.get_parameters()[0].name
-        except (OSError, asyncpg.PostgresError) as exc:
+        except TimeoutError:
+            raise too_slow(self.timeout) from None
+        except database_errors() as exc:
             raise UpstreamError(f"the database is unavailable ({exc})") from None
         return pool
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self) -> AsyncIterator[Any]:
+        """The pool, and one deadline for the pool, a connection from it and the statement.
+        A restarting database fails in many ways (refused, reset, shutting down, a
+        connection dropped mid-reply): each is a 502, never a 500."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                yield await self._connect()
+        except TimeoutError:
+            raise too_slow(self.timeout) from None
+        except database_errors() as exc:
+            raise UpstreamError(f"the database failed ({type(exc).__name__})") from None
 
     def _abandon(self) -> None:
         """Drop a pool of another (finished) loop without awaiting it."""
@@ -241,21 +294,16 @@ class PostgresStore:
         return path
 
     async def stat(self, path: str) -> StoredFile:
-        import asyncpg
-
-        pool = await self._connect()
-        try:
+        async with self._deadline() as pool:
             row = await pool.fetchrow(self._meta, self._key(path))
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise UpstreamError(f"the database failed ({type(exc).__name__})") from None
         if row is None:
             raise NotFound("no such row")
         length, updated, approved = row[0], row[1], row[2]
         return stored_file(path, length, updated, approved, self.approved, (row[3], row[4]))
 
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
-        pool = await self._connect()
-        value = await pool.fetchval(self._data, self._key(file.path))
+        async with self._deadline() as pool:
+            value = await pool.fetchval(self._data, self._key(file.path))
         if value is None:
             raise NotFound("the row disappeared")
         data = bytes(value)
@@ -268,6 +316,13 @@ class PostgresStore:
             if not pool.done() or pool.exception() is None:
                 await (await pool).close()
         self._abandon()
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """What asyncpg raises when the server or the connection fails (imported on use)."""
+    import asyncpg
+
+    return (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 class SQLStore:
@@ -285,6 +340,7 @@ class SQLStore:
         focal_x_column: str | None = None,
         focal_y_column: str | None = None,
         approved: bool = False,
+        timeout: float = 5.0,
     ) -> None:
         columns = Columns.from_names(
             table=table,
@@ -298,9 +354,10 @@ class SQLStore:
         self.backend: SQLiteStore | PostgresStore
         if url.startswith("sqlite:///"):
             # SQLAlchemy's convention: sqlite:///rel.db is relative, sqlite:////abs.db absolute.
-            self.backend = SQLiteStore(url.removeprefix("sqlite:///"), columns, approved=approved)
+            database = url.removeprefix("sqlite:///")
+            self.backend = SQLiteStore(database, columns, approved=approved, timeout=timeout)
         elif url.startswith(("postgresql://", "postgres://")):
-            self.backend = PostgresStore(url, columns, approved=approved)
+            self.backend = PostgresStore(url, columns, approved=approved, timeout=timeout)
         else:
             raise ConfigError("url: must start with sqlite:/// or postgresql://")
 
@@ -326,6 +383,7 @@ class SQLStore:
                 focal_x_column=options.focal_x_column,
                 focal_y_column=options.focal_y_column,
                 approved=approved,
+                timeout=options.timeout,
             )
         except ConfigError as exc:
             raise ConfigError(f"stores.{name}.{exc}") from None

@@ -173,7 +173,9 @@ def test_describe_masks_url_passwords() -> None:
     assert described.startswith(
         "url='postgresql://app:***@db.internal:5432/app', table='profile_picture', "
     )
-    assert described.endswith("approved_column=None, focal_x_column=None, focal_y_column=None")
+    assert described.endswith(
+        "approved_column=None, focal_x_column=None, focal_y_column=None, timeout=5.0"
+    )
     assert settings.stores["web"].describe() == (
         "base_url='https://images.example.com/', timeout=5.0, connect_timeout=2.0,"
         " allowed_hosts=(), allow_private_networks=False, allowed_networks=()"

@@ -68,7 +68,9 @@ class Origin:
             Route("/status/{code:int}", self.status, methods=["GET", "HEAD"]),
             Route("/drip.jpg", self.drip, methods=["GET", "HEAD"]),
             Route("/huge.jpg", self.huge, methods=["GET", "HEAD"]),
+            Route("/stall/{name:path}", self.stall, methods=["GET", "HEAD"]),
         ]
+        self.stall_seconds = 4.0
         self.inner = Starlette(routes=routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -161,6 +163,25 @@ class Origin:
             for _ in range(600):
                 await asyncio.sleep(0.1)
                 yield b"\x00"
+
+        return StreamingResponse(body(), headers=headers)
+
+    async def stall(self, request: Request) -> Response:
+        """A stored file whose body stops halfway for `stall_seconds`, its headers (length
+        included) sent at once: an origin that stalls mid-body, then finishes."""
+        name = request.path_params["name"]
+        if name not in self.files:
+            return PlainTextResponse("no", status_code=404)
+        data, _ = self.files[name]
+        headers = {"etag": '"stall-' + hashlib.sha1(data).hexdigest()[:16] + '"'}
+        headers["content-length"] = str(len(data))
+        if request.method == "HEAD":
+            return Response(headers=headers)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield data[: len(data) // 2]
+            await asyncio.sleep(self.stall_seconds)
+            yield data[len(data) // 2 :]
 
         return StreamingResponse(body(), headers=headers)
 

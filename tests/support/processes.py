@@ -286,8 +286,22 @@ def postgres_binary(name: str) -> str:
     return str(found[-1]) if found else need_binary(name)
 
 
+@dataclass
+class Postgres:
+    """A running PostgreSQL server that a test may stop and start again (a restart)."""
+
+    dsn: str
+    command: list[str]  # pg_ctl -D DATA, as the data folder's owner
+
+    def stop(self) -> None:
+        subprocess.run([*self.command, "-m", "fast", "stop"], capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        subprocess.run([*self.command, "-w", "start"], check=True, capture_output=True, timeout=120)
+
+
 @contextmanager
-def postgres_server(folder: Path) -> Iterator[str]:
+def postgres(folder: Path) -> Iterator[Postgres]:
     initdb, pg_ctl = postgres_binary("initdb"), postgres_binary("pg_ctl")
     port = free_port()
     as_owner: list[str] = []
@@ -307,17 +321,16 @@ def postgres_server(folder: Path) -> Iterator[str]:
     )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
     log = folder / "postgres.log"
-    subprocess.run(
-        [*as_owner, pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "start"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    command = [*as_owner, pg_ctl, "-D", str(data), "-l", str(log), "-o", options]
+    server = Postgres(f"postgresql://postgres@127.0.0.1:{port}/postgres", command)
+    server.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield server
     finally:
-        subprocess.run(
-            [*as_owner, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
+        subprocess.run([*command, "-m", "immediate", "stop"], capture_output=True, timeout=60)
+
+
+@contextmanager
+def postgres_server(folder: Path) -> Iterator[str]:
+    with postgres(folder) as server:
+        yield server.dsn
