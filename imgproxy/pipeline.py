@@ -205,12 +205,13 @@ def _accel(services: Services, request: ImageRequest, status: int) -> bool:
 
 async def _render(services: Services, source: Source, variant: Variant) -> Rendition:
     """Decode (422) and render, run once per rendition by the cache. The source is read only
-    once a render slot is granted: 503 past the queue, before any byte is read (SPEC §11)."""
+    once a slot of its store is granted: 503 past the queue, before any byte is read (SPEC
+    §11); a render thread is taken for the CPU work alone, so a stalled store holds none."""
     job = variant.job
     assert job is not None
     if job.transform.focal is None:  # g=smart: the point found once per source version
         job = await _smart(services, source, job)
-    async with services.executor.slot(source.info.bytes) as slot:
+    async with services.executor.slot(source.info.bytes, lane=source.mount.name) as slot:
         began = time.perf_counter()
         data = await services.sources.read(source)
         fetched = time.perf_counter()

@@ -87,7 +87,8 @@ class Sources:
         def judge(head: bytes) -> None:
             detected.append(judge_head(mount.policy, limits, file.approved, file.size, head))
 
-        async with self.executor.slot(file.size or limits.max_source_bytes) as slot:
+        share = file.size or limits.max_source_bytes
+        async with self.executor.slot(share, lane=mount.name) as slot:
             if isinstance(mount.store, Peekable):  # judged before the file is read at all
                 judge(await mount.store.head(file, SNIFF_BYTES))
                 data = await _read(mount, file, lambda head: None)

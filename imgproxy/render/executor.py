@@ -1,10 +1,14 @@
 """Blocking work -> a bounded thread pool, admitted before any source byte is read.
 
-A request that needs a source's bytes first takes a Slot: one of `render_concurrency`
-render threads and its share of the `inflight_bytes` budget. Up to `render_queue` requests
-wait for one, holding nothing; beyond that the request is refused at once with 503 +
-Retry-After, before it reads a byte (SPEC §11). So memory is bounded by the slots, not by
-the queue, and nothing piles up latency.
+A request that needs a source's bytes first takes a Slot in its store's lane: one of
+`render_concurrency` places of that store and its share of the `inflight_bytes` budget. Up
+to `render_queue` requests of a store wait for one, holding nothing; beyond that the request
+is refused at once with 503 + Retry-After, before it reads a byte (SPEC §11). So memory is
+bounded by the slots, not by the queue, and nothing piles up latency.
+
+A slot reads its source, then runs the CPU work on one of `render_concurrency` threads that
+every store shares, taken only for that work (SPEC §11.1): a store whose bytes stall holds
+its own places and bytes, never a thread, so it delays only its own requests.
 """
 
 from __future__ import annotations
@@ -23,32 +27,58 @@ T = TypeVar("T")
 
 
 class Slot:
-    """One admitted request's render thread and bytes; `run` hands work to the thread."""
+    """One admitted request's place and bytes; `run` hands work to a render thread, taken
+    for that work alone."""
 
-    __slots__ = ("_pool", "_running")
+    __slots__ = ("_cpu", "_pool", "_running")
 
-    def __init__(self, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, pool: ThreadPoolExecutor, cpu: asyncio.Semaphore) -> None:
         self._pool = pool
+        self._cpu = cpu
         self._running: Future[object] | None = None
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        future = self._pool.submit(fn, *args)
-        self._running = future  # type: ignore[assignment]
-        return await asyncio.wrap_future(future)
+        return await asyncio.wrap_future(await self._start(fn, args))
 
     async def within(self, seconds: float, fn: Callable[..., T], *args: object) -> T:
-        """`run`, answering 422 once `seconds` pass (limits.max_render_seconds). The work
-        checks the same budget itself and stops at its next check; until its thread is done
-        the slot stays taken, so abandoned work never oversubscribes the CPU."""
+        """`run`, answering 422 once `seconds` pass on its thread (limits.max_render_seconds).
+        The work checks the same budget itself and stops at its next check; until its thread
+        is done the slot and the thread stay taken, so abandoned work never oversubscribes
+        the CPU."""
+        future = await self._start(fn, args)
         try:
-            return await asyncio.wait_for(self.run(fn, *args), seconds)
+            return await asyncio.wait_for(asyncio.wrap_future(future), seconds)
         except TimeoutError:
             raise Undecodable(f"the image took more than {seconds:g} s to render") from None
+
+    async def _start(self, fn: Callable[..., T], args: tuple[object, ...]) -> Future[T]:
+        """A thread, once one is free: given back when the work is done, not when its
+        request stops waiting for it."""
+        await self._cpu.acquire()
+        try:
+            future = self._pool.submit(fn, *args)
+        except BaseException:
+            self._cpu.release()
+            raise
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._cpu.release))
+        self._running = future  # type: ignore[assignment]
+        return future
 
     def busy(self) -> Future[object] | None:
         """The thread's work if it outlived its request (cancelled while it ran)."""
         running = self._running
         return running if running is not None and not running.done() else None
+
+
+class _Lane:
+    """One store's `concurrency` places, and how many of its requests hold or await one."""
+
+    __slots__ = ("admitted", "places")
+
+    def __init__(self, concurrency: int) -> None:
+        self.places = asyncio.Semaphore(concurrency)
+        self.admitted = 0
 
 
 class RenderExecutor:
@@ -60,9 +90,10 @@ class RenderExecutor:
         self.capacity = concurrency + queue
         self.budget = inflight_bytes
         self._free_bytes = inflight_bytes
-        self._slots = asyncio.Semaphore(concurrency)
+        self._cpu = asyncio.Semaphore(concurrency)  # the threads' turns, shared by every lane
+        self._lanes: dict[str, _Lane] = {}  # by store name: as many as the configured stores
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
-        self._admitted = 0  # waiting or holding a slot
+        self._admitted = 0  # waiting or holding a slot, in any lane
         self.running = 0
 
     @property
@@ -70,37 +101,42 @@ class RenderExecutor:
         return self._admitted - self.running
 
     @asynccontextmanager
-    async def slot(self, nbytes: int) -> AsyncIterator[Slot]:
-        """A render thread and `nbytes` of the in-flight budget, or 503 at once when
-        `render_queue` requests already wait."""
-        if self._admitted >= self.capacity:
+    async def slot(self, nbytes: int, *, lane: str = "") -> AsyncIterator[Slot]:
+        """A place in `lane` (the store's name) and `nbytes` of the in-flight budget, or 503
+        at once when `render_queue` requests of that lane already wait."""
+        place = self._lanes.get(lane) or self._lanes.setdefault(lane, _Lane(self.concurrency))
+        if place.admitted >= self.capacity:
             raise Overloaded("too many images are being rendered; retry shortly")
+        place.admitted += 1
         self._admitted += 1
         try:
-            await self._slots.acquire()
+            await place.places.acquire()
         except BaseException:
+            place.admitted -= 1
             self._admitted -= 1
             raise
         try:
             share = await self._take(nbytes)
         except BaseException:
-            self._free_slot()
+            self._free_slot(place)
             raise
         self.running += 1
-        slot = Slot(self._pool)
+        slot = Slot(self._pool, self._cpu)
         try:
             yield slot
         finally:
             self.running -= 1
             still = slot.busy()
             if still is None:
-                self._free_slot()
+                self._free_slot(place)
                 self._give(share)
             else:
                 # A cancelled request's work still occupies its thread and memory: the slot
                 # is free only when the thread is.
                 loop = asyncio.get_running_loop()
-                still.add_done_callback(lambda _: loop.call_soon_threadsafe(self._free_late, share))
+                still.add_done_callback(
+                    lambda _: loop.call_soon_threadsafe(self._free_late, place, share)
+                )
 
     @asynccontextmanager
     async def reserve(self, nbytes: int) -> AsyncIterator[None]:
@@ -139,12 +175,13 @@ class RenderExecutor:
                 self._free_bytes -= wanted
                 granted.set_result(None)
 
-    def _free_slot(self) -> None:
+    def _free_slot(self, place: _Lane) -> None:
+        place.admitted -= 1
         self._admitted -= 1
-        self._slots.release()
+        place.places.release()
 
-    def _free_late(self, share: int) -> None:
-        self._free_slot()
+    def _free_late(self, place: _Lane, share: int) -> None:
+        self._free_slot(place)
         self._give(share)
 
     def _new_pool(self) -> None:

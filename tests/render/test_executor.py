@@ -1,10 +1,17 @@
 """The render executor's byte budget: first come first served, and a cancelled waiter at the
-head of the line lets the ones behind it through at once."""
+head of the line lets the ones behind it through at once. Each store waits in its own lane;
+the render threads are shared and taken for CPU work alone."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+import time
 
+import pytest
+
+from imgproxy.errors import Overloaded
 from imgproxy.facts import SourceInfo
 from imgproxy.render.executor import RenderExecutor
 
@@ -36,3 +43,47 @@ def test_damaged_or_absurd_facts_are_not_believed() -> None:
     assert SourceInfo.from_json(b"[" * 100_000 + b"]" * 100_000) is None  # RecursionError
     negative = good.to_json().replace(b'"width":64', b'"width":-64')
     assert SourceInfo.from_json(negative) is None
+
+
+def test_a_stalled_lane_holds_no_thread_and_the_lanes_share_the_threads() -> None:
+    """A store whose read stalls holds its own places, never a render thread: another store
+    renders at once, the stalled store's next request is refused (its queue is full), and
+    the CPU work of all stores together never runs on more than `concurrency` threads."""
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def work() -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+
+    async def render(executor: RenderExecutor, lane: str) -> None:
+        async with executor.slot(10, lane=lane) as slot:
+            await slot.within(5, work)
+
+    async def scenario() -> None:
+        executor = RenderExecutor(concurrency=1, queue=0, inflight_bytes=100)
+        reading = asyncio.Event()
+
+        async def stalled() -> None:
+            async with executor.slot(10, lane="web"):
+                reading.set()
+                await asyncio.sleep(30)  # a store's bytes that never come
+
+        stuck = asyncio.create_task(stalled())
+        await reading.wait()
+        await asyncio.wait_for(render(executor, "media"), 2)
+        with pytest.raises(Overloaded):
+            await render(executor, "web")
+        await asyncio.gather(*(render(executor, f"store{n}") for n in range(6)))
+        assert most[0] == 1
+        stuck.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stuck
+        assert executor.running == executor.queued == 0
+        executor.shutdown()
+
+    asyncio.run(scenario())

@@ -3,6 +3,7 @@ SSRF defence, where the internal server's own log proves what was never fetched.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import struct
@@ -378,3 +379,44 @@ def test_a_refused_connection_is_a_502_at_once(media: Path, serve: Any) -> None:
         response = client.get("/web/a.jpg?w=10")
         assert response.status_code == 502, response.text[:200]
         assert "ConnectError" in response.json()["detail"]
+
+
+def test_a_stalled_origin_delays_only_its_own_requests(
+    origin: tuple[Origin, LiveServer], media: Path, serve: Any
+) -> None:
+    """SPEC §11.1: 4 requests (2x render_concurrency) whose origin stalls mid-body for 2 s
+    hold no render thread: fs renders (milliseconds alone) keep answering meanwhile, and the
+    stalled ones still finish."""
+    app, server = origin
+    app.stall_seconds = 2.0
+    for n in range(4):
+        app.put(f"s{n}.jpg", images.jpeg((120 + n, 90)))
+    proxy = serve(proxy_for(server.url, media, timeout=10.0))
+
+    async def scenario() -> tuple[list[float], bool, list[int]]:
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as client:
+            assert (await client.get("/media/photo.jpg?w=5")).status_code == 200
+            stalled = [
+                asyncio.create_task(client.get(f"/web/stall/s{n}.jpg?w={20 + n}")) for n in range(4)
+            ]
+            while sum(m == "GET" and p.startswith("/stall/") for m, p in app.log) < 2:
+                await asyncio.sleep(0.01)  # as many bodies as render threads have begun
+            await asyncio.sleep(0.1)  # and stall
+
+            async def fs(width: int) -> float:
+                began = time.monotonic()
+                reply = await client.get(f"/media/photo.jpg?w={width}")
+                assert reply.status_code == 200
+                return time.monotonic() - began
+
+            seconds = await asyncio.gather(*(fs(30 + n) for n in range(8)))
+            during = not any(task.done() for task in stalled)
+            return seconds, during, [(await task).status_code for task in stalled]
+
+    seconds, during, statuses = asyncio.run(scenario())
+    # Before, the fs renders waited behind the stalled reads for a slot: 3.9 s and more.
+    assert max(seconds) < 2.0, seconds
+    assert during  # the fs renders were answered while the origin stalled
+    assert statuses == [200] * 4
+    with httpx.Client(base_url=proxy.url) as client:
+        assert_healthy(client)

@@ -71,6 +71,7 @@ class Origin:
             Route("/stall/{name:path}", self.stall, methods=["GET", "HEAD"]),
         ]
         self.stall_seconds = 4.0
+        self.stalled: set[str] = set()
         self.inner = Starlette(routes=routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -167,8 +168,9 @@ class Origin:
         return StreamingResponse(body(), headers=headers)
 
     async def stall(self, request: Request) -> Response:
-        """A stored file whose body stops halfway for `stall_seconds`, its headers (length
-        included) sent at once: an origin that stalls mid-body, then finishes."""
+        """A stored file whose first GET's body stops halfway for `stall_seconds`, its
+        headers (length included) sent at once: an origin that stalls mid-body, then
+        finishes; later GETs of that file answer at once."""
         name = request.path_params["name"]
         if name not in self.files:
             return PlainTextResponse("no", status_code=404)
@@ -178,9 +180,12 @@ class Origin:
         if request.method == "HEAD":
             return Response(headers=headers)
 
+        stall = name not in self.stalled
+        self.stalled.add(name)
+
         async def body() -> AsyncIterator[bytes]:
             yield data[: len(data) // 2]
-            await asyncio.sleep(self.stall_seconds)
+            await asyncio.sleep(self.stall_seconds if stall else 0)
             yield data[len(data) // 2 :]
 
         return StreamingResponse(body(), headers=headers)
