@@ -19,6 +19,9 @@ class SourceInfo:
     frames: int
     has_alpha: bool
     bytes: int
+    # What a decoder buffers before the first pixel (a progressive JPEG's coefficients):
+    # reserved with the source bytes before a render (render/memory.py).
+    coefficient_bytes: int
 
     @property
     def pixels(self) -> int:
@@ -36,7 +39,7 @@ class SourceInfo:
             info = cls(**fields)
         except (ValueError, TypeError, RecursionError):
             return None
-        types = (str, str, int, int, int, bool, int)
+        types = (str, str, int, int, int, bool, int, int)
         values = (
             info.format,
             info.media_type,
@@ -45,9 +48,10 @@ class SourceInfo:
             info.frames,
             info.has_alpha,
             info.bytes,
+            info.coefficient_bytes,
         )
         if not all(type(v) is t for v, t in zip(values, types, strict=True)):
             return None
-        if min(info.width, info.height, info.frames, info.bytes) < 1:
+        if min(info.width, info.height, info.frames, info.bytes) < 1 or info.coefficient_bytes < 0:
             return None
         return info

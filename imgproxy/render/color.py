@@ -42,6 +42,10 @@ MAX_ICC_BYTES = 1 << 20
 # irot/imir, by libheif): the EXIF tag only records what that was, and must not turn the
 # pixels a second time.
 ORIENTED_BY_DECODER = frozenset({"HEIF"})
+# Formats whose orientation is read from the chunks before the pixels only: a PNG's eXIf
+# after IDAT (the PNG specification's 3rd edition places it before) is ignored, so the
+# header's facts are the render's, and learning them decodes nothing (SPEC §11.1).
+EXIF_FROM_HEADER = frozenset({"PNG"})
 # Formats whose embedded profile is applied here rather than passed on (SPEC §13).
 CONVERTED_TO_SRGB = frozenset({"HEIF"})
 
@@ -49,6 +53,8 @@ CONVERTED_TO_SRGB = frozenset({"HEIF"})
 def orientation(image: Image.Image) -> int:
     if image.format in ORIENTED_BY_DECODER:
         return 1
+    if image.format in EXIF_FROM_HEADER and "exif" not in image.info:
+        return 1  # Pillow's getexif() would decode every pixel looking past the header
     try:
         value = image.getexif().get(ORIENTATION_TAG, 1)
     except Exception:  # a broken EXIF block must not fail the image: treat as upright

@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from imgproxy.errors import TooLarge, Undecodable
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import MEDIA_TYPES, NEVER_OPENED, sniff
-from imgproxy.headers import count_frames, declared_size
+from imgproxy.headers import MAX_EXIF_SEGMENTS, count_frames, declared_size, jpeg_frame
 from imgproxy.job import DEFAULT_RENDER_SECONDS
 from imgproxy.policy import check_pixels
 from imgproxy.render import heif
@@ -64,9 +64,12 @@ def open_image(
     The caller has sniffed an allowed format already, so a file Pillow cannot identify is
     one whose header is broken: 422, not 415 (SPEC §10)."""
     fmt = sniff(data[:32]) or _pillow_name(data)
-    declared = declared_size(fmt, data)
+    frame = jpeg_frame(data) if fmt == "JPEG" else None
+    declared = frame.size if frame is not None else declared_size(fmt, data)
     if declared is not None:
         check_pixels(declared, max_pixels)
+    if frame is not None and frame.exif_segments > MAX_EXIF_SEGMENTS:
+        raise TooLarge(f"the JPEG has more than {MAX_EXIF_SEGMENTS} Exif segments")
     _allow_pixels(max_pixels)
     if fmt == heif.FORMAT:
         heif.register()
@@ -119,6 +122,7 @@ def probe(
             # stereo pair) are no animation.
             fmt, frames = "JPEG", 1
         mime = MEDIA_TYPES.get(fmt) or Image.MIME.get(fmt) or "application/octet-stream"
+        jpeg = jpeg_frame(data) if fmt == "JPEG" else None
         return SourceInfo(
             format=fmt,
             media_type=mime,
@@ -127,6 +131,7 @@ def probe(
             frames=frames,
             has_alpha=has_alpha(image),
             bytes=len(data),
+            coefficient_bytes=jpeg.coefficient_bytes if jpeg is not None else 0,
         )
 
 

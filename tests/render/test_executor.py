@@ -38,7 +38,7 @@ async def _hold(executor: RenderExecutor, nbytes: int) -> None:
 
 
 def test_damaged_or_absurd_facts_are_not_believed() -> None:
-    good = SourceInfo("JPEG", "image/jpeg", 64, 48, 1, False, 1000)
+    good = SourceInfo("JPEG", "image/jpeg", 64, 48, 1, False, 1000, 0)
     assert SourceInfo.from_json(good.to_json()) == good
     assert SourceInfo.from_json(b"[" * 100_000 + b"]" * 100_000) is None  # RecursionError
     negative = good.to_json().replace(b'"width":64', b'"width":-64')

@@ -422,3 +422,13 @@ DECODER_RUNTIME_ERRORS = {
         "+jXGzHymz+OwnwPS2BSPqMkdYHy3cUP/AgjHWvm5pRFL/hmA0vo/O8Qh4fRatkAr+ewfXhHB"
     ),
 }
+
+
+def exif_segment_flood(segments: int = 700) -> bytes:
+    """A 64x64 JPEG with `segments` APP1 Exif segments of 64 KiB before its frame: Pillow
+    appends each to all the ones before it (a copy of them all each time)."""
+    payload = b"Exif\x00\x00" + Image.Exif().tobytes()[6:]
+    payload += bytes(0xFFFF - 2 - len(payload))
+    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    data = images.jpeg((64, 64))
+    return data[:2] + segment * segments + data[2:]
