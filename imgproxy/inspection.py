@@ -19,6 +19,7 @@ from imgproxy.headers import declared_size
 from imgproxy.job import RenderJob
 from imgproxy.params import build_transform
 from imgproxy.policy import FormatPolicy, check_bytes, check_frames, check_pixels
+from imgproxy.render import memory
 from imgproxy.settings import LimitsSettings, Settings
 
 CHECK_WIDTH = "64"  # the rendition `inspect` decodes: every pixel read, little encoded
@@ -92,7 +93,10 @@ def inspect(
         max_jpeg_scans=limits.max_jpeg_scans,
         budget=limits.max_render_seconds,
     )
-    render.render(data, job)
+    # The decoder's working memory, as the server reserves it: concurrent calls (an app's
+    # upload threads) hold no more than `limits.inflight_bytes` together (SPEC §11.1).
+    with memory.hold(limits.inflight_bytes, render.working_bytes(info, job)):
+        render.render(data, job)
     return ImageInfo(info.width, info.height, info.format, info.frames, info.bytes, info.media_type)
 
 

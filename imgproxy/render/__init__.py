@@ -22,7 +22,8 @@ from imgproxy.render.budget import Budget
 from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import SMART_SIDE, entropy_offset, place, smart_point
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
-from imgproxy.render.geometry import Geometry, plan
+from imgproxy.render.geometry import PLACEHOLDER_SIDE, Geometry, decode_size, plan
+from imgproxy.render.memory import working_bytes
 from imgproxy.render.probe import identify, open_image, probe
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "identify",
     "probe",
     "render",
+    "working_bytes",
 ]
 
 # After the DCT-scaled decode, Pillow may box-reduce by an integer factor while at least
@@ -40,7 +42,6 @@ REDUCING_GAP = 2.0
 # Pillow's names for a JPEG it can decode at 1/2, 1/4 or 1/8 scale: MPO is a JPEG with a
 # multi-picture index, which most phone and camera photos (Ultra HDR gain maps too) carry.
 DCT_SCALED = frozenset({"JPEG", "MPO"})
-PLACEHOLDER_SIDE = 100  # ThumbHash's own bound; BlurHash averages it further down
 # g=smart analyses a copy SMART_SIDE on its longer side: decoded at the DCT scale this asks.
 SMART_ANALYSIS = Transform(width=SMART_SIDE, height=SMART_SIDE)
 
@@ -198,9 +199,7 @@ def _draft(image: Image.Image, t: Transform, turn: int, source: tuple[int, int])
     which the kept region still has at least the output's pixels on each axis; Lanczos
     does the rest. Returns where the source lies in the stored (unrotated) decoded image."""
     geometry = plan(source, (t.width, t.height), t.fit, enlarge=t.enlarge)
-    # Per axis, the whole source at the scale that brings the kept region to the output.
-    (sw, sh), (ow, oh), (cw, ch) = source, geometry.size, geometry.crop
-    want = (-(-sw * ow // cw), -(-sh * oh // ch))  # rounded up: never below the output
+    want = decode_size(source, geometry)
     if swaps_axes(turn):
         want = (want[1], want[0])
     full = (0.0, 0.0, float(image.width), float(image.height))

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from imgproxy.params import Fit
 
+PLACEHOLDER_SIDE = 100  # ThumbHash's own bound; BlurHash averages it further down
+
 
 @dataclass(frozen=True, slots=True)
 class Geometry:
@@ -55,3 +57,10 @@ def _side(source: int, scale: float, box: int | None) -> int:
     """Round to the nearest pixel, but never past the box side that set the scale."""
     side = max(1, round(source * scale))
     return min(side, box) if box else side
+
+
+def decode_size(source: tuple[int, int], geometry: Geometry) -> tuple[int, int]:
+    """The least the whole source can be decoded at (a JPEG's DCT scale) and still give the
+    kept region the output's pixels on each axis: rounded up, never below the output."""
+    (sw, sh), (ow, oh), (cw, ch) = source, geometry.size, geometry.crop
+    return -(-sw * ow // cw), -(-sh * oh // ch)

@@ -5,9 +5,13 @@ store and approval state; accepted bytes come back with their facts."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from imgproxy import ImageInfo, ImageProxyError, Settings, inspect
 from imgproxy.stores import FileSystemStore
@@ -79,3 +83,54 @@ def test_approval_and_store_rules_apply() -> None:
     assert large.value.code == "too_large"
     with pytest.raises(ValueError, match="no store 'nope'"):
         inspect(bmp, settings=settings, store="nope")
+
+
+# 8 threads inspect one progressive JPEG, in a fresh process whose peak RSS is its own.
+_CONCURRENT_INSPECT = """
+import sys, threading
+from pathlib import Path
+from imgproxy import Settings, inspect
+from imgproxy.settings import LimitsSettings
+from tests.support import images
+
+settings = Settings(limits=LimitsSettings(inflight_bytes=int(sys.argv[2])))
+data = Path(sys.argv[1]).read_bytes()
+inspect(images.jpeg((64, 48), progressive=True), settings=settings)  # libraries loaded
+
+def status(key):
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in lines if line.startswith(key)).split()[1]) * 1024
+
+Path("/proc/self/clear_refs").write_text("5")  # the high-water mark starts again from here
+before = status("VmRSS:")
+threads = [threading.Thread(target=inspect, args=(data,), kwargs={"settings": settings})
+           for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(status("VmHWM:") - before)
+"""
+
+
+def test_concurrent_inspect_calls_hold_no_more_than_the_budget(tmp_path: Path) -> None:
+    """A progressive JPEG's decoder buffers every coefficient (4000x3000, 4:2:0: 36 MB),
+    whatever the DCT scale: reserved from limits.inflight_bytes, so 8 calls at once hold
+    one buffer at a time within a 48 MiB budget, not 8 (SPEC §11.1). glibc is told to give
+    each buffer back when it is freed, so peak RSS is what is held at once, not what its
+    per-thread arenas keep for reuse (a buffer over 32 MiB is always given back)."""
+    source = tmp_path / "progressive.jpg"
+    flat = Image.new("RGB", (4000, 3000), (90, 140, 200))
+    source.write_bytes(images.encode(flat, "JPEG", progressive=True))
+    budget = 48 * 2**20
+    ran = subprocess.run(
+        [sys.executable, "-c", _CONCURRENT_INSPECT, str(source), str(budget)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},
+    )
+    grown = int(ran.stdout.split()[-1])
+    print(f"8 concurrent inspect calls: peak RSS +{grown / 2**20:.1f} MiB")
+    assert grown < budget

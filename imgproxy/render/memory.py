@@ -1,0 +1,106 @@
+"""Source facts + a RenderJob -> the bytes its render holds at once: the source, what the
+decoder buffers (a progressive JPEG's coefficients), the decoded pixels and the output frames.
+Reserved from `limits.inflight_bytes` before the source is read (SPEC §11.1): by the
+server's executor, and for blocking callers (`imgproxy.inspect`) by `hold`.
+
+The estimate is made from the header facts alone, before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from imgproxy.facts import SourceInfo
+from imgproxy.job import RenderJob
+from imgproxy.params import Gravity, Transform
+from imgproxy.render.crop import SMART_SIDE
+from imgproxy.render.geometry import PLACEHOLDER_SIDE, decode_size, plan
+
+# What one decoded pixel costs while a render holds it, as measured with Pillow 13
+# (tests/render/test_memory.py): its own 4 bytes (RGB is stored as 4), a conversion's or an
+# orientation's copy, and the premultiplied copy an RGBA resize makes. libwebp and libavif
+# decode into buffers of their own (and an animation canvas), which Pillow copies.
+PIXEL_BYTES = 12
+LIBRARY_PIXEL_BYTES = {"WEBP": 20, "AVIF": 20, "HEIF": 20}
+OUTPUT_PIXEL_BYTES = 8  # each output frame, resized, and the encoder's copy of it
+DCT_SCALES = (8, 4, 2, 1)  # a JPEG decoded at 1/8, 1/4, 1/2 or whole, as Pillow's draft()
+DCT_SCALED = frozenset({"JPEG"})  # MPO photos are judged as JPEG (render/probe.py)
+
+
+def working_bytes(info: SourceInfo, job: RenderJob) -> int:
+    """An upper estimate: too low lets concurrent renders pass the budget, too high only
+    makes a large source wait for a larger share of it."""
+    t = job.transform
+    if job.output.is_placeholder:
+        t = Transform(width=PLACEHOLDER_SIDE, height=PLACEHOLDER_SIDE)
+    source = (info.width, info.height)
+    geometry = plan(source, (t.width, t.height), t.fit, enlarge=t.enlarge)
+    per_pixel = LIBRARY_PIXEL_BYTES.get(info.format, PIXEL_BYTES)
+    decoded = _decoded_pixels(info, t)
+    if t.gravity is Gravity.SMART and t.focal is None:  # analysed beside the decoded frame:
+        # a JPEG decoded again at its analysis scale, any other format's frame copied
+        decoded += _decoded_pixels(info, Transform(width=SMART_SIDE, height=SMART_SIDE))
+    frames = info.frames if job.animate else 1
+    output = geometry.canvas[0] * geometry.canvas[1] * OUTPUT_PIXEL_BYTES * frames
+    return info.bytes + info.coefficient_bytes + decoded * per_pixel + output
+
+
+def _decoded_pixels(info: SourceInfo, t: Transform) -> int:
+    """A JPEG's pixels at the DCT scale render/__init__.py's _draft asks of Pillow (the
+    largest whose decode still covers `decode_size`); any other format's are all decoded."""
+    width, height = info.width, info.height
+    if info.format not in DCT_SCALED or not (t.width or t.height):
+        return width * height
+    geometry = plan((width, height), (t.width, t.height), t.fit, enlarge=t.enlarge)
+    want_w, want_h = decode_size((width, height), geometry)
+    most = min(width // want_w, height // want_h)
+    scale = next((s for s in DCT_SCALES if most >= s), 1)
+    return -(-width // scale) * -(-height // scale)
+
+
+class ThreadBudget:
+    """`inflight_bytes` for threads, first come first served; a share larger than the whole
+    budget takes the whole budget, and then runs alone rather than never."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._free = total
+        self._line: deque[object] = deque()
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        share = min(max(nbytes, 0), self.total)
+        turn = object()
+        with self._changed:
+            self._line.append(turn)
+            try:
+                self._changed.wait_for(lambda: self._line[0] is turn and self._free >= share)
+            except BaseException:
+                self._line.remove(turn)
+                self._changed.notify_all()  # it may have been first in line
+                raise
+            self._line.popleft()
+            self._free -= share
+            self._changed.notify_all()  # the next in line may fit as well
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += share
+                self._changed.notify_all()
+
+
+_BUDGETS: dict[tuple[int, int], ThreadBudget] = {}
+
+
+def hold(total: int, nbytes: int) -> AbstractContextManager[None]:
+    """`nbytes` of this process's `total`-byte budget for blocking callers: every call with
+    the same limit shares one (a forked child has its own)."""
+    key = (os.getpid(), total)
+    budget = _BUDGETS.get(key) or _BUDGETS.setdefault(key, ThreadBudget(total))
+    return budget.hold(nbytes)

@@ -1,0 +1,116 @@
+"""A render's working memory, estimated from the header facts (render/memory.py): a
+progressive JPEG's coefficient buffer from its frame header, and an estimate never below
+what a real render of each kind holds at its peak."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from imgproxy import headers
+from imgproxy.render import memory, probe
+from tests.support import images
+
+
+def test_a_progressive_jpeg_declares_its_coefficient_buffer() -> None:
+    progressive = images.jpeg((640, 480), progressive=True)  # 4:2:0
+    frame = headers.jpeg_frame(progressive)
+    assert frame is not None and frame.buffered
+    # One 16-bit coefficient per pixel of luma, and of each quarter-size chroma plane.
+    assert frame.coefficient_bytes == (640 * 480 + 2 * 320 * 240) * 2
+    assert probe(progressive, None, 50_000_000).coefficient_bytes == frame.coefficient_bytes
+    sequential = headers.jpeg_frame(images.jpeg((640, 480)))
+    assert sequential is not None and sequential.coefficient_bytes == 0
+    # A sequential file whose first scan carries one component is buffered too (libjpeg).
+    data = images.jpeg((640, 480))
+    sos = data.index(b"\xff\xda")
+    one = data[:sos] + b"\xff\xda\x00\x08\x01" + data[sos + 5 : sos + 7] + b"\x00\x3f\x00"
+    assert headers.jpeg_frame(one + data[sos + 14 :]) == headers.JpegFrame(
+        (640, 480), ((2, 2), (1, 1), (1, 1)), True, 0
+    )
+
+
+def test_a_share_larger_than_the_budget_runs_alone() -> None:
+    budget = memory.ThreadBudget(100)
+    order: list[object] = []
+    with budget.hold(10**9):  # the whole budget, not forever
+        waiter = threading.Thread(target=lambda: order.append(budget.hold(1).__enter__()))
+        waiter.start()
+        waiter.join(0.2)
+        assert waiter.is_alive()  # nothing else runs beside it
+        order.append("done")
+    waiter.join(5)
+    assert order == ["done", None]
+
+
+_PEAKS = """
+import json, sys
+from pathlib import Path
+from imgproxy import render
+from imgproxy.formats import OutputFormat
+from imgproxy.job import RenderJob
+from imgproxy.params import build_transform
+
+def status(key):
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in lines if line.startswith(key)).split()[1]) * 1024
+
+found = []
+for path, query in json.loads(sys.argv[1]):
+    data = Path(path).read_bytes()
+    info = render.probe(data, None, 50_000_000)
+    t = build_transform(dict(pair.split("=") for pair in query.split("&")), 8192)
+    job = RenderJob(t, OutputFormat.JPEG, 80, None, False, 50_000_000)
+    render.render(data, job)  # plugins loaded, caches filled
+    Path("/proc/self/clear_refs").write_text("5")
+    before = status("VmRSS:")
+    render.render(data, job)
+    found.append((path, query, status("VmHWM:") - before, render.working_bytes(info, job)))
+print(json.dumps(found))
+"""
+
+
+QUERIES = ("w=64", "w=1300", "w=300&h=300&fit=cover&g=smart", "w=300&h=200&fit=cover&g=entropy")
+
+
+def test_the_estimate_covers_what_real_renders_hold(tmp_path: Path) -> None:
+    """Measured in a fresh process, glibc giving each buffer back when it is freed: the
+    peak over the render is what it held, which the reservation must cover."""
+    picture = images.photo((2400, 1800))
+    files = {
+        "progressive.jpg": images.encode(picture, "JPEG", progressive=True),
+        "baseline.jpg": images.encode(picture, "JPEG"),
+        "photo.png": images.encode(picture, "PNG"),
+        "photo.webp": images.encode(picture, "WEBP", lossless=True),
+        "photo.gif": images.encode(picture.convert("P"), "GIF"),
+        "alpha.png": images.encode(picture.convert("RGBA"), "PNG"),
+        "rotated.jpg": images.jpeg_with_exif((2400, 1800), orientation=6, gps=False),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    cases = [
+        (str(tmp_path / name), query)
+        for name in files
+        for query in (
+            "w=64",
+            "w=1300",
+            "w=300&h=300&fit=cover&g=smart",
+            "w=300&h=200&fit=cover&g=entropy",
+        )
+    ]
+    ran = subprocess.run(
+        [sys.executable, "-c", _PEAKS, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},
+    )
+    for path, query, held, estimate in json.loads(ran.stdout):
+        name = Path(path).name
+        print(f"{name} {query}: held {held / 2**20:.1f} MiB, estimated {estimate / 2**20:.1f}")
+        assert held <= estimate, (path, query)
