@@ -57,7 +57,7 @@ MEANINGS = {
     "limits.max_frames": "frames of an animated output; more: 413 (counted no further)",
     "limits.render_concurrency": "render slots per worker (threads); default: cores / workers",
     "limits.render_queue": "requests of one store waiting for a slot, holding no bytes; more: 503",
-    "limits.inflight_bytes": "source bytes one process holds at once (renders and originals)",
+    "limits.inflight_bytes": "source and decoder bytes held at once (renders, originals, inspect)",
     "limits.max_jpeg_scans": "scans of a progressive JPEG (each walks the whole image); more: 413",
     "limits.max_render_seconds": "one render's time budget; past it: 422",
     "cache.memory_bytes": "memory tier size (LRU); 0: off",

@@ -89,7 +89,7 @@ class LimitsSettings:
     max_frames: int = 200
     render_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     render_queue: int = 64
-    inflight_bytes: int = 256 * 1024 * 1024  # source bytes held at once, per process
+    inflight_bytes: int = 256 * 1024 * 1024  # source and decoder bytes held at once, per process
     max_jpeg_scans: int = 100  # a JPEG's scans each walk every block: 413 beyond
     max_render_seconds: float = 10.0  # one render's time budget: 422 beyond
 
