@@ -211,7 +211,10 @@ async def _render(services: Services, source: Source, variant: Variant) -> Rendi
     assert job is not None
     if job.transform.focal is None:  # g=smart: the point found once per source version
         job = await _smart(services, source, job)
-    async with services.executor.slot(source.info.bytes, lane=source.mount.name) as slot:
+    # The slot's share of limits.inflight_bytes is the render's working memory: source,
+    # decoder buffers and output, estimated from the header facts (SPEC §11.1).
+    share = render.working_bytes(source.info, job)
+    async with services.executor.slot(share, lane=source.mount.name) as slot:
         began = time.perf_counter()
         data = await services.sources.read(source)
         fetched = time.perf_counter()
