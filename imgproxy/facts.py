@@ -24,6 +24,10 @@ class SourceInfo:
     coefficient_bytes: int
 
     @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+    @property
     def pixels(self) -> int:
         return self.width * self.height
 

@@ -47,8 +47,16 @@ class OutputFormat(StrEnum):
         """SPEC §2.1's per-format default for `q` (None: lossless)."""
         return DEFAULT_QUALITY.get(self.value)
 
+    @property
+    def max_side(self) -> int | None:
+        """The longest side its encoder writes (None: beyond any limit we allow)."""
+        return MAX_SIDES.get(self.value)
+
 
 DEFAULT_QUALITY = {"jpeg": 82, "webp": 80, "avif": 60}
+# What libjpeg, libwebp, GIF's 16-bit fields and libavif (through Pillow) accept; one pixel
+# more fails only inside the encoder, after the whole output was made.
+MAX_SIDES = {"jpeg": 65_500, "webp": 16_383, "gif": 65_535, "avif": 65_536}
 PLAIN_TEXT = "text/plain; charset=utf-8"
 PLACEHOLDERS = frozenset({"thumbhash", "blurhash"})  # OutputFormat values that are text
 

@@ -1,15 +1,18 @@
-"""Approval state + detected format + limits -> allowed, or the 403/413/415 that says why.
+"""Approval state + detected format + limits -> allowed, or the 403/413/415 that says why;
+and a rendition's output size against the limits and its encoder (400).
 
-Decided from sniffed bytes and header facts only: nothing here decodes (SPEC §4, §4.1).
+Decided from sniffed bytes and header facts only: nothing here decodes (SPEC §4, §4.1, §11.1).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgproxy.errors import NotApproved, TooLarge, UnsupportedFormat
+from imgproxy.errors import BadRequest, NotApproved, TooLarge, UnsupportedFormat
 from imgproxy.facts import SourceInfo
-from imgproxy.formats import NEVER_OPENED
+from imgproxy.formats import NEVER_OPENED, OutputFormat
+from imgproxy.geometry import plan
+from imgproxy.params import Transform
 from imgproxy.settings import LimitsSettings, PolicySettings
 
 ANY = "*"
@@ -74,4 +77,37 @@ def check_frames(info: SourceInfo, limits: LimitsSettings, *, animated_output: b
         raise TooLarge(
             f"{info.frames} frames of {info.width}x{info.height} pixels exceed the limit of "
             f"{limits.max_source_pixels} pixels for animated output"
+        )
+
+
+def check_output(
+    info: SourceInfo, t: Transform, output: OutputFormat, limits: LimitsSettings, *, animate: bool
+) -> None:
+    """400 for an output the client sized past the limits, or past what its encoder writes:
+    planned from the header's size, so it is refused before a byte is read, not after its
+    pixels were made (a 10x1 PNG with `h=4096&enlarge=1` would be 40960x4096)."""
+    if output.is_placeholder:  # a hash of a small decode, whatever the source's size
+        return
+    width, height = plan(info.size, (t.width, t.height), t.fit, enlarge=t.enlarge).canvas
+    side, pixels = limits.max_output_dimension, limits.max_output_pixels
+    if max(width, height) > side:
+        raise BadRequest(
+            f"the output would be {width}x{height} pixels; limits.max_output_dimension is {side}"
+        )
+    if width * height > pixels:
+        raise BadRequest(
+            f"the output would be {width}x{height} pixels; limits.max_output_pixels is {pixels}"
+        )
+    encodable = output.max_side
+    if encodable is not None and max(width, height) > encodable:
+        raise BadRequest(
+            f"the output would be {width}x{height} pixels; {output} is at most {encodable}"
+            " pixels a side"
+        )
+    # Every frame of an animation is kept until it is encoded: enlarging must not take the
+    # frames past the pixels their source may have (check_frames).
+    if animate and info.frames * width * height > limits.max_source_pixels:
+        raise BadRequest(
+            f"{info.frames} frames of {width}x{height} pixels exceed limits.max_source_pixels"
+            f" ({limits.max_source_pixels}) for animated output"
         )

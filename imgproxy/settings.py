@@ -86,6 +86,7 @@ class LimitsSettings:
     max_source_bytes: int = 50 * 1024 * 1024
     max_source_pixels: int = 50_000_000
     max_output_dimension: int = 4096
+    max_output_pixels: int = 16_777_216  # of one output frame, after every step of geometry
     max_frames: int = 200
     render_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     render_queue: int = 64

@@ -24,7 +24,7 @@ from imgproxy.memo import Memo
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.negotiation import MAX_ACCEPT, negotiate
 from imgproxy.params import AUTO, Gravity, Query, Transform
-from imgproxy.policy import check_frames
+from imgproxy.policy import check_frames, check_output
 from imgproxy.response import (
     SECURITY_HEADERS,
     content_disposition,
@@ -70,7 +70,8 @@ class Variants:
         self._known: Memo[tuple[object, ...], Variant] = Memo(20_000)
 
     def choose(self, source: Source, target: Target, request: ImageRequest, status: int) -> Variant:
-        """Raises TooLarge for too many frames in animated output (SPEC §4.1)."""
+        """Raises TooLarge for too many frames in animated output (SPEC §4.1), BadRequest
+        for an output larger than the limits or its encoder allow (SPEC §11.1)."""
         file, info, t = source.file, source.info, target.query.transform
         output = None
         if t is not None and not t.metadata:
@@ -144,6 +145,7 @@ def build_variant(
         quality = (t.quality or output.default_quality) if output.has_quality else None
         animate = output.animates and info.frames > 1
         check_frames(info, limits, animated_output=animate)
+        check_output(info, t, output, limits, animate=animate)  # 400: judged before any read
         job = RenderJob(
             t,
             output,

@@ -14,6 +14,7 @@ from PIL import Image, ImageSequence
 
 from imgproxy.errors import TooLarge, Undecodable
 from imgproxy.formats import OutputFormat
+from imgproxy.geometry import PLACEHOLDER_SIDE, Geometry, decode_size, plan
 from imgproxy.headers import jpeg_scans
 from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
@@ -22,7 +23,6 @@ from imgproxy.render.budget import Budget
 from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import SMART_SIDE, entropy_offset, place, smart_point
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
-from imgproxy.render.geometry import PLACEHOLDER_SIDE, Geometry, decode_size, plan
 from imgproxy.render.memory import working_bytes
 from imgproxy.render.probe import identify, open_image, probe
 

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from imgproxy.facts import SourceInfo
+from imgproxy.geometry import PLACEHOLDER_SIDE, decode_size, plan
 from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
 from imgproxy.render.crop import SMART_SIDE
-from imgproxy.render.geometry import PLACEHOLDER_SIDE, decode_size, plan
 
 # What one decoded pixel costs while a render holds it, as measured with Pillow 13
 # (tests/render/test_memory.py): its own 4 bytes (RGB is stored as 4), a conversion's or an

@@ -17,10 +17,10 @@ import pytest
 from PIL import Image, ImageOps
 
 from imgproxy.formats import OutputFormat
+from imgproxy.geometry import plan
 from imgproxy.params import Fit, Transform, build_transform
 from imgproxy.render import RenderJob, _decode_still, render
 from imgproxy.render.crop import place
-from imgproxy.render.geometry import plan
 from tests.support import images
 
 MEDIA = Path(__file__).resolve().parents[2] / "examples" / "media"

@@ -31,8 +31,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("stages", "URL, source, variant: judged and remembered", ("targets", "source", "variant")),
     ("parts", "one concern each", (
         "cache/", "render/", "stores/", "mounts", "response", "urls", "params", "paths",
-        "signing", "policy", "negotiation", "job", "exposition", "reference", "inspection",
-        "fetching", "cdn", "responsive",
+        "geometry", "signing", "policy", "negotiation", "job", "exposition", "reference",
+        "inspection", "fetching", "cdn", "responsive",
     )),
     ("values", "plain values and pure functions", (
         "settings", "errors", "messages", "facts", "formats", "conditional", "memo", "metrics",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from imgproxy.geometry import plan
 from imgproxy.params import Fit
-from imgproxy.render.geometry import plan
 
 S = (1000, 500)
 
