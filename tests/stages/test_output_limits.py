@@ -150,3 +150,22 @@ def test_refused_before_any_byte_is_read(media: Path) -> None:
         await services.close()
 
     asyncio.run(scenario())
+
+
+def test_an_exif_rotation_is_planned_upright(media: Path) -> None:
+    """A 10x1 JPEG shown turned a quarter is 1x10: its height is the long side."""
+    (media / "turned.jpg").write_bytes(images.jpeg_with_exif((10, 1), 6, gps=False))
+    services = Services.build(settings_for(media))
+
+    async def get(query: str) -> tuple[int, bytes]:
+        answer = await pipeline.serve(services, ImageRequest("GET", "/media/turned.jpg", query))
+        return answer.status, answer.body
+
+    async def scenario() -> None:
+        status, body = await get("w=4096&enlarge=1")
+        assert status == 400 and b"4096x40960" in body, body
+        status, body = await get("h=4096&enlarge=1")
+        assert status == 200 and images.decode(body).size == (410, 4096)
+        await services.close()
+
+    asyncio.run(scenario())
