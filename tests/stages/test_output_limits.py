@@ -26,7 +26,7 @@ WIDE = LimitsSettings(max_output_dimension=100_000, max_output_pixels=10**9)
 
 
 def info(size: tuple[int, int], frames: int = 1) -> SourceInfo:
-    return SourceInfo("PNG", "image/png", size[0], size[1], frames, False, 100)
+    return SourceInfo("PNG", "image/png", size[0], size[1], frames, False, 100, 0)
 
 
 def judge(
