@@ -359,9 +359,26 @@ _GIF_BLOCK = re.compile(rb"[\x21\x2c\x3b]")  # extension, image, trailer
 
 
 def _gif_frames(data: bytes, stop: int, check: Check) -> int:
-    """Image descriptors, walked as Pillow does (it skips stray bytes between blocks)."""
+    return sum(1 for _ in _gif_descriptors(data, stop, check))
+
+
+def gif_canvas(data: bytes, stop: int, check: Check = _never) -> tuple[int, int]:
+    """The canvas a GIF grows to over its first `stop` frames: Pillow widens it to each
+    frame's extent as it seeks, and allocates that extent (the frame's disposal) while
+    seeking, before a caller can see the new size."""
+    width, height = (_u16le(data, 6), _u16le(data, 8)) if len(data) >= 10 else (0, 0)
+    for at in _gif_descriptors(data, stop, check):
+        if at + 9 <= len(data):
+            width = max(width, _u16le(data, at + 1) + _u16le(data, at + 5))
+            height = max(height, _u16le(data, at + 3) + _u16le(data, at + 7))
+    return width, height
+
+
+def _gif_descriptors(data: bytes, stop: int, check: Check) -> Iterator[int]:
+    """Where each image descriptor starts, walked as Pillow does (it skips stray bytes
+    between blocks), no further than `stop` of them."""
     if len(data) < 13:
-        return 0
+        return
     at = 13 + (3 * (2 << (data[10] & 7)) if data[10] & 0x80 else 0)
     frames = 0
     while frames < stop:
@@ -371,12 +388,12 @@ def _gif_frames(data: bytes, stop: int, check: Check) -> int:
         at = found.start()
         if data[at] == 0x2C:
             frames += 1
+            yield at
             flags = data[at + 9] if at + 9 < len(data) else 0
             at += 10 + (3 * (2 << (flags & 7)) if flags & 0x80 else 0) + 1  # + LZW code size
         else:
             at += 2
         at = _skip_sub_blocks(data, at, check)
-    return frames
 
 
 def _skip_sub_blocks(data: bytes, at: int, check: Check) -> int:

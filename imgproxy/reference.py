@@ -52,7 +52,11 @@ MEANINGS = {
         " `heif` extra is installed"
     ),
     "limits.max_source_bytes": "source bytes; larger: 413",
-    "limits.max_source_pixels": "pixels the header declares (all frames, for animation); more: 413",
+    "limits.max_source_pixels": (
+        "pixels the header declares (all frames, for animation); more: 413. In a host app,"
+        " Pillow's own guard (the host's `Image.MAX_IMAGE_PIXELS`) still refuses more than"
+        " twice its limit"
+    ),
     "limits.max_output_dimension": "largest `w`/`h` after `dpr`, and any output side; larger: 400",
     "limits.max_output_pixels": "pixels of an output (each frame); more: 400, before any read",
     "limits.max_frames": "frames of an animated output; more: 413 (counted no further)",

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from imgproxy import demo, logs
 from imgproxy.asgi import ImageProxy
 from imgproxy.exposition import CONTENT_TYPE_LATEST, Exposition
+from imgproxy.render.probe import own_process_ceiling
 from imgproxy.settings import CONFIG_ENV, Settings
 
 __all__ = ["CONFIG_ENV", "StandaloneApp", "app_from_env", "create_app"]
@@ -97,4 +98,6 @@ def app_from_env() -> StandaloneApp:
     path = os.environ.get(CONFIG_ENV)
     settings = Settings.from_file(path) if path else Settings.from_mapping({})
     logs.configure(level=settings.server.log_level, fmt=settings.server.log_format)
+    limits = [settings.limits, *(store.limits for store in settings.stores.values())]
+    own_process_ceiling(max(limit.max_source_pixels for limit in limits))
     return create_app(settings)

@@ -74,7 +74,6 @@ def render(data: bytes, job: RenderJob) -> Rendered:
     budget = Budget(job.budget)
     try:
         with open_image(data, job.decoders, job.max_pixels, budget) as image:
-            check_pixels(image.size, job.max_pixels)  # again: the bytes are re-read from the store
             _check_scans(image, data, job.max_jpeg_scans)
             began = clock()
             if job.animate:

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import functools
 import importlib
-import threading
-import warnings
+from collections.abc import Callable
 
 from PIL import Image, UnidentifiedImageError
 
 from imgproxy.errors import TooLarge, Undecodable
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import MEDIA_TYPES, NEVER_OPENED, sniff
-from imgproxy.headers import MAX_EXIF_SEGMENTS, count_frames, declared_size, jpeg_frame
+from imgproxy.headers import (
+    MAX_EXIF_SEGMENTS,
+    count_frames,
+    declared_size,
+    gif_canvas,
+    jpeg_frame,
+)
 from imgproxy.job import DEFAULT_RENDER_SECONDS
 from imgproxy.policy import check_pixels
 from imgproxy.render import heif
 from imgproxy.render.budget import Budget, BudgetedReader
 from imgproxy.render.color import has_alpha, orientation, swaps_axes
-from imgproxy.settings import LimitsSettings
 
-# Pillow's own bomb guard stays on, as a second line behind the header checks of formats.py:
-# it sees what a plugin reads (an ICO's embedded PNG, a GIF frame grown past its canvas). Its
-# warning is an error here, and its limit is raised to the largest store limit yet seen.
-warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
-Image.MAX_IMAGE_PIXELS = LimitsSettings().max_source_pixels
-_guard = threading.Lock()
+# The proxy's pixel limits are its own checks (headers.py, before Pillow opens; the opened
+# size; every GIF frame's extent; every animation frame): a library changes no process-wide
+# state of its host (SPEC §11.1), so Pillow's MAX_IMAGE_PIXELS and the warning filters stay
+# the host's. Pillow's guard, when the host's settings make it fire, is a 413 like ours.
 
 # Counted no further than this when the caller gives no max_frames: a frame flood then costs
 # at most this many frames' walk.
@@ -48,10 +50,12 @@ PLUGINS = {
 }
 
 
-def _allow_pixels(max_pixels: int) -> None:
-    with _guard:
-        if (Image.MAX_IMAGE_PIXELS or 0) < max_pixels:
-            Image.MAX_IMAGE_PIXELS = max_pixels
+def own_process_ceiling(max_pixels: int) -> None:
+    """For the `imgproxy serve` program alone, which owns its process (a library never calls
+    this: SPEC §11.1): Pillow's own guard, which also fires inside plugins, is lifted to the
+    largest configured limit so that it never refuses what the configuration allows."""
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def open_image(
@@ -70,11 +74,11 @@ def open_image(
         check_pixels(declared, max_pixels)
     if frame is not None and frame.exif_segments > MAX_EXIF_SEGMENTS:
         raise TooLarge(f"the JPEG has more than {MAX_EXIF_SEGMENTS} Exif segments")
-    _allow_pixels(max_pixels)
-    if fmt == heif.FORMAT:
-        heif.register()
+    if fmt == "GIF":  # Pillow allocates a frame's extent as it seeks (even to frame 0)
+        check_pixels(gif_canvas(data, FRAME_COUNT_CAP, budget.check), max_pixels)
+    if fmt == heif.FORMAT and (decoders is None or fmt in decoders):
+        return _opened(lambda: heif.open_heif(BudgetedReader(data, budget)), max_pixels)
     _load_plugins(decoders, fmt)
-    # A copy: another render thread may be registering the HEIF opener meanwhile.
     known = tuple(Image.OPEN)
     if decoders is None:  # "*": every format Pillow reads, but never one that runs a program
         decoders = tuple(name for name in known if name not in NEVER_OPENED)
@@ -86,8 +90,12 @@ def open_image(
         decoders = (fmt,)
     else:
         decoders = tuple(name for name in decoders if name in known)
+    return _opened(lambda: Image.open(BudgetedReader(data, budget), formats=decoders), max_pixels)
+
+
+def _opened(opener: Callable[[], Image.Image], max_pixels: int) -> Image.Image:
     try:
-        return Image.open(BudgetedReader(data, budget), formats=decoders)
+        image = opener()
     except UnidentifiedImageError:
         raise Undecodable("the image header is truncated or corrupt") from None
     except _BOMB:
@@ -95,6 +103,12 @@ def open_image(
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, RuntimeError) as exc:
         # The leading bytes matched a format but its header does not parse.
         raise Undecodable(f"the image header is corrupt ({type(exc).__name__})") from None
+    try:
+        check_pixels(image.size, max_pixels)
+    except TooLarge:
+        image.close()
+        raise
+    return image
 
 
 def probe(
@@ -109,7 +123,6 @@ def probe(
     counted no further than max_frames + 1: `frames` is then "more than max_frames"."""
     budget = Budget(seconds)
     with open_image(data, decoders, max_pixels, budget) as image:
-        check_pixels(image.size, max_pixels)
         frames = _frames(image, data, max_frames + 1, budget)
         check_pixels(image.size, max_pixels)  # a later GIF frame may have grown the canvas
         width, height = image.size
@@ -174,7 +187,6 @@ def identify(head: bytes) -> str | None:
     """Ask each registered Pillow plugin's own magic-byte test, without opening anything:
     used only when `"*"` allows formats our sniffer does not know."""
     Image.init()
-    # A copy: another render thread may be registering the HEIF opener (open_image).
     for name, (_, accept) in tuple(Image.OPEN.items()):
         try:
             if accept is not None and accept(head):
