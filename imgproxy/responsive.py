@@ -1,21 +1,25 @@
-"""`<picture>` markup (SPEC §13): AVIF and WebP sources with `srcset`s, then an `<img>` in
-the source's own format (JPEG stays JPEG, a transparent PNG stays PNG), lazy, with `width`
-and `height` so the page reserves the space before any byte arrives (no layout shift).
+"""`<picture>` markup (SPEC §13): AVIF and WebP sources with `srcset`s, then an `<img>` that
+every browser shows (JPEG stays JPEG, a PNG stays PNG, a GIF keeps its animation; anything
+else is PNG when it has alpha, else JPEG), lazy, with `width` and `height` so the page
+reserves the space before any byte arrives (no layout shift).
 
 Built from the URL alone, never from the store: a page of a hundred thumbnails costs no I/O.
 """
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable
 from html import escape
 
-from imgproxy.params import Fit
+from imgproxy.params import AUTO, Fit
 from imgproxy.settings import Settings
 from imgproxy.urls import srcset, url_for
 
 MODERN = (("avif", "image/avif"), ("webp", "image/webp"))
 BOXED = {Fit.COVER.value, Fit.FILL.value, Fit.PAD.value}  # the output has the box's shape
+# Names of formats every browser shows: the `<img>` keeps the source's own format.
+EVERY_BROWSER = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".gif"})
 
 
 def picture(
@@ -58,9 +62,10 @@ def picture(
         parts.append(
             f'<source type="{media_type}" srcset="{escape(urls)}" sizes="{escape(sizes)}">'
         )
-    fallback = srcset(store, path, candidates, settings=settings, mount=mount, **params)
+    legacy = {**params, **_fallback_format(path)}
+    fallback = srcset(store, path, candidates, settings=settings, mount=mount, **legacy)
     largest = candidates[-1]
-    sized = dict(params)
+    sized = dict(legacy)
     if box_height is not None:
         sized["h"] = max(1, round(float(box_height) * largest / first))
     src = url_for(store, path, settings=settings, mount=mount, w=largest, **sized)
@@ -77,6 +82,14 @@ def picture(
     parts.append(f"<img {' '.join(attributes)}>")
     parts.append("</picture>")
     return "".join(parts)
+
+
+def _fallback_format(path: str) -> dict[str, str]:
+    """`fm=auto` for a source a browser may not show (WebP, AVIF, HEIC, TIFF, or a name that
+    does not tell): only a client that shows neither AVIF nor WebP reaches the `<img>`, and
+    the server answers it PNG when the source has alpha, else JPEG. The server decides
+    because it knows the alpha: picture() never reads a store."""
+    return {} if posixpath.splitext(path)[1].lower() in EVERY_BROWSER else {"fm": AUTO}
 
 
 def _widths(widths: Iterable[int | str] | str, cap: int) -> list[int]:

@@ -59,3 +59,10 @@ def test_the_picture_tag_is_picture(engine: Any) -> None:
     )
     assert markup == expected  # not escaped twice, and the same URLs
     assert "&lt;b&gt;" in markup and markup.startswith("<picture><source")
+
+
+def test_the_picture_tag_gives_a_webp_source_an_img_every_browser_shows(engine: Any) -> None:
+    """The `<img>` of a WebP is negotiated (PNG with alpha, else JPEG: test_picture.py)."""
+    markup = render(engine, '{% imgproxy_picture "media" "cat.webp" widths="100,200" %}')
+    img = markup[markup.index("<img") :]
+    assert img.count("fm=auto") == 3 and "fm=auto" not in markup[: markup.index("<img")]

@@ -159,3 +159,48 @@ def test_no_candidate_passes_the_output_limit_and_unknowns_are_unknown(
         for url in [*urls, img["src"]]:
             assert http.get(url).status_code == 200, url
     assert "w=0" not in markup
+
+
+# What browsers that show neither AVIF nor WebP send for an <img> (old Safari, IE 11), and
+# what a client that names no image type sends.
+LEGACY_ACCEPTS = ("image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5", "*/*")
+
+
+@pytest.mark.parametrize(
+    ("name", "image", "fallback"),
+    [
+        (
+            "alpha.webp",
+            images.encode(images.decode(images.rgba_png((320, 240))), "WEBP"),
+            "image/png",
+        ),
+        ("opaque.webp", images.encode(images.photo((320, 240)), "WEBP"), "image/jpeg"),
+        ("opaque.avif", images.encode(images.photo((320, 240)), "AVIF"), "image/jpeg"),
+        (
+            "no-extension",
+            images.encode(images.decode(images.rgba_png((320, 240))), "WEBP"),
+            "image/png",
+        ),
+        ("photo.jpg", images.jpeg((320, 240)), "image/jpeg"),
+        ("alpha.png", images.rgba_png((320, 240)), "image/png"),
+    ],
+)
+def test_the_img_is_one_every_browser_shows(
+    media: Path, serve: Serve, signed: Settings, name: str, image: bytes, fallback: str
+) -> None:
+    """SPEC §13: the `<img>` of a WebP or AVIF source is a JPEG, or a PNG when the source has
+    alpha, for every browser that reaches it; the `<source>`s stay AVIF and WebP."""
+    (media / name).write_bytes(image)
+    elements = parse(picture("media", name, widths=[100, 200], settings=signed))
+    (_, avif), (_, webp), (_, img) = elements[1:]
+    urls = [url for url, _ in candidates(img["srcset"])] + [img["src"]]
+    with httpx.Client(base_url=serve(ImageProxy(signed)).url, timeout=30) as http:
+        for accept in LEGACY_ACCEPTS:
+            for url in urls:
+                answer = http.get(url, headers={"accept": accept})
+                assert answer.status_code == 200, url
+                assert answer.headers["content-type"] == fallback, (url, accept)
+                assert images.decode(answer.content).format == fallback.split("/")[1].upper()
+        for attributes, media_type in ((avif, "image/avif"), (webp, "image/webp")):
+            for url, _ in candidates(attributes["srcset"]):
+                assert http.get(url).headers["content-type"] == media_type
