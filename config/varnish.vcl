@@ -25,6 +25,13 @@ acl purgers {
     "::1";
 }
 
+# Who may read /metrics (per instance, passed to imgproxy): loopback only by default; add
+# your Prometheus' address. Anyone else gets 403.
+acl scrapers {
+    "127.0.0.1";
+    "::1";
+}
+
 sub vcl_recv {
     if (req.method == "PURGE") {
         if (client.ip !~ purgers) {
@@ -39,6 +46,11 @@ sub vcl_recv {
     # Never from a client: imgproxy would answer a disk hit with an empty X-Accel-Redirect
     # response (config/nginx.conf's origin server), which this cache would then keep.
     unset req.http.X-Imgproxy-Accel;
+    # imgproxy's server decodes the path before it routes: `/%6Detrics` is /metrics too.
+    if (req.url ~ "(?i)^/(m|%6d)(e|%65)(t|%74)(r|%72)(i|%69)(c|%63)(s|%73)(\?|$)"
+        && client.ip !~ scrapers) {
+        return (synth(403, "Forbidden"));
+    }
     # Per-instance answers, never cached.
     if (req.url ~ "^/(healthz|metrics)(\?|$)") {
         return (pass);

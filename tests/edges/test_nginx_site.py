@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import KEY, images, metric, need_binary, spec_signature, write_config
+from tests.support import KEY, images, metric, need_binary, raw_get, spec_signature, write_config
 from tests.support.processes import (
     ROOT,
     SITE_SUBSTITUTIONS,
@@ -387,3 +387,30 @@ def test_the_site_installs_on_a_stock_debian_nginx(tmp_path: Path) -> None:
     clash = nginx_test(tmp_path / "with-default", keep_default_site=True)
     assert clash.returncode != 0
     assert "duplicate default server" in clash.stderr
+
+
+# /metrics as a request line may spell it: nginx matches locations on the normalised path.
+METRICS_TARGETS = (
+    "/metrics",
+    "/metrics?name[]=x",
+    "/%6Detrics",
+    "//metrics",
+    "/media/../metrics",
+    "http://x/metrics",
+)
+
+
+def test_metrics_are_only_for_the_allowed_scrapers(media: Path, tmp_path: Path) -> None:
+    """The shipped `allow` lines as shipped (127.0.0.1, ::1), on both servers: a client bound
+    to 127.0.0.2 (another host to nginx) gets 403 for every spelling of /metrics, and its
+    images as before."""
+    with site_over(tmp_path, media) as (_, site):
+        for server in (site.edge, site.origin):
+            assert httpx.get(server + "/media/photo.jpg?w=120").status_code == 200
+            allowed = httpx.get(server + "/metrics")
+            assert allowed.status_code == 200 and "imgproxy_requests_total" in allowed.text
+            for target in METRICS_TARGETS:
+                status, answer = raw_get(server, target, source="127.0.0.2")
+                assert status == 403 and b"imgproxy_" not in answer, (server, target, answer)
+            status, _ = raw_get(server, "/media/photo.jpg?w=120", source="127.0.0.2")
+            assert status == 200

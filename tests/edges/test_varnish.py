@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from tests.support import images, metric, write_config
+from tests.support import images, metric, raw_get, write_config
 from tests.support.processes import free_port, served, varnish
 
 CLIENTS = 32
@@ -205,3 +205,28 @@ def test_a_failing_cache_fails_the_purge_and_is_named(media: Path, tmp_path: Pat
         # The tiers were purged all the same: Varnish misses and imgproxy renders again.
         assert x_cache(site, PHOTO[:2]) == ["MISS", "MISS"]
         assert metric(site.upstream, "imgproxy_renders_total") == renders + 2
+
+
+# /metrics as a request line may spell it; imgproxy's server decodes the path first.
+METRICS_TARGETS = (
+    "/metrics",
+    "/metrics?name[]=x",
+    "/%6Detrics",
+    "/%6d%65trics",
+    "/METRICS",
+    "http://x/metrics",
+)
+
+
+def test_metrics_are_only_for_the_scrapers_acl(media: Path, tmp_path: Path) -> None:
+    """The shipped `scrapers` ACL as shipped (127.0.0.1, ::1): a client bound to 127.0.0.2
+    (another host to Varnish) gets 403 for every spelling of /metrics, and its images."""
+    with varnish_over(tmp_path, media) as site:
+        assert get(site, "/media/photo.jpg?w=120").status_code == 200
+        allowed = get(site, "/metrics")
+        assert allowed.status_code == 200 and "imgproxy_requests_total" in allowed.text
+        for target in METRICS_TARGETS:
+            status, answer = raw_get(site.edge, target, source="127.0.0.2")
+            assert status == 403 and b"imgproxy_" not in answer, (target, answer[:200])
+        status, _ = raw_get(site.edge, "/media/photo.jpg?w=120", source="127.0.0.2")
+        assert status == 200

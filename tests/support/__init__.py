@@ -97,10 +97,13 @@ def proxy_app(folder: Path, **sections: Any) -> ImageProxy:
     return ImageProxy(settings_for(folder, **sections))
 
 
-def raw_get(url: str, target: str, headers: str = "") -> tuple[int, bytes]:
-    """Send a request line exactly as written (httpx would normalise `..` away)."""
+def raw_get(url: str, target: str, headers: str = "", *, source: str = "") -> tuple[int, bytes]:
+    """Send a request line exactly as written (httpx would normalise `..` away), from the
+    `source` address when given (127.0.0.2: loopback on Linux, but another host to an ACL
+    that names 127.0.0.1)."""
     host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
+    origin = (source, 0) if source else None
+    with socket.create_connection((host, int(port)), timeout=10, source_address=origin) as conn:
         conn.sendall(
             f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode(
                 "latin-1"
