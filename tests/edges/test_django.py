@@ -23,9 +23,9 @@ from PIL import Image
 
 from imgproxy import render
 from imgproxy.conditional import surrogate_key
-from tests.support import LiveServer, hostile, images
+from tests.support import LiveServer, hostile, images, metric
 from tests.support.origin import Origin
-from tests.support.processes import free_port, running
+from tests.support.processes import free_port, running, served
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "examples" / "django_site"
@@ -342,3 +342,140 @@ def test_lifecycle_inside_the_project(tmp_path: Path) -> None:
     assert out["cover_file_exists"] is False  # delete_old=True for covers
     assert out["photo_files_exist"] is True  # and False for photos
     assert out["removed_after_cascade"] == [0] * 10  # the cover, 9 photos: all purged already
+
+
+def test_the_warm_command_walks_a_django_storage(tmp_path: Path) -> None:
+    """`manage.py imgproxy_warm` over the site's own proxy, whose `photos` store is a Django
+    storage: every file it lists is rendered once; SOURCES.md is named as a failure."""
+    _migrate(tmp_path)
+    env = _env(tmp_path, PYTHONPATH=os.pathsep.join([str(SITE), str(ROOT)]))
+    command = [sys.executable, "manage.py", "imgproxy_warm", "photos", "--preset", "thumb"]
+    runs = [
+        subprocess.run(command, cwd=SITE, env=env, capture_output=True, text=True, timeout=120)
+        for _ in range(2)
+    ]
+    images_there = len([p for p in (SITE.parent / "media").iterdir() if p.suffix != ".md"])
+    for run in runs:
+        assert run.returncode == 1, run.stderr  # SOURCES.md is no image
+        assert "failed: photos/SOURCES.md (p=thumb): 415" in run.stderr, run.stderr
+    assert f"failed {len(ACCEPTS)}" in runs[0].stdout, runs[0].stdout
+    assert f"skipped {images_there * len(ACCEPTS)}" in runs[1].stdout, runs[1].stdout
+
+
+# The usual deployment: the site itself mounts no proxy (a plain Django WSGI application), and
+# settings.IMGPROXY names the stores and shared tiers a separate `imgproxy serve` is given.
+COMMON_SETTINGS = """
+from django_site.settings import *  # noqa: F403
+
+WSGI_APPLICATION = None  # Django's own application: nothing in the site serves images
+IMGPROXY = {**IMGPROXY, "stores": {"uploads": {"kind": "fs", "root": str(MEDIA_ROOT)}}}
+"""
+
+# Saves photos and exits at once: its warms are done on the way out.
+SAVER = """
+import json, sys, django
+django.setup()
+from django.core.files.base import ContentFile
+from gallery.models import Album, Photo
+from tests.support import images
+
+album = Album.objects.create(name="a")
+names = []
+for i in range(int(sys.argv[1])):
+    data = ContentFile(images.png((300 + 20 * i, 200)), f"s{i}.png")
+    names.append(Photo.objects.create(album=album, image=data).image.name)
+print(json.dumps(names))
+"""
+
+DELETER = """
+import sys, django
+django.setup()
+from gallery.models import Photo
+
+Photo.objects.get(image=sys.argv[1]).delete()
+"""
+
+SERVER_CONFIG = """
+[security]
+keys = ["example-signing-key"]
+[server]
+timing = true
+[cache]
+disk_path = "{data}/cache"
+redis_url = "{redis}"
+[presets]
+thumb = "w=240&h=240&fit=cover&fm=auto"
+card = "w=480&h=320&fit=cover&fm=auto"
+[stores.uploads]
+kind = "fs"
+root = "{data}/uploads"
+"""
+
+
+def _in_site(data: Path, args: list[str], redis: str) -> subprocess.CompletedProcess[str]:
+    env = _env(
+        data,
+        PYTHONPATH=os.pathsep.join([str(data), str(SITE), str(ROOT)]),
+        DJANGO_SETTINGS_MODULE="common_settings",
+        IMGPROXY_CACHE__REDIS_URL=redis,
+    )
+    return subprocess.run(
+        [sys.executable, *args], cwd=SITE, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_site_that_serves_nothing_warms_and_purges_a_separate_server(
+    tmp_path: Path, redis: str
+) -> None:
+    """Django saves (a short-lived process that exits at once, and `manage.py imgproxy_warm`
+    for a file saved before), a separate `imgproxy serve` sharing the disk tier and Redis
+    serves: every preset a browser asks for is a hit there (no render), and a delete in
+    another process purges the server's own memory tier through the broadcast."""
+    (tmp_path / "common_settings.py").write_text(COMMON_SETTINGS)
+    env = _env(tmp_path, PYTHONPATH=os.pathsep.join([str(tmp_path), str(SITE), str(ROOT)]))
+    env["DJANGO_SETTINGS_MODULE"] = "common_settings"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=SITE,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    (tmp_path / "uploads" / "photos").mkdir(parents=True)
+    (tmp_path / "uploads" / "photos" / "before.png").write_bytes(images.png((320, 240)))
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(SERVER_CONFIG.format(data=tmp_path, redis=redis))
+
+    saved = _in_site(tmp_path, ["-c", SAVER, "4"], redis)
+    assert saved.returncode == 0, saved.stderr
+    assert "no ImageProxy" not in saved.stderr and "Traceback" not in saved.stderr, saved.stderr
+    names = json.loads(saved.stdout)
+    for name in names:  # warmed before the process exited, into the shared disk tier
+        key = surrogate_key("uploads", name)
+        folder = tmp_path / "cache" / key[:2] / key
+        assert len(list(folder.iterdir())) >= VARIANTS * len(PHOTO_PRESETS), name
+    warmed = _in_site(
+        tmp_path, ["manage.py", "imgproxy_warm", "uploads", "--preset", "thumb,card"], redis
+    )
+    assert warmed.returncode == 0, warmed.stderr
+    assert "failed 0" in warmed.stdout, warmed.stdout
+
+    with served(config) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        for name in ["photos/before.png", *names]:
+            for preset in PHOTO_PRESETS:
+                for accept in ACCEPTS:
+                    answer = http.get(f"/uploads/{name}?p={preset}", headers={"accept": accept})
+                    assert answer.status_code == 200, (name, answer.text)
+                    assert "render;" not in answer.headers.get("server-timing", ""), name
+        assert metric(server.url, "imgproxy_renders_total") == 0
+
+        # The server now holds names[0]'s thumb in its memory tier too: a delete in
+        # another process reaches it through Redis (the file is kept: it renders anew).
+        thumb = f"/uploads/{names[0]}?p=thumb"
+        assert "render;" not in http.get(thumb).headers.get("server-timing", "")
+        deleted = _in_site(tmp_path, ["-c", DELETER, names[0]], redis)
+        assert deleted.returncode == 0, deleted.stderr
+        deadline = time.monotonic() + 10
+        while "render;" not in http.get(thumb).headers.get("server-timing", ""):
+            assert time.monotonic() < deadline, "the server still answers from its memory"
+            time.sleep(0.05)

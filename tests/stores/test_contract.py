@@ -11,7 +11,7 @@ import pytest
 
 from imgproxy import ImageProxy, Store
 from imgproxy.errors import BadRequest, NotFound
-from imgproxy.stores import StoredFile
+from imgproxy.stores import Listable, StoredFile
 from tests.support import Serve, images, settings_for
 from tests.support.stores import (
     Backend,
@@ -65,6 +65,20 @@ def test_stat_then_open(backend: Backend) -> None:
         assert await read(backend.store, file) == data
 
     backend.run(scenario())
+
+
+def test_a_listable_store_lists_every_file_it_serves(backend: Backend) -> None:
+    """What `imgproxy warm` and `manage.py imgproxy_warm` walk: every key, nothing else."""
+    if not isinstance(backend.store, Listable):
+        pytest.skip("this kind of store cannot list its files")
+    for key in backend.keys:
+        backend.put(key, images.jpeg((16, 16)))
+
+    async def scenario() -> list[str]:
+        assert isinstance(backend.store, Listable)
+        return [path async for path in backend.store.paths()]
+
+    assert sorted(backend.run(scenario())) == sorted(backend.keys)
 
 
 def test_missing_is_not_found(backend: Backend) -> None:

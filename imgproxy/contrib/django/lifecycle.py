@@ -5,21 +5,26 @@ and on delete (of an instance, a queryset or a cascade), the old file deleted wh
     lifecycle.connect(Photo, "image", presets=["thumb", "card"], store="uploads")
 
 All of it waits for the transaction to commit (a rolled-back save warms and purges nothing)
-and runs on the serving proxy's loop (serving.py). A failure is logged with the file's name
-and never raised into the save or the delete.
+and runs on the loop of the proxy that serves this process, or, where none does (Django
+saves, a separate `imgproxy serve` serves; commands, task workers), of this process's own
+over the shared tiers (serving.py). A failure is logged with the file's name and never
+raised into the save or the delete. A process that exits with warms queued (a command, a
+task) does them first, for at most EXIT_SECONDS.
 
-Warms run on a thread of the serving process, not on Django 6's `django.tasks`: its default
-backend runs a task on the request thread, and a worker process cannot fill this process's
-memory tier, which is where the next request looks first.
+Warms run on a thread of the saving process, not on Django 6's `django.tasks`: its default
+backend runs a task on the request thread, and a worker process cannot fill a serving
+process's memory tier, which is where the next request looks first.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +40,15 @@ from imgproxy.forks import after_fork
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 256  # warms waiting; past it a warm is skipped and logged, a save never waits
+EXIT_SECONDS = 30.0  # how long an exiting process may spend on the warms it queued
+CLOSE_SECONDS = 5.0  # then on closing its own proxy's clients
+
+# Runs before the interpreter stops thread pools (concurrent.futures registers its own hook
+# the same way, and these run last-registered first): a plain atexit hook would run after,
+# when no render could start. Falls back to atexit where the hook does not exist.
+_at_shutdown: Callable[[Callable[[], None]], object] = getattr(
+    threading, "_register_atexit", atexit.register
+)
 
 
 def connect(
@@ -164,6 +178,7 @@ class Warmer:
         self._pending: Counter[tuple[str, str]] = Counter()
         self._purges: dict[tuple[str, str], int] = {}  # only sources with a pending warm
         self._thread: threading.Thread | None = None
+        self._exit_hook = getattr(self, "_exit_hook", False)  # kept in a forked child
 
     @property
     def waiting(self) -> int:
@@ -175,6 +190,9 @@ class Warmer:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="imgproxy-warm", daemon=True)
                 self._thread.start()
+                if not self._exit_hook:
+                    _at_shutdown(self._at_exit)
+                    self._exit_hook = True
             try:
                 self._jobs.put_nowait(_Job(store, name, presets, self._purges.get(key, 0)))
             except queue.Full:
@@ -192,6 +210,27 @@ class Warmer:
     def join(self) -> None:
         """Until every warm queued so far is done (for commands and tests)."""
         self._jobs.join()
+
+    def drain(self, seconds: float) -> int:
+        """Until every warm queued so far is done, for at most `seconds`; how many are not."""
+        deadline = time.monotonic() + seconds
+        with self._jobs.all_tasks_done:
+            while self._jobs.unfinished_tasks and (left := deadline - time.monotonic()) > 0:
+                self._jobs.all_tasks_done.wait(left)
+            return self._jobs.unfinished_tasks
+
+    def _at_exit(self) -> None:
+        """A process that saved and now exits (a command, a task worker, a WSGI server's
+        worker) warms what it queued first, while the proxy's loop still runs; a stopped
+        ASGI server's loop cannot, so it does not wait."""
+        try:
+            if self._jobs.unfinished_tasks and serving.current().running():
+                left = self.drain(EXIT_SECONDS)
+                if left:
+                    log.warning("imgproxy: exiting with %d warms not done", left)
+            serving.close_own(CLOSE_SECONDS)
+        except Exception:
+            log.exception("imgproxy: finishing the warms at exit failed")
 
     def _stale(self, job: _Job) -> bool:
         with self._lock:

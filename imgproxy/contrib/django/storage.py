@@ -1,5 +1,6 @@
 """Any Django `Storage` (FileSystemStorage, S3 via django-storages, ...) -> the Store
-protocol. Storage calls are blocking, so each runs in a worker thread."""
+protocol, listable for `manage.py imgproxy_warm`. Storage calls are blocking, so each runs in
+a worker thread."""
 
 from __future__ import annotations
 
@@ -65,6 +66,21 @@ class DjangoStorageStore:
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return float(value.timestamp())
+
+    async def paths(self) -> AsyncIterator[str]:
+        """Every file the storage lists, folder by folder, hidden names left out."""
+        folders = [""]
+        while folders:
+            folder = folders.pop()
+            try:
+                dirs, files = await asyncio.to_thread(self.storage.listdir, folder)
+            except FileNotFoundError:  # a FileSystemStorage whose folder was never made
+                continue
+            prefix = f"{folder}/" if folder else ""
+            for name in sorted(files):
+                if not name.startswith("."):
+                    yield prefix + name
+            folders.extend(prefix + d for d in sorted(dirs, reverse=True) if not d.startswith("."))
 
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
         try:
