@@ -290,6 +290,10 @@ def _warm(settings: Settings, args: argparse.Namespace) -> int:
             failure = f"failed: {args.store}/{outcome.path} (p={outcome.preset}): {outcome.status}"
             bar.write(f"imgproxy: {failure} {outcome.detail}".rstrip(), file=sys.stderr)
 
+    from imgproxy.render.probe import own_process_ceiling
+
+    own_process_ceiling(settings)  # as `serve` does
+
     async def run() -> maintenance.WarmSummary:
         services = Services.build(settings)
         try:

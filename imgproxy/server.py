@@ -98,6 +98,5 @@ def app_from_env() -> StandaloneApp:
     path = os.environ.get(CONFIG_ENV)
     settings = Settings.from_file(path) if path else Settings.from_mapping({})
     logs.configure(level=settings.server.log_level, fmt=settings.server.log_format)
-    limits = [settings.limits, *(store.limits for store in settings.stores.values())]
-    own_process_ceiling(max(limit.max_source_pixels for limit in limits))
+    own_process_ceiling(settings)
     return create_app(settings)

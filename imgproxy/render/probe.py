@@ -23,6 +23,7 @@ from imgproxy.policy import check_pixels
 from imgproxy.render import heif
 from imgproxy.render.budget import Budget, BudgetedReader
 from imgproxy.render.color import has_alpha, orientation, swaps_axes
+from imgproxy.settings import Settings
 
 # The proxy's pixel limits are its own checks (headers.py, before Pillow opens; the opened
 # size; every GIF frame's extent; every animation frame): a library changes no process-wide
@@ -50,12 +51,14 @@ PLUGINS = {
 }
 
 
-def own_process_ceiling(max_pixels: int) -> None:
-    """For the `imgproxy serve` program alone, which owns its process (a library never calls
-    this: SPEC §11.1): Pillow's own guard, which also fires inside plugins, is lifted to the
-    largest configured limit so that it never refuses what the configuration allows."""
-    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
-        Image.MAX_IMAGE_PIXELS = max_pixels
+def own_process_ceiling(settings: Settings) -> None:
+    """For the `imgproxy` program alone, which owns its process (a library never calls this:
+    SPEC §11.1): Pillow's own guard, which also fires inside plugins, is lifted to the largest
+    configured limit so that it never refuses what the configuration allows."""
+    limits = [settings.limits, *(store.limits for store in settings.stores.values())]
+    most = max(limit.max_source_pixels for limit in limits)
+    if Image.MAX_IMAGE_PIXELS is not None and most > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = most
 
 
 def open_image(
