@@ -131,6 +131,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else settings.server.port
     count = args.workers or settings.server.workers
     os.environ["IMGPROXY_SERVER__WORKERS"] = str(count)  # the workers' settings share cores
+    os.environ[connections.MAX_HEADERS_ENV] = str(server.max_headers)  # read per connection
     if count > 1:  # a socket per worker: the kernel spreads connections (workers.py)
         return workers.supervise(host, port, count, options)
     uvicorn.run("imgproxy.server:app_from_env", factory=True, host=host, port=port, **options)

@@ -1,9 +1,11 @@
 """Client connections for `imgproxy serve`: uvicorn's HTTP protocols with limits, and each
 response's head sent in one write with its body.
 
-The limits: a deadline for each request head, a cap on its size, a deadline for a stalled
-write and a cap on the requests of one keep-alive connection. uvicorn alone holds a
-connection that never finishes its head (slowloris) or never reads its answer for ever.
+The limits: a deadline for each request head, caps on its bytes as received and on its
+header count, a deadline for a stalled write and a cap on the requests of one keep-alive
+connection. uvicorn alone holds a connection that never finishes its head (slowloris) or
+never reads its answer for ever, and keeps every header of a head: 60,000 empty ones are
+240 kB sent and 7 MB held (SPEC §11.1).
 
 `uvicorn_options()` names the protocol as an import string, so `serve --workers N` passes it
 to each spawned worker as plain data.
@@ -17,6 +19,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, cast
 
+import h11
+from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEAD_TIMEOUT = 10.0  # seconds from "ready for a request" to its complete head
@@ -24,8 +28,12 @@ HEAD_TIMEOUT_ENV = "IMGPROXY_HEAD_TIMEOUT"  # overrides HEAD_TIMEOUT (tests use 
 KEEP_ALIVE_TIMEOUT = 5  # idle seconds between two requests (uvicorn's timeout_keep_alive)
 KEEP_ALIVE_REQUESTS = 1000  # then Connection: close; reconnecting also rebalances workers
 SEND_TIMEOUT = 60.0  # a client that reads nothing of its answer for this long is dropped
-MAX_HEAD_BYTES = 64 * 1024  # request line and headers; larger: 400 and close
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers as received; larger: 400 and close
+HEADER_LINE = len(b":\r\n")  # what a header line has besides its name and value, at least
+MAX_HEADERS = 100  # server.max_headers, unless MAX_HEADERS_ENV says otherwise
+MAX_HEADERS_ENV = "IMGPROXY_SERVER__MAX_HEADERS"  # `serve` sets it from the settings
 TOO_LARGE = "the request head is too large"
+TOO_MANY = "the request head has too many headers"
 ARRIVED = "imgproxy.arrived"  # the scope key asgi.ARRIVED reads: when the head was complete
 INTERIM = b"HTTP/1.1 1"  # an interim response (100 Continue) is sent at once, never held
 
@@ -37,6 +45,16 @@ def head_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> flo
     except ValueError:
         return HEAD_TIMEOUT
     return seconds if 0 < seconds < 3600 else HEAD_TIMEOUT
+
+
+def max_headers(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
+    """MAX_HEADERS, or a positive whole number from MAX_HEADERS_ENV. Read per connection:
+    `serve` sets it after importing this module and before the first connection."""
+    try:
+        count = int(environ.get(MAX_HEADERS_ENV) or MAX_HEADERS)
+    except ValueError:
+        return MAX_HEADERS
+    return count if count > 0 else MAX_HEADERS
 
 
 def uvicorn_options(*, fast: bool) -> dict[str, Any]:
@@ -71,18 +89,20 @@ class Deadlines:
         self.send: asyncio.TimerHandle | None = None
         self.requests = 0
         self.head_bytes = 0  # of the head being received (httptools only)
+        self.headers = 0  # in the head being received (httptools only)
+        self.max_headers = max_headers()
 
     def await_head(self) -> None:
         if self.head_since is None and not self.transport.is_closing():
             self.head_since = self.loop.time()
-            self.head_bytes = 0
+            self.head_bytes = self.headers = 0
             if self.timer is None:
                 self.timer = self.loop.call_later(HEAD_SECONDS, self._check_head)
 
     def head_complete(self) -> bool:
         """Stops the head deadline; True when this request is the connection's last."""
         self.head_since = None
-        self.head_bytes = 0
+        self.head_bytes = self.headers = 0
         self.requests += 1
         return self.requests >= KEEP_ALIVE_REQUESTS
 
@@ -233,8 +253,29 @@ class _Deadlined(asyncio.Protocol):
         self.deadlines.writing_resumed()
 
 
+class CountedHeaders(h11.Connection):
+    """h11's connection refusing a head with more than `max_headers` headers: h11 caps a head's
+    bytes as received (h11_max_incomplete_event_size), not its count."""
+
+    def __init__(self, max_incomplete_event_size: int, max_headers: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size)
+        self.max_headers = max_headers
+
+    def next_event(self) -> Any:
+        event = super().next_event()
+        if isinstance(event, h11.Request) and len(event.headers) > self.max_headers:
+            raise h11.RemoteProtocolError(TOO_MANY, 400)  # uvicorn answers it with a 400
+        return event
+
+
 class H11Limits(_Deadlined, H11Protocol):
-    """uvicorn's h11 protocol (the pure-Python fallback) with the Deadlines."""
+    """uvicorn's h11 protocol (the pure-Python fallback) with the Deadlines and the header
+    count cap."""
+
+    def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        size = config.h11_max_incomplete_event_size or MAX_HEAD_BYTES
+        self.conn = CountedHeaders(size, max_headers())
 
     def handle_events(self) -> None:
         cycle = self.cycle
@@ -260,7 +301,9 @@ except ImportError:  # pragma: no cover - uvicorn without httptools: h11 only
 else:
 
     class HttpToolsLimits(_Deadlined, HttpToolsProtocol):
-        """uvicorn's httptools protocol with the Deadlines and a cap on the head's size.
+        """uvicorn's httptools protocol with the Deadlines and caps on the head's size and
+        header count. The parser keeps no line breaks or colons, so each header counts its
+        line's least overhead too: 60,000 `X:` lines are 240 kB, not 60 kB.
         The parser's callbacks call the base class directly: super() costs a lookup each."""
 
         def on_url(self, url: bytes) -> None:
@@ -270,9 +313,13 @@ else:
             HttpToolsProtocol.on_url(self, url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
-            self.deadlines.head_bytes += len(name) + len(value)
-            if self.deadlines.head_bytes > MAX_HEAD_BYTES:
+            deadlines = self.deadlines
+            deadlines.head_bytes += len(name) + len(value) + HEADER_LINE
+            if deadlines.head_bytes > MAX_HEAD_BYTES:
                 raise httptools.HttpParserError(TOO_LARGE)
+            deadlines.headers += 1
+            if deadlines.headers > deadlines.max_headers:
+                raise httptools.HttpParserError(TOO_MANY)
             HttpToolsProtocol.on_header(self, name, value)
 
         def on_headers_complete(self) -> None:

@@ -41,6 +41,7 @@ MEANINGS = {
     "server.access_log": "a log line per image request: status, store, bytes, tier, render ms",
     "server.log_level": "`debug`, `info`, `warning` or `error`",
     "server.log_format": "`text`, or `json` for one object per line",
+    "server.max_headers": "headers in one request head to `imgproxy serve`: 400 and close beyond",
     "security.keys": "HMAC keys; the first signs, each verifies (rotation); empty: signing off",
     "security.signature_length": "characters of `s` (16..43)",
     "security.allow_unsigned_presets": "URLs with only `p` (and `v`) need no signature",

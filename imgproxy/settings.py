@@ -38,9 +38,11 @@ class ServerSettings:
     access_log: bool = False  # one line per image request (status, store, tier, render ms)
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
+    max_headers: int = 100  # request headers of one head (`serve`): 400 and close beyond
 
     def check(self, prefix: str) -> None:
         require(0 <= self.port <= 65535, f"{prefix}.port", "must be 0..65535")
+        require(self.max_headers >= 1, f"{prefix}.max_headers", "must be at least 1")
         require(self.workers >= 1, f"{prefix}.workers", "must be at least 1")
         levels, formats = ("debug", "info", "warning", "error"), ("text", "json")
         require(self.log_level in levels, f"{prefix}.log_level", f"must be one of {levels}")

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 import uvicorn
 
 from imgproxy import cli, connections
-from imgproxy.connections import HEAD_TIMEOUT_ENV, Deadlines
+from imgproxy.connections import HEAD_TIMEOUT_ENV, MAX_HEADERS_ENV, Deadlines
 from imgproxy.server import CONFIG_ENV
 from tests.support import images
 from tests.support.processes import free_port, running
@@ -41,10 +42,10 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def start(config: Path, *extra: str) -> Any:
+def start(config: Path, *extra: str, head_timeout: str = HEAD_TIMEOUT) -> Any:
     port = free_port()
     command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
-    env = {**os.environ, HEAD_TIMEOUT_ENV: HEAD_TIMEOUT}
+    env = {**os.environ, HEAD_TIMEOUT_ENV: head_timeout}
     return port, running([*command, "--port", str(port), *extra], port, "imgproxy", env=env)
 
 
@@ -150,6 +151,119 @@ def test_a_huge_head_is_refused(base: str) -> None:
     assert_serving(base)
 
 
+HOSTILE = 100  # connections at once
+EMPTY_HEADERS = 4000  # `X:` lines in each unfinished head: 16 kB as received, one segment
+
+
+def hostile_heads(
+    address: tuple[str, int], *, lines: int = EMPTY_HEADERS, end: bytes = b""
+) -> list[socket.socket]:
+    """HOSTILE connections at once, each sending a head of `lines` empty headers, then `end`."""
+
+    def one(_: int) -> socket.socket:
+        conn = socket.create_connection(address, timeout=WAIT)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X:\r\n" * lines + end)
+        return conn
+
+    with ThreadPoolExecutor(HOSTILE) as pool:
+        return list(pool.map(one, range(HOSTILE)))
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.fixture
+def uvicorn_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    """A uvicorn server in this process with `request.param`'s protocol and /healthz."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(Healthz(), http=request.param, log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        yield listener.getsockname()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+
+
+class Healthz:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            count = str(len(scope["headers"])).encode()
+            headers = [(b"content-length", str(len(count)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": count})
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "uvicorn_server",
+    [connections.HttpToolsLimits, connections.H11Limits],
+    ids=["httptools", "h11"],
+    indirect=True,
+)
+def test_heads_past_the_header_count_get_400_at_once(
+    uvicorn_server: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the app got all 4000 headers of each head (uvicorn keeps them all). Now each
+    is a 400, and a head of exactly server.max_headers headers is still served."""
+    monkeypatch.setenv(MAX_HEADERS_ENV, "100")
+    conns = hostile_heads(uvicorn_server, end=b"\r\n")
+    answers = []
+    for conn in conns:
+        with conn:
+            answers.append(closed_by_server(conn))
+    assert all(answer.startswith(b"HTTP/1.1 400 ") for answer in answers), {
+        answer[:40] for answer in answers
+    }
+    with socket.create_connection(uvicorn_server, timeout=WAIT) as conn:
+        extra = b"".join(b"X-%d: v\r\n" % n for n in range(99))  # and Host: 100
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + extra + b"Connection: close\r\n\r\n")
+        answer = closed_by_server(conn)
+    assert answer.startswith(b"HTTP/1.1 400 ")  # 101 with Connection
+    with socket.create_connection(uvicorn_server, timeout=WAIT) as conn:
+        extra = b"".join(b"X-%d: v\r\n" % n for n in range(98))
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + extra + b"Connection: close\r\n\r\n")
+        answer = closed_by_server(conn)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\n100"), answer[-50:]
+
+
+@pytest.mark.timeout(60)
+def test_unfinished_heads_of_empty_headers_hold_no_memory(config: Path) -> None:
+    """100 unfinished heads of 15,000 `X:` lines each (60 kB as received, under the byte cap)
+    against a real `imgproxy serve` with the default head deadline: before, the server kept
+    every header for the deadline's 10 s (hundreds of MB); now each is a 400 at once, RSS
+    stays within a few MB of where it was, and /healthz keeps answering."""
+    port, server = start(config, head_timeout="10")
+    with server as process:
+        base = f"http://127.0.0.1:{port}"
+        assert_serving(base)
+        before = rss_mb(process.pid)
+        conns = hostile_heads(("127.0.0.1", port), lines=15_000)
+        peak = rss_mb(process.pid)
+        with httpx.Client(base_url=base, timeout=WAIT) as client:
+            for _ in range(5):
+                assert client.get("/healthz").status_code == 200
+                peak = max(peak, rss_mb(process.pid))
+        answers = []
+        for conn in conns:
+            with conn:
+                answers.append(closed_by_server(conn))
+        assert peak - before < 40, (before, peak)  # was +690 MB at 60,000 lines each
+        # A reset may beat a 400 when the rest of a head was still on its way at the close.
+        assert all(answer == b"" or answer.startswith(b"HTTP/1.1 400 ") for answer in answers)
+        assert any(answer.startswith(b"HTTP/1.1 400 ") for answer in answers)
+        assert_serving(base)
+
+
 def test_the_keep_alive_cap_ends_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connections, "KEEP_ALIVE_REQUESTS", 3)
     loop = asyncio.new_event_loop()
@@ -208,18 +322,20 @@ def test_serve_installs_the_limits_and_warns_about_a_signing_demo(
 ) -> None:
     monkeypatch.setenv(CONFIG_ENV, "")  # serve sets it for its workers: restored after
     monkeypatch.setenv("IMGPROXY_SERVER__WORKERS", "1")  # and this one
+    monkeypatch.delenv(MAX_HEADERS_ENV, raising=False)  # and this one
     ran: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *args, **options: ran.update(options))
     config = tmp_path / "imgproxy.toml"
     (tmp_path / "media").mkdir()
     config.write_text(
-        '[server]\ndemo = true\n[security]\nkeys = ["k1"]\n'
+        '[server]\ndemo = true\nmax_headers = 50\n[security]\nkeys = ["k1"]\n'
         f'[stores.media]\nkind = "fs"\nroot = "{tmp_path / "media"}"\n'
     )
     assert cli.main(["serve", "--config", str(config), "--port", "0"]) == 0
     assert ran["http"].startswith("imgproxy.connections:")
     assert ran["timeout_keep_alive"] == connections.KEEP_ALIVE_TIMEOUT
     assert ran["ws"] == "none"
+    assert os.environ[MAX_HEADERS_ENV] == "50"  # what each connection reads
     err = capsys.readouterr().err
     assert "WARNING" in err and "server.demo = true" in err and "security.keys" in err
 
@@ -233,6 +349,7 @@ def test_no_warning_without_both_demo_and_keys(
 ) -> None:
     monkeypatch.setenv(CONFIG_ENV, "")
     monkeypatch.setenv("IMGPROXY_SERVER__WORKERS", "1")
+    monkeypatch.setenv(MAX_HEADERS_ENV, "100")
     monkeypatch.setattr(uvicorn, "run", lambda *args, **options: None)
     config = tmp_path / "imgproxy.toml"
     config.write_text(sections)
