@@ -222,6 +222,17 @@ class Coalescing(asyncio.Transport):
         self._inner.write_eof()
 
 
+def keep_open_to_answer(cycle: Any) -> bool:
+    """At a client's half-close (shutdown(SHUT_WR) after its request): whether the request
+    still needs its answer. It gets it, then the connection closes; uvicorn closed at once,
+    dropping every answer not written yet (all but memory hits). `cycle` is the newest
+    request's, so any pipelined before it are answered as usual."""
+    if cycle is None or cycle.response_complete:
+        return False
+    cycle.keep_alive = False
+    return True
+
+
 class _Deadlined(asyncio.Protocol):
     """What both protocols add alike: the deadlines started with the connection, stopped with
     it, the write-stall timer, and the coalescing transport (before uvicorn's in the MRO)."""
@@ -286,6 +297,9 @@ class H11Limits(_Deadlined, H11Protocol):
         if self.deadlines.head_complete():
             self.cycle.keep_alive = False
 
+    def eof_received(self) -> bool:  # type: ignore[override]  # uvicorn's: None, so close
+        return keep_open_to_answer(self.cycle)
+
     def on_response_complete(self) -> None:
         self.coalescing.response_complete()
         super().on_response_complete()
@@ -327,6 +341,9 @@ else:
             self.scope[ARRIVED] = time.perf_counter()  # type: ignore[literal-required]
             if self.deadlines.head_complete() and self.cycle is not None:
                 self.cycle.keep_alive = False
+
+        def eof_received(self) -> bool:  # type: ignore[override]  # uvicorn's: None, so close
+            return keep_open_to_answer(self.cycle)
 
         def on_response_complete(self) -> None:
             self.coalescing.response_complete()

@@ -195,8 +195,12 @@ def uvicorn_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
 
 
 class Healthz:
+    """Answers the count of headers it got; /slow takes a while first, as a render does."""
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            if scope["path"] == "/slow":
+                await asyncio.sleep(0.2)
             count = str(len(scope["headers"])).encode()
             headers = [(b"content-length", str(len(count)).encode())]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -262,6 +266,51 @@ def test_unfinished_heads_of_empty_headers_hold_no_memory(config: Path) -> None:
         assert all(answer == b"" or answer.startswith(b"HTTP/1.1 400 ") for answer in answers)
         assert any(answer.startswith(b"HTTP/1.1 400 ") for answer in answers)
         assert_serving(base)
+
+
+def half_closed_request(base: str, target: str) -> bytes:
+    """A whole GET, then shutdown(SHUT_WR): everything the server sends back until it closes."""
+    with connect(base) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        conn.shutdown(socket.SHUT_WR)
+        return closed_by_server(conn)
+
+
+@pytest.mark.timeout(60)
+def test_a_request_followed_by_a_half_close_is_answered(base: str) -> None:
+    """Renders (each width new: a miss), the original and a hit, 24 clients at once, each
+    half-closing after its request: every one gets its whole 200, then the close."""
+    targets = [f"/media/photo.jpg?w={8 + n}" for n in range(16)]
+    targets += ["/media/photo.jpg"] * 4 + ["/media/photo.jpg?w=32"] * 4
+    with ThreadPoolExecutor(len(targets)) as pool:
+        answers = list(pool.map(lambda target: half_closed_request(base, target), targets))
+    for target, answer in zip(targets, answers, strict=True):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), (target, answer[:60])
+        width = int(target.partition("?w=")[2] or 64)
+        assert images.decode(body).size[0] == width
+    assert_serving(base)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "uvicorn_server",
+    [connections.HttpToolsLimits, connections.H11Limits],
+    ids=["httptools", "h11"],
+    indirect=True,
+)
+def test_both_protocols_answer_after_a_half_close(uvicorn_server: tuple[str, int]) -> None:
+    host, port = uvicorn_server
+    base = f"http://{host}:{port}"
+    with ThreadPoolExecutor(HOSTILE) as pool:
+        answers = list(pool.map(lambda _: half_closed_request(base, "/slow"), range(HOSTILE)))
+    assert all(answer.startswith(b"HTTP/1.1 200 ") for answer in answers), {
+        answer[:20] for answer in answers
+    }
+    assert all(answer.endswith(b"\r\n\r\n1") for answer in answers)  # Host only
+    with connect(base) as conn:  # a half-close with no request: closed, nothing sent
+        conn.shutdown(socket.SHUT_WR)
+        assert closed_by_server(conn) == b""
 
 
 def test_the_keep_alive_cap_ends_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:
