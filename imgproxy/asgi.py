@@ -151,7 +151,18 @@ async def send_response(response: ImageResponse, send: Send, *, head: bool) -> N
             "headers": _encoded(response.headers),
         }
     )
-    await send({"type": "http.response.body", "body": b"" if head else response.body})
+    rest = response.rest
+    if rest is None:
+        await send({"type": "http.response.body", "body": b"" if head else response.body})
+        return
+    try:  # a streamed original: the server sends a piece only once the client took most of the last
+        if not head:
+            await send({"type": "http.response.body", "body": response.body, "more_body": True})
+            async for piece in rest:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        await rest.aclose()
 
 
 async def _lifespan(receive: Receive, send: Send, close: Callable[[], Awaitable[None]]) -> None:

@@ -6,7 +6,7 @@ edge (SPEC §8): method, path, query, headers, client, and the edge's native req
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -36,3 +36,6 @@ class ImageResponse:
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes = b""
+    # The rest of the body after `body`, for an original streamed from its store: the edge
+    # sends each piece before asking for the next, and closes it however the sending ends.
+    rest: AsyncGenerator[bytes, None] | None = None

@@ -27,8 +27,7 @@ from imgproxy.mounts import Mounted
 from imgproxy.response import (
     accel_response,
     error_response,
-    image_response,
-    ranged_response,
+    original_response,
     ready_response,
 )
 from imgproxy.services import Services
@@ -71,7 +70,7 @@ async def serve(
         _log_access(request, response, noted, seconds)
     if timings:
         extra = (("server-timing", timing.header(timings)),)
-        response = ImageResponse(response.status, response.headers + extra, response.body)
+        response = dataclasses.replace(response, headers=response.headers + extra)
     return response
 
 
@@ -167,18 +166,33 @@ def _not_modified(variant: Variant, file: StoredFile, request: ImageRequest) -> 
 async def _original(
     services: Services, source: Source, variant: Variant, request: ImageRequest, status: int
 ) -> ImageResponse:
-    async with services.executor.reserve(source.info.bytes):  # the in-flight byte budget
-        data = await services.sources.read(source)
-    if status != 200:
-        return image_response(status, data, variant.headers)
-    return ranged_response(
-        data,
+    """The source's bytes streamed from its store as the client takes them: a client that
+    never reads holds one piece of the in-flight budget, never the file (SPEC §11.1). The
+    first piece is read here, so a file gone or changed since its stat still gets its own
+    answer (404, SourceChanged's retry), and so is all of one that fits in a piece; a
+    change seen later cuts the connection, never completing a wrong body. A HEAD reads
+    nothing."""
+    response, wanted = original_response(
+        status,
+        source.info.bytes,
         variant.headers,
         range_header=request.header("range"),
         if_range=request.header("if-range"),
         etag=variant.etag,
         last_modified=source.file.modified,
     )
+    if wanted is None or request.method == "HEAD":
+        return response
+    pieces = services.sources.stream(source, wanted.start, wanted.end)
+    try:
+        first = await anext(pieces, b"")
+        if len(first) == wanted.end - wanted.start + 1:  # all of it: the store's last checks
+            await anext(pieces, None)
+            return dataclasses.replace(response, body=first)
+    except BaseException:
+        await pieces.aclose()
+        raise
+    return dataclasses.replace(response, body=first, rest=pieces)
 
 
 async def _rendition(

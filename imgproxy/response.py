@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from urllib.parse import quote
 
 from imgproxy.cache import Headers, Rendition
-from imgproxy.conditional import NOT_MODIFIED_HEADERS, RangeNotSatisfiable, parse_range
+from imgproxy.conditional import NOT_MODIFIED_HEADERS, ByteRange, RangeNotSatisfiable, parse_range
 from imgproxy.errors import ImageProxyError, MethodNotAllowed, Overloaded
 from imgproxy.messages import ImageResponse
 
@@ -44,26 +44,33 @@ def ready_response(found: Rendition, status: int, headers: Headers) -> ImageResp
     return response
 
 
-def ranged_response(
-    data: bytes,
+def original_response(
+    status: int,
+    size: int,
     headers: tuple[tuple[str, str], ...],
     *,
     range_header: str | None,
     if_range: str | None,
     etag: str,
     last_modified: float | None,
-) -> ImageResponse:
-    """An original, whole (200), in part (206) or refused (416): one `Range` (SPEC §5)."""
+) -> tuple[ImageResponse, ByteRange | None]:
+    """An original's head from its size, whole (200), in part (206) or refused (416): one
+    `Range` (SPEC §5); a placeholder's 404 is whole. With the bytes it needs (none for a
+    416), which are streamed."""
+    whole = ByteRange(0, size - 1)
+    if status != 200:
+        return ImageResponse(status, (*headers, ("content-length", str(size)))), whole
     try:
         wanted = parse_range(
-            range_header, len(data), if_range=if_range, etag=etag, last_modified=last_modified
+            range_header, size, if_range=if_range, etag=etag, last_modified=last_modified
         )
     except RangeNotSatisfiable:
-        return image_response(416, b"", (("content-range", f"bytes */{len(data)}"), *headers))
+        return image_response(416, b"", (("content-range", f"bytes */{size}"), *headers)), None
     if wanted is None:
-        return image_response(200, data, headers)
-    content_range = ("content-range", wanted.content_range(len(data)))
-    return image_response(206, data[wanted.start : wanted.end + 1], (*headers, content_range))
+        return ImageResponse(200, (*headers, ("content-length", str(size)))), whole
+    content_range = ("content-range", wanted.content_range(size))
+    length = ("content-length", str(wanted.end - wanted.start + 1))
+    return ImageResponse(206, (*headers, content_range, length)), wanted
 
 
 def accel_response(

@@ -25,7 +25,7 @@ from imgproxy.inspection import check_declared, judge, judge_head
 from imgproxy.memo import Memo
 from imgproxy.mounts import Mounted
 from imgproxy.render.executor import RenderExecutor
-from imgproxy.stores import Peekable, StoredFile
+from imgproxy.stores import Peekable, StoredFile, Streamable
 from imgproxy.stores.base import focal_point
 
 
@@ -69,14 +69,45 @@ class Sources:
 
     async def read(self, source: Source) -> bytes:
         """The bytes of a version whose facts are known (call it inside a slot)."""
+        return await _read(source.mount, source.file, lambda head: _same_format(source, head))
 
-        def same_format(head: bytes) -> None:
-            if (sniff(head) or render.identify(head)) != source.info.format:
-                # The bytes changed under an unchanged version (a store whose version
-                # missed the write): refuse rather than guess; a retry sees the new one.
+    async def stream(self, source: Source, first: int, last: int) -> AsyncGenerator[bytes]:
+        """Bytes `first`..`last` of a version whose facts are known, as its store yields them.
+        Each piece stays counted in the in-flight budget until the next is asked for, so a
+        consumer that sends each to a client before asking for the next holds one piece
+        while the client is slow, never the whole source (SPEC §11.1); one more store chunk
+        is read ahead, uncounted (see `_one_behind`)."""
+        store, file = source.mount.store, source.file
+        chunks = store.stream(file) if isinstance(store, Streamable) else store.open(file)
+        ahead = _one_behind(chunks)
+        pending = b""  # the first bytes, until there are enough to judge the format by
+        offset = 0  # where the next chunk starts in the source
+        try:
+            async for chunk in ahead:
+                if len(pending) < SNIFF_BYTES:
+                    chunk = pending + chunk if pending else chunk
+                    if len(chunk) < SNIFF_BYTES:
+                        pending = chunk
+                        continue
+                    _same_format(source, chunk[:SNIFF_BYTES])
+                    pending = chunk[:SNIFF_BYTES]
+                piece = chunk[max(first - offset, 0) : last + 1 - offset]
+                offset += len(chunk)
+                if piece:
+                    async with self.executor.reserve(len(chunk)):
+                        yield piece
+                if offset > last and last < source.info.bytes - 1:  # a range that ends early
+                    return
+            if offset < SNIFF_BYTES:  # all of it is shorter than a format's signature
+                _same_format(source, pending)
+                offset = len(pending)
+                yield pending[first : last + 1]
+            if offset != source.info.bytes:
                 raise SourceChanged("the source changed while it was being read")
-
-        return await _read(source.mount, source.file, same_format)
+        finally:
+            await ahead.aclose()
+            if isinstance(chunks, AsyncGenerator):  # a store's generator holds a file or socket
+                await chunks.aclose()
 
     async def _learn(self, mount: Mounted, file: StoredFile) -> SourceInfo:
         """Sniffed from the first bytes, then the declared size checked, then the header
@@ -143,6 +174,26 @@ def _point(body: bytes) -> tuple[float, float] | None:
     except (ValueError, TypeError, RecursionError):
         return None
     return focal_point(x, y)
+
+
+async def _one_behind(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes]:
+    """Each chunk once the next has arrived, the last once the store has ended: a store's
+    checks at the end (the file unchanged, still at its path) come before the last byte is
+    sent, so a change they see cuts the answer short rather than after it is complete."""
+    previous: bytes | None = None
+    async for chunk in chunks:
+        if previous is not None:
+            yield previous
+        previous = chunk
+    if previous is not None:
+        yield previous
+
+
+def _same_format(source: Source, head: bytes) -> None:
+    if (sniff(head) or render.identify(head)) != source.info.format:
+        # The bytes changed under an unchanged version (a store whose version missed the
+        # write): refuse rather than guess; a retry sees the new one.
+        raise SourceChanged("the source changed while it was being read")
 
 
 def _facts_key(mount: Mounted, file: StoredFile) -> CacheKey:

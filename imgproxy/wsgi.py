@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -84,7 +84,33 @@ class ImageProxyMiddleware:
         response = future.result()
         status = HTTPStatus(response.status)
         start_response(f"{status.value} {status.phrase}", list(response.headers))
+        if response.rest is not None:
+            return _Streamed(response.body, response.rest, self.loop)
         return [b""] if request.method == "HEAD" else [response.body]
+
+
+class _Streamed:
+    """A streamed original's body for the WSGI server, each piece fetched from the loop once
+    the server has written the last; `close()` (PEP 3333) ends the stream however it ends."""
+
+    def __init__(
+        self, first: bytes, rest: AsyncGenerator[bytes], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._first = first
+        self._rest = rest
+        self._loop = loop
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._first
+        while True:
+            piece = asyncio.run_coroutine_threadsafe(anext(self._rest, None), self._loop)
+            chunk = piece.result()
+            if chunk is None:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._rest.aclose(), self._loop).result()
 
 
 def _headers(environ: Environ) -> dict[str, str]:

@@ -3,7 +3,7 @@ the four built-in kinds, and `build_store`, which makes one from a `[stores.NAME
 
 from typing import TYPE_CHECKING, Any
 
-from imgproxy.stores.base import Closeable, Listable, Peekable, Store, StoredFile
+from imgproxy.stores.base import Closeable, Listable, Peekable, Store, StoredFile, Streamable
 from imgproxy.stores.factory import build_store
 from imgproxy.stores.filesystem import FileSystemStore
 
@@ -22,6 +22,7 @@ __all__ = [
     "SQLStore",
     "Store",
     "StoredFile",
+    "Streamable",
     "build_store",
 ]
 

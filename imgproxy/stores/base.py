@@ -68,6 +68,14 @@ class Peekable(Protocol):
 
 
 @runtime_checkable
+class Streamable(Protocol):
+    """A store whose `open` reads a file in one piece (one copy for a render) that can also
+    read it in bounded pieces: what an original sent to a slow client is read with."""
+
+    def stream(self, file: StoredFile) -> AsyncIterator[bytes]: ...
+
+
+@runtime_checkable
 class Closeable(Protocol):
     """A store holding connections, threads or pools to release at shutdown."""
 

@@ -41,6 +41,7 @@ class Sidecar:
 # seconds (FAT: 2 s). See `_settle`.
 SETTLE_NS = 20_000_000
 SETTLE_COARSE_NS = 2_000_000_000
+PIECE = 256 * 1024  # what `stream` reads at a time
 
 
 def version_of(st: os.stat_result) -> str:
@@ -191,6 +192,26 @@ class FileSystemStore:
                 if len(data) != _unchanged(fd, file).st_size:
                     raise SourceChanged("the file changed while it was read; retry")
                 # Whole and unchanged, but no longer what the path names: a stale version.
+                if version_of(_path_stat(os.path.join(self.root, file.path))) != file.version:
+                    raise SourceChanged("the file was replaced while it was read; retry")
+        except FileNotFoundError:
+            raise NotFound("the file disappeared") from None
+
+    async def stream(self, file: StoredFile) -> AsyncIterator[bytes]:
+        """`open`'s bytes in PIECE pieces, for an original sent as its client reads it: each
+        piece is yielded once the open file is seen unchanged after reading it."""
+        full = self._resolve(file.path)
+        try:
+            async with aiofiles.open(full, "rb") as handle:
+                fd = handle.fileno()
+                await _settle(_unchanged(fd, file))
+                size = 0
+                while piece := await handle.read(PIECE):
+                    size += len(piece)
+                    _unchanged(fd, file)
+                    yield piece
+                if size != _unchanged(fd, file).st_size:
+                    raise SourceChanged("the file changed while it was read; retry")
                 if version_of(_path_stat(os.path.join(self.root, file.path))) != file.version:
                     raise SourceChanged("the file was replaced while it was read; retry")
         except FileNotFoundError:

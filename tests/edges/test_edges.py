@@ -116,6 +116,47 @@ def test_wsgi_middleware(media: Path) -> None:
     assert missing[1]["content-type"] == "application/json"
 
 
+def test_a_large_original_streams_through_wsgi_and_gives_its_budget_back(tmp_path: Path) -> None:
+    """An original of several store pieces, whole and in part, through the WSGI edge: every
+    byte arrives, and once the server closes each body the whole budget is free again."""
+    import asyncio
+    import os
+
+    from PIL import Image
+
+    media = tmp_path / "media"
+    media.mkdir()
+    Image.frombytes("RGB", (700, 700), os.urandom(700 * 700 * 3)).save(
+        media / "big.png", compress_level=0
+    )
+    data = (media / "big.png").read_bytes()
+    budget = 4 * len(data)
+    proxy = ImageProxy(settings_for(media, limits={"inflight_bytes": budget}))
+    app = WsgiMiddleware(wsgi_app, proxy, prefix="/media")
+
+    def body(**extra: str) -> tuple[str, bytes]:
+        seen: dict[str, Any] = {}
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/media/media/big.png", **extra}
+        answer = app(environ, lambda status, headers: seen.update(status=status))
+        try:
+            return seen["status"], b"".join(answer)
+        finally:
+            getattr(answer, "close", lambda: None)()
+
+    assert body() == ("200 OK", data)
+    assert body(HTTP_RANGE="bytes=100-700000") == ("206 Partial Content", data[100:700001])
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/media/media/big.png"}
+    for piece in app(environ, lambda status, headers: None):
+        assert 0 < len(piece) < len(data)
+        break  # a server that drops the body after one piece, never calling close()
+
+    async def whole_budget() -> None:
+        async with proxy.services.executor.reserve(budget):
+            pass
+
+    asyncio.run_coroutine_threadsafe(whole_budget(), app.loop).result(timeout=5)
+
+
 def test_authorize_receives_the_same_typed_request_under_every_edge(
     media: Path, serve: Serve
 ) -> None:

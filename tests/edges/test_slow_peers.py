@@ -313,6 +313,66 @@ def test_both_protocols_answer_after_a_half_close(uvicorn_server: tuple[str, int
         assert closed_by_server(conn) == b""
 
 
+SLOW_READERS = 20
+BUDGET = 16 * 1024 * 1024  # limits.inflight_bytes of the server under test
+
+
+@pytest.fixture(scope="module")
+def big_original(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """A config whose store holds a 12 MB PNG (noise, stored), under a 16 MiB budget."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("slow-readers")
+    (folder / "media").mkdir()
+    noise = Image.frombytes("RGB", (2000, 2000), os.urandom(2000 * 2000 * 3))
+    noise.save(folder / "media" / "big.png", compress_level=0)
+    path = folder / "imgproxy.toml"
+    path.write_text(
+        f'[stores.media]\nkind = "fs"\nroot = "{folder / "media"}"\napproved = true\n'
+        f"[limits]\ninflight_bytes = {BUDGET}\n"
+    )
+    return path, (folder / "media" / "big.png").read_bytes()
+
+
+@pytest.mark.timeout(90)
+def test_clients_that_never_read_an_original_hold_no_more_than_the_budget(
+    big_original: tuple[Path, bytes],
+) -> None:
+    """20 clients at once ask for a 12 MB original and read nothing: before, each held all
+    of it (the budget counted it only while it was read: +240 MB here, 37 -> 896 MB with 30
+    clients of a 30 MB file); now each holds the piece its client has not taken. A client
+    that reads gets every byte meanwhile, and once the slow ones leave their pieces go back
+    to the budget: a render that needs almost all of it then runs."""
+    config, data = big_original
+    port, server = start(config, head_timeout="10")
+    with server as process:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=WAIT) as client:
+            assert client.get("/media/big.png").content == data  # its facts are learned
+        before = rss_mb(process.pid)
+        slow = []
+        for _ in range(SLOW_READERS):
+            conn = socket.socket()
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conn.connect(("127.0.0.1", port))
+            conn.sendall(b"GET /media/big.png HTTP/1.1\r\nHost: x\r\n\r\n")
+            slow.append(conn)
+        peak = before
+        with httpx.Client(base_url=base, timeout=WAIT) as client:
+            for _ in range(3):
+                assert client.get("/media/big.png").content == data
+                peak = max(peak, rss_mb(process.pid))
+            time.sleep(0.5)
+            peak = max(peak, rss_mb(process.pid))
+            for conn in slow:
+                conn.close()
+            # 12 MB of a 16 MiB budget: it runs only once the slow clients' pieces are back.
+            rendered = client.get("/media/big.png?w=100", timeout=30)
+            assert rendered.status_code == 200
+            assert images.decode(rendered.content).size == (100, 100)
+        assert peak - before < BUDGET / 2**20 + 32, (before, peak)
+
+
 def test_the_keep_alive_cap_ends_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connections, "KEEP_ALIVE_REQUESTS", 3)
     loop = asyncio.new_event_loop()

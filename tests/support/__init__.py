@@ -160,6 +160,11 @@ class CountingStore(FileSystemStore):
         async for chunk in super().open(file):
             yield chunk
 
+    async def stream(self, file: StoredFile) -> AsyncIterator[bytes]:
+        self.reads += 1
+        async for chunk in super().stream(file):
+            yield chunk
+
 
 TRAVERSALS = [
     "/media/../etc/passwd",
