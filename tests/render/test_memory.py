@@ -16,6 +16,7 @@ from PIL import Image
 from imgproxy import headers
 from imgproxy.render import memory, probe
 from tests.support import images
+from tests.support.processes import peak_rss_growth
 
 
 def test_a_progressive_jpeg_declares_its_coefficient_buffer() -> None:
@@ -166,14 +167,6 @@ def test_concurrent_renders_hold_their_working_memory_within_the_budget(tmp_path
     (folder / "large.jpg").write_bytes(images.encode(flat, "JPEG", progressive=True))
     (folder / "small.jpg").write_bytes(images.jpeg((64, 48), progressive=True))
     budget = 160 * 2**20
-    ran = subprocess.run(
-        [sys.executable, "-c", _CONCURRENT_RENDERS, str(folder), str(budget)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=180,
-        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},
-    )
-    grown = int(ran.stdout.split()[-1])
+    grown = peak_rss_growth(_CONCURRENT_RENDERS, str(folder), str(budget))
     print(f"8 concurrent renders: peak RSS +{grown / 2**20:.1f} MiB")
     assert grown < budget

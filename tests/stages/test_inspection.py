@@ -5,9 +5,6 @@ store and approval state; accepted bytes come back with their facts."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from imgproxy import ImageInfo, ImageProxyError, Settings, inspect
 from imgproxy.stores import FileSystemStore
 from tests.support import hostile, images
 from tests.support.hostile import CASES, REFUSED
+from tests.support.processes import peak_rss_growth
 
 
 @pytest.fixture(scope="module")
@@ -123,14 +121,6 @@ def test_concurrent_inspect_calls_hold_no_more_than_the_budget(tmp_path: Path) -
     flat = Image.new("RGB", (4000, 3000), (90, 140, 200))
     source.write_bytes(images.encode(flat, "JPEG", progressive=True))
     budget = 48 * 2**20
-    ran = subprocess.run(
-        [sys.executable, "-c", _CONCURRENT_INSPECT, str(source), str(budget)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},
-    )
-    grown = int(ran.stdout.split()[-1])
+    grown = peak_rss_growth(_CONCURRENT_INSPECT, str(source), str(budget))
     print(f"8 concurrent inspect calls: peak RSS +{grown / 2**20:.1f} MiB")
     assert grown < budget

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import io
 import random
-import sys
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +19,7 @@ from imgproxy import ImageProxy, pipeline
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.services import Services
 from imgproxy.wsgi import ImageProxyMiddleware as WsgiMiddleware
+from tests.edges.test_edges import call
 from tests.support import LiveServer, images, settings_for, write_config
 from tests.support.processes import served
 
@@ -110,27 +109,9 @@ def test_the_asgi_app_gives_each_url_its_own_headers(
 
 def wsgi_get(app: WsgiMiddleware) -> Get:
     def get(query: str, accept: str) -> tuple[int, dict[str, str], bytes]:
-        environ = {
-            "REQUEST_METHOD": "GET",
-            "SCRIPT_NAME": "",
-            "PATH_INFO": "/img/media/photo.jpg",
-            "QUERY_STRING": query,
-            "SERVER_NAME": "x",
-            "SERVER_PORT": "80",
-            "wsgi.input": io.BytesIO(),
-            "wsgi.errors": sys.stderr,
-            "wsgi.url_scheme": "http",
-        }
-        if accept:
-            environ["HTTP_ACCEPT"] = accept
-        seen: dict[str, object] = {}
-
-        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
-            seen["status"], seen["headers"] = status, dict(headers)
-
-        body = b"".join(app(environ, start_response))
-        assert isinstance(seen["status"], str) and isinstance(seen["headers"], dict)
-        return int(seen["status"].split()[0]), seen["headers"], body
+        extra = {"HTTP_ACCEPT": accept} if accept else {}
+        status, headers, body = call(app, "/img/media/photo.jpg", query, **extra)
+        return int(status.split()[0]), headers, body
 
     return get
 

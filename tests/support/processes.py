@@ -334,3 +334,18 @@ def postgres(folder: Path) -> Iterator[Postgres]:
 def postgres_server(folder: Path) -> Iterator[str]:
     with postgres(folder) as server:
         yield server.dsn
+
+
+def peak_rss_growth(script: str, *args: str, timeout: float = 180) -> int:
+    """Run `script` (python -c) in a fresh process that prints, last, how many bytes its peak
+    RSS grew by. glibc is told to give each large buffer back when it is freed, so the peak
+    is what was held at once, not what per-thread arenas keep for reuse."""
+    ran = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},
+    )
+    return int(ran.stdout.split()[-1])
