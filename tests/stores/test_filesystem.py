@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -37,15 +39,10 @@ def noise(seed: int, size: tuple[int, int] = (640, 480)) -> bytes:
     return out.getvalue()
 
 
-def overwrite(path: Path, data: bytes, *, pieces: int = 1) -> None:
-    """Rewrite in place (same inode), in `pieces` writes so a reader can fall between them."""
+def overwrite(path: Path, data: bytes) -> None:
+    """Rewrite in place (same inode)."""
     with open(path, "r+b") as handle:
-        step = -(-len(data) // pieces)
-        for start in range(0, len(data), step):
-            handle.write(data[start : start + step])
-            handle.flush()
-            if pieces > 1:
-                time.sleep(0)
+        handle.write(data)
         handle.truncate(len(data))
 
 
@@ -195,6 +192,38 @@ def test_an_unchanged_file_reads_whole(tmp_path: Path) -> None:
 
 CLIENTS = 8
 RACE_SECONDS = 2.5
+
+# Rewrites PATH with versions v0..v(N-1) beside it until SIGTERM, then prints how many times:
+# in place (same inode, 8 writes) or by rename, alternating for "both"; pauses up to a few
+# reads long, some shorter than the settle window (without them no read could ever finish,
+# and every answer would be a (correct) 503).
+_WRITER = """
+import os, random, signal, sys, time
+from pathlib import Path
+path, count, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+versions = [path.with_name(f"v{n}").read_bytes() for n in range(count)]
+writes, running = 0, True
+def stop(*_):
+    global running
+    running = False
+signal.signal(signal.SIGTERM, stop)
+while running:
+    data = versions[writes % count]
+    if mode == "in_place" or (mode == "both" and writes % 2):
+        with open(path, "r+b") as handle:
+            step = -(-len(data) // 8)
+            for start in range(0, len(data), step):
+                handle.write(data[start : start + step])
+                handle.flush()
+            handle.truncate(len(data))
+    else:
+        temp = path.with_name(".race.tmp")
+        temp.write_bytes(data)
+        os.replace(temp, path)
+    writes += 1
+    time.sleep(random.uniform(0, 0.05))
+print(writes)
+"""
 URLS = {"original": "/media/race.png", "rendition": "/media/race.png?w=200&fm=jpeg"}
 
 
@@ -238,21 +267,17 @@ def test_concurrent_rewrites_never_serve_torn_or_stale_bytes(
     assert expected["original"] == {data: n for n, data in enumerate(versions)}
     assert len(expected["rendition"]) == len(versions)
 
+    # The writer is a process of its own, as a real one is: in this process it would wait
+    # on the GIL between the pieces of an in-place write, longer than the store's settle
+    # window, leaving a half-written file still for a reader to see whole.
+    for number, data in enumerate(versions):
+        path.with_name(f"v{number}").write_bytes(data)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path), str(len(versions)), mode],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     stop = threading.Event()
-    writes = 0
-
-    def writer() -> None:
-        nonlocal writes
-        while not stop.is_set():
-            data = versions[writes % len(versions)]
-            if mode == "in_place" or (mode == "both" and writes % 2):
-                overwrite(path, data, pieces=8)
-            else:
-                replace(path, data)
-            writes += 1
-            # Pauses up to a few reads long, some shorter than the settle window: without
-            # them no read could ever finish, and every answer would be a (correct) 503.
-            time.sleep(random.uniform(0, 0.05))
 
     served: list[tuple[str, int, str, bytes, httpx.Headers]] = []
     cut = 0
@@ -277,12 +302,12 @@ def test_concurrent_rewrites_never_serve_torn_or_stale_bytes(
                     with lock:
                         served.append(row)
 
-    threads = [threading.Thread(target=writer)] + [
-        threading.Thread(target=reader) for _ in range(CLIENTS)
-    ]
+    threads = [threading.Thread(target=reader) for _ in range(CLIENTS)]
     for thread in threads:
         thread.start()
     time.sleep(RACE_SECONDS)
+    writer.send_signal(signal.SIGTERM)
+    writes = int(writer.communicate(timeout=60)[0])
     stop.set()
     for thread in threads:
         thread.join(timeout=60)
