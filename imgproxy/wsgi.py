@@ -142,9 +142,22 @@ def _encoded_path(environ: Environ, prefix: str) -> str:
     """The path after the prefix as sent (signatures are over it): from the raw URI when the
     server kept one (gunicorn's RAW_URI, uWSGI's REQUEST_URI), else canonically encoded.
     WSGI hands PATH_INFO over as latin-1 decoded bytes."""
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    raw = _origin_form(environ.get("RAW_URI") or environ.get("REQUEST_URI") or "")
     if raw:
         mounted = environ.get("SCRIPT_NAME", "").rstrip("/").count("/") + prefix.count("/")
-        return "/" + "/".join(raw.partition("?")[0].split("/")[mounted + 1 :])
+        return "/" + "/".join(raw.split("/")[mounted + 1 :])
     path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
     return quote(path[len(prefix) :], safe=PATH_SAFE)
+
+
+def _origin_form(target: str) -> str:
+    """The path of a request target as sent, without its query. An absolute-form target
+    (`GET http://pics/media/x.png`, which servers must accept: RFC 9112 §3.2.2) keeps it
+    whole in the raw URI, where PATH_INFO has only its path: its scheme and host are
+    dropped, so the path alone picks the store, as under ASGI. Anything else ("" when the
+    server kept no raw URI): "", and PATH_INFO is used."""
+    target = target.partition("?")[0]
+    if target.startswith("/"):
+        return target
+    _, sep, rest = target.partition("://")
+    return "/" + rest.partition("/")[2] if sep else ""

@@ -3,7 +3,9 @@ the master, then forks its workers, which must each serve images (none may hang)
 
 from __future__ import annotations
 
+import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -64,3 +66,69 @@ def test_gunicorn_preload_serves_images_in_every_worker(tmp_path: Path) -> None:
 
 def test_gunicorn_preload_after_the_master_served(tmp_path: Path) -> None:
     serve_under_gunicorn(tmp_path, warm=True)
+
+
+TWO_STORES = """
+from imgproxy import ImageProxy, Settings
+from imgproxy.wsgi import ImageProxyMiddleware
+
+
+def site(environ, start_response):
+    start_response("200 OK", [("content-type", "text/plain")])
+    return [b"site"]
+
+
+stores = {{name: {{"kind": "fs", "root": root, "approved": True}} for name, root in {roots!r}}}
+settings = Settings.from_mapping({{"stores": stores}}, env={{}})
+application = ImageProxyMiddleware(site, ImageProxy(settings), prefix="/media")
+"""
+
+
+def _ask(port: int, target: str) -> tuple[int, bytes]:
+    """One request with `target` as its request line's target, sent as is on a raw socket."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: pics\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_an_absolute_form_target_is_routed_by_its_path_alone(tmp_path: Path) -> None:
+    """`GET http://pics/media/media/photo.jpg` (absolute-form, RFC 9112 §3.2.2) under
+    gunicorn: its RAW_URI holds the scheme and host, which must pick no store; every
+    absolute-form request answers as its origin-form path does, from many clients at once."""
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    roots = [("media", tmp_path / "media"), ("other", tmp_path / "other")]
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "photo.jpg").write_bytes(images.jpeg((400, 300)))
+    # What the host part picked before: store `other`, its file media/photo.jpg.
+    (tmp_path / "other" / "media").mkdir(parents=True)
+    (tmp_path / "other" / "media" / "photo.jpg").write_bytes(images.jpeg((64, 64)))
+    app = TWO_STORES.format(roots=[(name, str(root)) for name, root in roots])
+    (tmp_path / "two_stores.py").write_text(app)
+    port = free_port()
+    command = [gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "two_stores:application"]
+    paths = ["/media/media/photo.jpg?w=40", "/media/photo.jpg", "/media/other/media/photo.jpg"]
+    hosts = ["pics", "other", "media", "127.0.0.1"]
+    with running(command, port, "gunicorn", cwd=str(tmp_path)):
+        expected = {path: _ask(port, path) for path in paths}
+        assert expected[paths[0]][0] == 200
+        assert images.decode(expected[paths[0]][1]).width == 40
+        assert expected[paths[1]][0] == 404  # store "photo.jpg": none
+        assert expected[paths[2]][0] == 200
+        targets = [
+            (path, f"{scheme}://{host}{path}")
+            for path in paths
+            for host in hosts
+            for scheme in ("http", "HTTPS")
+        ]
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda pair: _ask(port, pair[1]), targets))
+    wrong = [
+        (target, status)
+        for (path, target), (status, body) in zip(targets, answers, strict=True)
+        if (status, body) != expected[path]
+    ]
+    assert wrong == []
