@@ -259,7 +259,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 django.setup()
 from gallery.models import Album, Photo
-from imgproxy.contrib.django import lifecycle, serving
+from imgproxy.contrib.django import lifecycle, serving, sweep
 from tests.support import images
 
 logs = []
@@ -304,9 +304,11 @@ album.cover.save("cover.png", ContentFile(images.png((80, 80))))
 lifecycle.warmer.join()
 twin = Album.objects.create(name="b", cover=album.cover.name)  # a copied row: the same file
 twin.delete()
+sweep.sweeper.join()
 out["shared_cover_kept"] = album.cover.storage.exists(album.cover.name)
 cover, names = album.cover.name, [p.image.name for p in album.photos.all()]
 album.delete()
+sweep.sweeper.join()  # the old file is deleted a moment after the commit
 out["cover_file_exists"] = album.cover.storage.exists(cover)
 out["photo_files_exist"] = all(album.cover.storage.exists(n) for n in names)
 def removed(name):

@@ -1,6 +1,7 @@
 """A model's file field -> its renditions follow the file: presets warmed after a save that
 changed it (off the request thread), every rendition of the old file purged on replacement
-and on delete (of an instance, a queryset or a cascade), the old file deleted when asked.
+and on delete (of an instance, a queryset or a cascade), the old file deleted when asked
+once no row names it (sweep.py: never a file a committed row names).
 
     lifecycle.connect(Photo, "image", presets=["thumb", "card"], store="uploads")
 
@@ -33,7 +34,7 @@ from django.core.files.storage import Storage
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 
-from imgproxy.contrib.django import serving
+from imgproxy.contrib.django import serving, sweep
 from imgproxy.contrib.django.conf import imgproxy_settings
 from imgproxy.forks import after_fork
 
@@ -86,17 +87,40 @@ class _Hooks:
     def mark(self) -> str:
         return f"_imgproxy_before_{self.field}"
 
-    def before_save(self, sender: Any, instance: Any, raw: bool = False, **_: Any) -> None:
-        """Notes the stored name (read from the database: the instance may be stale) and
-        whether a new file was assigned, which may reuse the old name."""
+    def before_save(
+        self, sender: Any, instance: Any, using: str, raw: bool = False, **_: Any
+    ) -> None:
+        """Notes the stored name (read from the database: the instance may be stale; in a
+        transaction the row is locked, so of two replacements the later reads the earlier's
+        file and deletes it) and whether a new file was assigned, which may reuse the old
+        name. With delete_old, a row about to name an existing file claims it first."""
         if raw:  # loaddata: rows as they were, no files written
             return
         file = getattr(instance, self.field)
         old = None
         if instance.pk is not None:
-            rows = sender._base_manager.filter(pk=instance.pk).values_list(self.field, flat=True)
-            old = rows.first()
-        instance.__dict__[self.mark] = (old or "", bool(file) and not file._committed)
+            rows = sender._base_manager.using(using).filter(pk=instance.pk)
+            if transaction.get_connection(using).in_atomic_block:
+                rows = rows.select_for_update()
+            old = rows.values_list(self.field, flat=True).first()
+        assigned = bool(file) and not file._committed
+        if self.delete_old and file and not assigned and file.name != old:
+            self._claim(file.storage, file.name, using)
+        instance.__dict__[self.mark] = (old or "", assigned)
+
+    @staticmethod
+    def _claim(storage: Storage, name: str, using: str) -> None:
+        """A row about to name a file it did not: the file must not be deleted until the row
+        is committed, and must not be gone already (deleted as its last row was)."""
+        sweep.claim(name, using)
+        try:
+            exists = storage.exists(name)
+        except Exception:
+            log.exception("imgproxy: checking that %s exists failed", name)
+            return
+        if not exists:
+            sweep.release(name, using)
+            raise FileNotFoundError(f"{name} is no longer stored (deleted with its last row)")
 
     def after_save(
         self, sender: Any, instance: Any, using: str, raw: bool = False, **_: Any
@@ -106,6 +130,8 @@ class _Hooks:
         old, assigned = instance.__dict__.pop(self.mark, ("", False))
         file = getattr(instance, self.field)
         new = file.name or ""
+        if self.delete_old and new:
+            sweep.release(new, using)  # the row is committed, or will be with its transaction
         if new != old or assigned:
             storage = file.storage
             transaction.on_commit(lambda: self._replaced(storage, old, new), using=using)
@@ -119,21 +145,12 @@ class _Hooks:
     def _replaced(self, storage: Storage, old: str, new: str) -> None:
         if old:
             purge(self.store, old)
-            if self.delete_old and old != new and not self._still_used(old):
-                try:
-                    storage.delete(old)
-                except Exception:
-                    log.exception("imgproxy: deleting the old file %s failed", old)
+            if self.delete_old and old != new:
+                sweep.sweeper.submit(self.model, self.field, storage, old)
         if new:
             warmer.submit(self.store, new, self.presets)
-
-    def _still_used(self, name: str) -> bool:
-        """Another row still names the file (a shared default, a copied row): deleting it
-        would take it from that row too, so it stays (run after the commit)."""
-        used = self.model._default_manager.filter(**{self.field: name}).exists()
-        if used:
-            log.info("imgproxy: %s is still used by another row; not deleted", name)
-        return bool(used)
+            if self.delete_old:  # unnamed by then if a concurrent replacement overwrote it
+                sweep.sweeper.submit(self.model, self.field, storage, new)
 
 
 def purge(store: str, name: str) -> None:
