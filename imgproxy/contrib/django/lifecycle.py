@@ -90,17 +90,18 @@ class _Hooks:
     def before_save(
         self, sender: Any, instance: Any, using: str, raw: bool = False, **_: Any
     ) -> None:
-        """Notes the stored name (read from the database: the instance may be stale; in a
-        transaction the row is locked, so of two replacements the later reads the earlier's
-        file and deletes it) and whether a new file was assigned, which may reuse the old
-        name. With delete_old, a row about to name an existing file claims it first."""
+        """Notes the stored name (read from the database: the instance may be stale; with
+        delete_old, in a transaction the row is locked, so of two replacements the later
+        reads the earlier's file and deletes it) and whether a new file was assigned, which
+        may reuse the old name. With delete_old, a row about to name an existing file claims
+        it first."""
         if raw:  # loaddata: rows as they were, no files written
             return
         file = getattr(instance, self.field)
         old = None
         if instance.pk is not None:
             rows = sender._base_manager.using(using).filter(pk=instance.pk)
-            if transaction.get_connection(using).in_atomic_block:
+            if self.delete_old and transaction.get_connection(using).in_atomic_block:
                 rows = rows.select_for_update()
             old = rows.values_list(self.field, flat=True).first()
         assigned = bool(file) and not file._committed
