@@ -164,6 +164,8 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  /{name}/  kind={store.kind}  {options}  ({state} by default)")
     if settings.cache.redis_url:
         print(asyncio.run(_redis_usage(settings)))
+    if settings.cache.s3_bucket:
+        print(asyncio.run(_s3_bounds(settings)))
     return 0
 
 
@@ -186,6 +188,18 @@ async def _redis_usage(settings: Settings) -> str:
     if maxmemory and maxmemory < cache.redis_bytes:
         line += " (below the budget: writes will be refused before it is reached)"
     return line
+
+
+async def _s3_bounds(settings: Settings) -> str:
+    """One line on what bounds the object-store tier: its budget and age, which its sweeps
+    keep, and the bucket's lifecycle rule, the backstop that needs no running instance."""
+    from imgproxy.cache import lifecycle
+
+    cache = settings.cache
+    budget = f"cache.s3_bytes = {cache.s3_bytes / 2**20:.0f} MiB"
+    age = f"cache.s3_max_age = {cache.s3_max_age / 86400:g} days"
+    rule = await lifecycle.describe(cache)
+    return f"  s3: {budget}, {age} (kept by the tier's sweeps); lifecycle: {rule}"
 
 
 SIGN_HELP = """\

@@ -81,6 +81,8 @@ MEANINGS = {
     "cache.s3_region": "the object-store tier's region",
     "cache.s3_access_key_id": "the tier's credentials; empty: the AWS environment's",
     "cache.s3_secret_access_key": "the tier's secret (set it from the environment)",
+    "cache.s3_bytes": "what the fleet keeps in the bucket (oldest deleted by the tier's sweeps)",
+    "cache.s3_max_age": "seconds an object is served and kept; back it with a lifecycle rule",
     "render.avif_speed": "AVIF encoder speed 0..10 (8: ~5x faster than 6, ~2 % more bytes)",
     "cache.purge_urls": "HTTP caches sent `PURGE` + `xkey-purge` by `imgproxy purge`",
     "stores.NAME.kind": "`fs`, `sql`, `http` or `s3`",

@@ -125,6 +125,10 @@ class CacheSettings:
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
     s3_secret_access_key: str = field(default="", repr=False)
+    # What the fleet keeps in the bucket, enforced by the tier itself (SPEC §11.1): no object
+    # older than s3_max_age is served, and sweeps delete those and the oldest past s3_bytes.
+    s3_bytes: int = 10 * 1024 * 1024 * 1024
+    s3_max_age: int = 30 * 24 * 3600  # seconds; the bucket's lifecycle rule backs it (README)
     # HTTP caches (Varnish with xkey) told to drop a purged source's Surrogate-Key.
     purge_urls: tuple[str, ...] = ()
 
@@ -143,6 +147,8 @@ class CacheSettings:
         require(self.disk_bytes >= 0, f"{prefix}.disk_bytes", "must be >= 0")
         require(self.redis_ttl >= 1, f"{prefix}.redis_ttl", "must be >= 1 second")
         require(self.redis_bytes >= 1024 * 1024, f"{prefix}.redis_bytes", "must be >= 1 MiB")
+        require(self.s3_bytes >= 1024 * 1024, f"{prefix}.s3_bytes", "must be >= 1 MiB")
+        require(self.s3_max_age >= 1, f"{prefix}.s3_max_age", "must be >= 1 second")
         require(
             not self.accel_redirect
             or (self.accel_redirect.startswith("/") and bool(self.disk_path)),
