@@ -166,6 +166,8 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
         print(asyncio.run(_redis_usage(settings)))
     if settings.cache.s3_bucket:
         print(asyncio.run(_s3_bounds(settings)))
+    if not settings.security.keys:
+        print(unsigned_bounds(settings), end="")
     return 0
 
 
@@ -200,6 +202,30 @@ async def _s3_bounds(settings: Settings) -> str:
     age = f"cache.s3_max_age = {cache.s3_max_age / 86400:g} days"
     rule = await lifecycle.describe(cache)
     return f"  s3: {budget}, {age} (kept by the tier's sweeps); lifecycle: {rule}"
+
+
+def unsigned_bounds(settings: Settings) -> str:
+    """What `check` says of a server with no keys: anyone may make renditions, and what
+    bounds them (the limits and the budgets of the tiers configured)."""
+    limits, cache = settings.limits, settings.cache
+    tiers = [f"memory {cache.memory_bytes / 2**20:.0f} MiB"] if cache.memory_bytes else []
+    if cache.disk_path:
+        tiers.append(f"disk {cache.disk_bytes / 2**20:.0f} MiB")
+    if cache.redis_url:
+        tiers.append(f"redis {cache.redis_bytes / 2**20:.0f} MiB")
+    if cache.s3_bucket:
+        tiers.append(f"s3 {cache.s3_bytes / 2**20:.0f} MiB, {cache.s3_max_age / 86400:g} days")
+    return (
+        "WARNING: security.keys is empty: URLs are unsigned, so anyone can have renditions\n"
+        "  made at will (each width, format or quality of a source is a render and a cache\n"
+        "  entry). What bounds them:\n"
+        f"  - limits.max_output_pixels = {limits.max_output_pixels} per output\n"
+        f"  - {limits.render_concurrency} render slot(s) per worker, limits.render_queue = "
+        f"{limits.render_queue} waiting per store, then 503\n"
+        f"  - limits.inflight_bytes = {limits.inflight_bytes / 2**20:.0f} MiB per worker\n"
+        f"  - the tiers' budgets: {', '.join(tiers) or 'no tier'}\n"
+        "  Set security.keys to sign URLs (imgproxy sign, url_for).\n"
+    )
 
 
 SIGN_HELP = """\

@@ -43,6 +43,30 @@ def test_invalid_config_refuses_and_names_the_key(tmp_path: Path) -> None:
     assert served.returncode == 2 and "limits.max_frames" in served.stderr
 
 
+def test_check_says_what_bounds_an_unsigned_server(tmp_path: Path) -> None:
+    """No security.keys: anyone can have renditions made, and check says so with the
+    configured limits and tier budgets that bound them; with keys it says nothing of it."""
+    (tmp_path / "pics").mkdir()
+    config = tmp_path / "imgproxy.toml"
+    tiers = '[cache]\nmemory_bytes = 33554432\ndisk_path = "c"\ndisk_bytes = 536870912\n'
+    limits = "[limits]\nmax_output_pixels = 1000000\nrender_concurrency = 3\nrender_queue = 7\n"
+    store = '[stores.pics]\nkind = "fs"\nroot = "pics"\n'
+    config.write_text(tiers + limits + store)
+    unsigned = imgproxy("check", "--config", str(config))
+    assert unsigned.returncode == 0, unsigned.stderr
+    assert "security.keys is empty: URLs are unsigned, so anyone can" in unsigned.stdout
+    for bound in (
+        "limits.max_output_pixels = 1000000 per output",
+        "3 render slot(s) per worker, limits.render_queue = 7 waiting per store, then 503",
+        "limits.inflight_bytes = 256 MiB per worker",
+        "the tiers' budgets: memory 32 MiB, disk 512 MiB\n",
+    ):
+        assert bound in unsigned.stdout
+    config.write_text('[security]\nkeys = ["k1"]\n' + tiers + limits + store)
+    signed = imgproxy("check", "--config", str(config))
+    assert signed.returncode == 0 and "unsigned" not in signed.stdout
+
+
 def test_sign_needs_keys(tmp_path: Path) -> None:
     result = imgproxy(
         "sign", "--config", str(ROOT / "config" / "imgproxy.toml"), "/media/a.jpg?w=1"
