@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Literal
 
@@ -233,6 +233,8 @@ def _tiff_sizes(data: bytes) -> Iterator[tuple[int, int]]:
 
 
 _BMFF_CONTAINERS = {b"meta": 4, b"iprp": 0, b"ipco": 0}  # box -> header bytes to skip
+MAX_DECODES = 1024  # coded images decoded for one file: 763 tiles of 256x256 make 50 MP
+ENTRIES_READ = 16 * MAX_DECODES  # item references, property associations: more is refused
 
 
 def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
@@ -254,8 +256,10 @@ def _bmff_sizes(
     data: bytes, start: int = 0, end: int | None = None, depth: int = 0
 ) -> Iterator[tuple[int, int]]:
     """Every `ispe` box under meta/iprp/ipco (the primary image, grid tiles, thumbnails),
-    and every grid or overlay canvas: libheif allocates a canvas before it compares its
-    size with the `ispe`, so a 64x48 item can declare a gigapixel canvas."""
+    every grid or overlay canvas (libheif allocates a canvas before it compares its size
+    with the `ispe`, so a 64x48 item can declare a gigapixel canvas), and every AV1 frame
+    as its sequence header allows it, of an item or of a track's first sample (libavif
+    allocates the frame, whatever the `ispe` or the track header says)."""
     end = len(data) if end is None else end
     for kind, inner, stop in _boxes(data, start, end):
         if kind == b"ispe" and inner + 12 <= stop:
@@ -263,7 +267,11 @@ def _bmff_sizes(
         elif kind in _BMFF_CONTAINERS and depth < 3:
             yield from _bmff_sizes(data, inner + _BMFF_CONTAINERS[kind], stop, depth + 1)
         if kind == b"meta" and depth == 0:
-            yield from _canvas_sizes(data, inner + 4, stop)
+            items = _items(data, inner + 4, stop)
+            yield from ((c.width, c.height) for c in items.canvases.values())
+            yield from items.frames.values()
+        elif kind == b"moov" and depth == 0:
+            yield from (frame for _, frame in _tracks(data, inner, stop))
 
 
 # Derived image item -> where its data gives the output width and height: past version
@@ -272,38 +280,406 @@ _CANVAS_AT = {b"grid": 4, b"iovl": 10}
 _EXTENTS_READ = 4  # of one item's data: more are skipped, never walked
 
 
-def _canvas_sizes(data: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """The output size of each grid and overlay item of a `meta` box's children."""
+@dataclass(frozen=True, slots=True)
+class _Canvas:
+    width: int
+    height: int
+    tiles: tuple[int, int]  # a grid's columns and rows; (0, 0): an overlay
+
+
+@dataclass(slots=True)
+class _Items:
+    """A `meta` box's items as a decoder will see them."""
+
+    primary: int | None = None
+    types: dict[int, bytes] = field(default_factory=dict)
+    sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # `ispe`
+    canvases: dict[int, _Canvas] = field(default_factory=dict)  # grid and overlay items
+    frames: dict[int, tuple[int, int]] = field(default_factory=dict)  # AV1 items' frames
+    derived: dict[int, list[int]] = field(default_factory=dict)  # `dimg`: item -> inputs
+    hidden: set[int] = field(default_factory=set)  # never shown by itself (infe flags)
+    attached: set[int] = field(default_factory=set)  # thumbnails, alpha and other aux images
+    complete: bool = True  # False: more references or associations than ENTRIES_READ
+
+
+def _items(data: bytes, start: int, end: int) -> _Items:
+    """The items of a `meta` box's children: types, sizes, canvases, references, and the
+    largest frame each AV1 item's sequence headers (its `av1C` and its data) allow."""
     boxes = {kind: (inner, stop) for kind, inner, stop in _boxes(data, start, end)}
-    derived = dict(_item_types(data, *boxes.get(b"iinf", (0, 0))))
+    items = _Items()
+    if b"pitm" in boxes:
+        inner, _ = boxes[b"pitm"]
+        items.primary = int.from_bytes(
+            data[inner + 4 : inner + (6 if data[inner] == 0 else 8)], "big"
+        )
+    for item, declared_type, hidden in _item_types(data, *boxes.get(b"iinf", (0, 0))):
+        items.types[item] = declared_type
+        if hidden:
+            items.hidden.add(item)
+    if b"iref" in boxes:
+        references, items.complete = _references(data, *boxes[b"iref"])
+        items.derived = references.get(b"dimg", {})
+        for kind in (b"thmb", b"auxl"):
+            items.attached.update(references.get(kind, ()))
+    properties, complete = _properties(data, *boxes.get(b"iprp", (0, 0)))
+    items.complete = items.complete and complete
+    for item, found in properties.items():
+        for kind, inner, stop in found:
+            if kind == b"ispe" and inner + 12 <= stop:
+                items.sizes[item] = (_u32be(data, inner + 4), _u32be(data, inner + 8))
+            elif kind == b"av1C":  # its configOBUs: the sequence header, as encoders write it
+                _larger(items.frames, item, av1_frame_size(data, inner + 4, stop))
     stores = {0: (0, len(data)), 1: boxes.get(b"idat")}  # construction method -> bytes
     for item, method, spans in _item_locations(data, *boxes.get(b"iloc", (0, 0))):
-        kind, store = derived.get(item), stores.get(method)
-        if kind not in _CANVAS_AT or store is None:
+        item_type, store = items.types.get(item), stores.get(method)
+        if store is None or not spans:
             continue
         origin, bound = store
+        if item_type == b"av01":  # the decoder is given the data: its sequence header counts
+            at, length = spans[0]
+            stop = min(origin + at + length, bound) if length else bound
+            _larger(items.frames, item, av1_frame_size(data, origin + at, stop))
+        if item_type not in _CANVAS_AT:
+            continue
         head = b"".join(  # the item's first bytes, across its extents (0: to the end)
             data[origin + at : min(origin + at + (length or 20), bound)] for at, length in spans
         )[:20]
-        if len(head) < 2:
+        if len(head) < 4:
             continue
-        field = 4 if head[1] & 1 else 2  # flags bit 0: 32-bit width and height
-        at = _CANVAS_AT[kind]
-        yield (
-            int.from_bytes(head[at : at + field], "big"),
-            int.from_bytes(head[at + field : at + 2 * field], "big"),
+        size = 4 if head[1] & 1 else 2  # flags bit 0: 32-bit width and height
+        at = _CANVAS_AT[item_type]
+        tiles = (head[3] + 1, head[2] + 1) if item_type == b"grid" else (0, 0)
+        items.canvases[item] = _Canvas(
+            int.from_bytes(head[at : at + size], "big"),
+            int.from_bytes(head[at + size : at + 2 * size], "big"),
+            tiles,
         )
+    return items
 
 
-def _item_types(data: bytes, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """(item ID, item type) of each version 2/3 `infe` entry of an `iinf` box."""
+def _larger(sizes: dict[int, tuple[int, int]], item: int, size: tuple[int, int] | None) -> None:
+    if size is not None:
+        before = sizes.get(item, (0, 0))
+        sizes[item] = (max(before[0], size[0]), max(before[1], size[1]))
+
+
+def _references(
+    data: bytes, start: int, end: int
+) -> tuple[dict[bytes, dict[int, list[int]]], bool]:
+    """Reference type -> item -> the items it references, of an `iref` box (version 0:
+    16-bit IDs, else 32-bit), in order, repeats kept: a decoder reads each reference. And
+    whether all were read: no more than ENTRIES_READ are."""
+    width = 2 if start < end and data[start] == 0 else 4
+    found: dict[bytes, dict[int, list[int]]] = {}
+    budget = ENTRIES_READ
+    for kind, inner, stop in _boxes(data, start + 4, end):
+        if inner + width + 2 > stop:
+            continue
+        item = int.from_bytes(data[inner : inner + width], "big")
+        count = _u16be(data, inner + width)
+        first = inner + width + 2
+        last = min(first + min(count, budget) * width, stop - width + 1)
+        used = [int.from_bytes(data[at : at + width], "big") for at in range(first, last, width)]
+        found.setdefault(kind, {}).setdefault(item, []).extend(used)
+        budget -= len(used) + 1
+        if budget <= 0:
+            return found, False
+    return found, True
+
+
+def _properties(
+    data: bytes, start: int, end: int
+) -> tuple[dict[int, list[tuple[bytes, int, int]]], bool]:
+    """Item -> its properties (type, payload start, end), as `ipma` associates the boxes of
+    `ipco` (1-based) with items; and whether all were read (no more than ENTRIES_READ)."""
+    children = {kind: (inner, stop) for kind, inner, stop in _boxes(data, start, end)}
+    ipco = list(islice(_boxes(data, *children.get(b"ipco", (0, 0))), 0x7FFF))  # 15-bit indices
+    inner, stop = children.get(b"ipma", (0, 0))
+    if inner + 8 > stop:
+        return {}, True
+    version, wide = data[inner], data[inner + 3] & 1
+    id_size, index_size = (2 if version < 1 else 4), (2 if wide else 1)
+    found: dict[int, list[tuple[bytes, int, int]]] = {}
+    at = inner + 8
+    for entry in range(_u32be(data, inner + 4)):
+        if at + id_size + 1 > stop:
+            break
+        if entry >= ENTRIES_READ:
+            return found, False
+        item = int.from_bytes(data[at : at + id_size], "big")
+        count = data[at + id_size]
+        at += id_size + 1
+        for position in range(at, min(at + count * index_size, stop), index_size):
+            index = int.from_bytes(data[position : position + index_size], "big")
+            index &= 0x7FFF if wide else 0x7F  # past the `essential` bit
+            if 0 < index <= len(ipco):
+                found.setdefault(item, []).append(ipco[index - 1])
+        at += count * index_size
+    return found, True
+
+
+# AV1 (spec §5.3, §5.5): an AVIF's `ispe` or track header is only what the file says; the
+# decoder allocates what the sequence header says, so a 64x64 `ispe` can carry an 8192x8192
+# frame. Read without a decoder, no further than a few OBUs.
+_SEQUENCE_HEADER = 1  # obu_type
+OBUS_READ = 16  # of one sample or `av1C`: a sequence header comes first, after a delimiter
+
+
+def av1_frame_size(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """(max_frame_width, max_frame_height) of the first sequence header among the first
+    OBUS_READ OBUs of data[start:end]; None: none there, or it is cut short."""
+    for kind, inner, stop in _obus(data, start, end):
+        if kind == _SEQUENCE_HEADER:
+            try:
+                return _sequence_size(_Bits(data[inner:stop]))
+            except IndexError:  # the header ends before its frame size
+                return None
+    return None
+
+
+def _obus(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(obu_type, payload start, payload end) of the first OBUS_READ OBUs (§5.3.1)."""
+    at = start
+    for _ in range(OBUS_READ):
+        if at >= end:
+            return
+        header = data[at]
+        kind, extension, has_size = header >> 3 & 15, header >> 2 & 1, header >> 1 & 1
+        at += 1 + extension
+        size = end - at
+        if has_size:
+            size, at = _leb128(data, at)
+        yield kind, at, min(at + size, end)
+        at += size
+
+
+def _leb128(data: bytes, at: int) -> tuple[int, int]:
+    value = 0
+    for i in range(8):
+        byte = data[at + i] if at + i < len(data) else 0
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, at + i + 1
+    return value, at + 8
+
+
+class _Bits:
+    """Big-endian bits of a byte string; IndexError past its end."""
+
+    __slots__ = ("_at", "_data")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._at = 0
+
+    def read(self, count: int) -> int:
+        value = 0
+        for _ in range(count):
+            byte = self._data[self._at >> 3]
+            value = value << 1 | (byte >> (7 - (self._at & 7)) & 1)
+            self._at += 1
+        return value
+
+    def uvlc(self) -> int:
+        zeros = 0
+        while not self.read(1):
+            zeros += 1
+            if zeros >= 32:
+                return (1 << 32) - 1
+        return self.read(zeros) + (1 << zeros) - 1
+
+
+def _sequence_size(bits: _Bits) -> tuple[int, int]:
+    """sequence_header_obu() up to max_frame_height_minus_1 (§5.5.1)."""
+    bits.read(3)  # seq_profile
+    bits.read(1)  # still_picture
+    if bits.read(1):  # reduced_still_picture_header
+        bits.read(5)  # seq_level_idx[0]
+    else:
+        buffer_delay_bits, decoder_model = 0, 0
+        if bits.read(1):  # timing_info_present_flag
+            bits.read(64)  # num_units_in_display_tick, time_scale
+            if bits.read(1):  # equal_picture_interval
+                bits.uvlc()  # num_ticks_per_picture_minus_1
+            decoder_model = bits.read(1)
+            if decoder_model:  # decoder_model_info()
+                buffer_delay_bits = bits.read(5) + 1
+                bits.read(32 + 5 + 5)
+        initial_display_delay = bits.read(1)
+        for _ in range(bits.read(5) + 1):  # operating points
+            bits.read(12)  # operating_point_idc
+            if bits.read(5) > 7:  # seq_level_idx
+                bits.read(1)  # seq_tier
+            if decoder_model and bits.read(1):  # decoder_model_present_for_this_op
+                bits.read(2 * buffer_delay_bits + 1)
+            if initial_display_delay and bits.read(1):
+                bits.read(4)  # initial_display_delay_minus_1
+    width_bits, height_bits = bits.read(4) + 1, bits.read(4) + 1
+    return bits.read(width_bits) + 1, bits.read(height_bits) + 1
+
+
+_TRACK_PATH = (b"mdia", b"minf", b"stbl")
+_SAMPLE_ENTRY = 8 + 78  # stsd's version, flags and count; a visual sample entry's fields
+
+
+def _tracks(data: bytes, start: int, end: int) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
+    """(declared size, frame size) of each AV1 track of a `moov` box: the track header's
+    width and height, and the largest frame the sequence headers of its `av1C` and of its
+    first sample allow (a sequence's frames are no larger than their sequence header's)."""
+    for kind, inner, stop in _boxes(data, start, end):
+        if kind != b"trak":
+            continue
+        children = {kind: (at, to) for kind, at, to in _boxes(data, inner, stop)}
+        head_at, head_end = children.get(b"tkhd", (0, 0))
+        if head_end - head_at < 84:
+            continue
+        declared = (_u32be(data, head_end - 8) >> 16, _u32be(data, head_end - 4) >> 16)
+        for name in _TRACK_PATH:
+            children = {
+                kind: (at, to) for kind, at, to in _boxes(data, *children.get(name, (0, 0)))
+            }
+        frame: dict[int, tuple[int, int]] = {}
+        stsd_at, stsd_end = children.get(b"stsd", (0, 0))
+        entries = list(islice(_boxes(data, stsd_at + 8, stsd_end), 1))
+        if not entries or entries[0][0] != b"av01":
+            continue
+        _, entry_at, entry_end = entries[0]
+        for kind, at, to in _boxes(data, entry_at + 78, entry_end):
+            if kind == b"av1C":
+                _larger(frame, 0, av1_frame_size(data, at + 4, to))
+        sample = _first_sample(data, children)
+        if sample is not None:
+            _larger(frame, 0, av1_frame_size(data, *sample))
+        if frame:
+            yield declared, frame[0]
+
+
+def _first_sample(data: bytes, table: dict[bytes, tuple[int, int]]) -> tuple[int, int] | None:
+    """Where a track's first sample is: the first chunk's offset (`stco` or `co64`) and the
+    first sample's size (`stsz`)."""
+    sizes_at, sizes_end = table.get(b"stsz", (0, 0))
+    if sizes_at + 12 > sizes_end:
+        return None
+    size = _u32be(data, sizes_at + 4) or _u32be(data, sizes_at + 12)
+    if b"stco" in table and table[b"stco"][0] + 12 <= table[b"stco"][1]:
+        offset = _u32be(data, table[b"stco"][0] + 8)
+    elif b"co64" in table and table[b"co64"][0] + 16 <= table[b"co64"][1]:
+        offset = int.from_bytes(data[table[b"co64"][0] + 8 : table[b"co64"][0] + 16], "big")
+    else:
+        return None
+    return offset, min(offset + size, len(data))
+
+
+MAX_DERIVED_DEPTH = 2  # a grid or overlay of coded images, or one derived image over those
+
+
+@dataclass(frozen=True, slots=True)
+class ItemWork:
+    """What decoding a HEIF or AVIF file takes, read from its items before any decoder
+    runs. A decoder decodes an item each time a reference reaches it, so a tree of derived
+    images (overlays of overlays) multiplies the work of its coded images: 51 items of 64x64
+    nested five deep cost 100,000 decodes. And it allocates what an AV1 sequence header
+    says, not what the `ispe` or the track header declares."""
+
+    depth: int  # derived images nested over a coded one: 1 for a grid of tiles
+    decodes: int  # coded images decoded, each counted as often as references reach it
+    pixels: int  # decoded for the largest image; a grid whose tiles just cover it: its canvas
+    hidden: tuple[int, int] | None  # an AV1 frame larger than its item or track declares
+
+
+def item_work(data: bytes) -> ItemWork | None:
+    """The work of the images a decoder shows: the primary item, the other top-level items
+    it lists as frames (not hidden, nobody's input, no thumbnail or auxiliary image) and
+    the AV1 tracks; None: not ISOBMFF."""
+    if data[4:8] != b"ftyp":
+        return None
+    depth = decodes = pixels = 0
+    hidden: tuple[int, int] | None = None
+    for kind, inner, stop in _boxes(data, 0, len(data)):
+        if kind == b"meta":
+            items = _items(data, inner + 4, stop)
+            inputs = {item for used in items.derived.values() for item in used}
+            unseen = inputs | items.hidden | items.attached
+            shown = {item for item in items.types if item not in unseen}
+            done: dict[int, tuple[int, int, int]] = {}
+            for item in shown | ({items.primary} if items.primary is not None else set()):
+                work = _work(items, item, done, set())
+                depth, decodes = max(depth, work[0]), decodes + work[1]
+                pixels = max(pixels, work[2])
+            if not items.complete:  # too many to read: more than any decoder should do
+                decodes = max(decodes, MAX_DECODES + 1)
+            for item, frame in items.frames.items():
+                declared = items.sizes.get(item, (0, 0))
+                if frame[0] > declared[0] or frame[1] > declared[1]:
+                    hidden = frame
+        elif kind == b"moov":
+            for declared, frame in _tracks(data, inner, stop):
+                decodes, pixels = decodes + 1, max(pixels, frame[0] * frame[1])
+                if frame[0] > declared[0] or frame[1] > declared[1]:
+                    hidden = frame
+    return ItemWork(depth, decodes, pixels, hidden)
+
+
+def _work(
+    items: _Items, item: int, done: dict[int, tuple[int, int, int]], path: set[int]
+) -> tuple[int, int, int]:
+    """(depth, decodes, pixels) of one item, each item's own walked once (a reference
+    chain no longer than MAX_DERIVED_DEPTH + 1 is followed; a cycle is as deep as that)."""
+    if item in done:
+        return done[item]
+    inputs = items.derived.get(item)
+    if not inputs:  # a coded image: as large as the decoder will make it
+        width, height = items.sizes.get(item, (0, 0))
+        frame = items.frames.get(item, (0, 0))
+        area = max(width, frame[0]) * max(height, frame[1])
+        work = (0, 1, area) if area else (0, 0, 0)  # no pixels: Exif, XMP, not an image
+    elif item in path or len(path) > MAX_DERIVED_DEPTH:
+        work = (MAX_DERIVED_DEPTH + 1, 0, 0)
+    else:
+        path.add(item)
+        parts = [_work(items, used, done, path) for used in inputs]
+        path.discard(item)
+        work = (
+            1 + max(part[0] for part in parts),
+            sum(part[1] for part in parts),
+            _grid_pixels(items, item, inputs, parts) or sum(part[2] for part in parts),
+        )
+    done[item] = work
+    return work
+
+
+def _grid_pixels(
+    items: _Items, item: int, inputs: list[int], parts: list[tuple[int, int, int]]
+) -> int:
+    """A grid of coded tiles that covers its canvas with less than a tile to spare on each
+    side counts as its canvas: a 48 MP photo in 512x512 tiles is no 50 MP one. 0: not so."""
+    canvas = items.canvases.get(item)
+    if canvas is None or not canvas.tiles[0] or len(inputs) != canvas.tiles[0] * canvas.tiles[1]:
+        return 0
+    tiles = {items.sizes.get(used) for used in inputs}
+    if len(tiles) != 1 or any(part[:2] != (0, 1) for part in parts):
+        return 0
+    (tile,) = tiles
+    if tile is None or not all(tile):
+        return 0
+    across, down = canvas.tiles
+    if not 0 <= across * tile[0] - canvas.width < tile[0]:
+        return 0
+    if not 0 <= down * tile[1] - canvas.height < tile[1]:
+        return 0
+    return canvas.width * canvas.height
+
+
+def _item_types(data: bytes, start: int, end: int) -> Iterator[tuple[int, bytes, bool]]:
+    """(item ID, item type, hidden) of each version 2/3 `infe` entry of an `iinf` box."""
     skip = 4 + (2 if start < end and data[start] == 0 else 4)  # version, flags, entry count
     for kind, inner, stop in _boxes(data, start + skip, end):
         version = data[inner] if kind == b"infe" and inner < stop else 0
         width = 2 if version == 2 else 4
         if version in (2, 3) and inner + 10 + width <= stop:
             item = int.from_bytes(data[inner + 4 : inner + 4 + width], "big")
-            yield item, data[inner + 6 + width : inner + 10 + width]
+            hidden = bool(data[inner + 3] & 1)  # flags bit 0: not to be shown by itself
+            yield item, data[inner + 6 + width : inner + 10 + width], hidden
 
 
 def _item_locations(

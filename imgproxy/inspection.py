@@ -49,10 +49,12 @@ def judge_head(
 
 
 def check_declared(detected: str | None, data: bytes, limits: LimitsSettings) -> None:
-    """The pixel limit against the size the header declares, before a decoder allocates."""
+    """The pixel limit against the size the header declares, and a HEIF/AVIF file's items
+    against the limits, before a decoder allocates."""
     declared = declared_size(detected, data)
     if declared is not None:
         check_pixels(declared, limits.max_source_pixels)
+    render.check_items(data, limits.max_source_pixels)
 
 
 def judge(policy: FormatPolicy, limits: LimitsSettings, approved: bool, info: SourceInfo) -> None:

@@ -12,10 +12,13 @@ from imgproxy.errors import TooLarge, Undecodable
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import MEDIA_TYPES, NEVER_OPENED, sniff
 from imgproxy.headers import (
+    MAX_DECODES,
+    MAX_DERIVED_DEPTH,
     MAX_EXIF_SEGMENTS,
     count_frames,
     declared_size,
     gif_canvas,
+    item_work,
     jpeg_frame,
 )
 from imgproxy.job import DEFAULT_RENDER_SECONDS
@@ -65,8 +68,8 @@ def open_image(
     data: bytes, decoders: tuple[str, ...] | None, max_pixels: int, budget: Budget
 ) -> Image.Image:
     """Pillow, asked only for the formats this file's approval state allows (SPEC §4), once
-    every size the header declares (every ICO entry, TIFF page, AVIF/HEIF item and canvas)
-    is within limits.
+    every size the header declares (every ICO entry, TIFF page, AVIF/HEIF item and canvas,
+    AV1 frame) is within limits, and a HEIF/AVIF item graph's work too.
 
     The caller has sniffed an allowed format already, so a file Pillow cannot identify is
     one whose header is broken: 422, not 415 (SPEC §10)."""
@@ -75,6 +78,7 @@ def open_image(
     declared = frame.size if frame is not None else declared_size(fmt, data)
     if declared is not None:
         check_pixels(declared, max_pixels)
+    check_items(data, max_pixels)  # HEIF, AVIF: what decoding every item takes
     if frame is not None and frame.exif_segments > MAX_EXIF_SEGMENTS:
         raise TooLarge(f"the JPEG has more than {MAX_EXIF_SEGMENTS} Exif segments")
     if fmt == "GIF":  # Pillow allocates a frame's extent as it seeks (even to frame 0)
@@ -94,6 +98,28 @@ def open_image(
     else:
         decoders = tuple(name for name in decoders if name in known)
     return _opened(lambda: Image.open(BudgetedReader(data, budget), formats=decoders), max_pixels)
+
+
+def check_items(data: bytes, max_pixels: int) -> None:
+    """A HEIF or AVIF file's item graph and AV1 sequence headers, before a decoder opens it:
+    libheif and libavif cannot be stopped once they decode, and they decode each reference
+    to an item each time (an overlay tree of one 64x64 tile cost 100,000 decodes) and
+    allocate the frame the AV1 stream declares, not the `ispe`. Refused here, before the
+    work, since a budget can only answer 422 while the decoder goes on."""
+    work = item_work(data)
+    if work is None:
+        return
+    if work.depth > MAX_DERIVED_DEPTH:
+        raise Undecodable(f"the image's grids and overlays nest more than {MAX_DERIVED_DEPTH} deep")
+    if work.decodes > MAX_DECODES:
+        raise TooLarge(f"the image takes more than {MAX_DECODES} decodes of its parts")
+    if work.pixels > max_pixels:
+        raise TooLarge(
+            f"the image's parts decode to {work.pixels} pixels; the limit is {max_pixels} pixels"
+        )
+    if work.hidden is not None:
+        width, height = work.hidden
+        raise Undecodable(f"an AV1 frame of {width}x{height} is larger than the file declares")
 
 
 def _opened(opener: Callable[[], Image.Image], max_pixels: int) -> Image.Image:

@@ -4,6 +4,7 @@ images, polyglots, headers declaring absurd sizes, frame bombs, formats needing 
 from __future__ import annotations
 
 import io
+import itertools
 import random
 import struct
 import zlib
@@ -432,3 +433,109 @@ def exif_segment_flood(segments: int = 700) -> bytes:
     segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
     data = images.jpeg((64, 64))
     return data[:2] + segment * segments + data[2:]
+
+
+def _box(kind: bytes, payload: bytes, version: int | None = None, flags: int = 0) -> bytes:
+    """An ISOBMFF box; a full box (version, 24-bit flags) when `version` is given."""
+    if version is not None:
+        payload = bytes([version]) + flags.to_bytes(3, "big") + payload
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def _coded_item(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """The hvcC and ispe property boxes and the coded bytes of heif-enc's single item."""
+    out = bytearray(data)
+    meta = images.child_box(out, 0, len(out), b"meta")
+    inner = (meta[0] + 12, meta[1])
+    iprp = images.child_box(out, *inner, b"iprp")
+    ipco = images.child_box(out, iprp[0] + 8, iprp[1], b"ipco")
+    hvcc = images.child_box(out, ipco[0] + 8, ipco[1], b"hvcC")
+    ispe = images.child_box(out, ipco[0] + 8, ipco[1], b"ispe")
+    iloc = images.child_box(out, *inner, b"iloc")[0]
+    (extent,) = images.iloc_extents(out, iloc)  # one item, one extent, at a file offset
+    start = images.read_field(out, extent.base) + images.read_field(out, extent.offset)
+    coded = data[start : start + images.read_field(out, extent.length)]
+    return data[hvcc[0] : hvcc[1]], data[ispe[0] : ispe[1]], coded
+
+
+def heif_overlay_tree(data: bytes, depth: int, fanout: int) -> bytes:
+    """A HEIF whose primary item is an `iovl` overlay of `fanout` overlays, each of `fanout`
+    overlays ... `depth` levels deep, the last level referencing `fanout` coded items that
+    all share the coded bytes of `data` (a heif-enc file of one item). libheif decodes each
+    reference each time: fanout ** depth decodes of that image from a few KB of boxes (it
+    refuses one item referenced twice by the same item, so each level has `fanout` items).
+    Every overlay's canvas and `ispe` are the coded image's own size; every item but the
+    primary is hidden (infe flags), so the file is one image."""
+    hvcc, ispe, coded = _coded_item(data)
+    width, height = struct.unpack(">II", ispe[12:20])
+    # Item IDs level by level: the primary overlay (1), then `fanout` items a level.
+    levels = [[1]] + [
+        [2 + fanout * (level - 1) + i for i in range(fanout)] for level in range(1, depth + 1)
+    ]
+    overlays = [item for level in levels[:-1] for item in level]
+    leaves = levels[-1]
+    ftyp = _box(b"ftyp", b"heic" + bytes(4) + b"mif1heicmiaf")
+    overlay = struct.pack(">BB4HHH", 0, 0, 0, 0, 0, 0xFFFF, width, height)
+    overlay += struct.pack(">hh", 0, 0) * fanout
+    infe = [  # all but the primary hidden: one image (frame) as libheif lists them
+        _box(b"infe", struct.pack(">HH4sB", item, 0, kind, 0), 2, int(item != 1))
+        for kind, level in ((b"iovl", overlays), (b"hvc1", leaves))
+        for item in level
+    ]
+    dimg = b"".join(
+        _box(b"dimg", struct.pack(f">HH{fanout}H", item, fanout, *below))
+        for above, below in itertools.pairwise(levels)
+        for item in above
+    )
+    ipma = struct.pack(">I", len(overlays) + len(leaves))
+    ipma += b"".join(struct.pack(">HBB", item, 1, 0x02) for item in overlays)  # ispe
+    ipma += b"".join(struct.pack(">HBBB", item, 2, 0x81, 0x02) for item in leaves)  # + hvcC
+
+    def meta(coded_at: int) -> bytes:
+        iloc = struct.pack(">HH", 0x4400, len(overlays) + len(leaves))  # 32-bit fields
+        iloc += b"".join(
+            struct.pack(">HHHHII", item, 1, 0, 1, n * len(overlay), len(overlay))
+            for n, item in enumerate(overlays)
+        )
+        iloc += b"".join(
+            struct.pack(">HHHHII", item, 0, 0, 1, coded_at, len(coded)) for item in leaves
+        )
+        return _box(
+            b"meta",
+            _box(b"hdlr", bytes(4) + b"pict" + bytes(13), 0)
+            + _box(b"pitm", struct.pack(">H", 1), 0)
+            + _box(b"iloc", iloc, 1)
+            + _box(b"iinf", struct.pack(">H", len(infe)) + b"".join(infe), 0)
+            + _box(b"iref", dimg, 0)
+            + _box(b"iprp", _box(b"ipco", hvcc + ispe) + _box(b"ipma", ipma, 0))
+            + _box(b"idat", overlay * len(overlays)),
+            0,
+        )
+
+    head = len(ftyp) + len(meta(0)) + 8
+    return ftyp + meta(head) + _box(b"mdat", coded)
+
+
+def avif_hidden_frame(data: bytes, side: int = 64) -> bytes:
+    """A real AVIF (Pillow's: a still, or a sequence with its `moov` track) whose declared
+    sizes all say side x side: every `ispe`, the track header's and the sample entry's
+    width and height. The AV1 frames keep their own size: libavif allocates that."""
+    out = bytearray(data)
+    for at in _all(out, b"ispe"):
+        out[at + 8 : at + 16] = struct.pack(">II", side, side)
+    for at in _all(out, b"tkhd"):  # version 1: the 16.16 width and height end the box
+        end = at - 4 + int.from_bytes(out[at - 4 : at], "big")
+        out[end - 8 : end] = struct.pack(">II", side << 16, side << 16)
+    for at in _all(out, b"av01"):  # a visual sample entry: width, height after 24 bytes
+        if out[at + 4 : at + 10] == bytes(6):
+            out[at + 28 : at + 32] = struct.pack(">HH", side, side)
+    return bytes(out)
+
+
+def _all(data: bytearray, kind: bytes) -> list[int]:
+    """Where each box of type `kind` has its type field (a box starts 4 bytes before)."""
+    found, at = [], data.find(kind)
+    while at >= 0:
+        found.append(at)
+        at = data.find(kind, at + 4)
+    return found
