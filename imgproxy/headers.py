@@ -5,7 +5,9 @@ than a stop, and a JPEG's scans (SPEC §4.1, §10).
 Pure and Pillow-free on purpose: a bomb is refused before a library allocates, and a file
 whose work is out of proportion to its bytes (a million frames, hundreds of scans) before
 the work starts. A HEIF's grid and overlay canvases count too: libheif allocates a canvas
-before it finds that the canvas disagrees with the `ispe`.
+before it finds that the canvas disagrees with the `ispe`. So do a HEIF or AVIF file's item
+references (a decoder decodes an item each time one reaches it) and the frame size of each
+AV1 sequence header (the decoder allocates that, whatever the `ispe` says).
 """
 
 from __future__ import annotations
@@ -234,7 +236,7 @@ def _tiff_sizes(data: bytes) -> Iterator[tuple[int, int]]:
 
 _BMFF_CONTAINERS = {b"meta": 4, b"iprp": 0, b"ipco": 0}  # box -> header bytes to skip
 MAX_DECODES = 1024  # coded images decoded for one file: 763 tiles of 256x256 make 50 MP
-ENTRIES_READ = 16 * MAX_DECODES  # item references, property associations: more is refused
+ENTRIES_READ = 16 * MAX_DECODES  # items, references, property associations: more is refused
 
 
 def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
@@ -246,7 +248,7 @@ def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]
             size, header = int.from_bytes(data[at + 8 : at + 16], "big"), 16
         elif size == 0:
             size = end - at
-        if size < header:
+        if size < header or at + header > end:
             return
         yield kind, at + header, min(at + size, end)
         at += size
@@ -299,7 +301,7 @@ class _Items:
     derived: dict[int, list[int]] = field(default_factory=dict)  # `dimg`: item -> inputs
     hidden: set[int] = field(default_factory=set)  # never shown by itself (infe flags)
     attached: set[int] = field(default_factory=set)  # thumbnails, alpha and other aux images
-    complete: bool = True  # False: more references or associations than ENTRIES_READ
+    complete: bool = True  # False: more items, references or associations than ENTRIES_READ
 
 
 def _items(data: bytes, start: int, end: int) -> _Items:
@@ -307,17 +309,21 @@ def _items(data: bytes, start: int, end: int) -> _Items:
     largest frame each AV1 item's sequence headers (its `av1C` and its data) allow."""
     boxes = {kind: (inner, stop) for kind, inner, stop in _boxes(data, start, end)}
     items = _Items()
-    if b"pitm" in boxes:
-        inner, _ = boxes[b"pitm"]
+    inner, stop = boxes.get(b"pitm", (0, 0))
+    if inner + 6 <= stop:
         items.primary = int.from_bytes(
             data[inner + 4 : inner + (6 if data[inner] == 0 else 8)], "big"
         )
-    for item, declared_type, hidden in _item_types(data, *boxes.get(b"iinf", (0, 0))):
+    entries = list(islice(_item_types(data, *boxes.get(b"iinf", (0, 0))), ENTRIES_READ + 1))
+    locations = list(islice(_item_locations(data, *boxes.get(b"iloc", (0, 0))), ENTRIES_READ + 1))
+    items.complete = len(entries) <= ENTRIES_READ and len(locations) <= ENTRIES_READ
+    for item, declared_type, hidden in entries[:ENTRIES_READ]:
         items.types[item] = declared_type
         if hidden:
             items.hidden.add(item)
     if b"iref" in boxes:
-        references, items.complete = _references(data, *boxes[b"iref"])
+        references, complete = _references(data, *boxes[b"iref"])
+        items.complete = items.complete and complete
         items.derived = references.get(b"dimg", {})
         for kind in (b"thmb", b"auxl"):
             items.attached.update(references.get(kind, ()))
@@ -330,7 +336,7 @@ def _items(data: bytes, start: int, end: int) -> _Items:
             elif kind == b"av1C":  # its configOBUs: the sequence header, as encoders write it
                 _larger(items.frames, item, av1_frame_size(data, inner + 4, stop))
     stores = {0: (0, len(data)), 1: boxes.get(b"idat")}  # construction method -> bytes
-    for item, method, spans in _item_locations(data, *boxes.get(b"iloc", (0, 0))):
+    for item, method, spans in locations[:ENTRIES_READ]:
         item_type, store = items.types.get(item), stores.get(method)
         if store is None or not spans:
             continue
@@ -673,7 +679,7 @@ def _grid_pixels(
 def _item_types(data: bytes, start: int, end: int) -> Iterator[tuple[int, bytes, bool]]:
     """(item ID, item type, hidden) of each version 2/3 `infe` entry of an `iinf` box."""
     skip = 4 + (2 if start < end and data[start] == 0 else 4)  # version, flags, entry count
-    for kind, inner, stop in _boxes(data, start + skip, end):
+    for kind, inner, stop in islice(_boxes(data, start + skip, end), ENTRIES_READ + 1):
         version = data[inner] if kind == b"infe" and inner < stop else 0
         width = 2 if version == 2 else 4
         if version in (2, 3) and inner + 10 + width <= stop:

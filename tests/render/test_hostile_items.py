@@ -23,7 +23,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from imgproxy import headers, inspect
+from imgproxy import headers, inspect, render
 from imgproxy.errors import TooLarge, Undecodable
 from imgproxy.settings import Settings
 from tests.support import hostile, images, need_binary
@@ -59,6 +59,7 @@ def corpus() -> dict[str, bytes]:
         "overlay.heic": hostile.heif_overlay_tree(tile, 1, 3),
         "small.avif": _avif((2048, 2048)),
         "sequence.avif": _avif((2048, 2048), 4),
+        "alpha.heic": images.heif(images.photo((301, 203), "RGBA"), thumbnail=64),
         "ok.jpg": images.jpeg((640, 480)),
         "ok.heic": tile,
     }
@@ -133,13 +134,15 @@ def test_refused_at_once_while_a_jpeg_behind_is_served(
     assert _peak_rss(process) - before < RSS_GROWTH
 
 
-@pytest.mark.parametrize("name", ["overlay.heic", "large.heic", "small.avif", "sequence.avif"])
+@pytest.mark.parametrize(
+    "name", ["overlay.heic", "large.heic", "alpha.heic", "small.avif", "sequence.avif"]
+)
 def test_honest_files_are_served(server: tuple[str, psutil.Process], name: str) -> None:
     url, _ = server
     with httpx.Client(base_url=url, timeout=60) as http:
         assert http.get(f"/media/{name}?w=40").status_code == 200
         facts = http.get(f"/media/{name}?fm=json").json()
-        assert facts["width"] in (64, 1024, 2048)
+        assert facts["width"] in (64, 301, 1024, 2048)
 
 
 def test_item_work_reads_the_tree(corpus: dict[str, bytes]) -> None:
@@ -150,6 +153,8 @@ def test_item_work_reads_the_tree(corpus: dict[str, bytes]) -> None:
     assert headers.item_work(corpus["overlay.heic"]) == headers.ItemWork(1, 3, 3 * 64 * 64, None)
     grid = images.heif(images.photo((64, 48)))  # heif-enc: one 64x64 tile cropped to 64x48
     assert headers.item_work(grid) == headers.ItemWork(1, 1, 64 * 48, None)
+    # A grid of one 302x204 tile, its alpha (an auxiliary grid) and thumbnail: the photo.
+    assert headers.item_work(corpus["alpha.heic"]) == headers.ItemWork(1, 1, 301 * 203, None)
     assert headers.item_work(images.jpeg((64, 48))) is None
 
 
@@ -175,3 +180,16 @@ def test_inspect_refuses_before_decoding(corpus: dict[str, bytes]) -> None:
     for name in ("tree.heic", "hidden-small.avif"):
         with pytest.raises(Undecodable):
             inspect(corpus[name], settings=settings, approved=True)
+
+
+def test_an_item_flood_is_refused_after_a_bounded_walk() -> None:
+    """A million items: the walk (in the event loop, before a thread is taken) reads no more
+    than ENTRIES_READ of them, and such a file is one no decoder should walk either."""
+    flood = hostile.heif_item_flood(1_000_000)
+    started = time.monotonic()
+    work = headers.item_work(flood)
+    assert headers.declared_size("HEIF", flood) is None
+    assert time.monotonic() - started < 1.0  # the whole of it: 2.5 s
+    assert work is not None and work.decodes > headers.MAX_DECODES
+    with pytest.raises(TooLarge):
+        render.check_items(flood, MAX_PIXELS)

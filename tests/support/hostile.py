@@ -539,3 +539,16 @@ def _all(data: bytearray, kind: bytes) -> list[int]:
         found.append(at)
         at = data.find(kind, at + 4)
     return found
+
+
+def heif_item_flood(items: int) -> bytes:
+    """A HEIF `meta` of `items` coded items, each with an `infe` and an `iloc` entry and
+    no data: 30 bytes an item, so 50 MB declare 1.7 million."""
+    ftyp = _box(b"ftyp", b"heic" + bytes(4) + b"mif1heic")
+    infe = b"".join(_box(b"infe", struct.pack(">IH4sB", i, 0, b"hvc1", 0), 3) for i in range(items))
+    iloc = struct.pack(">HI", 0x4400, items)
+    iloc += b"".join(struct.pack(">IHHII", i, 0, 1, 0, 0) for i in range(items))
+    meta = _box(b"pitm", struct.pack(">H", 1), 0) + _box(
+        b"iinf", struct.pack(">I", items) + infe, 1
+    )
+    return ftyp + _box(b"meta", meta + _box(b"iloc", iloc, 2), 0)

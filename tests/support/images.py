@@ -104,14 +104,20 @@ def frames(image: Image.Image) -> int:
 
 
 def heif(
-    image: Image.Image, *, quality: int = 90, icc: bytes | None = None, exif: bytes = b""
+    image: Image.Image,
+    *,
+    quality: int = 90,
+    icc: bytes | None = None,
+    exif: bytes = b"",
+    thumbnail: int = 0,
 ) -> bytes:
     """The image as a HEIC file, with `icc` embedded (a `colr` box of type `prof`) and
-    `exif` (an `Exif` item) if given."""
+    `exif` (an `Exif` item) if given, and a thumbnail of `thumbnail` pixels a side."""
     with tempfile.TemporaryDirectory() as folder:
         source, target = Path(folder) / "in.png", Path(folder) / "out.heic"
         image.save(source, icc_profile=icc, exif=exif)
         command = ["heif-enc", "-q", str(quality), "-o", str(target), str(source)]
+        command += ["-t", str(thumbnail)] if thumbnail else []
         subprocess.run(command, check=True, capture_output=True)
         return target.read_bytes()
 
