@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.support import KEY, images, metric, need_binary, raw_get, spec_signature, write_config
+from tests.support.edge_flood import accept_values, flood, signed_params, spellings
 from tests.support.processes import (
     ROOT,
     SITE_SUBSTITUTIONS,
@@ -35,11 +36,14 @@ CROWD = 96
 
 
 @contextmanager
-def site_over(tmp_path: Path, media: Path, **cache: Any) -> Iterator[tuple[str, NginxSite]]:
+def site_over(
+    tmp_path: Path, media: Path, *, security: dict[str, Any] | None = None, **cache: Any
+) -> Iterator[tuple[str, NginxSite]]:
     """imgproxy with a disk tier and accel_redirect configured, and the shipped site in front."""
     disk = tmp_path / "disk"
     settings = {"disk_path": str(disk), "accel_redirect": "/_accel/", "memory_bytes": 0, **cache}
-    with imgproxy_process(write_config(tmp_path, media, cache=settings)) as upstream:
+    config = write_config(tmp_path, media, cache=settings, security=security or {})
+    with imgproxy_process(config) as upstream:
         port = int(upstream.rsplit(":", 1)[1])
         with nginx_servers(tmp_path, port, disk) as site:
             yield upstream, site
@@ -106,8 +110,9 @@ def test_a_cold_burst_renders_once_per_url_and_fills_the_cache(media: Path, tmp_
         assert statuses(again) == {"HIT": len(by_uri)}
         assert [r.content for r in again] == [next(iter(by_uri[uri])) for uri in by_uri]
         assert metric(upstream, "imgproxy_requests_total", 'status="200"') == seen["MISS"] + warmed
-        expected = {f"http127.0.0.1{uri}|other" for uri in by_uri}
-        assert cache_keys(site) == Counter(expected)  # one file per URL in the cache folder
+        keys = cache_keys(site)
+        assert sorted(keys.values()) == [1] * len(by_uri)  # one file per URL in the cache folder
+        assert {key.rsplit("|", 1)[1] for key in keys} == {"*/*"}  # the Accept imgproxy got
 
 
 def test_a_burst_of_errors_never_waits_on_a_cache_lock(media: Path, tmp_path: Path) -> None:
@@ -219,6 +224,70 @@ def test_nginx_proxy_cache_keys_on_the_accept_class(media: Path, tmp_path: Path)
             ]
             assert metric(upstream, "imgproxy_renders_total") == 2
             assert metric(upstream, "imgproxy_requests_total", 'status="200"') == 2  # 3rd: nginx
+
+
+def signed_uri(**params: str) -> str:
+    return "/media/photo.jpg?" + "&".join(f"{n}={v}" for n, v in signed_params(params))
+
+
+def test_made_up_accept_values_keep_one_file_per_class(media: Path, tmp_path: Path) -> None:
+    """300 distinct Accept values on one fm=auto URL, at once, after a WebP client filled it:
+    each gets what imgproxy itself answers that value (so never a format it refused), and
+    the edge keeps one file per class imgproxy tells apart (avif and webp each admitted or
+    not: four), though imgproxy's `Vary: Accept` still reaches the client."""
+    values = accept_values(300)
+    with site_over(tmp_path, media, security={"keys": [KEY]}) as (upstream, site):
+        uri = signed_uri(w="64", fm="auto")
+        filled = httpx.get(site.edge + uri, headers={"accept": "image/webp,*/*"})
+        assert filled.headers["content-type"] == "image/webp"
+        assert filled.headers["x-cache-status"] == "MISS"
+        sent = [[("accept", value)] for value in values]
+        # Several Accept lines, which imgproxy joins: nginx 1.22 reads the first alone, so
+        # it may admit fewer formats than imgproxy would, never more.
+        sent.append([("accept", "image/webp;q=0"), ("accept", "*/*")])
+        responses = flood(site.edge, [(uri, headers) for headers in sent])
+        assert [r.status_code for r in responses] == [200] * len(sent)
+        with httpx.Client(base_url=upstream) as direct:
+            for headers, response in zip(sent, responses, strict=True):
+                expected = direct.get(uri, headers=headers).headers["content-type"]
+                assert response.headers["content-type"] == expected, headers
+                assert response.headers["vary"] == "Accept"
+        assert {r.headers["content-type"] for r in responses} == {
+            "image/avif",
+            "image/webp",
+            "image/jpeg",
+        }
+        assert sorted(cache_keys(site).values()) == [1] * 4
+        assert metric(upstream, "imgproxy_renders_total") == 3  # one per format
+
+
+def test_spellings_of_one_url_and_host_names_keep_one_file(media: Path, tmp_path: Path) -> None:
+    """300 spellings of one signed URL's query (orders, %-escapes, `&&`) and 300 Host names
+    for another URL, each lot at once: all answered alike, and the edge keeps one file for
+    each URL."""
+    pairs = signed_params({"w": "64", "h": "48", "fit": "cover", "q": "70", "fm": "webp"})
+    queries = spellings(pairs, 300)
+    with site_over(tmp_path, media, security={"keys": [KEY]}) as (upstream, site):
+        responses = flood(site.edge, [(f"/media/photo.jpg?{query}", []) for query in queries])
+        assert [r.status_code for r in responses] == [200] * len(queries)
+        assert len({r.content for r in responses}) == 1
+        assert sorted(cache_keys(site).values()) == [1]
+        assert metric(upstream, "imgproxy_renders_total") == 1
+        # A changed value is another rendition (or a bad signature), never the stored one.
+        tampered = httpx.get(site.edge + "/media/photo.jpg?" + queries[0].replace("w=64", "w=65"))
+        assert tampered.status_code == 403
+
+        uri = signed_uri(w="80")
+        hosts = [[("host", f"img{n}.example")] for n in range(299)]
+        hosts.append([("host", "IMG0.EXAMPLE:80")])
+        responses = flood(site.edge, [(uri, host) for host in hosts])
+        assert [r.status_code for r in responses] == [200] * len(hosts)
+        assert len({r.content for r in responses}) == 1
+        for n in range(20):  # the host in the request line instead
+            status, _ = raw_get(site.edge, f"http://abs{n}.example{uri}")
+            assert status == 200
+        assert sorted(cache_keys(site).values()) == [1, 1]
+        assert metric(upstream, "imgproxy_renders_total") == 2
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 
-from tests.support import images, metric, raw_get, write_config
+from tests.support import KEY, images, metric, need_binary, raw_get, write_config
+from tests.support.edge_flood import accept_values, flood, signed_params, spellings
 from tests.support.processes import free_port, served, varnish
 
 CLIENTS = 32
@@ -40,11 +41,17 @@ class Site:
     edge: str  # Varnish
     upstream: str  # imgproxy
     config: Path  # the config file both `imgproxy serve` and `imgproxy purge` read
+    instance: Path  # varnishd's -n folder, for varnishstat
 
 
 @contextmanager
 def varnish_over(
-    tmp_path: Path, media: Path, *, purge_urls: tuple[str, ...] = (), **cache: Any
+    tmp_path: Path,
+    media: Path,
+    *,
+    purge_urls: tuple[str, ...] = (),
+    security: dict[str, Any] | None = None,
+    **cache: Any,
 ) -> Iterator[Site]:
     """imgproxy with only a disk tier (so the CLI's purge reaches all of it), and the shipped
     VCL in front; `cache.purge_urls` is Varnish, then `purge_urls`."""
@@ -56,11 +63,11 @@ def varnish_over(
         "purge_urls": [f"{edge}/", *purge_urls],
         **cache,
     }
-    config = write_config(tmp_path, media, cache=settings)
+    config = write_config(tmp_path, media, cache=settings, security=security or {})
     with served(config) as server:
         backend_port = int(server.url.rsplit(":", 1)[1])
         with varnish(tmp_path, backend_port, port=edge_port):
-            yield Site(edge, server.url, config)
+            yield Site(edge, server.url, config, tmp_path / "varnish")
 
 
 def get(site: Site, uri: str, accept: str = "*/*", **headers: str) -> httpx.Response:
@@ -230,3 +237,83 @@ def test_metrics_are_only_for_the_scrapers_acl(media: Path, tmp_path: Path) -> N
             assert status == 403 and b"imgproxy_" not in answer, (target, answer[:200])
         status, _ = raw_get(site.edge, "/media/photo.jpg?w=120", source="127.0.0.2")
         assert status == 200
+
+
+def n_objects(site: Site) -> int:
+    """Varnish's count of stored objects (every variant of every URL)."""
+    stat = subprocess.run(
+        [need_binary("varnishstat"), "-n", str(site.instance), "-1", "-f", "MAIN.n_object"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return int(stat.stdout.split()[1])
+
+
+def signed_uri(**params: str) -> str:
+    return "/media/photo.jpg?" + "&".join(f"{n}={v}" for n, v in signed_params(params))
+
+
+def test_made_up_accept_values_keep_one_object_per_class(media: Path, tmp_path: Path) -> None:
+    """300 distinct Accept values on one fm=auto URL, at once, after a WebP client filled it:
+    each gets what imgproxy itself answers that value (so never a format it refused), and
+    Varnish keeps one object per class imgproxy tells apart (avif and webp each admitted or
+    not: four)."""
+    values = accept_values(300)
+    with varnish_over(tmp_path, media, security={"keys": [KEY]}) as site:
+        uri = signed_uri(w="64", fm="auto")
+        before = n_objects(site)
+        filled = get(site, uri, "image/webp,*/*")
+        assert (filled.headers["content-type"], filled.headers["x-cache"]) == ("image/webp", "MISS")
+        # A client that sends several Accept lines: imgproxy reads them joined.
+        values_sent = [[("accept", value)] for value in values]
+        values_sent += [
+            [("accept", "image/webp;q=0"), ("accept", "*/*")],
+            [("accept", "text/html"), ("accept", "image/webp")],
+            [("accept", "image/avif;q=0"), ("accept", "image/avif;q=1")],
+        ]
+        responses = flood(site.edge, [(uri, headers) for headers in values_sent])
+        assert [r.status_code for r in responses] == [200] * len(values_sent)
+        with httpx.Client(base_url=site.upstream) as upstream:
+            for headers, response in zip(values_sent, responses, strict=True):
+                direct = upstream.get(uri, headers=headers)
+                assert response.headers["content-type"] == direct.headers["content-type"], headers
+                assert response.headers["vary"] == "Accept"
+        assert {r.headers["content-type"] for r in responses} == {
+            "image/avif",
+            "image/webp",
+            "image/jpeg",
+        }
+        assert n_objects(site) - before == 4
+        assert metric(site.upstream, "imgproxy_renders_total") == 3  # one per format
+
+
+def test_spellings_of_one_url_and_host_names_keep_one_object(media: Path, tmp_path: Path) -> None:
+    """300 spellings of one signed URL's query (orders, %-escapes, `&&`) and 300 Host names
+    for another URL, each lot at once: all answered alike, and Varnish keeps one object for
+    each URL. A sorted query still carries a valid signature (imgproxy signs it sorted)."""
+    pairs = signed_params({"w": "64", "h": "48", "fit": "cover", "q": "70", "fm": "webp"})
+    queries = spellings(pairs, 300)
+    with varnish_over(tmp_path, media, security={"keys": [KEY]}) as site:
+        before = n_objects(site)
+        responses = flood(site.edge, [(f"/media/photo.jpg?{query}", []) for query in queries])
+        assert [r.status_code for r in responses] == [200] * len(queries)
+        assert len({r.content for r in responses}) == 1
+        assert n_objects(site) - before == 1
+        assert metric(site.upstream, "imgproxy_renders_total") == 1
+        # A changed value is another rendition (or a bad signature), never the stored one.
+        tampered = get(site, "/media/photo.jpg?" + queries[0].replace("w=64", "w=65"))
+        assert tampered.status_code == 403
+
+        uri = signed_uri(w="80")
+        hosts = [[("host", f"img{n}.example")] for n in range(299)]
+        hosts.append([("host", "IMG0.EXAMPLE:80")])
+        responses = flood(site.edge, [(uri, host) for host in hosts])
+        assert [r.status_code for r in responses] == [200] * len(hosts)
+        assert len({r.content for r in responses}) == 1
+        for n in range(20):  # the host in the request line instead
+            status, _ = raw_get(site.edge, f"http://abs{n}.example{uri}")
+            assert status == 200
+        assert n_objects(site) - before == 2
+        assert metric(site.upstream, "imgproxy_renders_total") == 2
