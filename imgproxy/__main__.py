@@ -1,5 +1,5 @@
 """`python -m imgproxy` -> the CLI."""
 
-from imgproxy.cli import main
+from imgproxy.server.cli import main
 
 raise SystemExit(main())

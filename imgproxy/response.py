@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable
 from urllib.parse import quote
 
-from imgproxy.cache import Headers, Rendition
+from imgproxy.cache import READY_PER_RENDITION, Headers, Rendition
 from imgproxy.conditional import NOT_MODIFIED_HEADERS, ByteRange, RangeNotSatisfiable, parse_range
 from imgproxy.errors import ImageProxyError, MethodNotAllowed, Overloaded
 from imgproxy.messages import ImageResponse
@@ -21,11 +21,6 @@ SECURITY_HEADERS = (
 def image_response(status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> ImageResponse:
     """`headers` are a Variant's, security headers included (fixed once per variant)."""
     return ImageResponse(status, (*headers, ("content-length", str(len(body)))), body)
-
-
-# A rendition is shared by a handful of URLs (fm=auto and the format it chose, with and
-# without `v`, a preset and its spelling): past this many, its kept responses start again.
-READY_PER_RENDITION = 4
 
 
 def ready_response(found: Rendition, status: int, headers: Headers) -> ImageResponse:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from imgproxy.server import create_app
+from imgproxy.server.app import create_app
 from tests.support import LiveServer, images, settings_for
 
 if TYPE_CHECKING:

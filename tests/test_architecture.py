@@ -4,6 +4,7 @@ ETags, 304s) never loads Pillow."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from tests.support import architecture
@@ -24,6 +25,37 @@ def test_no_module_imports_from_a_layer_above_its_own() -> None:
         if architecture.layer_of(target) < architecture.layer_of(module)
     ]
     assert upward == []
+
+
+PROGRAM_ONLY = ("uvicorn", "prometheus_client", "tqdm", "imgproxy.server")
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Every module an import statement in `path` names, at any depth (lazy imports too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_only_the_program_imports_the_server_and_its_libraries() -> None:
+    """The library a web app embeds never loads the server's dependencies (the `server`
+    extra) nor the program (imgproxy/server/); the program is free to use the library."""
+    package = architecture.PACKAGE
+    offending = {
+        str(path.relative_to(package)): sorted(
+            name
+            for name in _imported_names(path)
+            if name.split(".")[0] in PROGRAM_ONLY or name.startswith("imgproxy.server")
+        )
+        for path in package.rglob("*.py")
+        if path.relative_to(package).parts[0] not in ("server", "__main__.py")
+    }
+    assert {path: names for path, names in offending.items() if names} == {}
 
 
 def test_no_import_cycles() -> None:

@@ -18,6 +18,9 @@ from imgproxy.formats import OutputFormat
 from imgproxy.messages import ImageResponse
 
 Headers = tuple[tuple[str, str], ...]
+# A rendition is shared by a handful of URLs (fm=auto and the format it chose, with and
+# without `v`, a preset and its spelling): past this many, its kept responses start again.
+READY_PER_RENDITION = 4
 
 FACTS_EXTENSION = "json"
 # A source's id as surrogate_key() makes it (base64url of a digest): the only names a tier

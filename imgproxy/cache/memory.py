@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from cachetools import LRUCache
 
-from imgproxy.cache import CacheKey, Rendition
-from imgproxy.response import READY_PER_RENDITION
+from imgproxy.cache import READY_PER_RENDITION, CacheKey, Rendition
 
 # Rough per-entry cost of the key, the value object and the LRU bookkeeping, plus the ready
 # responses a value may carry (response.ready_response: ~400 B each, bodies shared).

@@ -71,7 +71,7 @@ def test_animated_gif_over_http(client: httpx.Client) -> None:
 
 
 def test_too_many_frames_for_animated_output(media: Path, serve: Serve) -> None:
-    from imgproxy.server import create_app
+    from imgproxy.server.app import create_app
     from tests.support import settings_for
 
     (media / "long.gif").write_bytes(images.gif(12, (20, 20)))

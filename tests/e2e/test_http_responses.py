@@ -116,7 +116,7 @@ def test_vary_accept_exactly_with_fm_auto(
 
 
 def test_fm_auto_from_a_preset_varies_too(media: Path, serve: Serve) -> None:
-    from imgproxy.server import create_app
+    from imgproxy.server.app import create_app
     from tests.support import settings_for
 
     settings = settings_for(media, presets={"auto": "w=40&fm=auto"})
@@ -246,7 +246,7 @@ def test_missing_files(client: httpx.Client) -> None:
 
 
 def test_placeholder_is_rendered_with_the_params(media: Path, serve: Serve) -> None:
-    from imgproxy.server import create_app
+    from imgproxy.server.app import create_app
     from tests.support import settings_for
 
     placeholder = media.parent / "placeholder.png"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -253,7 +254,7 @@ def test_warm_with_only_memory_warns(tmp_path: Path) -> None:
 
 
 def test_config_reference_prints_the_generated_reference() -> None:
-    from imgproxy import reference
+    from imgproxy.server import reference
 
     result = imgproxy("config", "--reference")
     assert result.returncode == 0, result.stderr
@@ -264,3 +265,21 @@ def test_config_reference_prints_the_generated_reference() -> None:
 def test_config_without_a_flag_is_a_usage_error() -> None:
     result = imgproxy("config")
     assert result.returncode == 2 and "--reference" in result.stderr
+
+
+def test_serve_runs_only_on_the_uvicorn_releases_it_was_tested_with() -> None:
+    """connections.py extends uvicorn's internals: an untested release is refused by name,
+    and the range is the one the `server` extra installs."""
+    import tomllib
+
+    from imgproxy.server import cli
+
+    assert cli.untested_uvicorn(importlib.metadata.version("uvicorn")) is None
+    assert cli.untested_uvicorn("0.55.9") is None
+    for version in ("0.33.0", "0.56.0", "1.0.0"):
+        refused = cli.untested_uvicorn(version)
+        assert refused is not None and f"uvicorn {version}" in refused
+        assert "uvicorn>=0.34,<0.56" in refused
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    server = project["project"]["optional-dependencies"]["server"]
+    assert "uvicorn>=0.34,<0.56" in server

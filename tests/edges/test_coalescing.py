@@ -1,4 +1,4 @@
-"""A response's head leaves with its body in one write (imgproxy/connections.py, Coalescing),
+"""A response's head leaves with its body in one write (imgproxy/server/connections.py, Coalescing),
 counted by the kernel: /proc/PID/io's `syscw` is the number of write(2)/writev(2) calls a
 process made. And nothing that must leave at once is held back: a 100 Continue, a streamed
 chunk, a HEAD answer, a 400, pipelined answers; many clients at once get whole, unmixed bytes.
@@ -20,7 +20,7 @@ import httpx
 import pytest
 import uvicorn
 
-from imgproxy import connections
+from imgproxy.server import connections
 from tests.support import images
 from tests.support.processes import free_port, running
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from imgproxy.server import StandaloneApp
+from imgproxy.server.app import StandaloneApp
 from imgproxy.urls import url_for
 from tests.support import images, settings_for
 

@@ -1,4 +1,4 @@
-"""Slow and idle clients against a real `imgproxy serve` (imgproxy/connections.py): a request
+"""Slow and idle clients against a real `imgproxy serve` (imgproxy/server/connections.py): a request
 head that never completes is closed within the head timeout, however slowly it drips, while
 normal requests keep working. Waits are bounded by socket and pytest timeouts, never asserted
 as wall-clock thresholds."""
@@ -22,9 +22,9 @@ import httpx
 import pytest
 import uvicorn
 
-from imgproxy import cli, connections
-from imgproxy.connections import HEAD_TIMEOUT_ENV, MAX_HEADERS_ENV, Deadlines
-from imgproxy.server import CONFIG_ENV
+from imgproxy.server import cli, connections
+from imgproxy.server.app import CONFIG_ENV
+from imgproxy.server.connections import HEAD_TIMEOUT_ENV, MAX_HEADERS_ENV, Deadlines
 from tests.support import images
 from tests.support.processes import free_port, running
 
@@ -441,7 +441,7 @@ def test_serve_installs_the_limits_and_warns_about_a_signing_demo(
         f'[stores.media]\nkind = "fs"\nroot = "{tmp_path / "media"}"\n'
     )
     assert cli.main(["serve", "--config", str(config), "--port", "0"]) == 0
-    assert ran["http"].startswith("imgproxy.connections:")
+    assert ran["http"].startswith("imgproxy.server.connections:")
     assert ran["timeout_keep_alive"] == connections.KEEP_ALIVE_TIMEOUT
     assert ran["ws"] == "none"
     assert os.environ[MAX_HEADERS_ENV] == "50"  # what each connection reads

@@ -190,7 +190,7 @@ def test_without_numpy_the_hashes_are_a_400_not_a_500(monkeypatch: pytest.Monkey
     monkeypatch.setattr(params, "HASHES_AVAILABLE", False)
     with pytest.raises(BadRequest, match="placeholders' extra"):
         params.build_transform({"fm": "thumbhash"}, 4096)
-    code = "import imgproxy.render, imgproxy.server, sys; print('numpy' in sys.modules)"
+    code = "import imgproxy.render, imgproxy.server.app, sys; print('numpy' in sys.modules)"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert found.stdout.strip() == "False", found.stderr
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from imgproxy import reference
 from imgproxy.errors import ConfigError
+from imgproxy.server import reference
 from imgproxy.settings import Settings
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"

@@ -18,20 +18,19 @@ from pathlib import Path
 import imgproxy
 
 PACKAGE = Path(imgproxy.__file__).parent
-GROUPED = ("cache", "contrib", "render", "stores")  # drawn as one room each
+GROUPED = ("cache", "contrib", "render", "server", "stores")  # drawn as one room each
 
 # Top to bottom. A module may import from its own layer or the ones below, never above.
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("edges", "translate a framework to ImageRequest", (
-        "__main__", "__init__", "cli", "workers", "connections", "server", "demo",
-        "maintenance", "asgi", "wsgi", "contrib/",
+        "__main__", "__init__", "server/", "maintenance", "asgi", "wsgi", "contrib/",
     )),
     ("pipeline", "the SPEC §10 stages, in order", ("pipeline",)),
     ("root", "builds everything once from Settings", ("services",)),
     ("stages", "URL, source, variant: judged and remembered", ("targets", "source", "variant")),
     ("parts", "one concern each", (
         "cache/", "render/", "stores/", "mounts", "response", "urls", "params", "paths",
-        "geometry", "signing", "policy", "negotiation", "job", "exposition", "reference",
+        "geometry", "signing", "policy", "negotiation", "job",
         "inspection", "fetching", "cdn", "responsive",
     )),
     ("values", "plain values and pure functions", (

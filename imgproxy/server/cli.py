@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -105,12 +107,34 @@ def _load(path: str | None) -> Settings:
     return settings
 
 
+# connections.py subclasses uvicorn's HTTP protocols, which are its internals: `serve` runs
+# only on the releases tested, the range the `server` extra allows (a test keeps them equal).
+UVICORN_TESTED = ((0, 34), (0, 56))  # from the first, up to and without the second
+
+
+def untested_uvicorn(version: str) -> str | None:
+    """Why this uvicorn cannot run `serve`, or None when it is a tested release."""
+    found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    low, high = UVICORN_TESTED
+    if low <= found < high:
+        return None
+    wanted = f"uvicorn>={low[0]}.{low[1]},<{high[0]}.{high[1]}"
+    return (
+        f"imgproxy serve is tested with {wanted}, and this is uvicorn {version}: its HTTP"
+        f" protocols, which imgproxy's connections extend, may differ. pip install '{wanted}'"
+    )
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     for module in ("uvicorn", "prometheus_client"):
         require(module, extra="server", feature="imgproxy serve")
+    refused = untested_uvicorn(importlib.metadata.version("uvicorn"))
+    if refused is not None:
+        print(f"imgproxy: {refused}", file=sys.stderr)
+        return 2
     import uvicorn
 
-    from imgproxy import connections, workers
+    from imgproxy.server import connections, workers
 
     asyncio.run(validate(settings))  # a bad store refuses to start here, not on first use
     _warn_about_the_demo(settings)
@@ -134,7 +158,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     os.environ[connections.MAX_HEADERS_ENV] = str(server.max_headers)  # read per connection
     if count > 1:  # a socket per worker: the kernel spreads connections (workers.py)
         return workers.supervise(host, port, count, options)
-    uvicorn.run("imgproxy.server:app_from_env", factory=True, host=host, port=port, **options)
+    uvicorn.run("imgproxy.server.app:app_from_env", factory=True, host=host, port=port, **options)
     return 0
 
 
@@ -362,7 +386,7 @@ def _warm(settings: Settings, args: argparse.Namespace) -> int:
 def _config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.reference:
         parser.error("config: nothing to do; try imgproxy config --reference")
-    from imgproxy import reference  # only this command builds the reference
+    from imgproxy.server import reference  # only this command builds the reference
 
     print(reference.markdown(), end="")
     return 0

@@ -14,10 +14,11 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
-from imgproxy import demo, logs
+from imgproxy import logs
 from imgproxy.asgi import ImageProxy
-from imgproxy.exposition import CONTENT_TYPE_LATEST, Exposition
 from imgproxy.render.probe import own_process_ceiling
+from imgproxy.server import demo
+from imgproxy.server.exposition import CONTENT_TYPE_LATEST, Exposition
 from imgproxy.settings import CONFIG_ENV, Settings
 
 __all__ = ["CONFIG_ENV", "StandaloneApp", "app_from_env", "create_app"]

@@ -61,7 +61,7 @@ def uvicorn_options(*, fast: bool) -> dict[str, Any]:
     """The uvicorn.Config options that install these limits (httptools when `fast`)."""
     protocol = "HttpToolsLimits" if fast else "H11Limits"
     return {
-        "http": f"imgproxy.connections:{protocol}",
+        "http": f"imgproxy.server.connections:{protocol}",
         "ws": "none",  # no WebSocket route; an upgrade would also get the Coalescing transport
         "timeout_keep_alive": KEEP_ALIVE_TIMEOUT,
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,

@@ -65,7 +65,7 @@ def _worker(host: str, port: int, options: dict[str, Any], supervisor: int) -> N
 
     threading.Thread(target=_stop_when_orphaned, args=(supervisor,), daemon=True).start()
     sock = reuse_port_socket(host, port)
-    config = uvicorn.Config("imgproxy.server:app_from_env", factory=True, **options)
+    config = uvicorn.Config("imgproxy.server.app:app_from_env", factory=True, **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 
