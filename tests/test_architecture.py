@@ -1,4 +1,4 @@
-"""The package's shape, checked from its real imports: the README's diagram is current, no
+"""The package's shape, checked from its real imports: ARCHITECTURE.md's diagram is current, no
 module imports from a layer above its own, no import cycle, and the variant stage (headers,
 ETags, 304s) never loads Pillow."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.support import architecture
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ARCHITECTURE = Path(__file__).resolve().parent.parent / "ARCHITECTURE.md"
 
 
 def test_every_module_has_a_layer() -> None:
@@ -96,17 +96,20 @@ def test_the_checker_sees_pillow_where_it_is() -> None:
     assert "render" in loaded_by("pipeline")
 
 
-def test_the_readme_diagram_is_current() -> None:
-    """Regenerate with `python -m tests.support.architecture` and paste between the markers."""
-    text = README.read_text()
+def test_the_architecture_diagram_is_current() -> None:
+    """Regenerate with `python -m tests.support.architecture` and paste between the markers
+    of ARCHITECTURE.md."""
+    text = ARCHITECTURE.read_text()
     begin = text.index(architecture.BEGIN)
     end = text.index(architecture.END) + len(architecture.END)
-    assert text[begin:end] == architecture.readme_block()
+    assert text[begin:end] == architecture.markdown_block()
 
 
-def test_the_readme_names_every_test_folder() -> None:
+def test_the_architecture_names_every_test_folder() -> None:
     folders = {
-        p.name for p in README.parent.joinpath("tests").iterdir() if (p / "__init__.py").exists()
+        p.name
+        for p in ARCHITECTURE.parent.joinpath("tests").iterdir()
+        if (p / "__init__.py").exists()
     }
-    text = README.read_text()
+    text = ARCHITECTURE.read_text()
     assert {f for f in folders if f"`tests/{f}/`" not in text} == set()

@@ -1,4 +1,5 @@
-"""`imgproxy serve | check | sign | purge | warm | config` (SPEC §9)."""
+"""`imgproxy`: serve images, check a configuration, sign URLs, purge or warm a source's
+renditions, and print the configuration reference."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The package's import graph, read from the code (ast), and the layers it must respect.
 
-`python -m tests.support.architecture` prints the diagram the README shows;
-tests/test_architecture.py checks the README's copy is current, that no module imports from
+`python -m tests.support.architecture` prints the diagram ARCHITECTURE.md shows;
+tests/test_architecture.py checks that copy is current, that no module imports from
 a layer above its own, that there is no import cycle, and that choosing a variant never
 loads Pillow.
 """
@@ -153,9 +153,10 @@ def diagram() -> str:
     return "\n".join(lines)
 
 
-def readme_block() -> str:
+def markdown_block() -> str:
+    """The diagram as ARCHITECTURE.md holds it, between its markers."""
     return f"{BEGIN}\n```\n{diagram()}\n```\n{END}"
 
 
 if __name__ == "__main__":
-    sys.stdout.write(readme_block() + "\n")
+    sys.stdout.write(markdown_block() + "\n")
