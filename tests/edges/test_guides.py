@@ -1,0 +1,69 @@
+"""Each guide under examples/guides/ followed to the letter in a fresh folder (tests/support/
+guides.py), then what it promises checked against the real server it started."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support import images
+from tests.support.guides import ROOT, follow
+
+GUIDES = ROOT / "examples/guides"
+
+
+def test_django_guide_from_pip_install_to_a_signed_thumbnail(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "examples/media/rocket.jpg", tmp_path / "cat.jpg")
+    with follow(GUIDES / "django.md", tmp_path) as project:
+        assert project.base is not None
+        page = httpx.get(project.base + "/photos/")
+        assert page.status_code == 200, page.text
+        page_text = html.unescape(page.text)
+        thumb = re.findall(r'<img src="([^"]+)"', page_text)[0]
+        (full,) = re.findall(r'<a href="([^"]+)"', page_text)
+        assert thumb == "/img/uploads/photos/cat.jpg?p=thumb"  # a preset: unsigned by default
+        answer = httpx.get(project.base + thumb, headers={"accept": "image/webp"})
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "image/webp"
+        assert images.decode(answer.content).size == (240, 240)
+        assert full.startswith("/img/uploads/photos/cat.jpg?") and "&s=" in full
+        signed = httpx.get(project.base + full, headers={"accept": "image/webp"})
+        assert signed.status_code == 200
+        assert images.decode(signed.content).width == 600
+        tampered = full.replace("w=600", "w=601")
+        assert httpx.get(project.base + tampered).status_code == 403
+        assert httpx.get(project.base + full.split("&s=")[0]).status_code == 403
+        assert "srcset=" in page.text  # imgproxy_picture
+    # the lifecycle warmed the preset when the photo was saved: imgproxy_warm found it cached
+    (warmed,) = [out for out in project.outputs if out.startswith("warm uploads")]
+    assert warmed.startswith("warm uploads: made 0, failed 0")
+    refused = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", BMP_UPLOAD],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 0, refused.stderr
+    assert refused.stdout.strip().splitlines()[-1] == "not_approved"
+
+
+BMP_UPLOAD = """
+from io import BytesIO
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from PIL import Image
+from photos.models import Photo
+data = BytesIO()
+Image.new("RGB", (32, 32)).save(data, "BMP")
+try:
+    Photo(title="bmp", image=File(data, name="a.bmp")).full_clean()
+except ValidationError as error:
+    print(error.error_dict["image"][0].code)
+"""
