@@ -67,3 +67,32 @@ try:
 except ValidationError as error:
     print(error.error_dict["image"][0].code)
 """
+
+
+def _photo(folder: Path) -> None:
+    (folder / "photos").mkdir()
+    shutil.copy(ROOT / "examples/media/rocket.jpg", folder / "photos/cat.jpg")
+
+
+def test_flask_guide(tmp_path: Path) -> None:
+    _photo(tmp_path)
+    with follow(GUIDES / "flask.md", tmp_path) as project:
+        assert project.base is not None
+        page = html.unescape(httpx.get(project.base + "/").text)
+        (src,) = re.findall(r'src="([^"]+)"', page)
+        assert src.startswith("/img/photos/cat.jpg?") and "&s=" in src
+        assert images.decode(httpx.get(project.base + src).content).size == (300, 200)
+        assert httpx.get(project.base + src.replace("w=300", "w=301")).status_code == 403
+
+
+def test_fastapi_guide(tmp_path: Path) -> None:
+    _photo(tmp_path)
+    with follow(GUIDES / "fastapi.md", tmp_path) as project:
+        assert project.base is not None
+        cat = httpx.get(project.base + "/api/cat").json()
+        assert "&s=" in cat["src"]
+        assert images.decode(httpx.get(project.base + cat["src"]).content).width == 300
+        for candidate in cat["srcset"].split(", "):
+            url, width = candidate.rsplit(" ", 1)
+            out = images.decode(httpx.get(project.base + url).content)
+            assert out.width == int(width[:-1])
