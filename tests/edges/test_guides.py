@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.support import images
-from tests.support.guides import ROOT, follow
+from tests.support.guides import ROOT, blocks, follow
 
 GUIDES = ROOT / "examples/guides"
 
@@ -96,3 +96,23 @@ def test_fastapi_guide(tmp_path: Path) -> None:
             url, width = candidate.rsplit(" ", 1)
             out = images.decode(httpx.get(project.base + url).content)
             assert out.width == int(width[:-1])
+
+
+def test_the_guides_toml_is_a_valid_configuration(tmp_path: Path) -> None:
+    """Every ```toml block of the production and migration guides passes `imgproxy check`."""
+    checked = 0
+    for name in ("production.md", "migrating.md"):
+        for block in blocks(GUIDES / name):
+            if block.language != "toml":
+                continue
+            config = tmp_path / f"{checked}.toml"
+            config.write_text(block.text.replace('"/srv/media"', f'"{tmp_path}"'))
+            done = subprocess.run(
+                [sys.executable, "-m", "imgproxy", "check", "--config", str(config)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, (name, done.stdout, done.stderr)
+            checked += 1
+    assert checked == 2
