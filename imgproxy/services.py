@@ -5,18 +5,22 @@ else in the package builds a collaborator of its own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from imgproxy import render
 from imgproxy.cache import CacheTier
 from imgproxy.cache.disk import DiskTier
 from imgproxy.cache.memory import MemoryTier
 from imgproxy.cache.tiered import TieredCache
+from imgproxy.errors import ConfigError
 from imgproxy.extras import require
 from imgproxy.messages import ImageRequest
 from imgproxy.metrics import Metrics
 from imgproxy.mounts import Mounted, check_presets, close_stores, mount_stores
+from imgproxy.policy import ANY
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.settings import CacheSettings, Settings
 from imgproxy.signing import Signer
@@ -51,7 +55,7 @@ class Services:
         stores: Mapping[str, Store] | None = None,
         authorize: Authorize | None = None,
     ) -> Services:
-        check_presets(settings)
+        check(settings)
         mounts = mount_stores(settings, stores or {})
         limits = settings.limits
         executor = RenderExecutor(
@@ -89,14 +93,18 @@ class Services:
 def build_tiers(settings: Settings) -> list[CacheTier]:
     """Fastest first: memory, disk, then Redis and an object store, shared by every instance
     (SPEC §6, §12.2)."""
+    check_tiers(settings)
     cache: CacheSettings = settings.cache
     tiers: list[CacheTier] = []
     if cache.memory_bytes:
         tiers.append(MemoryTier(cache.memory_bytes))
     if cache.disk_path:
-        tiers.append(DiskTier(settings.base_dir / cache.disk_path, max_bytes=cache.disk_bytes))
+        folder = settings.base_dir / cache.disk_path
+        try:
+            tiers.append(DiskTier(folder, max_bytes=cache.disk_bytes))
+        except OSError as exc:  # what check_tiers cannot foresee (a race, a full disk)
+            raise ConfigError(f"cache.disk_path: cannot use {folder}: {exc.strerror}") from None
     if cache.redis_url:
-        require("redis", extra="redis", feature="cache.redis_url")
         from imgproxy.cache.redis import RedisTier  # only deployments with Redis load its client
 
         tiers.append(
@@ -108,18 +116,68 @@ def build_tiers(settings: Settings) -> list[CacheTier]:
             )
         )
     if cache.s3_bucket:
-        from imgproxy.cache.objects import ObjectStoreTier  # loads obstore, or names the extra
+        from imgproxy.cache.objects import ObjectStoreTier
 
         tiers.append(ObjectStoreTier(cache))
     return tiers
 
 
-async def validate(settings: Settings) -> None:
-    """What `imgproxy check` and `serve` verify before anything runs: presets parse, every
-    store builds, and a format a policy names can be decoded here (HEIF needs its extra).
-    No cache tier is built and nothing is written."""
+def check(settings: Settings) -> None:
+    """What building the Services needs, checked before anything is built or written: the
+    presets parse, each format a policy names is one this host reads, and each cache tier can
+    be made. Services.build and validate (`imgproxy check` and `serve`) both run it, so
+    `check` refuses what `serve` would."""
     check_presets(settings)
-    policies = [settings.policy, *(store.policy for store in settings.stores.values())]
-    if any("HEIF" in (*p.image_formats, *p.approved_image_formats) for p in policies):
-        require("pi_heif", extra="heif", feature="HEIF in a policy")
+    check_formats(settings)
+    check_tiers(settings)
+
+
+def check_formats(settings: Settings) -> None:
+    """A name no decoder here reads (`WEBPP`) is refused by its key, as `webp` is; HEIF
+    needs its extra."""
+    policies = {"policy": settings.policy}
+    for name, store in settings.stores.items():
+        if store.policy != settings.policy:  # its own overrides
+            policies[f"stores.{name}"] = store.policy
+    for prefix, policy in policies.items():
+        for key in ("image_formats", "approved_image_formats"):
+            names = tuple(name for name in getattr(policy, key) if name != ANY)
+            for name in render.unreadable(names):
+                raise ConfigError(f"{prefix}.{key}: {name!r} is not a format Pillow reads")
+            if "HEIF" in names:
+                require("pi_heif", extra="heif", feature=f"HEIF in {prefix}.{key}")
+
+
+def check_tiers(settings: Settings) -> None:
+    """Each configured tier's extra is installed and its disk folder exists or can be made;
+    nothing is created, written or contacted."""
+    cache = settings.cache
+    if cache.disk_path:
+        folder = settings.base_dir / cache.disk_path
+        problem = _uncreatable(folder)
+        if problem is not None:
+            raise ConfigError(f"cache.disk_path: cannot create {folder}: {problem}")
+    if cache.redis_url:
+        require("redis", extra="redis", feature="cache.redis_url")
+    if cache.s3_bucket:
+        require("obstore", extra="s3", feature="cache.s3_bucket")
+
+
+def _uncreatable(folder: Path) -> str | None:
+    """Why `folder` cannot be made or written to, found without making it; None if it can."""
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+async def validate(settings: Settings) -> None:
+    """What `imgproxy check` and `serve` verify before anything runs: `check` (presets,
+    formats, what the cache tiers need) and every store builds. No cache tier is built and
+    nothing is written."""
+    check(settings)
     await close_stores(mount_stores(settings, {}))

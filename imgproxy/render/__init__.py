@@ -24,7 +24,7 @@ from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import SMART_SIDE, entropy_offset, place, smart_point
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
 from imgproxy.render.memory import working_bytes
-from imgproxy.render.probe import check_items, identify, open_image, probe
+from imgproxy.render.probe import check_items, identify, open_image, probe, unreadable
 
 __all__ = [
     "AVIF_AVAILABLE",
@@ -34,6 +34,7 @@ __all__ = [
     "identify",
     "probe",
     "render",
+    "unreadable",
     "working_bytes",
 ]
 

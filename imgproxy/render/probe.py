@@ -192,6 +192,16 @@ def _frames(image: Image.Image, data: bytes, stop: int, budget: Budget) -> int:
         raise Undecodable(f"the frames cannot be counted ({type(exc).__name__})") from None
 
 
+def unreadable(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The format names no Pillow plugin (nor pi-heif) reads: a typo such as `WEBPP` in a
+    policy would be accepted and then match no file. Pillow's whole registry is loaded only
+    for a name outside PLUGINS, which serving with that policy loads anyway."""
+    unknown = tuple(name for name in names if name not in PLUGINS and name != heif.FORMAT)
+    if unknown:
+        Image.init()
+    return tuple(name for name in unknown if name not in Image.OPEN)
+
+
 @functools.cache
 def _load_plugins(decoders: tuple[str, ...] | None, sniffed: str | None) -> None:
     """The plugins of the format the sniffer found, when this file may be opened as that

@@ -283,3 +283,61 @@ def test_serve_runs_only_on_the_uvicorn_releases_it_was_tested_with() -> None:
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     server = project["project"]["optional-dependencies"]["server"]
     assert "uvicorn>=0.34,<0.56" in server
+
+
+def _without_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`imgproxy ARGS` in a Python where `module` cannot be imported, as without its extra."""
+    code = (
+        f"import runpy, sys; sys.modules[{module!r}] = None; sys.argv = ['imgproxy', *{args!r}];"
+        " runpy.run_module('imgproxy', run_name='__main__')"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def _only_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    return line
+
+
+def test_check_refuses_what_serve_cannot_build(tmp_path: Path) -> None:
+    """check and serve go through one validation: a tier whose extra is missing, a disk
+    folder that cannot be made (serve's 53-line traceback, which never named the key) and a
+    format no decoder reads are one line each, from both, and check creates nothing."""
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "a-file").write_text("")
+    store = '[stores.pics]\nkind = "fs"\nroot = "pics"\n'
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(f'[cache]\ndisk_path = "a-file/cache"\n{store}')
+    for command in ("check", "serve"):
+        line = _only_line(imgproxy(command, "--config", str(config)))
+        folder = tmp_path / "a-file"
+        assert (
+            line
+            == f"imgproxy: cache.disk_path: cannot create {folder}/cache: {folder} is not a folder"
+        )
+    config.write_text(f'[cache]\ns3_bucket = "renditions"\n{store}')
+    for command in ("check", "serve"):
+        line = _only_line(_without_module("obstore", command, "--config", str(config)))
+        assert (
+            line
+            == "imgproxy: cache.s3_bucket needs the 's3' extra: pip install 'imgproxy-server[s3]'"
+        )
+    config.write_text(f'[cache]\nredis_url = "redis://127.0.0.1:1/0"\n{store}')
+    line = _only_line(_without_module("redis", "check", "--config", str(config)))
+    assert "cache.redis_url needs the 'redis' extra" in line
+    for policy, key in (
+        ('[policy]\nimage_formats = ["JPEG", "WEBPP"]\n', "policy.image_formats"),
+        ('[policy]\napproved_image_formats = ["PCX", "TIF"]\n', "policy.approved_image_formats"),
+        (
+            '[stores.more]\nkind = "fs"\nroot = "pics"\nimage_formats = ["PNGG"]\n',
+            "stores.more.image_formats",
+        ),
+    ):
+        config.write_text(policy + store)
+        for command in ("check", "serve"):
+            line = _only_line(imgproxy(command, "--config", str(config)))
+            assert line.startswith(f"imgproxy: {key}: '") and "is not a format Pillow reads" in line
+    config.write_text('[policy]\napproved_image_formats = ["PCX", "*"]\n' + store)
+    assert imgproxy("check", "--config", str(config)).returncode == 0
