@@ -52,6 +52,9 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class SecuritySettings:
     keys: tuple[str, ...] = ()
+    # `imgproxy serve` with no keys on a host other than loopback refuses to start unless
+    # this says unsigned URLs are intended (an empty `keys` is too easy to ship).
+    allow_unsigned: bool = False
     signature_length: int = 32
     allow_unsigned_presets: bool = True
     sign_originals: bool = False

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import importlib.metadata
 import importlib.util
+import ipaddress
 import os
 import re
 import sys
@@ -137,7 +138,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from imgproxy.server import connections, workers
 
+    host = args.host or settings.server.host
     asyncio.run(validate(settings))  # a bad store refuses to start here, not on first use
+    refuse_unsigned(settings, host)
     _warn_about_the_demo(settings)
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
@@ -152,7 +155,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "server_header": False,
         **connections.uvicorn_options(fast=fast),  # head, idle and keep-alive limits
     }
-    host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     count = args.workers or settings.server.workers
     os.environ["IMGPROXY_SERVER__WORKERS"] = str(count)  # the workers' settings share cores
@@ -176,8 +178,32 @@ def _warn_about_the_demo(settings: Settings) -> None:
         print(DEMO_WARNING, end="", file=sys.stderr, flush=True)
 
 
+def refuse_unsigned(settings: Settings, host: str) -> None:
+    """No keys on an address others reach is refused unless security.allow_unsigned says it
+    is meant: `keys = []` shipped to production would otherwise serve renditions made at
+    anyone's will, without a word. Loopback (the demo, a proxy in front) stays as easy."""
+    security = settings.security
+    if security.keys or security.allow_unsigned or _loopback(host):
+        return
+    raise ConfigError(
+        f"security.keys: empty, and server.host {host!r} is not loopback: anyone who reaches it"
+        " can have renditions made at will. Set security.keys (IMGPROXY_SECURITY__KEYS), or"
+        " security.allow_unsigned = true if unsigned URLs are intended"
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name other than localhost, or "" (every interface)
+        return False
+
+
 def _check(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(validate(settings))  # builds every store; no cache tier, nothing written
+    refuse_unsigned(settings, settings.server.host)  # as `serve` would
     if args.config:
         print(f"config file: {os.path.abspath(args.config)} (from {args.source_of_config})")
     else:

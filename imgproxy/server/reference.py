@@ -43,6 +43,10 @@ MEANINGS = {
     "server.log_format": "`text`, or `json` for one object per line",
     "server.max_headers": "headers in one request head to `imgproxy serve`: 400 and close beyond",
     "security.keys": "HMAC keys; the first signs, each verifies (rotation); empty: signing off",
+    "security.allow_unsigned": (
+        "with no `keys`, `imgproxy serve` on a host other than loopback starts only when this"
+        " is true"
+    ),
     "security.signature_length": "characters of `s` (16..43)",
     "security.allow_unsigned_presets": "URLs with only `p` (and `v`) need no signature",
     "security.sign_originals": "originals need a signature too",

@@ -341,3 +341,41 @@ def test_check_refuses_what_serve_cannot_build(tmp_path: Path) -> None:
             assert line.startswith(f"imgproxy: {key}: '") and "is not a format Pillow reads" in line
     config.write_text('[policy]\napproved_image_formats = ["PCX", "*"]\n' + store)
     assert imgproxy("check", "--config", str(config)).returncode == 0
+
+
+def test_no_keys_on_an_open_address_refuses_to_start(tmp_path: Path) -> None:
+    """`keys = []` on an address others reach started unsigned without a word: now check and
+    serve refuse it, naming both ways out, unless security.allow_unsigned says it is meant.
+    Loopback (`make serve`) stays as easy as before."""
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "a.jpg").write_bytes(images.jpeg((40, 30)))
+    config = tmp_path / "imgproxy.toml"
+    store = '[stores.pics]\nkind = "fs"\nroot = "pics"\napproved = true\n'
+    config.write_text(f'[server]\nhost = "0.0.0.0"\n{store}')
+    checked = imgproxy("check", "--config", str(config))
+    serving = subprocess.run(
+        [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    loopback = tmp_path / "loopback.toml"
+    loopback.write_text(store)
+    flag = subprocess.run(
+        [sys.executable, "-m", "imgproxy", "serve", "--config", str(loopback), "--host", "::"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    for refused, host in ((checked, "0.0.0.0"), (serving, "0.0.0.0"), (flag, "::")):
+        line = _only_line(refused)
+        assert line.startswith(f"imgproxy: security.keys: empty, and server.host '{host}' is not")
+        assert "security.allow_unsigned = true" in line
+    assert imgproxy("check", "--config", str(loopback)).returncode == 0
+    allowed = {"IMGPROXY_SECURITY__ALLOW_UNSIGNED": "true"}
+    checked = imgproxy("check", "--config", str(config), env={**os.environ, **allowed})
+    assert checked.returncode == 0 and "URLs are unsigned" in checked.stdout
+    with served(config, env=allowed) as server:  # listening on every interface, loopback too
+        assert httpx.get(f"{server.url}/pics/a.jpg?w=10").status_code == 200
+    with served(config, "--host", "127.0.0.1") as server:
+        assert httpx.get(f"{server.url}/pics/a.jpg?w=10").status_code == 200
