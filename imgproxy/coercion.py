@@ -29,6 +29,24 @@ class EnvValue(str):
     __slots__ = ()
 
 
+def env_keys(env: Mapping[str, str]) -> dict[str, str]:
+    """Dotted key -> the variable that sets it: `server.port` -> `IMGPROXY_SERVER__PORT`."""
+    return {
+        ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__")): name
+        for name in env
+        if name.startswith(ENV_PREFIX) and "__" in name
+    }
+
+
+def named(error: ConfigError, variables: Mapping[str, str]) -> ConfigError:
+    """The error, naming the variable its key came from: an operator looks for the value in
+    the environment, not in a file that does not hold it."""
+    key, _, message = str(error).partition(": ")
+    if key not in variables:
+        return error
+    return ConfigError(f"{key} (from {variables[key]}): {message}")
+
+
 def apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:

@@ -17,7 +17,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from imgproxy.coercion import S, apply_env, coerce, require, section
+from imgproxy.coercion import ENV_PREFIX, S, apply_env, coerce, env_keys, named, require, section
 from imgproxy.errors import ConfigError
 from imgproxy.store_options import STORE_KINDS, StoreOptions
 
@@ -209,6 +209,8 @@ class Settings:
     presets: Mapping[str, str] = field(default_factory=dict)
     stores: Mapping[str, StoreSettings] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path.cwd)
+    # Dotted key -> the IMGPROXY_ variable that set it, to name it in later errors (stores).
+    variables: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_file(
@@ -231,7 +233,17 @@ class Settings:
         base_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
-        merged = apply_env(dict(data), os.environ if env is None else env)
+        env = os.environ if env is None else env
+        variables = env_keys(env)
+        try:
+            return cls._build(apply_env(dict(data), env), base_dir, variables)
+        except ConfigError as exc:
+            raise named(exc, variables) from None
+
+    @classmethod
+    def _build(
+        cls, merged: dict[str, Any], base_dir: Path | None, variables: Mapping[str, str]
+    ) -> Settings:
         unknown = set(merged) - {
             "server",
             "security",
@@ -263,7 +275,58 @@ class Settings:
             presets=_presets(merged.get("presets", {})),
             stores=_stores(merged.get("stores", {}), policy, limits, base),
             base_dir=base,
+            variables=variables,
         )
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "security": SecuritySettings,
+    "policy": PolicySettings,
+    "limits": LimitsSettings,
+    "cache": CacheSettings,
+    "render": RenderSettings,
+}
+
+
+# imgproxy (Go)'s variables for what security.keys does here: a migrating operator sets them.
+FOREIGN_VARIABLES = {
+    "IMGPROXY_KEY": (
+        "imgproxy (Go)'s signing key; this server's keys are IMGPROXY_SECURITY__KEYS (a list;"
+        " its signatures differ, so URLs signed for imgproxy (Go) are not valid here)"
+    ),
+    "IMGPROXY_SALT": "imgproxy (Go)'s salt; this server's signatures use none, only "
+    "IMGPROXY_SECURITY__KEYS",
+}
+
+
+def unread_variables(env: Mapping[str, str]) -> list[str]:
+    """A warning for each IMGPROXY_ variable that looks like a setting but is never read,
+    with what is: `IMGPROXY_SERVER_PORT` (one underscore) or imgproxy (Go)'s names would
+    otherwise be ignored without a word."""
+    warnings = []
+    for name in sorted(env):
+        if name in FOREIGN_VARIABLES:
+            warnings.append(f"{name} is not read: {FOREIGN_VARIABLES[name]}")
+        elif name.startswith(ENV_PREFIX) and "__" not in name:
+            meant = _meant(name[len(ENV_PREFIX) :].lower())
+            if meant is not None:
+                warnings.append(f"{name} is not read; did you mean {meant}?")
+    return warnings
+
+
+def _meant(rest: str) -> str | None:
+    """`server_port` -> `IMGPROXY_SERVER__PORT`; `stores_media_root` -> `..STORES__MEDIA__ROOT`."""
+    for name, cls in SECTIONS.items():
+        key = rest.removeprefix(f"{name}_")
+        if key != rest and key in {f.name for f in dataclasses.fields(cls)}:
+            return f"{ENV_PREFIX}{name.upper()}__{key.upper()}"
+    table = rest.removeprefix("stores_")
+    for key in sorted(_STORE_KEYS, key=len, reverse=True) if table != rest else ():
+        store = table.removesuffix(f"_{key}")
+        if store and store != table:
+            return f"{ENV_PREFIX}STORES__{store.upper()}__{key.upper()}"
+    return None
 
 
 def _presets(data: Any) -> dict[str, str]:
@@ -277,6 +340,10 @@ def _presets(data: Any) -> dict[str, str]:
 
 _POLICY_KEYS = frozenset(f.name for f in dataclasses.fields(PolicySettings))
 _LIMIT_KEYS = frozenset(f.name for f in dataclasses.fields(LimitsSettings))
+_STORE_KEYS = frozenset(
+    {"kind", "approved", "placeholder", *_POLICY_KEYS, *_LIMIT_KEYS}
+    | {f.name for options in STORE_KINDS.values() for f in dataclasses.fields(options)}
+)
 
 
 def _stores(

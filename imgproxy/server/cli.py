@@ -17,11 +17,18 @@ from urllib.parse import quote, urlsplit
 
 from imgproxy import logs, maintenance
 from imgproxy.asgi import ImageProxy
+from imgproxy.coercion import named
 from imgproxy.errors import BadRequest, ConfigError
 from imgproxy.extras import require
 from imgproxy.mounts import check_presets
 from imgproxy.services import Services, validate
-from imgproxy.settings import CONFIG_ENV, RESERVED_STORE_NAMES, STORE_NAME, Settings
+from imgproxy.settings import (
+    CONFIG_ENV,
+    RESERVED_STORE_NAMES,
+    STORE_NAME,
+    Settings,
+    unread_variables,
+)
 from imgproxy.urls import sign_url
 
 
@@ -80,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.command in ("check", "serve"):
+        for warning in unread_variables(os.environ):
+            print(f"imgproxy: WARNING: {warning}", file=sys.stderr)
     try:
         settings = _load(args.config)
     except ConfigError as exc:
@@ -94,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands_by_name[args.command](settings, args)
-    except ConfigError as exc:
-        print(f"imgproxy: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # a store's value, say, that the environment set
+        print(f"imgproxy: {named(exc, settings.variables)}", file=sys.stderr)
         return 2
 
 

@@ -13,24 +13,8 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
-from imgproxy.settings import (
-    CacheSettings,
-    LimitsSettings,
-    PolicySettings,
-    RenderSettings,
-    SecuritySettings,
-    ServerSettings,
-)
+from imgproxy.settings import SECTIONS
 from imgproxy.store_options import STORE_KINDS
-
-SECTIONS: dict[str, type[Any]] = {
-    "server": ServerSettings,
-    "security": SecuritySettings,
-    "policy": PolicySettings,
-    "limits": LimitsSettings,
-    "cache": CacheSettings,
-    "render": RenderSettings,
-}
 
 MEANINGS = {
     "server.host": "address `imgproxy serve` listens on",

@@ -379,3 +379,40 @@ def test_no_keys_on_an_open_address_refuses_to_start(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/pics/a.jpg?w=10").status_code == 200
     with served(config, "--host", "127.0.0.1") as server:
         assert httpx.get(f"{server.url}/pics/a.jpg?w=10").status_code == 200
+
+
+def test_variables_that_look_like_settings_are_named(tmp_path: Path) -> None:
+    """One-underscore spellings and imgproxy (Go)'s IMGPROXY_KEY/SALT were ignored without a
+    word: check and serve name each with what is read instead; an error in a value from the
+    environment names its variable, for a section key and for a store's."""
+    config = _store(tmp_path)
+    lookalikes = {
+        "IMGPROXY_SERVER_PORT": "9000",
+        "IMGPROXY_STORES_PICS_ROOT": "elsewhere",
+        "IMGPROXY_KEY": "abc",
+        "IMGPROXY_SALT": "def",
+    }
+    env = {**_without_config_env(), **lookalikes}
+    checked = imgproxy("check", "--config", str(config), env=env)
+    assert checked.returncode == 0, checked.stderr
+    warned = imgproxy("serve", "--config", str(config), env={**env, "IMGPROXY_SERVER__PORT": "x"})
+    for result in (checked, warned):
+        lines = result.stderr.splitlines()
+        assert (
+            "imgproxy: WARNING: IMGPROXY_SERVER_PORT is not read; did you mean "
+            "IMGPROXY_SERVER__PORT?" in lines
+        )
+        assert (
+            "imgproxy: WARNING: IMGPROXY_STORES_PICS_ROOT is not read; did you mean "
+            "IMGPROXY_STORES__PICS__ROOT?" in lines
+        )
+        key = next(line for line in lines if "IMGPROXY_KEY is not read" in line)
+        salt = next(line for line in lines if "IMGPROXY_SALT is not read" in line)
+        assert "IMGPROXY_SECURITY__KEYS" in key and "IMGPROXY_SECURITY__KEYS" in salt
+    assert warned.returncode == 2
+    assert "server.port (from IMGPROXY_SERVER__PORT): must be an integer" in warned.stderr
+    moved = {**_without_config_env(), "IMGPROXY_STORES__PICS__ROOT": "nowhere"}
+    refused = _only_line(imgproxy("check", "--config", str(config), env=moved))
+    assert refused.startswith("imgproxy: stores.pics.root (from IMGPROXY_STORES__PICS__ROOT): ")
+    quiet = imgproxy("check", "--config", str(config), env=_without_config_env())
+    assert quiet.returncode == 0 and "WARNING" not in quiet.stderr

@@ -10,7 +10,7 @@ import pytest
 
 from imgproxy.errors import ConfigError
 from imgproxy.mounts import check_presets
-from imgproxy.settings import Settings
+from imgproxy.settings import FOREIGN_VARIABLES, Settings, unread_variables
 from imgproxy.store_options import FsOptions
 from imgproxy.stores import Closeable, FileSystemStore, build_store
 
@@ -157,3 +157,39 @@ def test_render_slots_default_to_the_cores_shared_by_the_workers(
     assert many.limits.render_concurrency == 1
     chosen = {"server": {"workers": 2}, "limits": {"render_concurrency": 3}}
     assert Settings.from_mapping(chosen, env={}).limits.render_concurrency == 3
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"IMGPROXY_SERVER__PORT": "abc"}, "server.port (from IMGPROXY_SERVER__PORT): must be an"),
+        ({"IMGPROXY_SERVER__PORT": "70000"}, "server.port (from IMGPROXY_SERVER__PORT): must be 0"),
+        ({"IMGPROXY_STORES__A__MAX_FRAMES": "0"}, "stores.a.max_frames (from IMGPROXY_STORES__A__"),
+    ],
+)
+def test_an_error_from_the_environment_names_the_variable(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_mapping({"stores": {"a": {"kind": "fs", "root": "."}}}, env=env)
+    assert str(caught.value).startswith(message)
+
+
+def test_lookalike_variables_are_named_with_their_spelling() -> None:
+    env = {
+        "IMGPROXY_SERVER_PORT": "1",
+        "IMGPROXY_CACHE_DISK_PATH": "x",
+        "IMGPROXY_STORES_MY_MEDIA_ALLOWED_HOSTS": "x",
+        "IMGPROXY_KEY": "k",
+        "IMGPROXY_SERVER__PORT": "1",  # read: nothing to say
+        "IMGPROXY_CONFIG": "a.toml",
+        "IMGPROXY_SOMETHING_ELSE": "x",  # no setting's spelling: not guessed at
+        "HOME": "/root",
+    }
+    assert unread_variables(env) == [
+        "IMGPROXY_CACHE_DISK_PATH is not read; did you mean IMGPROXY_CACHE__DISK_PATH?",
+        f"IMGPROXY_KEY is not read: {FOREIGN_VARIABLES['IMGPROXY_KEY']}",
+        "IMGPROXY_SERVER_PORT is not read; did you mean IMGPROXY_SERVER__PORT?",
+        "IMGPROXY_STORES_MY_MEDIA_ALLOWED_HOSTS is not read; did you mean "
+        "IMGPROXY_STORES__MY_MEDIA__ALLOWED_HOSTS?",
+    ]
