@@ -1,6 +1,8 @@
 """imgproxy: originals and renditions from any store, with approval-gated formats and
-correct HTTP caching. The public API is exactly `__all__`."""
+correct HTTP caching. The public API is exactly `__all__` (and `__version__`, kept out of
+it so that `from imgproxy import *` binds no dunder into its importer)."""
 
+from imgproxy import version as _version
 from imgproxy.asgi import ImageProxy
 from imgproxy.errors import ImageProxyError
 from imgproxy.fetching import Fetched, fetch, fetch_async
@@ -10,6 +12,8 @@ from imgproxy.responsive import picture
 from imgproxy.settings import Settings
 from imgproxy.stores import Store, StoredFile
 from imgproxy.urls import sign_url, srcset, url_for
+
+__version__ = _version.VERSION
 
 __all__ = [
     "Fetched",

@@ -4,7 +4,11 @@ only the render package touches Pillow."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import imgproxy
 import imgproxy.stores
@@ -32,6 +36,34 @@ def test_exported_members() -> None:
     public = {name for name in dir(imgproxy) if not name.startswith("_")}
     submodules = {p.stem for p in PACKAGE.iterdir() if p.suffix == ".py" or p.is_dir()}
     assert public - submodules == set(imgproxy.__all__)
+
+
+def test_version_is_the_installed_distribution_s() -> None:
+    """`__version__` is public but not in `__all__`: a star import binds no dunder."""
+    import importlib.metadata
+
+    assert imgproxy.__version__ == importlib.metadata.version("imgproxy-server")
+    assert "__version__" not in imgproxy.__all__
+
+
+@pytest.mark.parametrize("name", ["imgproxy-server", "someone-else"])
+def test_a_source_tree_no_installer_saw_reads_its_pyproject(tmp_path: Path, name: str) -> None:
+    """Without the distribution's metadata (python -S: no site-packages), the version is the
+    one of the pyproject.toml beside the package, if it is this project's."""
+    import tomllib
+
+    pyproject = (PACKAGE.parent / "pyproject.toml").read_text()
+    version = tomllib.loads(pyproject)["project"]["version"]
+    (tmp_path / "imgproxy").mkdir()
+    (tmp_path / "imgproxy" / "__init__.py").write_text("")
+    (tmp_path / "imgproxy" / "version.py").write_bytes((PACKAGE / "version.py").read_bytes())
+    (tmp_path / "pyproject.toml").write_text(pyproject.replace("imgproxy-server", name, 1))
+    code = "import imgproxy.version as v; print(v.VERSION)"
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (version if name == "imgproxy-server" else "0+unknown")
 
 
 def test_exported_stores() -> None:

@@ -4,6 +4,7 @@ that needs an extra says which), then with the `server` extra serving an image f
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -53,9 +54,15 @@ CORE_SMOKE = textwrap.dedent(
 )
 
 
+# The installed venv sees what pip put in it and nothing else: a PYTHONPATH naming a source
+# tree (where the build leaves imgproxy_server.egg-info) would make pip skip the wheel as
+# already installed, and the venv import the tree instead.
+ISOLATED = {**os.environ, "PYTHONPATH": ""}
+
+
 def run(*command: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     args = [str(c) for c in command]
-    return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=cwd)
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=cwd, env=ISOLATED)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +81,7 @@ def test_the_sdist_holds_the_package_and_its_readme(built: tuple[Path, Path]) ->
             Path(name).relative_to(Path(name).parts[0]).as_posix() for name in archive.getnames()
         }
     assert {"README.md", "pyproject.toml", "imgproxy/pipeline.py", "imgproxy/py.typed"} <= names
+    assert {"LICENSE", "imgproxy/server/deploy/nginx.conf"} <= names
 
 
 def test_the_wheel_installs_alone_then_with_the_server_extra(
@@ -105,7 +113,15 @@ def test_the_wheel_installs_alone_then_with_the_server_extra(
 
     with_server = run(pip, "install", "--quiet", f"{wheel}[server]")
     assert with_server.returncode == 0, with_server.stderr[-3000:]
-    with served(config, command=[str(imgproxy)]) as server:
+    version = run(imgproxy, "--version", cwd=tmp_path)
+    assert version.stdout == f"imgproxy {wheel.name.split('-')[1]}\n", version.stderr
+    for flag, name in (("--nginx", "nginx.conf"), ("--systemd", "imgproxy.service")):
+        shipped = subprocess.run(
+            [imgproxy, "config", flag], capture_output=True, cwd=tmp_path, env=ISOLATED
+        )
+        assert shipped.returncode == 0, shipped.stderr
+        assert shipped.stdout == (ROOT / "config" / name).read_bytes()  # package data
+    with served(config, command=[str(imgproxy)], env={"PYTHONPATH": ""}) as server:
         response = httpx.get(f"{server.url}/media/photo.jpg?w=100")
         assert response.status_code == 200
         assert images.decode(response.content).size == (100, 75)

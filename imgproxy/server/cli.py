@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
+import importlib.resources
 import importlib.util
 import ipaddress
 import os
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from imgproxy import logs, maintenance
+from imgproxy import __version__, logs, maintenance
 from imgproxy.asgi import ImageProxy
 from imgproxy.coercion import named
 from imgproxy.errors import BadRequest, ConfigError
@@ -34,6 +35,7 @@ from imgproxy.urls import sign_url
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgproxy", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"imgproxy {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the standalone server")
@@ -70,10 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     warm.add_argument("--store", required=True)
     warm.add_argument("--preset", required=True, help="one name, or several: small,medium")
 
-    config = commands.add_parser("config", help="print the configuration reference")
-    config.add_argument(
+    config = commands.add_parser(
+        "config", help="print the configuration reference or a shipped deployment file"
+    )
+    printed = config.add_mutually_exclusive_group()
+    printed.add_argument(
         "--reference", action="store_true", help="every key: type, default, meaning (Markdown)"
     )
+    for flag, (name, what) in DEPLOYMENT_FILES.items():
+        printed.add_argument(f"--{flag}", action="store_true", help=f"{what} ({name})")
 
     args = parser.parse_args(argv)
     if args.command == "config":  # needs no settings: it describes them
@@ -420,9 +427,30 @@ def _warm(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+# `imgproxy config --FLAG` prints the file config/ ships, so a pip install has them too:
+# imgproxy/server/deploy/ holds copies as package data (a test keeps them equal to config/).
+DEPLOYMENT_FILES = {
+    "nginx": ("nginx.conf", "the nginx site in front of imgproxy serve"),
+    "varnish": ("varnish.vcl", "the Varnish VCL in front of imgproxy serve"),
+    "systemd": ("imgproxy.service", "the systemd unit running imgproxy serve"),
+    "production": ("production.toml", "a production config for imgproxy serve"),
+}
+
+
+def deployment_file(flag: str) -> bytes:
+    name, _ = DEPLOYMENT_FILES[flag]
+    return importlib.resources.files("imgproxy.server").joinpath("deploy", name).read_bytes()
+
+
 def _config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    flag = next((flag for flag in DEPLOYMENT_FILES if getattr(args, flag)), None)
+    if flag is not None:
+        sys.stdout.buffer.write(deployment_file(flag))  # the same bytes, whatever the locale
+        sys.stdout.buffer.flush()
+        return 0
     if not args.reference:
-        parser.error("config: nothing to do; try imgproxy config --reference")
+        flags = ", ".join(f"--{flag}" for flag in ["reference", *DEPLOYMENT_FILES])
+        parser.error(f"config: nothing to do; try imgproxy config with one of {flags}")
     from imgproxy.server import reference  # only this command builds the reference
 
     print(reference.markdown(), end="")

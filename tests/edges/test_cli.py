@@ -265,6 +265,42 @@ def test_config_reference_prints_the_generated_reference() -> None:
 def test_config_without_a_flag_is_a_usage_error() -> None:
     result = imgproxy("config")
     assert result.returncode == 2 and "--reference" in result.stderr
+    assert "--nginx" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "name"),
+    [
+        ("--nginx", "nginx.conf"),
+        ("--varnish", "varnish.vcl"),
+        ("--systemd", "imgproxy.service"),
+        ("--production", "production.toml"),
+    ],
+)
+def test_config_prints_each_shipped_deployment_file(flag: str, name: str) -> None:
+    """A pip user has config/'s files too: the same bytes as the repository's, printed from
+    the package's copies (tests/test_distribution.py runs it from an installed wheel)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "imgproxy", "config", flag], capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (ROOT / "config" / name).read_bytes()
+
+
+def test_the_package_ships_every_deployment_file_of_config_unchanged() -> None:
+    """imgproxy/server/deploy/ is what the wheel carries: a change to config/ must be copied
+    there (cp config/FILE imgproxy/server/deploy/), and nothing else may live there."""
+    deploy = ROOT / "imgproxy" / "server" / "deploy"
+    shipped = {path.name for path in deploy.iterdir()}
+    assert shipped == {"nginx.conf", "varnish.vcl", "imgproxy.service", "production.toml"}
+    for name in shipped:
+        assert (deploy / name).read_bytes() == (ROOT / "config" / name).read_bytes(), name
+
+
+def test_version_is_the_distribution_s() -> None:
+    result = imgproxy("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"imgproxy {importlib.metadata.version('imgproxy-server')}\n"
 
 
 def test_serve_runs_only_on_the_uvicorn_releases_it_was_tested_with() -> None:
