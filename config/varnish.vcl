@@ -53,7 +53,7 @@ sub vcl_recv {
         return (synth(403, "Forbidden"));
     }
     # Per-instance answers, never cached.
-    if (req.url ~ "^/(healthz|metrics)(\?|$)") {
+    if (req.url ~ "^/(healthz|readyz|metrics)(\?|$)") {
         return (pass);
     }
     # imgproxy reads no cookies; without this, Varnish passes every request a browser sends

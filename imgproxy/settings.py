@@ -25,7 +25,7 @@ CONFIG_ENV = "IMGPROXY_CONFIG"  # the TOML file, when no --config is given
 STORE_NAME = re.compile(r"[a-z0-9_-]+")
 PRESET_NAME = re.compile(r"[A-Za-z0-9_-]+")
 FORMAT_NAME = re.compile(r"[A-Z0-9]+")
-RESERVED_STORE_NAMES = frozenset({"healthz", "metrics", "_demo"})
+RESERVED_STORE_NAMES = frozenset({"healthz", "readyz", "metrics", "_demo"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +39,12 @@ class ServerSettings:
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
     max_headers: int = 100  # request headers of one head (`serve`): 400 and close beyond
+    ready_timeout: float = 2.0  # seconds each store and tier has to answer /readyz
 
     def check(self, prefix: str) -> None:
         require(0 <= self.port <= 65535, f"{prefix}.port", "must be 0..65535")
         require(self.max_headers >= 1, f"{prefix}.max_headers", "must be at least 1")
+        require(self.ready_timeout > 0, f"{prefix}.ready_timeout", "must be a positive number")
         require(self.workers >= 1, f"{prefix}.workers", "must be at least 1")
         levels, formats = ("debug", "info", "warning", "error"), ("text", "json")
         require(self.log_level in levels, f"{prefix}.log_level", f"must be one of {levels}")

@@ -123,6 +123,14 @@ class Broadcasting(Protocol):
 
 
 @runtime_checkable
+class Probing(Protocol):
+    """A tier that is not in this process (a disk, Redis, an object store): `/readyz` asks
+    it for a key that is not there, and a tier that does not answer raises."""
+
+    async def probe(self) -> None: ...
+
+
+@runtime_checkable
 class Closing(Protocol):
     """A tier holding connections to close at shutdown."""
 

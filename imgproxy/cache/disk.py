@@ -26,12 +26,13 @@ import aiofiles
 import aiofiles.os
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
-from imgproxy.cache import SOURCE_ID, CacheKey, Rendition
+from imgproxy.cache import FACTS_EXTENSION, SOURCE_ID, CacheKey, Rendition
 
 log = logging.getLogger(__name__)
 
 TEMP_MARK = ".tmp-"
 STALE_TEMP_SECONDS = 3600
+PROBE_SOURCE = "imgproxy-readyz"  # a folder no source id makes (those are digests)
 TOUCH_EVERY = 60.0  # seconds: an atime is refreshed at most this often per file
 EVICT_TO = 0.9  # an eviction pass stops at this share of the budget
 # What a file or folder costs beyond its blocks: an inode (256 bytes on ext4, 512 on XFS),
@@ -82,6 +83,11 @@ class DiskTier:
             return None
         self._touch(path, st)
         return Rendition(body, key.media_type, st.st_mtime)
+
+    async def probe(self) -> None:
+        """A read of a file never written: its absence is an answer, any other error (the
+        disk gone, a permission lost) raises, and a hung mount never returns."""
+        await self.get(CacheKey(PROBE_SOURCE, "imgproxy-readyz", FACTS_EXTENSION))
 
     async def put(self, key: CacheKey, value: Rendition) -> None:
         path = self.path(key)

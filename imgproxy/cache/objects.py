@@ -107,6 +107,11 @@ class ObjectStoreTier:
             return None
         return Rendition(body.to_bytes(), key.media_type) if len(body) else None
 
+    async def probe(self) -> None:
+        """A HEAD of a key never written: its 404 is an answer; anything else raises."""
+        with contextlib.suppress(*MISSING):
+            await obstore.head_async(self.client, "imgproxy-readyz")
+
     async def put(self, key: CacheKey, value: Rendition) -> None:
         if not self._available() or len(value.body) > self.max_bytes:
             return

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER = 5.0  # seconds the breaker stays open
 POLL = 0.05
+PROBE_KEY = "imgproxy-readyz"  # no rendition's name: an ETag has no such spelling
 PURGE_BATCH = 500  # renditions per purge round trip: each stays far inside the 1 s timeout
 
 # Shared by the scripts: forget one rendition (its bytes, index entry, use and size).
@@ -141,6 +142,10 @@ class RedisTier:
         if not isinstance(body, bytes) or not body:
             return None
         return Rendition(body, key.media_type)
+
+    async def probe(self) -> None:
+        """A GET of a key never written, past the breaker and raising what `get` forgives."""
+        await self.client.get(f"{self.prefix}r:{PROBE_KEY}")
 
     async def put(self, key: CacheKey, value: Rendition) -> None:
         if not self.available:

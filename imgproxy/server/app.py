@@ -1,4 +1,4 @@
-"""The standalone server's ASGI app: `/healthz`, `/metrics`, the demo page at `/` when
+"""The standalone server's ASGI app: `/healthz`, `/readyz`, `/metrics`, the demo page at `/` when
 `server.demo = true`, and images for everything else.
 
 A plain dispatch rather than a Starlette Router: the image path is the hot path and a
@@ -19,6 +19,7 @@ from imgproxy.asgi import ImageProxy
 from imgproxy.render.probe import own_process_ceiling
 from imgproxy.server import demo
 from imgproxy.server.exposition import CONTENT_TYPE_LATEST, Exposition
+from imgproxy.server.readiness import ReadinessCheck
 from imgproxy.settings import CONFIG_ENV, Settings
 
 __all__ = ["CONFIG_ENV", "StandaloneApp", "app_from_env", "create_app"]
@@ -31,6 +32,7 @@ class StandaloneApp:
         self.proxy = ImageProxy(settings)
         self.exposition = Exposition(self.proxy.services.metrics)
         self.demo = settings.server.demo
+        self.readiness = ReadinessCheck(self.proxy.services)
 
     async def _demo(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = self.proxy.services
@@ -44,6 +46,9 @@ class StandaloneApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/healthz":
             await _send(send, b"ok", "text/plain; charset=utf-8")
+        elif scope["type"] == "http" and scope["path"] == "/readyz":
+            ready = await self.readiness()
+            await _send(send, ready.body(), "application/json", 200 if ready.ready else 503)
         elif scope["type"] == "http" and self.demo and scope["path"] in ("/", "/_demo/url"):
             await self._demo(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == "/metrics":
@@ -78,15 +83,15 @@ class StandaloneApp:
             self.exposition.flush()
 
 
-async def _send(send: Send, body: bytes, media_type: str) -> None:
-    """A plain 200 that no cache keeps (health, metrics, the demo): two ASGI messages, so
-    the standalone server loads no response classes."""
+async def _send(send: Send, body: bytes, media_type: str, status: int = 200) -> None:
+    """A plain answer that no cache keeps (health, readiness, metrics, the demo): two ASGI
+    messages, so the standalone server loads no response classes."""
     headers = [
         (b"content-type", media_type.encode("latin-1")),
         (b"content-length", str(len(body)).encode()),
         NO_STORE,
     ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -26,6 +26,7 @@ MEANINGS = {
     "server.log_level": "`debug`, `info`, `warning` or `error`",
     "server.log_format": "`text`, or `json` for one object per line",
     "server.max_headers": "headers in one request head to `imgproxy serve`: 400 and close beyond",
+    "server.ready_timeout": "seconds each store and cache tier has to answer `/readyz` (else 503)",
     "security.keys": "HMAC keys; the first signs, each verifies (rotation); empty: signing off",
     "security.allow_unsigned": (
         "with no `keys`, `imgproxy serve` on a host other than loopback starts only when this"
