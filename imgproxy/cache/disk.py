@@ -164,6 +164,9 @@ class DiskTier:
         other = 0
         cutoff = time.time() - STALE_TEMP_SECONDS
         for folder, subfolders, names in os.walk(self.root):
+            # A dot-folder is not the tier's (no source id has a dot): imgproxy serve's
+            # workers listen for purges in one, and neither counts nor evicts it.
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
             for name in subfolders:
                 with contextlib.suppress(FileNotFoundError):
                     other += self.usage(os.stat(os.path.join(folder, name)))

@@ -19,6 +19,7 @@ from imgproxy.asgi import ImageProxy
 from imgproxy.render.probe import own_process_ceiling
 from imgproxy.server import demo
 from imgproxy.server.exposition import CONTENT_TYPE_LATEST, Exposition
+from imgproxy.server.purging import PurgeListener
 from imgproxy.server.readiness import ReadinessCheck
 from imgproxy.settings import CONFIG_ENV, Settings
 
@@ -33,6 +34,7 @@ class StandaloneApp:
         self.exposition = Exposition(self.proxy.services.metrics)
         self.demo = settings.server.demo
         self.readiness = ReadinessCheck(self.proxy.services)
+        self.purges = PurgeListener(self.proxy.services)  # `imgproxy purge` reaches its memory
 
     async def _demo(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = self.proxy.services
@@ -59,11 +61,13 @@ class StandaloneApp:
             await self.proxy(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        """With several workers, each hands its counts to the others once a second."""
+        """With several workers, each hands its counts to the others once a second; each
+        listens for `imgproxy purge` while it serves."""
         flushing: asyncio.Task[None] | None = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await self.purges.start()
                 if self.exposition.shared:
                     flushing = asyncio.get_running_loop().create_task(self._flush_forever())
                 await send({"type": "lifespan.startup.complete"})
@@ -73,6 +77,7 @@ class StandaloneApp:
                     with contextlib.suppress(asyncio.CancelledError):
                         await flushing
                 self.exposition.flush()
+                await self.purges.stop()
                 await self.proxy.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

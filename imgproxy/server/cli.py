@@ -19,9 +19,11 @@ from urllib.parse import quote, urlsplit
 from imgproxy import __version__, logs, maintenance
 from imgproxy.asgi import ImageProxy
 from imgproxy.coercion import named
+from imgproxy.conditional import surrogate_key
 from imgproxy.errors import BadRequest, ConfigError
 from imgproxy.extras import require
 from imgproxy.mounts import check_presets
+from imgproxy.server import purging
 from imgproxy.services import Services, validate
 from imgproxy.settings import (
     CONFIG_ENV,
@@ -60,8 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "purge",
         help="remove every cached rendition of a source",
         description=(
-            "Exit status: 0 renditions removed (or every cache.purge_urls confirmed), 1 nothing "
-            "cached for it, 2 bad input, 3 an HTTP cache failed (the tiers were purged)."
+            "Running workers of `imgproxy serve` on this host drop it from their memory (with "
+            "cache.disk_path; across hosts, cache.redis_url). Exit status: 0 renditions "
+            "removed (or every cache.purge_urls confirmed), 1 nothing cached for it, 2 bad "
+            "input, 3 an HTTP cache or a running worker failed (the tiers were purged)."
         ),
     )
     _config_option(purge)
@@ -352,27 +356,43 @@ def _purge(settings: Settings, args: argparse.Namespace) -> int:
         print("imgproxy: purge needs STORE/PATH, e.g. media/photos/a.jpg", file=sys.stderr)
         return 2
 
-    async def run() -> maintenance.Purged:
+    async def run() -> tuple[maintenance.Purged, purging.Reached | None]:
         proxy = ImageProxy(settings)
         try:
-            return await proxy.purge(store, path)
+            purged = await proxy.purge(store, path)
         finally:
             await proxy.close()
+        # The shared tiers first, so a worker whose memory misses now cannot refill it
+        # from them with what is being purged.
+        return purged, await purging.reach_workers(settings, surrogate_key(store, path))
 
-    purged = asyncio.run(run())
-    if not purged.removed and not purged.answers:
+    purged, workers = asyncio.run(run())
+    removed = purged.removed + (workers.removed if workers else 0)
+    if not removed and not purged.answers and not (workers and workers.unreached):
         print(f"imgproxy: nothing cached for {store}/{path}: 0 entries removed", file=sys.stderr)
         if not _shared_tiers(settings):
             print(f"imgproxy: {MEMORY_ONLY}: a server's memory can't be purged", file=sys.stderr)
         return 1
-    print(f"purged {purged.removed} cached entries of {store}/{path}")
+    print(f"purged {removed} cached entries of {store}/{path}")
+    if workers is not None:
+        print(
+            f"  {purged.removed} from the shared tiers, {workers.removed} from the memory of "
+            f"{workers.workers} running worker(s) on this host"
+        )
+        for why in workers.unreached:
+            print(f"imgproxy: a worker did not purge its memory ({why})", file=sys.stderr)
+    elif settings.cache.memory_bytes and not settings.cache.redis_url:  # Redis tells them
+        print(
+            "  from the shared tiers only: the memory of running servers is not reached "
+            "without cache.disk_path or cache.redis_url"
+        )
     for answer in purged.answers:
         if answer.ok:
             print(f"{answer.url}: {answer.detail}")
         else:
             failure = f"HTTP cache {answer.url} did not purge {store}/{path}: {answer.detail}"
             print(f"imgproxy: {failure}", file=sys.stderr)
-    return 3 if purged.failed else 0
+    return 3 if purged.failed or (workers and workers.unreached) else 0
 
 
 MEMORY_ONLY = "only the memory tier is configured (no cache.disk_path, no cache.redis_url)"

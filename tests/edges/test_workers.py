@@ -3,7 +3,9 @@ worker that dies is replaced, and SIGTERM stops them all."""
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -170,3 +172,77 @@ def sample(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{name} not in /metrics:\n{text}")
+
+
+def pinned_connections(
+    workers: list[psutil.Process], port: int
+) -> dict[int, http.client.HTTPConnection]:
+    """One keep-alive connection to each worker (the kernel picks; psutil says which)."""
+    pinned: dict[int, http.client.HTTPConnection] = {}
+    spare = []
+    for _ in range(64):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.connect()
+        assert connection.sock is not None
+        mine = connection.sock.getsockname()[1]
+        deadline = time.monotonic() + 5
+        owner = None
+        while owner is None and time.monotonic() < deadline:
+            for worker in workers:
+                if any(c.raddr and c.raddr.port == mine for c in worker.net_connections()):
+                    owner = worker.pid
+            time.sleep(0.01)
+        if owner is not None and owner not in pinned:
+            pinned[owner] = connection
+        else:
+            spare.append(connection)
+        if len(pinned) == len(workers):
+            break
+    for connection in spare:
+        connection.close()
+    assert len(pinned) == len(workers), "the kernel sent every connection to one worker"
+    return pinned
+
+
+def test_purge_reaches_the_memory_of_every_running_worker(tmp_path: Path) -> None:
+    """Without Redis, `imgproxy purge` used to clear the disk tier and say so while both
+    workers went on serving the rendition from memory: now each drops it, and says how many."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(images.jpeg((400, 300)))
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(
+        '[cache]\nmemory_bytes = 33554432\ndisk_path = "cache"\n'
+        f'[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n'
+    )
+    port = free_port()
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers"]
+    with running([*command, "2", "--port", str(port)], port, "imgproxy") as server:
+        pinned = pinned_connections(both_listening(server, port), port)
+
+        def get(connection: http.client.HTTPConnection) -> int:
+            connection.request("GET", "/media/photo.jpg?w=120")
+            response = connection.getresponse()
+            response.read()
+            return response.status
+
+        for connection in pinned.values():  # a render (or a disk hit), then a memory hit
+            assert [get(connection), get(connection)] == [200, 200]
+        purged = subprocess.run(
+            [sys.executable, "-m", "imgproxy", "purge", "--config", str(config), "media/photo.jpg"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert purged.returncode == 0, purged.stderr
+        reached = re.search(r"(\d+) from the memory of 2 running worker\(s\)", purged.stdout)
+        assert reached and int(reached[1]) >= 2, purged.stdout  # its rendition, each of them
+        for connection in pinned.values():  # on the same connections, the same workers
+            assert get(connection) == 200
+            connection.close()
+        time.sleep(2.5)  # each worker flushes its counts once a second
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        # The warm-up's second requests were the only memory hits: after the purge both
+        # workers missed in memory (one rendered again, the other found that on disk).
+        assert sample(text, 'imgproxy_cache_hits_total{tier="memory"}') == 2
+        assert sample(text, 'imgproxy_cache_misses_total{tier="memory"}') == 4

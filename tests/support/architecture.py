@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     )),
     ("values", "plain values and pure functions", (
         "settings", "errors", "messages", "facts", "formats", "conditional", "memo", "metrics",
-        "timing", "forks", "extras", "logs", "coercion", "store_options", "headers",
+        "timing", "forks", "extras", "logs", "coercion", "store_options", "headers", "version",
     )),
 )  # fmt: skip
 WIDTH = 80
