@@ -180,6 +180,28 @@ def test_disk_is_bounded_and_evicts_least_recently_used(tmp_path: Path) -> None:
     asyncio.run(overflow())
 
 
+def test_disk_evictions_leave_the_workers_purge_sockets_alone(tmp_path: Path) -> None:
+    """<disk_path>/.workers/ holds imgproxy serve's purge sockets: an eviction pass neither
+    counts nor removes them, however old they look."""
+    workers = tmp_path / "c" / ".workers"
+    workers.mkdir(parents=True)
+    socket_file = workers / "123.sock"
+    socket_file.write_bytes(b"x" * 200_000)  # a stand-in large enough to be evicted first
+    os.utime(socket_file, (1, 1))
+
+    async def overflow() -> None:
+        tight = DiskTier(tmp_path / "c", max_bytes=100_000)
+        for i in range(20):
+            key = CacheKey(f"S{i:024d}", f"R{i:024d}", "png")
+            await tight.put(key, Rendition(b"p" * 1000, "image/png"))
+        if tight._evicting is not None:
+            await tight._evicting
+        assert tight._scan_usage() < 100_000
+
+    asyncio.run(overflow())
+    assert socket_file.exists()
+
+
 def test_disk_counts_blocks_folders_and_facts_of_tiny_renditions_written_at_once(
     tmp_path: Path,
 ) -> None:
