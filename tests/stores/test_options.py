@@ -82,7 +82,8 @@ def test_security_keys_from_the_environment_accept_json() -> None:
 
 @pytest.mark.parametrize("value", ['["k1", 2]', '["k1"', "[k1, k2]", '[["k1"]]'])
 def test_a_bad_json_list_names_the_key_and_never_echoes_it(value: str) -> None:
-    with pytest.raises(ConfigError, match=r"^security\.keys: must be a JSON list of strings$"):
+    message = r"^security\.keys \(from IMGPROXY_SECURITY__KEYS\): must be a JSON list of strings$"
+    with pytest.raises(ConfigError, match=message):
         Settings.from_mapping({}, env={"IMGPROXY_SECURITY__KEYS": value})
 
 
@@ -90,8 +91,16 @@ def test_a_bad_json_list_names_the_key_and_never_echoes_it(value: str) -> None:
     ("table", "env", "message"),
     [
         ({"timeout": "abc"}, {}, "stores.web.timeout: must be a number, got 'abc'"),
-        ({}, {"IMGPROXY_STORES__WEB__TIMEOUT": "abc"}, "stores.web.timeout: must be a number"),
-        ({}, {"IMGPROXY_STORES__WEB__TIMEOUT": "inf"}, "stores.web.timeout: must be a number"),
+        (
+            {},
+            {"IMGPROXY_STORES__WEB__TIMEOUT": "abc"},
+            "stores.web.timeout (from IMGPROXY_STORES__WEB__TIMEOUT): must be a number",
+        ),
+        (
+            {},
+            {"IMGPROXY_STORES__WEB__TIMEOUT": "inf"},
+            "stores.web.timeout (from IMGPROXY_STORES__WEB__TIMEOUT): must be a number",
+        ),
         ({"timeout": True}, {}, "stores.web.timeout: must be a number"),
         ({"timeout": 0}, {}, "stores.web.timeout: must be a positive number"),
         ({"connect_timeout": -1.5}, {}, "stores.web.connect_timeout: must be a positive"),
@@ -104,7 +113,8 @@ def test_a_bad_json_list_names_the_key_and_never_echoes_it(value: str) -> None:
         (
             {},
             {"IMGPROXY_STORES__WEB__ALLOW_PRIVATE_NETWORKS": "maybe"},
-            "stores.web.allow_private_networks: must be true or false",
+            "stores.web.allow_private_networks (from IMGPROXY_STORES__WEB__ALLOW_PRIVATE_NETWORKS):"
+            " must be true or false",
         ),
         ({"root": "."}, {}, "stores.web.root: unknown key for http"),
     ],
