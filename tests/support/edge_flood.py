@@ -119,3 +119,18 @@ def flood(
 ) -> list[httpx.Response]:
     """Every (URI, headers) request at once, over `clients` connections."""
     return asyncio.run(_fetch(base, requests, clients))
+
+
+def send_host_spellings(edge: str, uri: str) -> None:
+    """`uri` under 300 Host values (one a case and port variant) at once, then 20 times with
+    the host in the request line instead: every answer a 200 with the same bytes."""
+    from tests.support import raw_get
+
+    hosts = [[("host", f"img{n}.example")] for n in range(299)]
+    hosts.append([("host", "IMG0.EXAMPLE:80")])
+    responses = flood(edge, [(uri, host) for host in hosts])
+    assert [r.status_code for r in responses] == [200] * len(hosts)
+    assert len({r.content for r in responses}) == 1
+    for n in range(20):
+        status, _ = raw_get(edge, f"http://abs{n}.example{uri}")
+        assert status == 200
