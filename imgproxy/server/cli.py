@@ -157,7 +157,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    from imgproxy.server import connections, workers
+    from imgproxy.server import connections, listening, workers
 
     host = args.host or settings.server.host
     asyncio.run(validate(settings))  # a bad store refuses to start here, not on first use
@@ -180,9 +180,17 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     count = args.workers or settings.server.workers
     os.environ["IMGPROXY_SERVER__WORKERS"] = str(count)  # the workers' settings share cores
     os.environ[connections.MAX_HEADERS_ENV] = str(server.max_headers)  # read per connection
-    if count > 1:  # a socket per worker: the kernel spreads connections (workers.py)
-        return workers.supervise(host, port, count, options)
-    uvicorn.run("imgproxy.server.app:app_from_env", factory=True, host=host, port=port, **options)
+    try:
+        lock, port = listening.claim(host, port)
+    except listening.AddressInUse as exc:
+        print(f"imgproxy: {exc}", file=sys.stderr)
+        return 1
+    with lock:  # held while serving: a second server on this address refuses to start
+        if count > 1:  # a socket per worker: the kernel spreads connections (workers.py)
+            return workers.supervise(host, port, count, options)
+        uvicorn.run(
+            "imgproxy.server.app:app_from_env", factory=True, host=host, port=port, **options
+        )
     return 0
 
 

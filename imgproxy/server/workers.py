@@ -4,7 +4,8 @@ the same port (SO_REUSEPORT), so the kernel spreads connections evenly across th
 uvicorn's own supervisor shares one socket between its workers, and the worker that wakes
 first accepts nearly every connection: measured here, one of two workers did all the renders
 under 32 keep-alive connections while the other idled. With a socket each, the kernel hashes
-every new connection to one of them. A worker that dies is started again.
+every new connection to one of them. A worker that dies is started again, unless workers keep
+failing at start (a setting only a worker can find wrong): then the server stops, saying why.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import signal
 import socket
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
+from multiprocessing.queues import SimpleQueue
 from types import FrameType
 from typing import Any
 
@@ -27,6 +30,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client in each 
 
 RESTART_PAUSE = 1.0  # seconds between restarts of a worker that keeps dying
 ORPHAN_CHECK = 1.0  # seconds between a worker's checks that its supervisor still lives
+# A worker that exits within FAST_FAILURE seconds of its start failed at start; that many in a
+# row, FAST_FAILURES of them within FAST_FAILURE seconds, and another start will fail too.
+FAST_FAILURE = 10.0
+FAST_FAILURES = 3
 
 
 def _forget(pid: int | None) -> None:
@@ -58,33 +65,41 @@ def _stop_when_orphaned(supervisor: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker(host: str, port: int, options: dict[str, Any], supervisor: int) -> None:
+def _worker(
+    host: str, port: int, options: dict[str, Any], supervisor: int, reasons: SimpleQueue[str]
+) -> None:
     import threading
 
     import uvicorn
 
     threading.Thread(target=_stop_when_orphaned, args=(supervisor,), daemon=True).start()
-    sock = reuse_port_socket(host, port)
-    config = uvicorn.Config("imgproxy.server.app:app_from_env", factory=True, **options)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        sock = reuse_port_socket(host, port)
+        config = uvicorn.Config("imgproxy.server.app:app_from_env", factory=True, **options)
+        uvicorn.Server(config).run(sockets=[sock])
+    except Exception as exc:  # the traceback follows on stderr; the supervisor says why it stops
+        reasons.put(f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> int:
-    """Run `workers` processes until SIGINT/SIGTERM; returns the exit status. The port is
-    bound here first, so a port in use fails at once (and port 0 picks one for all)."""
-    with reuse_port_socket(host, port) as probe:
-        port = probe.getsockname()[1]
+    """Run `workers` processes on `port` (claimed by listening.py) until SIGINT/SIGTERM, or
+    until they keep failing at start; returns the exit status."""
     # /metrics sums every worker through prometheus_client's multiprocess files (exposition.py).
     shared = tempfile.TemporaryDirectory(prefix="imgproxy-metrics-")
     os.environ[MULTIPROC_ENV] = shared.name
     context = multiprocessing.get_context("spawn")  # no state inherited from this process
-    stopping = False
+    reasons: SimpleQueue[str] = context.SimpleQueue()
+    started: dict[int | None, float] = {}
+    failures: deque[float] = deque(maxlen=FAST_FAILURES)
+    stopping = failed = False
 
     def start() -> BaseProcess:
         process = context.Process(
-            target=_worker, args=(host, port, options, os.getpid()), daemon=False
+            target=_worker, args=(host, port, options, os.getpid(), reasons), daemon=False
         )
         process.start()
+        started[process.pid] = time.monotonic()
         return process
 
     def stop(signum: int, _: FrameType | None) -> None:
@@ -95,12 +110,27 @@ def supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> in
     for name in (signal.SIGINT, signal.SIGTERM):
         previous[name] = signal.signal(name, stop)
     running = [start() for _ in range(workers)]
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    log.info("imgproxy serving on http://%s with %d workers (Press CTRL+C to quit)", where, workers)
     try:
         while not stopping:
             for index, process in enumerate(running):
                 if not process.is_alive() and not stopping:
                     if process.exitcode == 3:  # uvicorn could not start (e.g. port taken)
                         stopping = True
+                        break
+                    now = time.monotonic()
+                    if now - started.pop(process.pid, 0.0) < FAST_FAILURE:
+                        failures.append(now)
+                    if len(failures) == FAST_FAILURES and now - failures[0] < FAST_FAILURE:
+                        reason = _last(reasons) or f"exit status {process.exitcode}"
+                        log.error(
+                            "workers failed %d times within %g s of their start; stopping: %s",
+                            FAST_FAILURES,
+                            FAST_FAILURE,
+                            reason,
+                        )
+                        stopping = failed = True
                         break
                     log.warning(
                         "worker %s exited with %s; starting another", process.pid, process.exitcode
@@ -121,4 +151,12 @@ def supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> in
             signal.signal(name, handler)
         os.environ.pop(MULTIPROC_ENV, None)
         shared.cleanup()
-    return 0 if all(p.exitcode in (0, -signal.SIGTERM) for p in running) else 1
+    clean = all(p.exitcode in (0, -signal.SIGTERM) for p in running)
+    return 0 if clean and not failed else 1
+
+
+def _last(reasons: SimpleQueue[str]) -> str | None:
+    reason = None
+    while not reasons.empty():
+        reason = reasons.get()
+    return reason

@@ -1,5 +1,6 @@
 """`imgproxy serve --workers 2` (SPEC §11 fair admission): both workers render under load, a
-worker that dies is replaced, and SIGTERM stops them all."""
+worker that dies is replaced, and SIGTERM stops them all; a second server on the port refuses
+to start, and workers that keep failing at start stop the server."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tests.support import images, need_binary
 from tests.support.processes import free_port, running
@@ -138,7 +140,49 @@ def test_a_port_in_use_fails_at_once(tmp_path: Path) -> None:
             env={**os.environ},
         )
     assert result.returncode != 0
-    assert "Address already in use" in result.stderr
+    assert f"address already in use: 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "host"),
+    [(2, 2, "127.0.0.1"), (1, 2, "127.0.0.1"), (2, 1, "127.0.0.1"), (2, 2, "0.0.0.0")],
+)
+def test_a_second_server_on_the_port_refuses_to_start(
+    tmp_path: Path, first: int, second: int, host: str
+) -> None:
+    """Two multi-worker servers on one port both started, and the kernel split the
+    connections between them (SO_REUSEPORT): an old instance with other keys answered half."""
+    config = tmp_path / "imgproxy.toml"
+    config.write_text("")
+    port = free_port()
+    serve = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
+    with running([*serve, "--workers", str(first), "--port", str(port)], port, "imgproxy") as one:
+        if first > 1:
+            both_listening(one, port)
+        second_serve = [*serve, "--workers", str(second), "--host", host, "--port", str(port)]
+        result = subprocess.run(second_serve, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1, result.stderr
+        assert f"imgproxy: address already in use: {host}:{port}" in result.stderr
+        for _ in range(10):  # new connections: every one reaches the first server
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        assert one.poll() is None
+
+
+def test_workers_failing_at_start_stop_the_server_with_the_reason(tmp_path: Path) -> None:
+    """A worker that cannot start was restarted for ever, a traceback a second."""
+    config = tmp_path / "imgproxy.toml"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config.write_text(f'[cache]\ndisk_path = "{blocker}/cache"\n')  # under a file: uncreatable
+    serve = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers", "2"]
+    started = time.monotonic()
+    result = subprocess.run(
+        [*serve, "--port", str(free_port())], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode != 0
+    assert time.monotonic() - started < 20
+    assert f"{blocker}/cache" in result.stderr.splitlines()[-1]  # the reason, last
+    assert result.stderr.count("starting another") < 3
 
 
 def test_metrics_sum_every_worker(tmp_path: Path) -> None:
