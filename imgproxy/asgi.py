@@ -24,9 +24,18 @@ PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # may then share a stat begun after that (pipeline.py).
 ARRIVED = "imgproxy.arrived"
 
-# The request headers the core reads; everything else is never decoded.
+# The request headers the core reads, and the access line's user agent; everything else is
+# never decoded.
 WANTED_HEADERS = frozenset(
-    {b"accept", b"if-none-match", b"if-modified-since", b"range", b"if-range", b"x-imgproxy-accel"}
+    {
+        b"accept",
+        b"if-none-match",
+        b"if-modified-since",
+        b"range",
+        b"if-range",
+        b"x-imgproxy-accel",
+        b"user-agent",
+    }
 )
 
 
@@ -62,7 +71,9 @@ class ImageProxy:
             path=route_path(scope),
             query=scope.get("query_string", b"").decode("latin-1"),
             headers=_all_headers(scope) if whole else _headers(scope),
-            client=_client(scope) if whole else None,
+            # Without a hook only the access line reads it: the server's own pair, as is
+            # (converting it costs 0.3 µs, 2% of a memory hit).
+            client=_client(scope) if whole else scope.get("client"),
             native=self._native(scope, receive) if self._native is not None else None,
         )
         response = await pipeline.serve(self.services, request, arrived=scope.get(ARRIVED))

@@ -1,6 +1,6 @@
 """Log lines of the standalone server: text or JSON, each with its time and level, and, when
-`server.access_log` is on, one access line per image request (method, path, status, store,
-bytes, the cache tier that answered, render ms, total ms).
+`server.access_log` is on, one access line per image request (method, path, status, client
+address, user agent, store, bytes, the cache tier that answered, render ms, total ms).
 
 The access record is a context variable filled by the stages that know each fact (the cache
 its tier, the render its time); with the access log off nothing is recorded.
@@ -19,6 +19,7 @@ LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 ACCESS = logging.getLogger("imgproxy.access")
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+IN_MESSAGE = ("method", "path", "status")  # an access line's message: GET /media/a.jpg 200
 
 _current: ContextVar[dict[str, Any] | None] = ContextVar("imgproxy_access", default=None)
 
@@ -33,12 +34,27 @@ def configure(*, level: str, fmt: str) -> None:
 
 
 class TextFormatter(logging.Formatter):
+    """An access line's message says method, path and status; the other fields follow as
+    key=value, a value quoted (JSON escapes) when it has a space, a quote or a control
+    character: a user agent can hold any of them, and must not start a line of its own."""
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields: dict[str, Any] | None = getattr(record, "access", None)
         if fields:
-            line += " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+            line += "".join(
+                f" {k}={_text(v)}"
+                for k, v in fields.items()
+                if v is not None and k not in IN_MESSAGE
+            )
         return line
+
+
+def _text(value: object) -> str:
+    text = str(value)
+    if text and text.isprintable() and " " not in text and '"' not in text:
+        return text
+    return json.dumps(text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,7 +88,5 @@ def note(key: str, value: Any) -> None:
 
 
 def access(fields: dict[str, Any]) -> None:
-    message = "%s %s %s"
-    ACCESS.info(
-        message, fields["method"], fields["path"], fields["status"], extra={"access": fields}
-    )
+    method, path, status = (fields[key] for key in IN_MESSAGE)
+    ACCESS.info("%s %s %s", method, path, status, extra={"access": fields})

@@ -22,7 +22,8 @@ class ImageRequest(NamedTuple):
     path: str  # after the mount point, still percent-encoded: "/{store}/{path}"
     query: str  # raw query string
     # Lower-case names. Every header when an authorize hook is set; otherwise only those
-    # the core reads (Accept, the validators, Range), so the hit path decodes no others.
+    # the core reads (Accept, the validators, Range) and User-Agent for the access line, so
+    # the hit path decodes no others.
     headers: Mapping[str, str] = NO_HEADERS
     client: tuple[str, int] | None = None  # the peer's address, as the server reports it
     native: Any = None  # Starlette's Request under ASGI, the environ under WSGI

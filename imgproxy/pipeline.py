@@ -84,6 +84,8 @@ def _log_access(
             "path": request.path,
             "query": request.query,
             "status": response.status,
+            "client": request.client[0] if request.client else None,
+            "user_agent": request.header("user-agent"),
             "store": request.path.split("/", 2)[1] if request.path.count("/") > 1 else None,
             "bytes": int(headers.get("content-length", len(response.body))),
             "tier": noted.get("tier"),

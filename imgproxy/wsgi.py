@@ -25,7 +25,7 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
-# The request headers the core reads, by their WSGI names.
+# The request headers the core reads, and the access line's user agent, by their WSGI names.
 WANTED = {
     "HTTP_ACCEPT": "accept",
     "HTTP_IF_NONE_MATCH": "if-none-match",
@@ -33,6 +33,7 @@ WANTED = {
     "HTTP_RANGE": "range",
     "HTTP_IF_RANGE": "if-range",
     "HTTP_X_IMGPROXY_ACCEL": "x-imgproxy-accel",
+    "HTTP_USER_AGENT": "user-agent",
 }
 
 
@@ -76,7 +77,7 @@ class ImageProxyMiddleware:
             path=_encoded_path(environ, self.prefix),
             query=environ.get("QUERY_STRING", ""),
             headers=_all_headers(environ) if whole else _headers(environ),
-            client=_client(environ) if whole else None,
+            client=_client(environ),
             native=environ if whole else None,
         )
         serving = pipeline.serve(self.services, request)
