@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.metadata
 import importlib.resources
 import importlib.util
@@ -187,11 +188,23 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     with lock:  # held while serving: a second server on this address refuses to start
         if count > 1:  # a socket per worker: the kernel spreads connections (workers.py)
-            return workers.supervise(host, port, count, options)
+            check = functools.partial(_reload_refused, args.config)
+            return workers.supervise(host, port, count, options, check=check)
         uvicorn.run(
             "imgproxy.server.app:app_from_env", factory=True, host=host, port=port, **options
         )
     return 0
+
+
+def _reload_refused(path: str | None) -> str | None:
+    """Why SIGHUP must not reload the configuration file as it is now (None: it may)."""
+    if path is None:
+        return f"no configuration file (--config or ${CONFIG_ENV}) to reload"
+    try:
+        asyncio.run(validate(_load(path)))  # what `serve` checks before it starts
+    except Exception as exc:  # whatever is wrong with the new file, the old one keeps serving
+        return str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+    return None
 
 
 DEMO_WARNING = """\

@@ -27,6 +27,7 @@ HEAD_TIMEOUT = 10.0  # seconds from "ready for a request" to its complete head
 HEAD_TIMEOUT_ENV = "IMGPROXY_HEAD_TIMEOUT"  # overrides HEAD_TIMEOUT (tests use a short one)
 KEEP_ALIVE_TIMEOUT = 5  # idle seconds between two requests (uvicorn's timeout_keep_alive)
 KEEP_ALIVE_REQUESTS = 1000  # then Connection: close; reconnecting also rebalances workers
+DRAIN_SECONDS = 2.0  # at a graceful stop, how long an idle keep-alive connection is kept
 SEND_TIMEOUT = 60.0  # a client that reads nothing of its answer for this long is dropped
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers as received; larger: 400 and close
 HEADER_LINE = len(b":\r\n")  # what a header line has besides its name and value, at least
@@ -254,6 +255,22 @@ class _Deadlined(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.deadlines.cancel()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """A graceful stop (SIGTERM, a SIGHUP's rolling restart). uvicorn closed an idle
+        keep-alive connection at once, and a request crossing that close was reset: a failure
+        the client saw. Now its next request is its last (answered with Connection: close), and
+        a connection still idle after DRAIN_SECONDS is closed, as at a keep-alive timeout."""
+        self.deadlines.requests = KEEP_ALIVE_REQUESTS
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            super().shutdown()  # type: ignore[misc]  # uvicorn's: this answer is the last
+        else:
+            self.loop.call_later(DRAIN_SECONDS, self._shutdown_now)
+
+    def _shutdown_now(self) -> None:
+        if not self.transport.is_closing():
+            super().shutdown()  # type: ignore[misc]  # closes it if idle
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -6,6 +6,9 @@ first accepts nearly every connection: measured here, one of two workers did all
 under 32 keep-alive connections while the other idled. With a socket each, the kernel hashes
 every new connection to one of them. A worker that dies is started again, unless workers keep
 failing at start (a setting only a worker can find wrong): then the server stops, saying why.
+SIGHUP reloads the configuration file: checked first (a bad one is refused and logged), then
+each worker in turn is replaced by one started from it, the old one stopped only once the new
+one serves, so the port always has workers.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ ORPHAN_CHECK = 1.0  # seconds between a worker's checks that its supervisor stil
 # row, FAST_FAILURES of them within FAST_FAILURE seconds, and another start will fail too.
 FAST_FAILURE = 10.0
 FAST_FAILURES = 3
+READY_WAIT = 60.0  # seconds a reload waits for a new worker to serve before giving up
 
 
 def _forget(pid: int | None) -> None:
@@ -65,64 +69,115 @@ def _stop_when_orphaned(supervisor: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _say_when_ready(server: Any, ready: SimpleQueue[int]) -> None:
+    while not server.started:
+        time.sleep(0.02)
+    ready.put(os.getpid())
+
+
 def _worker(
-    host: str, port: int, options: dict[str, Any], supervisor: int, reasons: SimpleQueue[str]
+    host: str,
+    port: int,
+    options: dict[str, Any],
+    supervisor: int,
+    queues: tuple[SimpleQueue[str], SimpleQueue[int]],
 ) -> None:
     import threading
 
     import uvicorn
 
+    reasons, ready = queues
     threading.Thread(target=_stop_when_orphaned, args=(supervisor,), daemon=True).start()
     try:
         sock = reuse_port_socket(host, port)
         config = uvicorn.Config("imgproxy.server.app:app_from_env", factory=True, **options)
-        uvicorn.Server(config).run(sockets=[sock])
+        server = uvicorn.Server(config)
+        threading.Thread(target=_say_when_ready, args=(server, ready), daemon=True).start()
+        server.run(sockets=[sock])
     except Exception as exc:  # the traceback follows on stderr; the supervisor says why it stops
         reasons.put(f"{type(exc).__name__}: {exc}")
         raise
 
 
-def supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> int:
+class Starts:
+    """When each worker started, and whether workers keep failing at start: FAST_FAILURES
+    exits, each within FAST_FAILURE seconds of its start, all within FAST_FAILURE seconds."""
+
+    def __init__(self) -> None:
+        self.started: dict[int | None, float] = {}
+        self.failures: deque[float] = deque(maxlen=FAST_FAILURES)
+
+    def began(self, pid: int | None) -> None:
+        self.started[pid] = time.monotonic()
+
+    def failing(self, pid: int | None) -> bool:
+        """Notes that `pid` exited; True when another start would fail too."""
+        now = time.monotonic()
+        if now - self.started.pop(pid, 0.0) < FAST_FAILURE:
+            self.failures.append(now)
+        return len(self.failures) == FAST_FAILURES and now - self.failures[0] < FAST_FAILURE
+
+    def keep(self, pids: set[int | None]) -> None:
+        """Forgets the workers a reload replaced."""
+        for pid in set(self.started) - pids:
+            del self.started[pid]
+
+
+def supervise(
+    host: str,
+    port: int,
+    workers: int,
+    options: dict[str, Any],
+    *,
+    check: Callable[[], str | None] = lambda: None,
+) -> int:
     """Run `workers` processes on `port` (claimed by listening.py) until SIGINT/SIGTERM, or
-    until they keep failing at start; returns the exit status."""
+    until they keep failing at start; returns the exit status. `check` says what is wrong
+    with the configuration file as it is now (None: fine), before a reload."""
     # /metrics sums every worker through prometheus_client's multiprocess files (exposition.py).
     shared = tempfile.TemporaryDirectory(prefix="imgproxy-metrics-")
     os.environ[MULTIPROC_ENV] = shared.name
     context = multiprocessing.get_context("spawn")  # no state inherited from this process
     reasons: SimpleQueue[str] = context.SimpleQueue()
-    started: dict[int | None, float] = {}
-    failures: deque[float] = deque(maxlen=FAST_FAILURES)
-    stopping = failed = False
+    ready: SimpleQueue[int] = context.SimpleQueue()
+    starts = Starts()
+    stopping = failed = reloading = False
 
     def start() -> BaseProcess:
         process = context.Process(
-            target=_worker, args=(host, port, options, os.getpid(), reasons), daemon=False
+            target=_worker, args=(host, port, options, os.getpid(), (reasons, ready)), daemon=False
         )
         process.start()
-        started[process.pid] = time.monotonic()
+        starts.began(process.pid)
         return process
 
     def stop(signum: int, _: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 
+    def reload(signum: int, _: FrameType | None) -> None:
+        nonlocal reloading
+        reloading = True
+
     previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
     for name in (signal.SIGINT, signal.SIGTERM):
         previous[name] = signal.signal(name, stop)
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     running = [start() for _ in range(workers)]
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     log.info("imgproxy serving on http://%s with %d workers (Press CTRL+C to quit)", where, workers)
     try:
         while not stopping:
+            if reloading:
+                reloading = False
+                _roll(running, start, check(), ready, reasons)
+                starts.keep({process.pid for process in running})
             for index, process in enumerate(running):
                 if not process.is_alive() and not stopping:
                     if process.exitcode == 3:  # uvicorn could not start (e.g. port taken)
                         stopping = True
                         break
-                    now = time.monotonic()
-                    if now - started.pop(process.pid, 0.0) < FAST_FAILURE:
-                        failures.append(now)
-                    if len(failures) == FAST_FAILURES and now - failures[0] < FAST_FAILURE:
+                    if starts.failing(process.pid):
                         reason = _last(reasons) or f"exit status {process.exitcode}"
                         log.error(
                             "workers failed %d times within %g s of their start; stopping: %s",
@@ -153,6 +208,45 @@ def supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> in
         shared.cleanup()
     clean = all(p.exitcode in (0, -signal.SIGTERM) for p in running)
     return 0 if clean and not failed else 1
+
+
+def _roll(
+    running: list[BaseProcess],
+    start: Callable[[], BaseProcess],
+    refused: str | None,
+    ready: SimpleQueue[int],
+    reasons: SimpleQueue[str],
+) -> None:
+    """Each worker in turn: a new one from the file as it is now, and once it serves, the old
+    one stopped gracefully (it finishes what it has begun). A new worker that cannot start
+    ends the reload; the workers not yet replaced keep serving."""
+    if refused is not None:
+        # A worker started again after a crash reads the file too: it must be fixed.
+        log.error("SIGHUP: the configuration is refused, the running one stays: %s", refused)
+        return
+    for index, old in enumerate(running):
+        new = start()
+        deadline = time.monotonic() + READY_WAIT
+        while new.pid not in _drain(ready):
+            if not new.is_alive() or time.monotonic() > deadline:
+                new.terminate()
+                new.join(30)
+                reason = _last(reasons) or f"exit status {new.exitcode}"
+                log.error("SIGHUP: a new worker did not start, the others stay: %s", reason)
+                return
+            time.sleep(0.05)
+        running[index] = new
+        old.terminate()  # uvicorn stops accepting, then finishes its requests
+        old.join(30)
+        _forget(old.pid)
+    log.info("SIGHUP: configuration reloaded; %d workers replaced", len(running))
+
+
+def _drain(queue: SimpleQueue[int]) -> list[int]:
+    found = []
+    while not queue.empty():
+        found.append(queue.get())
+    return found
 
 
 def _last(reasons: SimpleQueue[str]) -> str | None:

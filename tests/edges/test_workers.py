@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -290,3 +291,69 @@ def test_purge_reaches_the_memory_of_every_running_worker(tmp_path: Path) -> Non
         # workers missed in memory (one rendered again, the other found that on disk).
         assert sample(text, 'imgproxy_cache_hits_total{tier="memory"}') == 2
         assert sample(text, 'imgproxy_cache_misses_total{tier="memory"}') == 4
+
+
+def test_sighup_reloads_worker_by_worker_without_dropping_a_request(tmp_path: Path) -> None:
+    """SIGHUP did nothing useful (the supervisor died of it): a config change needed a
+    restart, which drops what is in flight. Now a new preset serves after it, a broken file
+    is refused, and a steady load sees no failure through both."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(images.jpeg((400, 300)))
+    config = tmp_path / "imgproxy.toml"
+    store = f'[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n'
+    config.write_text(f"[security]\nallow_unsigned_presets = true\n{store}")
+    port = free_port()
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers"]
+    server = subprocess.Popen(
+        [*command, "2", "--port", str(port)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        both_listening(server, port)
+        statuses: list[int | str] = []
+        done = threading.Event()
+
+        def load() -> None:  # keep-alive clients, as a proxy's pool
+            with httpx.Client(base_url=base) as client:
+                while not done.is_set():
+                    try:
+                        statuses.append(client.get("/media/photo.jpg?w=64").status_code)
+                    except httpx.HTTPError as exc:
+                        statuses.append(repr(exc))
+                    time.sleep(0.01)
+
+        clients = [threading.Thread(target=load) for _ in range(4)]
+        for client in clients:
+            client.start()
+        assert httpx.get(f"{base}/media/photo.jpg?p=tiny").status_code == 400  # no such preset
+        old = {w.pid for w in workers_of(server)}
+        config.write_text(
+            f'[security]\nallow_unsigned_presets = true\n[presets]\ntiny = "w=20"\n{store}'
+        )
+        server.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while not old.isdisjoint(w.pid for w in workers_of(server)):
+            assert time.monotonic() < deadline, "the workers were not replaced"
+            time.sleep(0.1)
+        for _ in range(6):  # new connections: both new workers know the preset
+            assert httpx.get(f"{base}/media/photo.jpg?p=tiny").status_code == 200
+
+        config.write_text("[presets\n")  # broken: refused, and the running one stays
+        renewed = {w.pid for w in workers_of(server)}
+        server.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        assert {w.pid for w in workers_of(server)} == renewed
+        for _ in range(6):
+            assert httpx.get(f"{base}/media/photo.jpg?p=tiny").status_code == 200
+        done.set()
+        for client in clients:
+            client.join(10)
+        assert len(statuses) > 100 and set(statuses) == {200}, [s for s in statuses if s != 200]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, errors = server.communicate(timeout=60)
+    stderr = errors.decode()
+    assert "SIGHUP: configuration reloaded; 2 workers replaced" in stderr
+    assert "SIGHUP: the configuration is refused, the running one stays" in stderr
+    assert server.returncode == 0, stderr[-3000:]
