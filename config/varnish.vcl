@@ -1,7 +1,7 @@
 vcl 4.1;
 # Varnish 7 in front of imgproxy. Install on Debian (README "Behind Varnish"):
 #   apt-get install varnish varnish-modules      # varnish-modules ships vmod_xkey
-#   cp config/varnish.vcl /etc/varnish/default.vcl && systemctl restart varnish
+#   imgproxy config --varnish > /etc/varnish/default.vcl && systemctl restart varnish
 # and in imgproxy's config, so `imgproxy purge STORE/PATH` empties this cache too:
 #   [cache]
 #   purge_urls = ["http://127.0.0.1:6081/"]
