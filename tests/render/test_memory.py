@@ -63,16 +63,16 @@ def status(key):
     return int(next(line for line in lines if line.startswith(key)).split()[1]) * 1024
 
 found = []
-for path, query in json.loads(sys.argv[1]):
+for path, query, output in json.loads(sys.argv[1]):
     data = Path(path).read_bytes()
     info = render.probe(data, None, 50_000_000)
     t = build_transform(dict(pair.split("=") for pair in query.split("&")), 8192)
-    job = RenderJob(t, OutputFormat.JPEG, 80, None, False, 50_000_000)
+    job = RenderJob(t, OutputFormat(output), 100, None, False, 50_000_000)
     render.render(data, job)  # plugins loaded, caches filled
     Path("/proc/self/clear_refs").write_text("5")
     before = status("VmRSS:")
     render.render(data, job)
-    found.append((path, query, status("VmHWM:") - before, render.working_bytes(info, job)))
+    found.append((path, query, output, status("VmHWM:") - before, render.working_bytes(info, job)))
 print(json.dumps(found))
 """
 
@@ -95,8 +95,17 @@ def test_the_estimate_covers_what_real_renders_hold(tmp_path: Path) -> None:
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    cases = [
-        (str(tmp_path / name), query)
+    # Each encoder at a large padded canvas of a tiny source (the red-team's case: AVIF
+    # held 5x what was reserved), opaque and with alpha.
+    (tmp_path / "tiny.png").write_bytes(images.encode(picture.resize((10, 10)), "PNG"))
+    (tmp_path / "tiny-alpha.png").write_bytes(images.rgba_png((40, 40)))
+    encoders = [
+        (str(tmp_path / name), "w=2048&h=2048&fit=pad", output)
+        for name in ("tiny.png", "tiny-alpha.png")
+        for output in ("avif", "webp", "png", "jpeg")
+    ]
+    cases = encoders + [
+        (str(tmp_path / name), query, "jpeg")
         for name in files
         for query in (
             "w=64",
@@ -113,10 +122,10 @@ def test_the_estimate_covers_what_real_renders_hold(tmp_path: Path) -> None:
         timeout=120,
         env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},
     )
-    for path, query, held, estimate in json.loads(ran.stdout):
+    for path, query, output, held, estimate in json.loads(ran.stdout):
         name = Path(path).name
-        print(f"{name} {query}: held {held / 2**20:.1f} MiB, estimated {estimate / 2**20:.1f}")
-        assert held <= estimate, (path, query)
+        print(f"{name} {query} {output}: held {held / 2**20:.1f} MiB, est. {estimate / 2**20:.1f}")
+        assert held <= estimate, (path, query, output)
 
 
 # 8 cold renditions of one 48 MP progressive JPEG through the core, in a fresh process whose
