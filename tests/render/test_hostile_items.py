@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psutil
@@ -27,7 +26,7 @@ from imgproxy import headers, inspect, render
 from imgproxy.errors import TooLarge, Undecodable
 from imgproxy.settings import Settings
 from tests.support import hostile, images, need_binary
-from tests.support.processes import served
+from tests.support.processes import peak_rss, served
 
 MAX_PIXELS = 16_000_000  # the server's max_source_pixels: a 4096x4096 frame is over it
 FLAT = (10, 100, 200)
@@ -86,13 +85,6 @@ def server(
     assert "Traceback" not in server.stderr, server.stderr[-3000:]
 
 
-def _peak_rss(process: psutil.Process) -> int:
-    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return int(process.memory_info().rss)
-
-
 @pytest.mark.parametrize(
     ("name", "status"),
     [
@@ -107,7 +99,7 @@ def test_refused_at_once_while_a_jpeg_behind_is_served(
     server: tuple[str, psutil.Process], name: str, status: int
 ) -> None:
     url, process = server
-    before = _peak_rss(process)
+    before = peak_rss(process)
     answers: list[tuple[int, float, str]] = []
 
     def fetch(query: str) -> None:
@@ -131,7 +123,7 @@ def test_refused_at_once_while_a_jpeg_behind_is_served(
     assert behind < PROMPT, f"the JPEG behind {name} waited {behind:.1f} s"
     assert sorted(code for code, _, _ in answers) == [status] * CLIENTS, answers
     assert max(seconds for _, seconds, _ in answers) < PROMPT, answers
-    assert _peak_rss(process) - before < RSS_GROWTH
+    assert peak_rss(process) - before < RSS_GROWTH
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from imgproxy.render import probe, render
 from imgproxy.render.color import MAX_ICC_BYTES
 from imgproxy.render.probe import FRAME_COUNT_CAP
 from tests.support import Serve, hostile, images, settings_for
-from tests.support.processes import served
+from tests.support.processes import peak_rss, served
 
 # (store, file) -> (original, rendition ?w=50, metadata ?fm=json) statuses
 CASES: dict[tuple[str, str], tuple[int, int, int]] = {
@@ -78,17 +78,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, psut
     assert "Traceback" not in server.stderr, server.stderr[-3000:]
 
 
-def _peak_rss(process: psutil.Process) -> int:
-    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return process.memory_info().rss  # not Linux: the current RSS at least
-
-
 def _healthy(http: httpx.Client, process: psutil.Process) -> None:
     assert http.get("/healthz").status_code == 200
     assert http.get("/pending/ok.jpg?w=20").status_code == 200
-    assert _peak_rss(process) < _PEAK_RSS
+    assert peak_rss(process) < _PEAK_RSS
 
 
 @pytest.mark.parametrize(

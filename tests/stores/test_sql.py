@@ -26,17 +26,19 @@ def test_identifiers_are_validated(bad: str) -> None:
         SQLStore("sqlite:///app.db", **TABLE | {"table": bad})
 
 
-def test_the_metadata_query_never_selects_the_blob(tmp_path: Path) -> None:
-    database = tmp_path / "app.db"
+def profile_database(database: Path, image: bytes) -> Path:
+    """An SQLite file with the `profile_picture` table of TABLE and user 1's picture."""
     with sqlite3.connect(database) as db:
         db.execute(
             "CREATE TABLE profile_picture (user_id INTEGER PRIMARY KEY, data BLOB,"
             " last_updated TEXT, approved INTEGER)"
         )
-        db.execute(
-            "INSERT INTO profile_picture VALUES (1, ?, '2026-01-01 12:00:00', 1)",
-            (images.jpeg((32, 32)),),
-        )
+        db.execute("INSERT INTO profile_picture VALUES (1, ?, '2026-01-01 12:00:00', 1)", (image,))
+    return database
+
+
+def test_the_metadata_query_never_selects_the_blob(tmp_path: Path) -> None:
+    database = profile_database(tmp_path / "app.db", images.jpeg((32, 32)))
     store = SQLiteStore(database, Columns.from_names(**TABLE), approved=False)
     statements: list[str] = []
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from imgproxy import ImageProxy, Settings
+from tests.stores.test_sql import profile_database
 from tests.support import images
 from tests.support.processes import postgres
 from tests.support.stores import TABLE
@@ -137,16 +138,7 @@ def test_a_postgres_restart_under_load_is_never_a_500(tmp_path: Path, serve: Any
 def test_a_locked_sqlite_database_is_a_504_after_the_timeout(tmp_path: Path, serve: Any) -> None:
     """A writer's exclusive lock: every reader waited the busy timeout in turn (5 s each,
     one thread); now each request gives up after its own deadline."""
-    database = tmp_path / "app.db"
-    with sqlite3.connect(database) as db:
-        db.execute(
-            "CREATE TABLE profile_picture (user_id INTEGER PRIMARY KEY, data BLOB,"
-            " last_updated TEXT, approved INTEGER)"
-        )
-        db.execute(
-            "INSERT INTO profile_picture VALUES (1, ?, '2026-01-01 12:00:00', 1)",
-            (images.jpeg((64, 48)),),
-        )
+    database = profile_database(tmp_path / "app.db", images.jpeg((64, 48)))
     server = serve(proxy(f"sqlite:///{database}"))
     assert httpx.get(server.url + "/db/1?w=10").status_code == 200
     writer = sqlite3.connect(database, isolation_level=None)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.support import REQUIRE_SERVICES, need_binary
@@ -349,3 +350,11 @@ def peak_rss_growth(script: str, *args: str, timeout: float = 180) -> int:
         env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},
     )
     return int(ran.stdout.split()[-1])
+
+
+def peak_rss(process: psutil.Process) -> int:
+    """The process's peak RSS (VmHWM), or its current RSS where /proc has no peak."""
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return int(process.memory_info().rss)
