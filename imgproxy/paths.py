@@ -33,6 +33,13 @@ def parse_path(raw: str) -> ImagePath:
         path = unquote(rest, errors="strict")
     except UnicodeDecodeError:
         raise BadRequest("path: not valid UTF-8 after percent-decoding") from None
+    check_relative(path)
+    return ImagePath(store, path)
+
+
+def check_relative(path: str) -> None:
+    """A decoded store-relative path, whatever URL named it: 404 if empty, 400 for anything
+    that could leave the store's root (SPEC §2)."""
     if not path:
         raise NotFound("no file named in the path")
     if _CONTROL.search(path) or "\\" in path:
@@ -41,4 +48,3 @@ def parse_path(raw: str) -> ImagePath:
         raise BadRequest("path: absolute paths are not allowed")
     if any(segment in ("", ".", "..") for segment in path.split("/")):
         raise BadRequest("path: empty, '.' and '..' segments are not allowed")
-    return ImagePath(store, path)

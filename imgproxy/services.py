@@ -15,6 +15,7 @@ from imgproxy.cache import CacheTier
 from imgproxy.cache.disk import DiskTier
 from imgproxy.cache.memory import MemoryTier
 from imgproxy.cache.tiered import TieredCache
+from imgproxy.dialects import build_dialects
 from imgproxy.errors import ConfigError
 from imgproxy.extras import require
 from imgproxy.messages import ImageRequest
@@ -68,7 +69,12 @@ class Services:
         return cls(
             settings=settings,
             mounts=mounts,
-            targets=Targets(mounts, Signer(settings.security), settings.presets),
+            targets=Targets(
+                mounts,
+                Signer(settings.security),
+                settings.presets,
+                build_dialects(settings, mounts),
+            ),
             sources=Sources(executor, cache),
             variants=Variants(
                 cache_control=settings.cache.cache_control,

@@ -178,6 +178,75 @@ class RenderSettings:
         require(0 <= self.avif_speed <= 10, f"{prefix}.avif_speed", "must be 0..10")
 
 
+HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
+GRAVITIES = ("center", "n", "s", "e", "w", "ne", "nw", "se", "sw")
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkSettings:
+    """A mark composited by `wm=NAME` (SPEC §15.1): read from a configured store like any
+    source, and its version is part of every marked rendition's key and ETag."""
+
+    store: str
+    path: str
+    position: str = "se"
+    opacity: float = 1.0
+    scale: float = 0.0  # the mark's width as a fraction of the output's; 0: its own size
+    margin: int = 16
+
+    def check(self, prefix: str) -> None:
+        require(bool(self.path), f"{prefix}.path", "is required")
+        require(self.position in GRAVITIES, f"{prefix}.position", f"must be one of {GRAVITIES}")
+        require(0 <= self.opacity <= 1, f"{prefix}.opacity", "must be 0..1")
+        require(0 <= self.scale <= 1, f"{prefix}.scale", "must be 0..1")
+        require(0 <= self.margin <= 1024, f"{prefix}.margin", "must be 0..1024")
+
+
+@dataclass(frozen=True, slots=True)
+class ThumborDialectSettings:
+    """thumbor's URLs answered unchanged (SPEC §15.2), under /thumbor/."""
+
+    store: str
+    security_key: str = ""  # thumbor's SECURITY_KEY; empty: only /unsafe/ URLs
+    allow_unsafe: bool = False
+
+    def check(self, prefix: str) -> None:
+        require(bool(self.store), f"{prefix}.store", "is required")
+        usable = bool(self.security_key) or self.allow_unsafe
+        require(usable, f"{prefix}.security_key", "is required unless allow_unsafe = true")
+
+
+@dataclass(frozen=True, slots=True)
+class ImgproxyDialectSettings:
+    """imgproxy (Go)'s URLs answered unchanged (SPEC §15.3), under /imgproxy/."""
+
+    store: str
+    keys: tuple[str, ...] = ()  # IMGPROXY_KEY values, hex; several for rotation
+    salts: tuple[str, ...] = ()  # IMGPROXY_SALT values, hex, paired with keys
+    allow_insecure: bool = False
+    signature_size: int = 32  # bytes of the digest kept (IMGPROXY_SIGNATURE_SIZE)
+    watermark: str = ""  # the [watermarks] entry its `watermark` option composites
+
+    def check(self, prefix: str) -> None:
+        require(bool(self.store), f"{prefix}.store", "is required")
+        for key in ("keys", "salts"):
+            for value in getattr(self, key):
+                require(bool(HEX.fullmatch(value)), f"{prefix}.{key}", "must be hex strings")
+        paired = len(self.keys) == len(self.salts)
+        require(paired, f"{prefix}.salts", "must pair with keys, one salt per key")
+        usable = bool(self.keys) or self.allow_insecure
+        require(usable, f"{prefix}.keys", "is required unless allow_insecure = true")
+        require(1 <= self.signature_size <= 32, f"{prefix}.signature_size", "must be 1..32")
+
+
+@dataclass(frozen=True, slots=True)
+class DialectSettings:
+    """Other servers' URL dialects, each off unless its table is given (SPEC §15)."""
+
+    thumbor: ThumborDialectSettings | None = None
+    imgproxy: ImgproxyDialectSettings | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     """One `[stores.NAME]` table: the keys every store kind shares, the flat policy/limits
@@ -210,6 +279,8 @@ class Settings:
     render: RenderSettings = field(default_factory=RenderSettings)
     presets: Mapping[str, str] = field(default_factory=dict)
     stores: Mapping[str, StoreSettings] = field(default_factory=dict)
+    watermarks: Mapping[str, WatermarkSettings] = field(default_factory=dict)
+    dialects: DialectSettings = field(default_factory=DialectSettings)
     base_dir: Path = field(default_factory=Path.cwd)
     # Dotted key -> the IMGPROXY_ variable that set it, to name it in later errors (stores).
     variables: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -255,6 +326,8 @@ class Settings:
             "render",
             "presets",
             "stores",
+            "watermarks",
+            "dialects",
         }
         if unknown:
             raise ConfigError(f"{sorted(unknown)[0]}: unknown section")
@@ -276,6 +349,8 @@ class Settings:
             render=section(RenderSettings, merged.get("render", {}), "render"),
             presets=_presets(merged.get("presets", {})),
             stores=_stores(merged.get("stores", {}), policy, limits, base),
+            watermarks=_watermarks(merged.get("watermarks", {})),
+            dialects=_dialects(merged.get("dialects", {})),
             base_dir=base,
             variables=variables,
         )
@@ -338,6 +413,32 @@ def _presets(data: Any) -> dict[str, str]:
         require(bool(PRESET_NAME.fullmatch(name)), f"presets.{name}", "bad preset name")
         require(isinstance(value, str), f"presets.{name}", "must be a query string")
     return {name: str(value) for name, value in data.items()}
+
+
+def _watermarks(data: Any) -> dict[str, WatermarkSettings]:
+    if not isinstance(data, Mapping):
+        raise ConfigError("watermarks: must be a table")
+    marks = {}
+    for name, table in data.items():
+        key = f"watermarks.{name}"
+        require(bool(PRESET_NAME.fullmatch(name)), key, "watermark names are [A-Za-z0-9_-]+")
+        marks[name] = section(WatermarkSettings, table, key)
+    return marks
+
+
+_DIALECTS = {"thumbor": ThumborDialectSettings, "imgproxy": ImgproxyDialectSettings}
+
+
+def _dialects(data: Any) -> DialectSettings:
+    if not isinstance(data, Mapping):
+        raise ConfigError("dialects: must be a table")
+    for name in data:
+        known = ", ".join(_DIALECTS)
+        require(name in _DIALECTS, f"dialects.{name}", f"unknown dialect ({known})")
+    tables: dict[str, Any] = {
+        name: section(_DIALECTS[name], table, f"dialects.{name}") for name, table in data.items()
+    }
+    return DialectSettings(**tables)
 
 
 _POLICY_KEYS = frozenset(f.name for f in dataclasses.fields(PolicySettings))

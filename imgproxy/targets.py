@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from imgproxy.dialects import Dialect, Translation
 from imgproxy.errors import NotFound
 from imgproxy.memo import Memo
 from imgproxy.mounts import Mounted
 from imgproxy.params import Query, parse_query, query_pairs, to_params
-from imgproxy.paths import parse_path
+from imgproxy.paths import check_relative, parse_path
 from imgproxy.signing import Signer
 
 
@@ -30,17 +31,26 @@ class Target:
 
 class Targets:
     def __init__(
-        self, mounts: Mapping[str, Mounted], signer: Signer, presets: Mapping[str, str]
+        self,
+        mounts: Mapping[str, Mounted],
+        signer: Signer,
+        presets: Mapping[str, str],
+        dialects: Mapping[str, Dialect] | None = None,
     ) -> None:
         self.mounts = mounts
         self.signer = signer
         self.presets = presets
+        self.dialects = dialects or {}
         self._known: Memo[tuple[str, str], Target] = Memo(20_000)
 
     def judge(self, path: str, query: str) -> Target:
         target = self._known.get((path, query))
         if target is not None:
             return target
+        first, _, rest = path[1:].partition("/")
+        dialect = self.dialects.get(first) if path.startswith("/") else None
+        if dialect is not None:
+            return self._foreign(path, query, dialect.translate(rest, query))
         where = parse_path(path)
         mount = self.mounts.get(where.store)
         if mount is None:
@@ -53,4 +63,19 @@ class Targets:
             max_dimension=mount.limits.max_output_dimension,
         )
         target = self._known[(path, query)] = Target((path, query), mount, where.path, parsed)
+        return target
+
+    def _foreign(self, path: str, query: str, meant: Translation) -> Target:
+        """A dialect's URL, its own signature already checked: the native signature stage
+        does not apply, every later stage does."""
+        mount = self.mounts.get(meant.store)
+        if mount is None:
+            raise NotFound(f"no store named {meant.store!r}")
+        parsed = parse_query(
+            meant.params,
+            presets=self.presets,
+            max_dimension=mount.limits.max_output_dimension,
+        )
+        check_relative(meant.path)
+        target = self._known[(path, query)] = Target((path, query), mount, meant.path, parsed)
         return target

@@ -18,7 +18,7 @@ from pathlib import Path
 import imgproxy
 
 PACKAGE = Path(imgproxy.__file__).parent
-GROUPED = ("cache", "contrib", "render", "server", "stores")  # drawn as one room each
+GROUPED = ("cache", "contrib", "dialects", "render", "server", "stores")  # drawn as one room each
 
 # Top to bottom. A module may import from its own layer or the ones below, never above.
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("root", "builds everything once from Settings", ("services",)),
     ("stages", "URL, source, variant: judged and remembered", ("targets", "source", "variant")),
     ("parts", "one concern each", (
-        "cache/", "render/", "stores/", "mounts", "response", "urls", "params", "paths",
+        "cache/", "dialects/", "render/", "stores/", "mounts", "response", "urls", "params", "paths",
         "geometry", "signing", "policy", "negotiation", "job",
         "inspection", "fetching", "cdn", "responsive",
     )),
