@@ -35,6 +35,10 @@ WANTED_HEADERS = frozenset(
         b"if-range",
         b"x-imgproxy-accel",
         b"user-agent",
+        b"sec-ch-dpr",  # client hints (hints.py), read only with server.client_hints
+        b"dpr",
+        b"sec-ch-width",
+        b"width",
     }
 )
 

@@ -96,6 +96,7 @@ class Query:
     version: str | None
     preset: str | None
     signature: str | None
+    dpr_given: bool = False  # `dpr` in the URL or its preset: a DPR client hint then defers
 
 
 Pairs = list[tuple[str, str | None]]
@@ -145,7 +146,7 @@ def parse_query(
     values.update((k, v) for k, v in pairs.items() if k in TRANSFORM_KEYS)
     has_transform = preset is not None or bool(values)
     transform = build_transform(values, max_dimension) if has_transform else None
-    return Query(transform, version, preset, pairs.get("s"))
+    return Query(transform, version, preset, pairs.get("s"), "dpr" in values)
 
 
 def expand_preset(name: str, presets: Mapping[str, str]) -> dict[str, str]:
@@ -163,7 +164,7 @@ def build_transform(values: Mapping[str, str], max_dimension: int) -> Transform:
     for name, raw in values.items():
         parsed[name] = _PARSERS[name](raw, name, max_dimension)
     dpr = parsed.pop("dpr", 1.0)
-    width, height = _fold_dpr(parsed.get("w"), parsed.get("h"), dpr, max_dimension)
+    width, height = fold_dpr(parsed.get("w"), parsed.get("h"), dpr, max_dimension)
     transform = Transform(
         width=width,
         height=height,
@@ -198,7 +199,7 @@ def _normalise(t: Transform) -> Transform:
     return t
 
 
-def _fold_dpr(
+def fold_dpr(
     width: int | None, height: int | None, dpr: float, max_dimension: int
 ) -> tuple[int | None, int | None]:
     """dpr multiplies the box; the product is capped at max_dimension keeping its shape."""

@@ -80,6 +80,7 @@ class Services:
                 cache_control=settings.cache.cache_control,
                 avif=render.AVIF_AVAILABLE,
                 avif_speed=settings.render.avif_speed,
+                client_hints=settings.server.client_hints,
             ),
             cache=cache,
             executor=executor,

@@ -40,6 +40,7 @@ class ServerSettings:
     log_format: str = "text"  # or "json": one object per line
     max_headers: int = 100  # request headers of one head (`serve`): 400 and close beyond
     ready_timeout: float = 2.0  # seconds each store and tier has to answer /readyz
+    client_hints: bool = False  # Sec-CH-DPR/DPR and Sec-CH-Width/Width shape renditions
 
     def check(self, prefix: str) -> None:
         require(0 <= self.port <= 65535, f"{prefix}.port", "must be 0..65535")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from imgproxy import hints
 from imgproxy.cache import CacheKey
 from imgproxy.conditional import cache_control, http_date, make_etag, surrogate_key
 from imgproxy.facts import SourceInfo
@@ -63,35 +64,47 @@ class Variant:
 class Variants:
     """Builds each Variant once per (URL, source version, negotiated format, status)."""
 
-    def __init__(self, *, cache_control: str, avif: bool, avif_speed: int = 8) -> None:
+    def __init__(
+        self, *, cache_control: str, avif: bool, avif_speed: int = 8, client_hints: bool = False
+    ) -> None:
         self.cache_control = cache_control
         self.avif = avif  # whether this Pillow can encode AVIF, for fm=auto
         self.avif_speed = avif_speed
+        self.client_hints = client_hints
         self._known: Memo[tuple[object, ...], Variant] = Memo(20_000)
 
     def choose(self, source: Source, target: Target, request: ImageRequest, status: int) -> Variant:
         """Raises TooLarge for too many frames in animated output (SPEC §4.1), BadRequest
         for an output larger than the limits or its encoder allow (SPEC §11.1)."""
-        file, info, t = source.file, source.info, target.query.transform
-        output = None
+        file, info, query = source.file, source.info, target.query
+        t, output, hinted = query.transform, None, None
         if t is not None and not t.metadata:
             output = self._output(t, info, request.header("accept"))
+            if self.client_hints and not output.is_placeholder:
+                hinted = hints.read(request, source.mount.limits.max_output_dimension)
         ident = (target.key, file.version, file.modified, file.approved, file.focal, output, status)
-        variant = self._known.get(ident)
+        variant = self._known.get(ident if hinted is None else (*ident, hinted))
         if variant is None:
             mount = source.mount
-            variant = self._known[ident] = build_variant(
+            if hinted is not None:
+                assert t is not None
+                top = mount.limits.max_output_dimension
+                t = hints.apply(t, hinted, dpr_given=query.dpr_given, max_dimension=top)
+                query = dataclasses.replace(query, transform=t)
+            variant = build_variant(
                 store=mount.name,
                 file=file,
                 info=info,
-                query=target.query,
+                query=query,
                 output=output,
                 limits=mount.limits,
                 decoders=mount.policy.decoders(file.approved),
                 caching=self.cache_control if status == 200 else PLACEHOLDER_CACHE_CONTROL,
                 avif_speed=self.avif_speed,
                 status=status,
+                hinted=hinted is not None,
             )
+            self._known[ident if hinted is None else (*ident, hinted)] = variant
         return variant
 
     def _output(self, t: Transform, info: SourceInfo, accept: str | None) -> OutputFormat:
@@ -124,6 +137,7 @@ def build_variant(
     caching: str,
     avif_speed: int = 8,
     status: int = 200,
+    hinted: bool = False,
 ) -> Variant:
     t = query.transform
     ident = (store, file.path, file.version)
@@ -169,8 +183,11 @@ def build_variant(
     ]
     if file.modified is not None:
         headers.append(("last-modified", http_date(file.modified)))
-    if t is not None and t.format == AUTO:
-        headers.append(("vary", "Accept"))
+    vary = [
+        name for name, used in (("Accept", t and t.format == AUTO), (hints.VARY, hinted)) if used
+    ]
+    if vary:
+        headers.append(("vary", ", ".join(vary)))
     ready_304 = not_modified(headers)
     headers.append(("content-type", media_type))
     if kind is Kind.ORIGINAL:

@@ -34,6 +34,10 @@ WANTED = {
     "HTTP_IF_RANGE": "if-range",
     "HTTP_X_IMGPROXY_ACCEL": "x-imgproxy-accel",
     "HTTP_USER_AGENT": "user-agent",
+    "HTTP_SEC_CH_DPR": "sec-ch-dpr",
+    "HTTP_DPR": "dpr",
+    "HTTP_SEC_CH_WIDTH": "sec-ch-width",
+    "HTTP_WIDTH": "width",
 }
 
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
-from imgproxy import logs
+from imgproxy import hints, logs
 from imgproxy.asgi import ImageProxy
 from imgproxy.render.probe import own_process_ceiling
 from imgproxy.server import demo
@@ -40,6 +40,10 @@ class StandaloneApp:
         services = self.proxy.services
         if scope["path"] == "/":
             body, media_type = await demo.page(services), "text/html; charset=utf-8"
+            if services.settings.server.client_hints:  # the page's images then carry them
+                extra = ((b"accept-ch", hints.ACCEPT_CH.encode()),)
+                await _send(send, body, media_type, extra=extra)
+                return
         else:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             body, media_type = await demo.playground_url(services, query), "application/json"
@@ -88,13 +92,20 @@ class StandaloneApp:
             self.exposition.flush()
 
 
-async def _send(send: Send, body: bytes, media_type: str, status: int = 200) -> None:
+async def _send(
+    send: Send,
+    body: bytes,
+    media_type: str,
+    status: int = 200,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
     """A plain answer that no cache keeps (health, readiness, metrics, the demo): two ASGI
     messages, so the standalone server loads no response classes."""
     headers = [
         (b"content-type", media_type.encode("latin-1")),
         (b"content-length", str(len(body)).encode()),
         NO_STORE,
+        *extra,
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

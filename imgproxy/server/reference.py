@@ -13,7 +13,12 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
-from imgproxy.settings import SECTIONS
+from imgproxy.settings import (
+    SECTIONS,
+    ImgproxyDialectSettings,
+    ThumborDialectSettings,
+    WatermarkSettings,
+)
 from imgproxy.store_options import STORE_KINDS
 
 MEANINGS = {
@@ -27,6 +32,10 @@ MEANINGS = {
     "server.log_format": "`text`, or `json` for one object per line",
     "server.max_headers": "headers in one request head to `imgproxy serve`: 400 and close beyond",
     "server.ready_timeout": "seconds each store and cache tier has to answer `/readyz` (else 503)",
+    "server.client_hints": (
+        "`Sec-CH-DPR`/`DPR` multiplies a rendition's box (unless its URL names `dpr`) and"
+        " `Sec-CH-Width`/`Width` bounds its width; answers then name them in `Vary`"
+    ),
     "security.keys": "HMAC keys; the first signs, each verifies (rotation); empty: signing off",
     "security.allow_unsigned": (
         "with no `keys`, `imgproxy serve` on a host other than loopback starts only when this"
@@ -101,6 +110,21 @@ MEANINGS = {
     "stores.NAME.s3.secret_access_key": "this store's secret (set it from the environment)",
     "stores.NAME.s3.approved_metadata": "`x-amz-meta-<this>: true|false` overrides `approved`",
     "stores.NAME.s3.timeout": "seconds for a whole request (504 past it)",
+    "watermarks.NAME.store": "the store the mark is read from, approved and limited like a source",
+    "watermarks.NAME.path": "the mark's path in that store; its version is in every marked ETag",
+    "watermarks.NAME.position": "a gravity: center, n, s, e, w, ne, nw, se, sw",
+    "watermarks.NAME.opacity": "0..1",
+    "watermarks.NAME.scale": "the mark's width as a fraction of the output's; 0: its own size",
+    "watermarks.NAME.margin": "output pixels from the edges",
+    "dialects.thumbor.store": "where thumbor URLs' image paths resolve (`/thumbor/...`)",
+    "dialects.thumbor.security_key": "thumbor's SECURITY_KEY; empty: only `/unsafe/` URLs",
+    "dialects.thumbor.allow_unsafe": "accept `/unsafe/` thumbor URLs",
+    "dialects.imgproxy.store": "where imgproxy URLs' sources resolve (`/imgproxy/...`)",
+    "dialects.imgproxy.keys": "imgproxy's IMGPROXY_KEY values (hex); several for rotation",
+    "dialects.imgproxy.salts": "imgproxy's IMGPROXY_SALT values (hex), one per key",
+    "dialects.imgproxy.allow_insecure": "accept `/insecure/` imgproxy URLs",
+    "dialects.imgproxy.signature_size": "digest bytes a signature keeps (IMGPROXY_SIGNATURE_SIZE)",
+    "dialects.imgproxy.watermark": "the `[watermarks]` entry imgproxy's `watermark` option draws",
 }
 
 SHARED_STORE_KEYS = (("kind", "string", "required"), ("approved", "boolean", "false"))
@@ -111,6 +135,9 @@ def entries() -> Iterator[tuple[str, str, str]]:
     """(dotted key, type, default) of every key a config may hold."""
     for section, cls in SECTIONS.items():
         yield from _fields(section, cls)
+    yield from _fields("watermarks.NAME", WatermarkSettings)
+    yield from _fields("dialects.thumbor", ThumborDialectSettings)
+    yield from _fields("dialects.imgproxy", ImgproxyDialectSettings)
     for name, kind, default in (*SHARED_STORE_KEYS, PLACEHOLDER):
         yield f"stores.NAME.{name}", kind, default
     for kind, options in STORE_KINDS.items():

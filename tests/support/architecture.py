@@ -29,9 +29,9 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("root", "builds everything once from Settings", ("services",)),
     ("stages", "URL, source, variant: judged and remembered", ("targets", "source", "variant")),
     ("parts", "one concern each", (
-        "cache/", "dialects/", "render/", "stores/", "mounts", "response", "urls", "params", "paths",
-        "geometry", "signing", "policy", "negotiation", "job",
-        "inspection", "fetching", "cdn", "responsive",
+        "cache/", "dialects/", "render/", "stores/", "mounts", "response", "urls", "params",
+        "paths", "geometry", "signing", "policy", "negotiation", "job",
+        "inspection", "fetching", "cdn", "responsive", "hints",
     )),
     ("values", "plain values and pure functions", (
         "settings", "errors", "messages", "facts", "formats", "conditional", "memo", "metrics",
