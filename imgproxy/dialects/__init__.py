@@ -9,28 +9,13 @@ both share one rendition, ETag and cache entry, and every policy and limit holds
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
 
+from imgproxy.dialects.imgproxy import ImgproxyUrls
+from imgproxy.dialects.translation import Dialect, Translation
 from imgproxy.errors import ConfigError
 from imgproxy.settings import Settings
 
-
-@dataclass(frozen=True, slots=True)
-class Translation:
-    """What a foreign URL means: a path in a store (decoded, judged later like any native
-    path) and the native query parameters (SPEC §2.1, §15.1)."""
-
-    store: str
-    path: str
-    params: Mapping[str, str] = field(default_factory=dict)
-
-
-class Dialect(Protocol):
-    def translate(self, rest: str, query: str) -> Translation:
-        """`rest`: the raw path after `/{dialect}/`, still percent-encoded; `query`: the raw
-        query string. Raises BadSignature (403) or BadRequest (400), never anything else."""
-        ...
+__all__ = ["Dialect", "Translation", "build_dialects"]
 
 
 def build_dialects(settings: Settings, stores: Mapping[str, object]) -> dict[str, Dialect]:
@@ -45,4 +30,6 @@ def build_dialects(settings: Settings, stores: Mapping[str, object]) -> dict[str
             raise ConfigError(f"dialects.{name}.store: no store named {config.store!r}")
         if name in stores:
             raise ConfigError(f"stores.{name}: the {name} dialect's URLs begin with /{name}/")
+    if settings.dialects.imgproxy is not None:
+        dialects["imgproxy"] = ImgproxyUrls.from_settings(settings.dialects.imgproxy, settings)
     return dialects

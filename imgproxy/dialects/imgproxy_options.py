@@ -1,0 +1,476 @@
+"""imgproxy (Go)'s processing options (`name:arg:arg`) -> native query parameters (SPEC §15.3).
+
+Options apply in URL order, a later one overriding an earlier one as in imgproxy; meta-options
+(`resize`, `size`) set the options they stand for. The result is mapped onto the native
+transform once every option is known (the crop's gravity defaults to `gravity`, padding
+follows `dpr`); what the native transform cannot express is a 400 naming the option.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from imgproxy.errors import BadRequest
+from imgproxy.settings import WatermarkSettings
+
+# imgproxy's gravity names -> the native `g` values (SPEC §2.1).
+GRAVITIES = {
+    "no": "n",
+    "so": "s",
+    "ea": "e",
+    "we": "w",
+    "noea": "ne",
+    "nowe": "nw",
+    "soea": "se",
+    "sowe": "sw",
+    "ce": "center",
+}
+# imgproxy's resizing types -> the native `fit`; `auto` is decided in `_fit`.
+FITS = {"fit": "contain", "fill": "cover", "fill-down": "cover", "force": "fill", "auto": ""}
+FORMATS = {
+    "jpg": "jpeg",
+    "jpeg": "jpeg",
+    "png": "png",
+    "webp": "webp",
+    "avif": "avif",
+    "gif": "gif",
+}
+TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})  # Go's strconv.ParseBool
+FALSE = frozenset({"", "0", "f", "F", "false", "FALSE", "False"})
+
+Gravity = tuple[str, float, float]  # a native `g` value, and fx, fy for `focal`
+State = dict[str, Any]  # an option's canonical name -> its parsed value, the last one wins
+
+_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,9}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
+_HEX = re.compile(r"[0-9a-fA-F]{6}|[0-9a-fA-F]{3}")
+_CACHEBUSTER = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def parse_options(segments: Sequence[str]) -> State:
+    """`["rs:fill:300:400", "g:sm"]` -> the state every option leaves; unknown names are 400."""
+    state: State = {}
+    for segment in segments:
+        name, *args = segment.split(":")
+        canonical = ALIASES.get(name)
+        if canonical is None:
+            raise BadRequest(f"{_show(name)}: unknown or unsupported imgproxy option")
+        _APPLY[canonical](state, name, args)
+    return state
+
+
+def native_params(
+    state: State, *, watermark: tuple[str, WatermarkSettings] | None
+) -> dict[str, str]:
+    """The native parameters a state means (SPEC §2.1, §15.1)."""
+    params: dict[str, str] = {}
+    params.update(_geometry(state))
+    gravity = state.get("gravity")
+    if gravity is not None and gravity[0] != "center":
+        params.update(_native_gravity(gravity))
+    if "crop" in state:
+        params.update(_crop(state))
+    dpr = state.get("dpr", 1.0)
+    for key in ("trim", "rot", "flip", "blur", "sharpen", "pixelate", "bg", "q", "fm", "p", "v"):
+        if state.get(key) is not None:  # None: off, or imgproxy's way of saying the default
+            params[key] = _text(state[key])
+    if "padding" in state:
+        sides = [round(side * dpr) for side in state["padding"]]
+        if any(sides):
+            same = len(set(sides)) == 1
+            params["pad"] = str(sides[0]) if same else ",".join(map(str, sides))
+    if "watermark" in state:
+        params.update(_watermark(state["watermark"], watermark))
+    return params
+
+
+def output_format(raw: str, option: str) -> str:
+    """imgproxy's extension names -> a native `fm`; formats we do not write are 400."""
+    if raw not in FORMATS:
+        raise BadRequest(f"{option}: must be one of {', '.join(FORMATS)}; got {_show(raw)}")
+    return FORMATS[raw]
+
+
+def _geometry(state: State) -> dict[str, str]:
+    width, height = state.get("width", 0), state.get("height", 0)
+    if not width and not height:
+        return {}  # no box: nothing to fit, imgproxy keeps the source's size
+    params = {"fit": _fit(state, both=bool(width and height))}
+    if width:
+        params["w"] = str(width)
+    if height:
+        params["h"] = str(height)
+    if state.get("enlarge") and state.get("resizing_type") != "fill-down":
+        params["enlarge"] = "1"
+    if "dpr" in state:
+        params["dpr"] = _text(state["dpr"])
+    return params
+
+
+def _fit(state: State, *, both: bool) -> str:
+    kind = state.get("resizing_type", "fit")
+    extend = state.get("extend", False)
+    if not both:
+        # One side open keeps the aspect whatever the type, except force, which keeps the
+        # source's own size on the open side (unknown until the source is read).
+        if kind == "force":
+            raise BadRequest("resizing_type: force with a 0 width or height is not supported")
+        return "contain"
+    if kind == "auto":
+        # fill or fit by the source's orientation, which is not known from the URL.
+        raise BadRequest("resizing_type: auto with both width and height is not supported")
+    if extend and kind != "fit":
+        raise BadRequest("extend: supported with resizing_type fit only")
+    return "pad" if extend else FITS[kind]
+
+
+def _native_gravity(gravity: Gravity) -> dict[str, str]:
+    kind, x, y = gravity
+    if kind == "focal":
+        return {"g": "focal", "fx": _text(x), "fy": _text(y)}
+    return {"g": kind}
+
+
+def _crop(state: State) -> dict[str, str]:
+    """imgproxy's crop is a size placed by a gravity; the native one is a region, so it is
+    expressed as fractions of the source (any gravity), or as pixels from the top-left corner
+    (`nowe` only: elsewhere the region's place depends on the source's size)."""
+    width, height, gravity = state["crop"]
+    kind, fx, fy = gravity or state.get("gravity") or ("center", 0.0, 0.0)
+    if width == 0 and height == 0:
+        return {}
+    if kind == "smart":
+        raise BadRequest("crop: smart gravity is not supported")
+    if 0 <= width < 1 and 0 <= height < 1:
+        fw, fh = width or 1.0, height or 1.0
+        x = _place(fw, kind, fx, "w", "e")
+        y = _place(fh, kind, fy, "n", "s")
+        return {"crop": ",".join(_fraction(value) for value in (x, y, fw, fh))}
+    if width >= 1 and height >= 1 and kind == "nw":
+        return {"crop": f"0,0,{round(width)},{round(height)}"}
+    raise BadRequest(
+        "crop: pixel sizes are supported with gravity nowe only, and may not be mixed with"
+        " relative sizes or 0"
+    )
+
+
+def _place(size: float, kind: str, focal: float, low: str, high: str) -> float:
+    """Where a crop of `size` (a fraction) starts along one axis, for a native gravity."""
+    if kind == "focal":
+        return min(max(focal - size / 2, 0.0), 1.0 - size)
+    if low in kind:
+        return 0.0
+    if high in kind:
+        return 1.0 - size
+    return (1.0 - size) / 2
+
+
+def _watermark(
+    value: tuple[float, str | None, float | None], configured: tuple[str, WatermarkSettings] | None
+) -> dict[str, str]:
+    """imgproxy multiplies the configured opacity by the URL's and places the mark where
+    the URL says; a native `wm` is the configured mark as configured, so the URL may only
+    restate it (opacity 1, the entry's position and scale) or turn it off (opacity 0)."""
+    opacity, position, scale = value
+    if opacity == 0:
+        return {}
+    if configured is None:
+        raise BadRequest("watermark: no watermark is configured (dialects.imgproxy.watermark)")
+    name, mark = configured
+    if opacity != 1:
+        raise BadRequest("watermark: an opacity other than 1 (the configured one) or 0")
+    if position is not None and position != mark.position:
+        raise BadRequest(f"watermark: the position must be the configured one ({mark.position})")
+    if scale is not None and scale != mark.scale:
+        raise BadRequest(f"watermark: the scale must be the configured one ({mark.scale:g})")
+    return {"wm": name}
+
+
+def _fraction(value: float) -> str:
+    """0.25 -> '0.25', 1 -> '1.0': the native crop tells fractions by their point."""
+    text = f"{value:.6f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def _text(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.9f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+# Parsing: one small function per option, each raising a 400 that names the option as written.
+
+
+def _args(name: str, args: Sequence[str], low: int, high: int) -> None:
+    if not low <= len(args) <= high:
+        raise BadRequest(f"{_show(name)}: takes {low}..{high} arguments, got {len(args)}")
+
+
+def _number(raw: str, name: str, low: float = 0.0, high: float = math.inf) -> float:
+    if not _NUMBER.fullmatch(raw) or not low <= float(raw) <= high:
+        raise BadRequest(f"{_show(name)}: must be a number {low:g}..{high:g}, got {_show(raw)}")
+    return float(raw)
+
+
+def _integer(raw: str, name: str, low: int = 0, high: int = 10**9) -> int:
+    if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
+        raise BadRequest(f"{_show(name)}: must be an integer {low}..{high}, got {_show(raw)}")
+    return int(raw)
+
+
+def _boolean(raw: str, name: str) -> bool:
+    if raw not in TRUE and raw not in FALSE:
+        raise BadRequest(f"{_show(name)}: must be 1, t, true, 0, f or false; got {_show(raw)}")
+    return raw in TRUE
+
+
+def _gravity(args: Sequence[str], name: str) -> Gravity:
+    """`ce`, `no:0:0`, `sm`, `fp:0.3:0.6` -> a native gravity; offsets must be 0."""
+    kind = args[0]
+    if kind == "sm":
+        _args(name, args, 1, 1)
+        return ("smart", 0.0, 0.0)
+    if kind == "fp":
+        _args(name, args, 3, 3)
+        return ("focal", _number(args[1], name, 0, 1), _number(args[2], name, 0, 1))
+    if kind not in GRAVITIES:
+        raise BadRequest(f"{_show(name)}: gravity must be {', '.join(GRAVITIES)}, sm or fp:X:Y")
+    _args(name, args, 1, 3)
+    if any(_number(offset, name, -math.inf) != 0 for offset in args[1:]):
+        raise BadRequest(f"{_show(name)}: gravity offsets are not supported")
+    return (GRAVITIES[kind], 0.0, 0.0)
+
+
+def _size(state: State, name: str, args: Sequence[str]) -> None:
+    """`width:height:enlarge:extend[:gravity...]`, empty arguments left as they were."""
+    _args(name, args, 1, 7)
+    setters: list[Callable[[State, str, list[str]], None]] = [
+        _width,
+        _height,
+        _enlarge,
+        _extend,
+    ]
+    for index, setter in enumerate(setters):
+        if index < len(args) and args[index]:
+            rest = list(args[index:]) if setter is _extend else [args[index]]
+            setter(state, name, rest)
+
+
+def _resize(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 8)
+    if args[0]:
+        _resizing_type(state, name, args[:1])
+    if len(args) > 1:
+        _size(state, name, args[1:])
+
+
+def _resizing_type(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)
+    if args[0] not in FITS:
+        raise BadRequest(f"{_show(name)}: resizing type must be {', '.join(FITS)}")
+    state["resizing_type"] = args[0]
+
+
+def _width(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)
+    state["width"] = _integer(args[0], name)
+
+
+def _height(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)
+    state["height"] = _integer(args[0], name)
+
+
+def _enlarge(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)
+    state["enlarge"] = _boolean(args[0], name)
+
+
+def _extend(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 4)
+    state["extend"] = _boolean(args[0], name)
+    if len(args) > 1 and _gravity(args[1:], name)[0] != "center":
+        raise BadRequest(f"{_show(name)}: only the centre gravity is supported")
+
+
+def _dpr(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)
+    state["dpr"] = _number(args[0], name, 1, 4)
+
+
+def _gravity_option(state: State, name: str, args: list[str]) -> None:
+    state["gravity"] = _gravity(args, name)
+
+
+def _crop_option(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 5)
+    width = _number(args[0], name)
+    height = _number(args[1], name) if len(args) > 1 else 0.0
+    gravity = _gravity(args[2:], name) if len(args) > 2 else None
+    state["crop"] = (width, height, gravity)
+
+
+def _trim(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 4)
+    if any(args[1:2]) or any(_boolean(raw, name) for raw in args[2:]):
+        raise BadRequest(f"{_show(name)}: only the threshold is supported (no colour, no equal)")
+    state["trim"] = round(_number(args[0], name, 0, 255))
+
+
+def _padding(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 4)
+    top = right = bottom = left = 0
+    values = [_integer(raw, name, 0, 1024) if raw else None for raw in args]
+    values += [None] * (4 - len(values))
+    if values[0] is not None:
+        top = right = bottom = left = values[0]
+    if values[1] is not None:
+        right = left = values[1]
+    if values[2] is not None:
+        bottom = values[2]
+    if values[3] is not None:
+        left = values[3]
+    state["padding"] = (top, right, bottom, left)
+
+
+def _rotate(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)
+    angle = _integer(args[0], name, -(10**6), 10**6)
+    if angle % 90:
+        raise BadRequest(f"{_show(name)}: only multiples of 90 are supported")
+    state["rot"] = angle % 360 or None
+
+
+def _flip(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 2)
+    axes = "".join(axis for axis, raw in zip("hv", args, strict=False) if _boolean(raw, name))
+    state["flip"] = axes or None
+
+
+def _filter(key: str, high: float) -> Callable[[State, str, list[str]], None]:
+    def apply(state: State, name: str, args: list[str]) -> None:
+        _args(name, args, 1, 1)
+        state[key] = _number(args[0], name, 0, high) or None  # imgproxy: 0 is off
+
+    return apply
+
+
+def _pixelate(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)
+    size = _integer(args[0], name, 0, 256)
+    state["pixelate"] = size if size > 1 else None  # a 1-pixel block changes nothing
+
+
+def _background(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 3)
+    if len(args) == 3:
+        state["bg"] = "".join(f"{_integer(raw, name, 0, 255):02x}" for raw in args)
+    elif not args[0]:
+        state["bg"] = None  # imgproxy: no background manipulation; ours: the default
+    elif _HEX.fullmatch(args[0]):
+        state["bg"] = args[0].lower()
+    else:
+        raise BadRequest(f"{_show(name)}: must be R:G:B or a hex colour, got {_show(args[0])}")
+
+
+def _quality(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)
+    state["q"] = _integer(args[0], name, 0, 100) or None  # 0: the format's default
+
+
+def _format(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)
+    state["fm"] = output_format(args[0], name)
+
+
+def _watermark_option(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 5)
+    opacity = _number(args[0], name, 0, 1)
+    position = None
+    if len(args) > 1 and args[1]:
+        if args[1] not in GRAVITIES:
+            raise BadRequest(f"{_show(name)}: position must be one of {', '.join(GRAVITIES)}")
+        position = GRAVITIES[args[1]]
+    if any(_number(raw, name, -math.inf) != 0 for raw in args[2:4] if raw):
+        raise BadRequest(f"{_show(name)}: offsets are not supported")
+    scale = _number(args[4], name, 0, 1) if len(args) > 4 and args[4] else None
+    state["watermark"] = (opacity, position, scale)
+
+
+def _preset(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)  # the native `p` names one preset
+    state["p"] = args[0] or None
+
+
+def _cachebuster(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)
+    if args[0] and not _CACHEBUSTER.fullmatch(args[0]):
+        raise BadRequest(f"{_show(name)}: must be 1..64 of A-Z a-z 0-9 . _ -")
+    state["v"] = args[0] or None
+
+
+def _strip_metadata(state: State, name: str, args: list[str]) -> None:
+    _args(name, args, 1, 1)
+    _boolean(args[0], name)  # outputs never carry EXIF/XMP either way (SPEC §2.1)
+
+
+_APPLY: dict[str, Callable[[State, str, list[str]], None]] = {
+    "resize": _resize,
+    "size": _size,
+    "resizing_type": _resizing_type,
+    "width": _width,
+    "height": _height,
+    "dpr": _dpr,
+    "enlarge": _enlarge,
+    "extend": _extend,
+    "gravity": _gravity_option,
+    "crop": _crop_option,
+    "trim": _trim,
+    "padding": _padding,
+    "rotate": _rotate,
+    "flip": _flip,
+    "blur": _filter("blur", 100),
+    "sharpen": _filter("sharpen", 10),
+    "pixelate": _pixelate,
+    "background": _background,
+    "quality": _quality,
+    "format": _format,
+    "watermark": _watermark_option,
+    "preset": _preset,
+    "cachebuster": _cachebuster,
+    "strip_metadata": _strip_metadata,
+}
+_SHORT = {
+    "rs": "resize",
+    "s": "size",
+    "rt": "resizing_type",
+    "w": "width",
+    "h": "height",
+    "el": "enlarge",
+    "ex": "extend",
+    "g": "gravity",
+    "c": "crop",
+    "t": "trim",
+    "pd": "padding",
+    "rot": "rotate",
+    "fl": "flip",
+    "bl": "blur",
+    "sh": "sharpen",
+    "pix": "pixelate",
+    "bg": "background",
+    "q": "quality",
+    "f": "format",
+    "ext": "format",
+    "wm": "watermark",
+    "pr": "preset",
+    "cb": "cachebuster",
+    "sm": "strip_metadata",
+}
+ALIASES: Mapping[str, str] = {**{name: name for name in _APPLY}, **_SHORT}
+
+
+def _show(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:40] + "…")

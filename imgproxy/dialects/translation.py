@@ -1,0 +1,24 @@
+"""What a dialect produces from a foreign URL, and the protocol every dialect follows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """What a foreign URL means: a path in a store (decoded, judged later like any native
+    path) and the native query parameters (SPEC §2.1, §15.1)."""
+
+    store: str
+    path: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+class Dialect(Protocol):
+    def translate(self, rest: str, query: str) -> Translation:
+        """`rest`: the raw path after `/{dialect}/`, still percent-encoded; `query`: the raw
+        query string. Raises BadSignature (403) or BadRequest (400), never anything else."""
+        ...
