@@ -90,7 +90,7 @@ def native_params(
 def output_format(raw: str, option: str) -> str:
     """imgproxy's extension names -> a native `fm`; formats we do not write are 400."""
     if raw not in FORMATS:
-        raise BadRequest(f"{option}: must be one of {', '.join(FORMATS)}; got {_show(raw)}")
+        raise BadRequest(f"{_show(option)}: must be one of {', '.join(FORMATS)}; got {_show(raw)}")
     return FORMATS[raw]
 
 
@@ -161,9 +161,10 @@ def _place(size: float, kind: str, focal: float, low: str, high: str) -> float:
     """Where a crop of `size` (a fraction) starts along one axis, for a native gravity."""
     if kind == "focal":
         return min(max(focal - size / 2, 0.0), 1.0 - size)
-    if low in kind:
+    sides = "" if kind == "center" else kind  # the compass letters: n, se, w...
+    if low in sides:
         return 0.0
-    if high in kind:
+    if high in sides:
         return 1.0 - size
     return (1.0 - size) / 2
 
