@@ -30,6 +30,8 @@ def plan(
     bw, bh = box
     if bw is None and bh is None:
         return Geometry(source, source, source)
+    if fit is Fit.AUTO:
+        fit = Fit.COVER if (sw >= sh) == ((bw or sw) >= (bh or sh)) else Fit.CONTAIN
     if fit is Fit.COVER and bw and bh:
         return _cover(sw, sh, bw, bh, enlarge)
     if fit is Fit.FILL and bw and bh:

@@ -25,6 +25,9 @@ class Fit(StrEnum):
     COVER = "cover"
     FILL = "fill"
     PAD = "pad"
+    # imgproxy's resizing_type auto (SPEC §15.3): cover when the source and the box are both
+    # landscape (or square) or both portrait, else contain; decided in geometry.plan.
+    AUTO = "auto"
 
 
 class Gravity(StrEnum):
@@ -190,7 +193,7 @@ def _normalise(t: Transform) -> Transform:
     if t.width is None or t.height is None:
         # With one side open, cover, fill and pad all reduce to contain.
         t = dataclasses.replace(t, fit=Fit.CONTAIN)
-    if t.fit is not Fit.COVER:
+    if t.fit not in (Fit.COVER, Fit.AUTO):
         t = dataclasses.replace(t, gravity=Gravity.CENTER)
     if t.gravity is Gravity.SMART:
         t = dataclasses.replace(t, focal=None)  # found in the pixels, once per version

@@ -28,8 +28,8 @@ GRAVITIES = {
     "sowe": "sw",
     "ce": "center",
 }
-# imgproxy's resizing types -> the native `fit`; `auto` is decided in `_fit`.
-FITS = {"fit": "contain", "fill": "cover", "fill-down": "cover", "force": "fill", "auto": ""}
+# imgproxy's resizing types -> the native `fit` (`auto` chooses by the source's orientation).
+FITS = {"fit": "contain", "fill": "cover", "fill-down": "cover", "force": "fill", "auto": "auto"}
 FORMATS = {
     "jpg": "jpeg",
     "jpeg": "jpeg",
@@ -119,9 +119,6 @@ def _fit(state: State, *, both: bool) -> str:
         if kind == "force":
             raise BadRequest("resizing_type: force with a 0 width or height is not supported")
         return "contain"
-    if kind == "auto":
-        # fill or fit by the source's orientation, which is not known from the URL.
-        raise BadRequest("resizing_type: auto with both width and height is not supported")
     if extend and kind != "fit":
         raise BadRequest("extend: supported with resizing_type fit only")
     return "pad" if extend else FITS[kind]

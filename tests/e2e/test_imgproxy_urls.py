@@ -81,6 +81,9 @@ BUILT = [
      "image/jpeg"),
     (case("/sub/me%20now.png", "f:jpg", width=150, resizing_type="fit"), (150, 100), "image/jpeg"),
     (case("photo.jpg"), (640, 480), "image/jpeg"),  # no options: re-encoded, as imgproxy does
+    # The builder's default type is auto: fill for a box shaped like the source, else fit.
+    (case("photo.jpg", width=100, height=100), (100, 100), "image/jpeg"),
+    (case("photo.jpg", width=60, height=100), (60, 45), "image/jpeg"),
 ]  # fmt: skip
 OPS_BUILT = [
     (case("photo.jpg", "pd:10", width=100, resizing_type="fit"), (120, 95), "image/jpeg"),
@@ -158,7 +161,7 @@ def hostile_urls() -> list[tuple[str, int]]:
     cases = [(f"/imgproxy/{s}/w:50/plain/photo.jpg", 403) for s in bad_signatures]
     cases += [("/imgproxy/", 403), ("/imgproxy//w:50/plain/photo.jpg", 403)]
     bad_options = [
-        "zoom:2", "w:-5", "w:99999999", "h:1e9", "dpr:100", "dpr:0", "rs:auto:10:10",
+        "zoom:2", "w:-5", "w:99999999", "h:1e9", "dpr:100", "dpr:0", "rs:auto:10:10:0:1",
         "rs:fit:10:10:0:1:no", "g:fp:9:9", "c:50:50", "t:1:abc", "rot:45", "fl:maybe",
         "bl:1e308", "sh:-1", "pix:99999", "pd:99999", "bg:1:2", "q:1000", "f:exe", "wm:1",
         "pr:nope", "pr:a:b", "cb:" + "x" * 200, "w:" + "9" * 5000, "a:" * 300, ":::::",

@@ -29,6 +29,10 @@ S = (1000, 500)
         ((300, 300), Fit.PAD, False, (300, 150), (300, 300), S),
         ((2000, 2000), Fit.PAD, False, (1000, 500), (2000, 2000), S),  # content never enlarged
         ((2000, 2000), Fit.PAD, True, (2000, 1000), (2000, 2000), S),
+        # auto: cover when source and box are both landscape (square counts) or both portrait
+        ((300, 300), Fit.AUTO, False, (300, 300), (300, 300), (500, 500)),
+        ((300, 100), Fit.AUTO, False, (300, 100), (300, 100), (1000, 333)),
+        ((300, 600), Fit.AUTO, False, (300, 150), (300, 150), S),
     ],
 )
 def test_plan(

@@ -49,6 +49,8 @@ def test_every_param_parses() -> None:
         ("w=300&h=200&fit=contain&g=n", "w=300&h=200"),  # gravity means nothing for contain
         ("w=300&h=200&fit=cover&fx=0.1", "w=300&h=200&fit=cover"),  # focal only with g=focal
         ("w=300&fit=cover", "w=300"),  # one open side: cover is contain
+        ("w=300&fit=auto", "w=300"),  # ...and so is auto
+        ("w=300&h=200&fit=auto&g=n&fx=0.1", "w=300&h=200&fit=auto&g=n"),  # auto may cover
         ("p=small", "w=64&h=64&fit=cover"),  # a preset is its expansion
         ("bg=ABC", "bg=aabbccff"),  # hex colours are case-insensitive
     ],
