@@ -29,6 +29,8 @@ GRAVITIES = {
     "ce": "center",
 }
 # imgproxy's resizing types -> the native `fit` (`auto` chooses by the source's orientation).
+# fill-down is exactly cover (a source smaller than the box keeps the box's shape); fill too,
+# except there: imgproxy cuts each side to the box without keeping its shape.
 FITS = {"fit": "contain", "fill": "cover", "fill-down": "cover", "force": "fill", "auto": "auto"}
 FORMATS = {
     "jpg": "jpeg",
@@ -103,7 +105,7 @@ def _geometry(state: State) -> dict[str, str]:
         params["w"] = str(width)
     if height:
         params["h"] = str(height)
-    if state.get("enlarge") and state.get("resizing_type") != "fill-down":
+    if state.get("enlarge"):
         params["enlarge"] = "1"
     if "dpr" in state:
         params["dpr"] = _text(state["dpr"])
