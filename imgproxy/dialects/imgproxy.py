@@ -14,7 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import unquote
 
-from imgproxy.dialects.imgproxy_options import native_params, output_format, parse_options
+from imgproxy.dialects.imgproxy_options import output_format, parse_options
+from imgproxy.dialects.imgproxy_params import native_params
 from imgproxy.dialects.translation import Translation
 from imgproxy.errors import BadRequest, BadSignature, ConfigError
 from imgproxy.settings import ImgproxyDialectSettings, Settings, WatermarkSettings
