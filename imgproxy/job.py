@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 from imgproxy.formats import OutputFormat
 from imgproxy.params import Transform
+from imgproxy.settings import LimitsSettings
 
 DEFAULT_JPEG_SCANS = 100  # libjpeg's own progressive script writes 10; mozjpeg about as many
 DEFAULT_RENDER_SECONDS = 10.0
 DEFAULT_AVIF_SPEED = 8
+_LIMITS = LimitsSettings()
+DEFAULT_MAX_OUTPUT = (_LIMITS.max_output_dimension, _LIMITS.max_output_pixels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +33,5 @@ class RenderJob:
     max_jpeg_scans: int = DEFAULT_JPEG_SCANS  # 413 beyond: each scan walks the whole image
     budget: float = DEFAULT_RENDER_SECONDS  # 422 beyond (limits.max_render_seconds)
     avif_speed: int = DEFAULT_AVIF_SPEED  # render.avif_speed
+    # limits.max_output_dimension and max_output_pixels: checked again once `trim` is known
+    max_output: tuple[int, int] = DEFAULT_MAX_OUTPUT

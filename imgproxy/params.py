@@ -30,6 +30,12 @@ class Fit(StrEnum):
     AUTO = "auto"
 
 
+class Flip(StrEnum):
+    H = "h"
+    V = "v"
+    HV = "hv"
+
+
 class Gravity(StrEnum):
     CENTER = "center"
     N = "n"
@@ -53,7 +59,11 @@ FormatChoice = OutputFormat | str  # an OutputFormat, AUTO or JSON
 # up here without importing it, so a server without it answers 400, never 500.
 HASHES_AVAILABLE = find_spec("numpy") is not None
 
-TRANSFORM_KEYS = frozenset({"w", "h", "dpr", "fit", "enlarge", "g", "fx", "fy", "fm", "q", "bg"})
+# The image operations of SPEC §15.1, in the order they apply (render/operations.py).
+OPERATION_KEYS = ("crop", "trim", "rot", "flip", "blur", "sharpen", "pixelate", "pad")
+TRANSFORM_KEYS = frozenset(
+    {"w", "h", "dpr", "fit", "enlarge", "g", "fx", "fy", "fm", "q", "bg", *OPERATION_KEYS}
+)
 OTHER_KEYS = frozenset({"p", "v", "s"})
 
 
@@ -71,6 +81,17 @@ class Transform:
     format: FormatChoice | None = None
     quality: int | None = None
     background: tuple[int, int, int, int] = (255, 255, 255, 255)
+    # SPEC §15.1. A crop is in upright source pixels (x, y, w, h) or, until the variant
+    # resolves it against the source's size, in fractions of it.
+    crop: tuple[int, int, int, int] | None = None
+    crop_fractions: tuple[float, float, float, float] | None = None
+    trim: int | None = None  # tolerance against the top-left pixel
+    rotate: int = 0  # clockwise degrees: 0, 90, 180, 270
+    flip: Flip | None = None
+    blur: float | None = None  # sigma in output pixels
+    sharpen: float | None = None  # sigma in output pixels
+    pixelate: int | None = None  # block side in output pixels
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, right, bottom, left
 
     @property
     def metadata(self) -> bool:
@@ -88,7 +109,36 @@ class Transform:
             "fxy={:g},{:g}".format(*self.focal) if self.focal else "fxy=stored",
             "bg={:02x}{:02x}{:02x}{:02x}".format(*self.background),
         ]
-        return "&".join(parts)
+        return "&".join(parts + self._operations())
+
+    def _operations(self) -> list[str]:
+        """Only the operations asked for, so every URL without them keeps the canonical
+        form, cache key and ETag it had before they existed (SPEC §15.1)."""
+        parts = []
+        if self.crop:
+            parts.append("crop={},{},{},{}".format(*self.crop))
+        if self.crop_fractions:
+            parts.append("crop={:g},{:g},{:g},{:g}:fractions".format(*self.crop_fractions))
+        if self.trim is not None:
+            parts.append(f"trim={self.trim}")
+        if self.rotate:
+            parts.append(f"rot={self.rotate}")
+        if self.flip:
+            parts.append(f"flip={self.flip}")
+        if self.blur:
+            parts.append(f"blur={self.blur:g}")
+        if self.sharpen:
+            parts.append(f"sharpen={self.sharpen:g}")
+        if self.pixelate:
+            parts.append(f"pixelate={self.pixelate}")
+        if any(self.pad):
+            parts.append("pad={},{},{},{}".format(*self.pad))
+        return parts
+
+    @property
+    def operates(self) -> bool:
+        """Whether any §15.1 operation is asked for."""
+        return bool(self._operations())
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +230,14 @@ def build_transform(values: Mapping[str, str], max_dimension: int) -> Transform:
         format=parsed.get("fm"),
         quality=parsed.get("q"),
         background=parsed.get("bg", (255, 255, 255, 255)),
+        **parsed.get("crop", {}),
+        trim=parsed.get("trim"),
+        rotate=parsed.get("rot", 0),
+        flip=parsed.get("flip"),
+        blur=parsed.get("blur"),
+        sharpen=parsed.get("sharpen"),
+        pixelate=parsed.get("pixelate"),
+        pad=parsed.get("pad", (0, 0, 0, 0)),
     )
     return _normalise(transform)
 
@@ -188,6 +246,8 @@ def _normalise(t: Transform) -> Transform:
     """Reset what cannot affect the result, so equal renditions compare equal."""
     if isinstance(t.format, OutputFormat) and t.format.is_placeholder:
         return Transform(format=t.format)  # the whole source's hash: geometry means nothing
+    if t.crop_fractions == (0.0, 0.0, 1.0, 1.0):
+        t = dataclasses.replace(t, crop_fractions=None)  # the whole source
     if t.width is None and t.height is None:
         t = dataclasses.replace(t, enlarge=False)
     if t.width is None or t.height is None:
@@ -214,6 +274,8 @@ def fold_dpr(
         max(1, round(height * factor)) if height else None,
     )
 
+
+MAX_PAD = 1024  # per side, in output pixels (SPEC §15.1)
 
 _INT = re.compile(r"[0-9]{1,9}")
 _NUMBER = re.compile(r"[0-9]{1,3}(\.[0-9]{1,8})?|\.[0-9]{1,8}")
@@ -261,6 +323,63 @@ def _parse_colour(raw: str, name: str, _: int) -> tuple[int, int, int, int]:
     return (r, g, b, a)
 
 
+def _parse_crop(raw: str, name: str, _: int) -> dict[str, Any]:
+    """`x,y,w,h` in source pixels, or (any value written with a point) fractions of the
+    source; a region reaching past the source is clipped to it, an empty one is 400."""
+    values = raw.split(",")
+    fractions = "." in raw
+    pattern = _NUMBER if fractions else _INT
+    if len(values) != 4 or not all(pattern.fullmatch(v) for v in values):
+        raise BadRequest(
+            f"{name}: must be x,y,w,h as four integers (pixels) or four numbers 0..1 written"
+            f" with a point (fractions); got {_show(raw)}"
+        )
+    if not fractions:
+        x, y, w, h = (int(v) for v in values)
+        if not w or not h:
+            raise BadRequest(f"{name}: the region is empty; got {_show(raw)}")
+        return {"crop": (x, y, w, h)}
+    fx, fy, fw, fh = (float(v) for v in values)
+    if max(fx, fy, fw, fh) > 1:
+        raise BadRequest(f"{name}: fractions must be 0..1; got {_show(raw)}")
+    fw, fh = min(fw, 1 - fx), min(fh, 1 - fy)  # clipped to the source
+    if fw <= 0 or fh <= 0:
+        raise BadRequest(f"{name}: the region is empty; got {_show(raw)}")
+    return {"crop_fractions": (fx, fy, fw, fh)}
+
+
+def _parse_pad(raw: str, name: str, _: int) -> tuple[int, int, int, int]:
+    values = raw.split(",")
+    if len(values) not in (1, 4) or not all(
+        _INT.fullmatch(v) and int(v) <= MAX_PAD for v in values
+    ):
+        raise BadRequest(
+            f"{name}: must be t,r,b,l or one integer for all, each 0..{MAX_PAD}; got {_show(raw)}"
+        )
+    top, right, bottom, left = (int(v) for v in values * (4 // len(values)))
+    return (top, right, bottom, left)
+
+
+def resolve_crop(t: Transform, source: tuple[int, int]) -> Transform:
+    """The crop in pixels of this source (upright): fractions resolved, the region clipped,
+    the whole source as no crop at all; 400 for a region wholly outside it."""
+    sw, sh = source
+    if t.crop_fractions is not None:
+        fx, fy, fw, fh = t.crop_fractions
+        x, y = min(round(fx * sw), sw - 1), min(round(fy * sh), sh - 1)
+        w, h = max(1, round((fx + fw) * sw) - x), max(1, round((fy + fh) * sh) - y)
+        t = dataclasses.replace(t, crop=(x, y, w, h), crop_fractions=None)
+    if t.crop is None:
+        return t
+    x, y, w, h = t.crop
+    w, h = min(w, sw - x), min(h, sh - y)
+    if w <= 0 or h <= 0:
+        raise BadRequest(
+            f"crop: the region {','.join(map(str, t.crop))} lies outside the {sw}x{sh} source"
+        )
+    return dataclasses.replace(t, crop=None if (x, y, w, h) == (0, 0, sw, sh) else (x, y, w, h))
+
+
 def _parse_version(raw: str) -> str:
     if not _VERSION.fullmatch(raw):
         raise BadRequest(f"v: must be 1..64 characters of A-Z a-z 0-9 . _ -; got {_show(raw)}")
@@ -279,6 +398,14 @@ _PARSERS: dict[str, Callable[[str, str, int], Any]] = {
     "fm": _parse_format,
     "q": lambda raw, name, _: _integer(raw, name, 1, 100),
     "bg": _parse_colour,
+    "crop": _parse_crop,
+    "trim": lambda raw, name, _: _integer(raw, name, 0, 255),
+    "rot": lambda raw, name, _: int(_choice(raw, name, ("0", "90", "180", "270"))),
+    "flip": lambda raw, name, _: Flip(_choice(raw, name, tuple(Flip))),
+    "blur": lambda raw, name, _: _number(raw, name, 0.3, 100),
+    "sharpen": lambda raw, name, _: _number(raw, name, 0.3, 10),
+    "pixelate": lambda raw, name, _: _integer(raw, name, 2, 256),
+    "pad": _parse_pad,
 }
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from imgproxy.errors import BadRequest, NotApproved, TooLarge, UnsupportedFormat
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import NEVER_OPENED, OutputFormat
-from imgproxy.geometry import plan
+from imgproxy.geometry import output_size, plan_transform
 from imgproxy.params import Transform
 from imgproxy.settings import LimitsSettings, PolicySettings
 
@@ -88,8 +88,21 @@ def check_output(
     pixels were made (a 10x1 PNG with `h=4096&enlarge=1` would be 40960x4096)."""
     if output.is_placeholder:  # a hash of a small decode, whatever the source's size
         return
-    width, height = plan(info.size, (t.width, t.height), t.fit, enlarge=t.enlarge).canvas
-    side, pixels = limits.max_output_dimension, limits.max_output_pixels
+    width, height = output_size(plan_transform(info.size, t), t)
+    check_size((width, height), output, limits.max_output_dimension, limits.max_output_pixels)
+    # Every frame of an animation is kept until it is encoded: enlarging must not take the
+    # frames past the pixels their source may have (check_frames).
+    if animate and info.frames * width * height > limits.max_source_pixels:
+        raise BadRequest(
+            f"{info.frames} frames of {width}x{height} pixels exceed limits.max_source_pixels"
+            f" ({limits.max_source_pixels}) for animated output"
+        )
+
+
+def check_size(size: tuple[int, int], output: OutputFormat, side: int, pixels: int) -> None:
+    """One output frame against the limits and its encoder: by the variant before any read,
+    and by the render again once `trim` has told the region's real shape."""
+    width, height = size
     if max(width, height) > side:
         raise BadRequest(
             f"the output would be {width}x{height} pixels; limits.max_output_dimension is {side}"
@@ -103,11 +116,4 @@ def check_output(
         raise BadRequest(
             f"the output would be {width}x{height} pixels; {output} is at most {encodable}"
             " pixels a side"
-        )
-    # Every frame of an animation is kept until it is encoded: enlarging must not take the
-    # frames past the pixels their source may have (check_frames).
-    if animate and info.frames * width * height > limits.max_source_pixels:
-        raise BadRequest(
-            f"{info.frames} frames of {width}x{height} pixels exceed limits.max_source_pixels"
-            f" ({limits.max_source_pixels}) for animated output"
         )

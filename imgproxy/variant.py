@@ -24,7 +24,7 @@ from imgproxy.job import RenderJob
 from imgproxy.memo import Memo
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.negotiation import MAX_ACCEPT, negotiate
-from imgproxy.params import AUTO, Gravity, Query, Transform
+from imgproxy.params import AUTO, Gravity, Query, Transform, resolve_crop
 from imgproxy.policy import check_frames, check_output
 from imgproxy.response import (
     SECURITY_HEADERS,
@@ -156,6 +156,7 @@ def build_variant(
             # A Python store's point is checked like a sidecar's (inf, NaN, out of range).
             stored = focal_point(*file.focal) if file.focal else None
             t = dataclasses.replace(t, focal=stored or CENTRE)  # in the job and the ETag
+        t = resolve_crop(t, info.size)  # in pixels: a crop's spellings share one rendition
         quality = (t.quality or output.default_quality) if output.has_quality else None
         animate = output.animates and info.frames > 1
         check_frames(info, limits, animated_output=animate)
@@ -170,6 +171,7 @@ def build_variant(
             max_jpeg_scans=limits.max_jpeg_scans,
             budget=limits.max_render_seconds,
             avif_speed=avif_speed,
+            max_output=(limits.max_output_dimension, limits.max_output_pixels),
         )
         kind = Kind.RENDITION
         # The speed changes the bytes (a little): it is part of an AVIF rendition's identity.

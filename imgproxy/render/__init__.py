@@ -1,6 +1,7 @@
 """The only door to Pillow: source bytes + a RenderJob -> encoded rendition bytes.
 
-decode (JPEG DCT scaling via draft) -> orient -> colour -> crop/resize -> pad -> encode.
+decode (JPEG DCT scaling via draft) -> orient -> colour -> crop, trim (the region kept) ->
+fit (resize, rot, fit=pad) -> flip, blur, sharpen, pixelate, pad (render/operations.py) -> encode.
 Everything here is blocking and runs in the render executor's threads.
 """
 
@@ -12,18 +13,29 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageSequence
 
-from imgproxy.errors import TooLarge, Undecodable
+from imgproxy.errors import BadRequest, TooLarge, Undecodable
 from imgproxy.formats import OutputFormat
-from imgproxy.geometry import PLACEHOLDER_SIDE, Geometry, decode_size, plan
+from imgproxy.geometry import (
+    PLACEHOLDER_SIDE,
+    Geometry,
+    crop_region,
+    decode_size,
+    output_size,
+    plan_region,
+    plan_transform,
+    turned,
+    unturned,
+)
 from imgproxy.headers import jpeg_scans
 from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
-from imgproxy.policy import check_pixels
+from imgproxy.policy import check_pixels, check_size
 from imgproxy.render.budget import Budget
 from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import SMART_SIDE, entropy_offset, place, smart_point
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
 from imgproxy.render.memory import working_bytes
+from imgproxy.render.operations import finish, on_canvas, rotate, trim_box, turn_point, unturn
 from imgproxy.render.probe import check_items, identify, open_image, probe, unreadable
 
 __all__ = [
@@ -90,7 +102,7 @@ def render(data: bytes, job: RenderJob) -> Rendered:
             if t.gravity is Gravity.SMART and t.focal is None:  # not known for this version
                 analysed = _analysis_frame(data, job, image, still, budget)
                 t = dataclasses.replace(t, focal=(found := _smart_point(analysed)))
-            out = _transform(still, t)
+            out = _transform(still, t, job)
             budget.check()
             transformed = clock()
             body = encode(
@@ -184,7 +196,8 @@ def _draft_still(image: Image.Image, t: Transform) -> tuple[int, tuple[int, int]
     turn = orientation(image)
     source = _upright(image.size, turn)
     stored = (0.0, 0.0, float(image.width), float(image.height))
-    if image.format in DCT_SCALED and (t.width or t.height):
+    if image.format in DCT_SCALED and (t.width or t.height) and t.trim is None:
+        # (trim compares pixels: it sees the source's own, not a scaled decode's)
         stored = _draft(image, t, turn, source)
     return turn, source, stored
 
@@ -197,10 +210,10 @@ def _load_still(image: Image.Image, turn: int, source: tuple[int, int], stored: 
 
 def _draft(image: Image.Image, t: Transform, turn: int, source: tuple[int, int]) -> Box:
     """Shrink on load, as libvips and thumbor do: the smallest DCT scale (1/2, 1/4, 1/8) at
-    which the kept region still has at least the output's pixels on each axis; Lanczos
-    does the rest. Returns where the source lies in the stored (unrotated) decoded image."""
-    geometry = plan(source, (t.width, t.height), t.fit, enlarge=t.enlarge)
-    want = decode_size(source, geometry)
+    which the kept region (of the crop, turned by rot) still has at least the output's pixels
+    on each axis; Lanczos does the rest. Returns where the source lies in the stored
+    (unrotated) decoded image."""
+    want = decode_size(source, unturned(plan_transform(source, t), t.rotate))
     if swaps_axes(turn):
         want = (want[1], want[0])
     full = (0.0, 0.0, float(image.width), float(image.height))
@@ -231,46 +244,94 @@ def _orient_region(stored: Box, decoded: tuple[int, int], turn: int) -> Box:
     return (left, top, left + width, top + height)
 
 
-def _transform(decoded: Decoded, t: Transform) -> Image.Image:
-    geometry = plan(decoded.source, (t.width, t.height), t.fit, enlarge=t.enlarge)
-    return _apply(decoded.frame, geometry, _kept_box(decoded, geometry, t), t.background)
+def _transform(decoded: Decoded, t: Transform, job: RenderJob) -> Image.Image:
+    kept, geometry, t = _layout(decoded, t, job)
+    return _apply(kept.frame, geometry, _kept_box(kept, geometry, t), t)
+
+
+def _layout(decoded: Decoded, t: Transform, job: RenderJob) -> tuple[Decoded, Geometry, Transform]:
+    """The region the fit starts from (crop, then trim) as a Decoded of its own, its fit,
+    and the transform with the focal point moved into that region's turned frame."""
+    source = decoded.source
+    x, y, w, h = crop_region(source, t)
+    left, top, right, bottom = decoded.region
+    sx, sy = (right - left) / source[0], (bottom - top) / source[1]
+    if t.trim is not None:
+        x, y, w, h = _trimmed(decoded.frame, (x, y, w, h), (left, top, sx, sy), t.trim)
+    box = (left + x * sx, top + y * sy, left + (x + w) * sx, top + (y + h) * sy)
+    kept = Decoded(decoded.frame, decoded.icc, (w, h), box)
+    geometry = plan_region((w, h), t)
+    if t.trim is not None:  # the region's real shape is known only now (SPEC §11.1)
+        size = output_size(geometry, t)
+        check_size(size, job.output, *job.max_output)
+    if t.focal is not None and (t.crop or t.trim is not None or t.rotate):
+        fx, fy = t.focal  # of the whole source: of the region, then turned
+        inside = ((fx * source[0] - x) / w, (fy * source[1] - y) / h)
+        point = tuple(min(max(v, 0.0), 1.0) for v in inside)
+        t = dataclasses.replace(t, focal=turn_point((point[0], point[1]), t.rotate))
+    return kept, geometry, t
+
+
+def _trimmed(
+    frame: Image.Image,
+    region: tuple[int, int, int, int],
+    scale: tuple[float, float, float, float],
+    tolerance: int,
+) -> tuple[int, int, int, int]:
+    """The region without its uniform border, in source pixels (the frame is at full
+    scale: _draft_still does not shrink on load for trim)."""
+    x, y, w, h = region
+    left, top, sx, sy = scale
+    frame_box = (round(left + x * sx), round(top + y * sy))
+    size = (max(1, round(w * sx)), max(1, round(h * sy)))
+    whole = frame_box == (0, 0) and size == frame.size
+    seen = (
+        frame if whole else frame.crop((*frame_box, frame_box[0] + size[0], frame_box[1] + size[1]))
+    )
+    inner = trim_box(seen, tolerance)
+    if inner is None:
+        return region  # all one colour: nothing is a border
+    ix, iy, iw, ih = inner
+    return (x + int(ix / sx), y + int(iy / sy), max(1, round(iw / sx)), max(1, round(ih / sy)))
 
 
 def _kept_box(decoded: Decoded, geometry: Geometry, t: Transform) -> Box:
-    """The kept region, planned in source pixels, as a box on the decoded frame."""
-    (sw, sh), (cw, ch) = decoded.source, geometry.crop
+    """The kept region, planned in (turned) source pixels, as a box on the decoded frame."""
+    source = turned(decoded.source, t.rotate)
+    (sw, sh), (cw, ch) = source, geometry.crop
     left, top, right, bottom = decoded.region
-    sx, sy = (right - left) / sw, (bottom - top) / sh
-    if geometry.crop == decoded.source:
+    scale = ((right - left) / decoded.source[0], (bottom - top) / decoded.source[1])
+    sx, sy = turned(scale, t.rotate)
+    if geometry.crop == source:
         x, y = 0, 0
     elif t.gravity is Gravity.ENTROPY:  # found on the decoded pixels, then in source pixels
-        ex, ey = entropy_offset(decoded.frame, (max(1, round(cw * sx)), max(1, round(ch * sy))))
-        x = min(max(round((ex - left) / sx), 0), sw - cw)
-        y = min(max(round((ey - top) / sy), 0), sh - ch)
+        seen, origin = decoded.frame, (left, top)
+        if t.crop or t.trim is not None or t.rotate:  # the region alone, turned
+            kept = decoded.frame.crop((round(left), round(top), round(right), round(bottom)))
+            seen, origin = rotate(kept, t.rotate), (0.0, 0.0)
+        ex, ey = entropy_offset(seen, (max(1, round(cw * sx)), max(1, round(ch * sy))))
+        x = min(max(round((ex - origin[0]) / sx), 0), sw - cw)
+        y = min(max(round((ey - origin[1]) / sy), 0), sh - ch)
     else:
-        x, y = place(decoded.source, geometry.crop, t.gravity, t.focal or (0.5, 0.5))
-    return (left + x * sx, top + y * sy, left + (x + cw) * sx, top + (y + ch) * sy)
+        x, y = place(source, geometry.crop, t.gravity, t.focal or (0.5, 0.5))
+    ux, uy, uw, uh = unturn((x, y, cw, ch), source, t.rotate)
+    ax, ay = scale
+    return (left + ux * ax, top + uy * ay, left + (ux + uw) * ax, top + (uy + uh) * ay)
 
 
-def _apply(
-    image: Image.Image,
-    geometry: Geometry,
-    box: Box,
-    background: tuple[int, int, int, int],
-) -> Image.Image:
+def _apply(image: Image.Image, geometry: Geometry, box: Box, t: Transform) -> Image.Image:
+    """Resize the kept box (in the frame's axes), turn it, fit it, then the operations
+    that follow the fit."""
+    size, crop = turned(geometry.size, t.rotate), turned(geometry.crop, t.rotate)
     if geometry.size != geometry.crop:
-        image = image.resize(
-            geometry.size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP
-        )
-    elif geometry.crop != image.size:  # no shrink-on-load here: the box is whole pixels
+        image = image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    elif crop != image.size:  # no shrink-on-load here: the box is whole pixels
         left, top = round(box[0]), round(box[1])
-        image = image.crop((left, top, left + geometry.crop[0], top + geometry.crop[1]))
+        image = image.crop((left, top, left + crop[0], top + crop[1]))
+    image = rotate(image, t.rotate)
     if geometry.canvas != geometry.size:
-        mode = "RGBA" if image.mode == "RGBA" or background[3] < 255 else "RGB"
-        canvas = Image.new(mode, geometry.canvas, background if mode == "RGBA" else background[:3])
-        canvas.paste(image, geometry.offset, image if image.mode == "RGBA" else None)
-        image = canvas
-    return image
+        image = on_canvas(image, geometry.canvas, geometry.offset, t.background)
+    return finish(image, t)
 
 
 def _render_animation(image: Image.Image, job: RenderJob, budget: Budget) -> bytes:
@@ -286,12 +347,13 @@ def _render_animation(image: Image.Image, job: RenderJob, budget: Budget) -> byt
         pixels += frame.width * frame.height
         check_pixels((pixels, 1), job.max_pixels)
         rgba = frame.convert("RGBA")
-        if geometry is None:
-            geometry = plan(rgba.size, (t.width, t.height), t.fit, enlarge=t.enlarge)
+        if geometry is None:  # the first frame's region (and trim) holds for every frame
             whole = (0.0, 0.0, float(rgba.width), float(rgba.height))
-            box = _kept_box(Decoded(rgba, None, rgba.size, whole), geometry, t)
+            kept, geometry, t = _layout(Decoded(rgba, None, rgba.size, whole), t, job)
+            box = _kept_box(kept, geometry, t)
+            _check_frames(image, output_size(geometry, t), job)
         assert box is not None
-        frames.append(_apply(rgba, geometry, box, t.background))
+        frames.append(_apply(rgba, geometry, box, t))
         durations.append(int(frame.info.get("duration", 100)))
     budget.check()
     loop = int(image.info.get("loop", 0))
@@ -305,3 +367,14 @@ def _render_animation(image: Image.Image, job: RenderJob, budget: Budget) -> byt
         loop=loop,
         avif_speed=job.avif_speed,
     )
+
+
+def _check_frames(image: Image.Image, size: tuple[int, int], job: RenderJob) -> None:
+    """Once trim has told the frames' size: together within max_pixels, as the variant
+    judged the untrimmed ones (policy.check_output)."""
+    frames = getattr(image, "n_frames", 1)
+    if job.transform.trim is not None and frames * size[0] * size[1] > job.max_pixels:
+        raise BadRequest(
+            f"{frames} frames of {size[0]}x{size[1]} pixels exceed limits.max_source_pixels"
+            f" ({job.max_pixels}) for animated output"
+        )
