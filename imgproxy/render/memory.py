@@ -16,7 +16,14 @@ from contextlib import AbstractContextManager, contextmanager
 
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import OutputFormat
-from imgproxy.geometry import PLACEHOLDER_SIDE, decode_size, plan
+from imgproxy.geometry import (
+    PLACEHOLDER_SIDE,
+    crop_region,
+    decode_size,
+    output_size,
+    plan_transform,
+    unturned,
+)
 from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
 from imgproxy.render.crop import SMART_SIDE
@@ -32,6 +39,11 @@ OUTPUT_PIXEL_BYTES = 12
 # libavif and libwebp keep working planes of their own while they encode: measured peaks per
 # output pixel at q=100 were 21-24 bytes (AVIF) and 10-18 (WebP, the higher with alpha).
 ENCODER_PIXEL_BYTES = {OutputFormat.AVIF: 32, OutputFormat.WEBP: 24}
+# The §15.1 operations' copies (render/operations.py): trim's difference and mask beside the
+# region it reads; per output frame, a rotation's or flip's copy and blur's or sharpen's
+# (its own copy and Pillow's pass buffer), pixelate's, and the frame before its pad.
+TRIM_PIXEL_BYTES = 12
+OPERATION_PIXEL_BYTES = 4
 DCT_SCALES = (8, 4, 2, 1)  # a JPEG decoded at 1/8, 1/4, 1/2 or whole, as Pillow's draft()
 DCT_SCALED = frozenset({"JPEG"})  # MPO photos are judged as JPEG (render/probe.py)
 
@@ -43,7 +55,7 @@ def working_bytes(info: SourceInfo, job: RenderJob) -> int:
     if job.output.is_placeholder:
         t = Transform(width=PLACEHOLDER_SIDE, height=PLACEHOLDER_SIDE)
     source = (info.width, info.height)
-    geometry = plan(source, (t.width, t.height), t.fit, enlarge=t.enlarge)
+    geometry = plan_transform(source, t)
     per_pixel = LIBRARY_PIXEL_BYTES.get(info.format, PIXEL_BYTES)
     decoded = _decoded_pixels(info, t)
     if t.gravity is Gravity.SMART and t.focal is None:  # analysed beside the decoded frame:
@@ -51,17 +63,39 @@ def working_bytes(info: SourceInfo, job: RenderJob) -> int:
         decoded += _decoded_pixels(info, Transform(width=SMART_SIDE, height=SMART_SIDE))
     frames = info.frames if job.animate else 1
     per_output = ENCODER_PIXEL_BYTES.get(job.output, OUTPUT_PIXEL_BYTES)
-    output = geometry.canvas[0] * geometry.canvas[1] * per_output * frames
-    return info.bytes + info.coefficient_bytes + decoded * per_pixel + output
+    width, height = output_size(geometry, t)  # with its pad
+    output = width * height * per_output * frames
+    working = info.bytes + info.coefficient_bytes + decoded * per_pixel + output
+    return working + _operation_bytes(source, geometry.canvas, t)
+
+
+def _operation_bytes(source: tuple[int, int], canvas: tuple[int, int], t: Transform) -> int:
+    """What the operations hold beside the frames counted above: one output frame's copies
+    at a time (an animation's frames go through them in turn), and trim's over its region."""
+    copies = sum(
+        (
+            bool(t.rotate),
+            bool(t.flip),
+            2 * bool(t.blur),
+            2 * bool(t.sharpen),
+            bool(t.pixelate),
+            bool(any(t.pad)),
+        )
+    )
+    extra = canvas[0] * canvas[1] * copies * OPERATION_PIXEL_BYTES
+    if t.trim is not None:
+        _, _, w, h = crop_region(source, t)
+        extra += w * h * TRIM_PIXEL_BYTES
+    return extra
 
 
 def _decoded_pixels(info: SourceInfo, t: Transform) -> int:
     """A JPEG's pixels at the DCT scale render/__init__.py's _draft asks of Pillow (the
     largest whose decode still covers `decode_size`); any other format's are all decoded."""
     width, height = info.width, info.height
-    if info.format not in DCT_SCALED or not (t.width or t.height):
+    if info.format not in DCT_SCALED or not (t.width or t.height) or t.trim is not None:
         return width * height
-    geometry = plan((width, height), (t.width, t.height), t.fit, enlarge=t.enlarge)
+    geometry = unturned(plan_transform((width, height), t), t.rotate)
     want_w, want_h = decode_size((width, height), geometry)
     most = min(width // want_w, height // want_h)
     scale = next((s for s in DCT_SCALES if most >= s), 1)

@@ -114,6 +114,10 @@ def test_the_estimate_covers_what_real_renders_hold(tmp_path: Path) -> None:
             "w=300&h=200&fit=cover&g=entropy",
         )
     ]
+    _check_peaks(cases)
+
+
+def _check_peaks(cases: list[tuple[str, str, str]]) -> None:
     ran = subprocess.run(
         [sys.executable, "-c", _PEAKS, json.dumps(cases)],
         capture_output=True,
@@ -126,6 +130,35 @@ def test_the_estimate_covers_what_real_renders_hold(tmp_path: Path) -> None:
         name = Path(path).name
         print(f"{name} {query} {output}: held {held / 2**20:.1f} MiB, est. {estimate / 2**20:.1f}")
         assert held <= estimate, (path, query, output)
+
+
+def test_the_estimate_covers_the_operations(tmp_path: Path) -> None:
+    """The §15.1 operations' copies: trim's difference and mask over a whole decode (no
+    shrink-on-load), a rotated crop's larger decode, blur's and sharpen's copies, a pad's
+    canvas on a tiny source."""
+    picture = images.photo((2400, 1800))
+    framed = Image.new("RGB", (2400, 1800), (250, 250, 250))
+    framed.paste(picture.resize((1600, 1000)), (400, 400))
+    files = {
+        "photo.jpg": images.encode(picture, "JPEG"),
+        "photo.png": images.encode(picture, "PNG"),
+        "framed.jpg": images.encode(framed, "JPEG"),
+        "alpha.png": images.encode(picture.convert("RGBA"), "PNG"),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "tiny.png").write_bytes(images.encode(picture.resize((10, 10)), "PNG"))
+    queries = (
+        "w=300&trim=10",
+        "w=2000&trim=10&pad=20",
+        "w=300&crop=100,100,600,400&rot=90",
+        "w=2048&blur=100&flip=hv",
+        "w=2048&blur=7&sharpen=10",
+        "w=1500&pixelate=16&rot=270",
+    )
+    cases = [(str(tmp_path / n), q, "jpeg") for n in files for q in queries]
+    cases += [(str(tmp_path / "tiny.png"), "w=2048&h=2048&fit=pad&pad=1024", "webp")]
+    _check_peaks(cases)
 
 
 # 8 cold renditions of one 48 MP progressive JPEG through the core, in a fresh process whose
