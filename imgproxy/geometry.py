@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
-from imgproxy.params import Fit, Transform
+from imgproxy.params import Fit, Transform, in_pixels
 
 PLACEHOLDER_SIDE = 100  # ThumbHash's own bound; BlurHash averages it further down
 
@@ -80,9 +80,10 @@ def crop_region(source: tuple[int, int], t: Transform) -> Region:
     """The part of the source the operations start from: its `crop`, clipped (the variant
     has refused an empty one), or the whole source."""
     sw, sh = source
-    if t.crop is None:
+    crop = in_pixels(t.crop_fractions, source) if t.crop_fractions else t.crop
+    if crop is None:
         return (0, 0, sw, sh)
-    x, y, w, h = t.crop
+    x, y, w, h = crop
     x, y = min(x, sw - 1), min(y, sh - 1)
     return (x, y, max(1, min(w, sw - x)), max(1, min(h, sh - y)))
 

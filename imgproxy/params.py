@@ -360,15 +360,21 @@ def _parse_pad(raw: str, name: str, _: int) -> tuple[int, int, int, int]:
     return (top, right, bottom, left)
 
 
+def in_pixels(
+    fractions: tuple[float, float, float, float], source: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A crop in fractions as whole source pixels, never empty."""
+    (fx, fy, fw, fh), (sw, sh) = fractions, source
+    x, y = min(round(fx * sw), sw - 1), min(round(fy * sh), sh - 1)
+    return (x, y, max(1, round((fx + fw) * sw) - x), max(1, round((fy + fh) * sh) - y))
+
+
 def resolve_crop(t: Transform, source: tuple[int, int]) -> Transform:
     """The crop in pixels of this source (upright): fractions resolved, the region clipped,
     the whole source as no crop at all; 400 for a region wholly outside it."""
     sw, sh = source
     if t.crop_fractions is not None:
-        fx, fy, fw, fh = t.crop_fractions
-        x, y = min(round(fx * sw), sw - 1), min(round(fy * sh), sh - 1)
-        w, h = max(1, round((fx + fw) * sw) - x), max(1, round((fy + fh) * sh) - y)
-        t = dataclasses.replace(t, crop=(x, y, w, h), crop_fractions=None)
+        t = dataclasses.replace(t, crop=in_pixels(t.crop_fractions, source), crop_fractions=None)
     if t.crop is None:
         return t
     x, y, w, h = t.crop

@@ -264,12 +264,17 @@ def _layout(decoded: Decoded, t: Transform, job: RenderJob) -> tuple[Decoded, Ge
     if t.trim is not None:  # the region's real shape is known only now (SPEC §11.1)
         size = output_size(geometry, t)
         check_size(size, job.output, *job.max_output)
-    if t.focal is not None and (t.crop or t.trim is not None or t.rotate):
+    if t.focal is not None and _reframed(t):
         fx, fy = t.focal  # of the whole source: of the region, then turned
         inside = ((fx * source[0] - x) / w, (fy * source[1] - y) / h)
         point = tuple(min(max(v, 0.0), 1.0) for v in inside)
         t = dataclasses.replace(t, focal=turn_point((point[0], point[1]), t.rotate))
     return kept, geometry, t
+
+
+def _reframed(t: Transform) -> bool:
+    """Whether the fit starts from other than the whole upright source, as it is."""
+    return bool(t.crop or t.crop_fractions or t.trim is not None or t.rotate)
 
 
 def _trimmed(
@@ -306,7 +311,7 @@ def _kept_box(decoded: Decoded, geometry: Geometry, t: Transform) -> Box:
         x, y = 0, 0
     elif t.gravity is Gravity.ENTROPY:  # found on the decoded pixels, then in source pixels
         seen, origin = decoded.frame, (left, top)
-        if t.crop or t.trim is not None or t.rotate:  # the region alone, turned
+        if _reframed(t):  # the region alone, turned
             kept = decoded.frame.crop((round(left), round(top), round(right), round(bottom)))
             seen, origin = rotate(kept, t.rotate), (0.0, 0.0)
         ex, ey = entropy_offset(seen, (max(1, round(cw * sx)), max(1, round(ch * sy))))

@@ -31,8 +31,9 @@ _FLIP = {
 # Sigmas above this are blurred on a copy shrunk by ceil(sigma / BLUR_DIRECT_SIGMA), at
 # sigma / that factor, then enlarged back: the copy's blur is then never larger than this.
 BLUR_DIRECT_SIGMA = 8.0
-# Pillow's UnsharpMask defaults: how strong, and the least difference it sharpens.
-SHARPEN_PERCENT, SHARPEN_THRESHOLD = 150, 3
+# How strongly the unsharp mask adds back the detail, and the least difference it sharpens
+# (none: a soft picture has only small differences).
+SHARPEN_PERCENT, SHARPEN_THRESHOLD = 150, 0
 
 
 def rotate(image: Image.Image, degrees: int) -> Image.Image:
