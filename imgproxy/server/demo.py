@@ -19,6 +19,7 @@ from string import Template
 from imgproxy import pipeline
 from imgproxy.errors import BadRequest, ImageProxyError
 from imgproxy.messages import ImageRequest
+from imgproxy.params import OPERATION_KEYS
 from imgproxy.responsive import picture
 from imgproxy.services import Services
 from imgproxy.settings import Settings
@@ -31,7 +32,20 @@ GRID_LIMIT = 60
 GRID_WIDTHS = (240, 480)  # 1x and 2x of a grid cell
 GRID_SIZES = "(max-width: 540px) 100vw, 260px"
 FACTS_AT_ONCE = 4  # hashes made at once on a cold page, well inside the render queue
-PLAYGROUND_PARAMS = ("w", "h", "dpr", "fit", "g", "fx", "fy", "fm", "q", "bg", "enlarge")
+PLAYGROUND_PARAMS = (
+    "w",
+    "h",
+    "dpr",
+    "fit",
+    "g",
+    "fx",
+    "fy",
+    "fm",
+    "q",
+    "bg",
+    "enlarge",
+    *OPERATION_KEYS,
+)
 CROPS = (("1:1", 120, 120), ("16:9", 213, 120), ("9:16", 68, 120))  # the picker's shapes
 GRAVITIES = ("center", "entropy", "smart", "focal", "n", "s", "e", "w", "ne", "nw", "se", "sw")
 
@@ -102,6 +116,55 @@ FIELDS = (
         '<select name="enlarge"><option value="">no</option><option value="1">yes</option>'
         "</select>",
         "grow past the source",
+    ),
+    # The operations (SPEC §15.1), in the order they apply.
+    (
+        "crop — region of the source",
+        "x,y,w,h in source pixels, or four fractions written with a point (0.25,0,0.5,1.0)",
+        '<input name="crop" placeholder="x,y,w,h">',
+        "pixels, or fractions 0..1",
+    ),
+    (
+        "trim — remove a uniform border",
+        "the border's colour is the top-left pixel's, within this tolerance",
+        '<input name="trim" type="number" min="0" max="255">',
+        "tolerance 0..255",
+    ),
+    (
+        "rot — rotate clockwise",
+        "before fitting: w and h describe the rotated image",
+        f'<select name="rot"><option value="">0</option>{_options("90", "180", "270")}</select>',
+        "90 · 180 · 270 degrees",
+    ),
+    (
+        "flip — mirror",
+        "after rotating: h mirrors left and right, v top and bottom",
+        f'<select name="flip"><option value="">no</option>{_options("h", "v", "hv")}</select>',
+        "h · v · hv",
+    ),
+    (
+        "blur — Gaussian blur",
+        "sigma in output pixels",
+        '<input name="blur" type="number" min="0.3" max="100" step="0.1">',
+        "sigma 0.3..100",
+    ),
+    (
+        "sharpen — unsharp mask",
+        "sigma in output pixels",
+        '<input name="sharpen" type="number" min="0.3" max="10" step="0.1">',
+        "sigma 0.3..10",
+    ),
+    (
+        "pixelate — block size",
+        "blocks of this many output pixels, each one colour",
+        '<input name="pixelate" type="number" min="2" max="256">',
+        "2..256 px",
+    ),
+    (
+        "pad — borders of bg",
+        "added after fitting, counted in the output limits",
+        '<input name="pad" placeholder="t,r,b,l">',
+        "t,r,b,l or one, 0..1024 px",
     ),
 )
 

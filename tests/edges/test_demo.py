@@ -117,3 +117,15 @@ def test_a_card_the_server_cannot_describe_shows_without_size_or_placeholder(
     assert page.status_code == 200
     card = next(c for c in re.findall(r"<figure>.*?</figure>", page.text) if "broken" in c)
     assert "<picture>" in card and "data-thumbhash" not in card and " width=" not in card
+
+
+def test_the_playground_offers_the_operations_and_signs_them(media: Path) -> None:
+    page = _get(media, "/")[0].text
+    for name in ("crop", "trim", "rot", "flip", "blur", "sharpen", "pixelate", "pad"):
+        assert f'name="{name}"' in page, name
+    operations = {"crop": "0,0,20,15", "rot": "90", "flip": "h", "blur": "1.5", "pad": "2"}
+    status, body = _ask(media, image=json.dumps(["media", "a.jpg"]), w="10", **operations)
+    assert status == 200 and "error" not in body
+    rendition = _get(media, "/", unescape(body["url"]))[1]
+    assert rendition.status_code == 200, rendition.text
+    assert images.decode(rendition.content).size == (10 + 4, 13 + 4)  # 20x15 turned, padded
