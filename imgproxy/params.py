@@ -135,11 +135,6 @@ class Transform:
             parts.append("pad={},{},{},{}".format(*self.pad))
         return parts
 
-    @property
-    def operates(self) -> bool:
-        """Whether any §15.1 operation is asked for."""
-        return bool(self._operations())
-
 
 @dataclass(frozen=True, slots=True)
 class Query:
