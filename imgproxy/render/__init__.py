@@ -35,7 +35,7 @@ from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import SMART_SIDE, entropy_offset, place, smart_point
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
 from imgproxy.render.memory import working_bytes
-from imgproxy.render.operations import finish, on_canvas, rotate, trim_box, turn_point, unturn
+from imgproxy.render.operations import finish, on_canvas, rotate, trim_region, turn_point, unturn
 from imgproxy.render.probe import check_items, identify, open_image, probe, unreadable
 
 __all__ = [
@@ -257,7 +257,7 @@ def _layout(decoded: Decoded, t: Transform, job: RenderJob) -> tuple[Decoded, Ge
     left, top, right, bottom = decoded.region
     sx, sy = (right - left) / source[0], (bottom - top) / source[1]
     if t.trim is not None:
-        x, y, w, h = _trimmed(decoded.frame, (x, y, w, h), (left, top, sx, sy), t.trim)
+        x, y, w, h = trim_region(decoded.frame, (x, y, w, h), (left, top, sx, sy), t.trim)
     box = (left + x * sx, top + y * sy, left + (x + w) * sx, top + (y + h) * sy)
     kept = Decoded(decoded.frame, decoded.icc, (w, h), box)
     geometry = plan_region((w, h), t)
@@ -275,29 +275,6 @@ def _layout(decoded: Decoded, t: Transform, job: RenderJob) -> tuple[Decoded, Ge
 def _reframed(t: Transform) -> bool:
     """Whether the fit starts from other than the whole upright source, as it is."""
     return bool(t.crop or t.crop_fractions or t.trim is not None or t.rotate)
-
-
-def _trimmed(
-    frame: Image.Image,
-    region: tuple[int, int, int, int],
-    scale: tuple[float, float, float, float],
-    tolerance: int,
-) -> tuple[int, int, int, int]:
-    """The region without its uniform border, in source pixels (the frame is at full
-    scale: _draft_still does not shrink on load for trim)."""
-    x, y, w, h = region
-    left, top, sx, sy = scale
-    frame_box = (round(left + x * sx), round(top + y * sy))
-    size = (max(1, round(w * sx)), max(1, round(h * sy)))
-    whole = frame_box == (0, 0) and size == frame.size
-    seen = (
-        frame if whole else frame.crop((*frame_box, frame_box[0] + size[0], frame_box[1] + size[1]))
-    )
-    inner = trim_box(seen, tolerance)
-    if inner is None:
-        return region  # all one colour: nothing is a border
-    ix, iy, iw, ih = inner
-    return (x + int(ix / sx), y + int(iy / sy), max(1, round(iw / sx)), max(1, round(ih / sy)))
 
 
 def _kept_box(decoded: Decoded, geometry: Geometry, t: Transform) -> Box:

@@ -66,7 +66,24 @@ def turn_point(point: tuple[float, float], degrees: int) -> tuple[float, float]:
     return point
 
 
-def trim_box(image: Image.Image, tolerance: int) -> Rect | None:
+def trim_region(
+    frame: Image.Image, region: Rect, scale: tuple[float, float, float, float], tolerance: int
+) -> Rect:
+    """A region of the source (x, y, w, h in source pixels) without its uniform border,
+    read on `frame`, where the source lies at (left, top) with scale (sx, sy)."""
+    x, y, w, h = region
+    left, top, sx, sy = scale
+    fx, fy = round(left + x * sx), round(top + y * sy)
+    fw, fh = max(1, round(w * sx)), max(1, round(h * sy))
+    whole = (fx, fy, fw, fh) == (0, 0, *frame.size)
+    inner = _trim_box(frame if whole else frame.crop((fx, fy, fx + fw, fy + fh)), tolerance)
+    if inner is None:
+        return region  # all one colour: nothing is a border
+    ix, iy, iw, ih = inner
+    return (x + int(ix / sx), y + int(iy / sy), max(1, round(iw / sx)), max(1, round(ih / sy)))
+
+
+def _trim_box(image: Image.Image, tolerance: int) -> Rect | None:
     """The part of `image` inside its border of the top-left pixel's colour (each channel
     within `tolerance`); None when the whole image is that colour (nothing would be left).
     Holds three copies of the image at most (the difference and its mask)."""
