@@ -18,17 +18,12 @@ import httpx
 import pytest
 from PIL import Image
 
-from imgproxy.params import TRANSFORM_KEYS
 from tests.support import images, metric, raw_get, write_config
 from tests.support.foreign_builder import build_urls
 from tests.support.processes import Served, served
 
 KEY, SALT = "736563726574", "68656C6C6F"  # imgproxy's documented example: "secret", "hello"
 KEY2, SALT2 = "c0ffee" * 8, "facade" * 8
-OPS = {"crop", "trim", "rot", "flip", "blur", "sharpen", "pixelate", "pad"}
-needs_ops = pytest.mark.skipif(
-    not OPS <= TRANSFORM_KEYS, reason="needs the native operations of SPEC §15.1 (branch ops)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +110,6 @@ def test_urls_from_the_pypi_builder_are_answered(server: Served) -> None:
     check_built(server, BUILT)
 
 
-@needs_ops
 def test_builder_urls_with_the_operations_are_answered(server: Served) -> None:
     check_built(server, OPS_BUILT)
 

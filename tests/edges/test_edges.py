@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import sys
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -18,8 +19,10 @@ from starlette.routing import Mount, Route
 
 from imgproxy import ImageProxy, ImageRequest, StoredFile, url_for
 from imgproxy.asgi import ImageProxyMiddleware as AsgiMiddleware
+from imgproxy.params import OTHER_KEYS, TRANSFORM_KEYS
 from imgproxy.wsgi import ImageProxyMiddleware as WsgiMiddleware
 from tests.support import KEY, Serve, images, settings_for
+from tests.support.guides import ROOT
 
 
 def signed_proxy(media: Path) -> ImageProxy:
@@ -186,3 +189,15 @@ def test_authorize_receives_the_same_typed_request_under_every_edge(
     assert isinstance(via_asgi.native, Request)
     assert via_asgi.native.url.path == "/img/media/photo.jpg"
     assert via_wsgi.native["PATH_INFO"] == "/img/media/photo.jpg"
+
+
+def test_the_shipped_edges_know_every_native_parameter() -> None:
+    """The edge configs cache only queries of known names (anything else passes uncached):
+    a parameter missing there would make each of its renditions a trip to imgproxy."""
+    names = TRANSFORM_KEYS | OTHER_KEYS
+    for config in ("config/nginx.conf", "config/varnish.vcl"):
+        text = (ROOT / config).read_text()
+        lists = re.findall(r"\((bg\|[a-z|]+)\)", text)
+        assert len(lists) >= 3, config
+        for found in lists:
+            assert set(found.split("|")) == names, (config, sorted(names ^ set(found.split("|"))))
