@@ -14,7 +14,11 @@
 (g) a fleet's shared tiers (benchmarks/fleet.py): a hit from the object-store tier and from
     Redis vs a render, and a new instance's first hit (source bytes it downloads: 0);
 (h) output costs (benchmarks/formats.py): ThumbHash/BlurHash vs a 300 px JPEG, and AVIF at
-    speed 8 (our default) vs 6 (libavif's), time and bytes.
+    speed 8 (our default) vs 6 (libavif's), time and bytes;
+(i) page sets (benchmarks/pages.py): new 6 MP photos, each at 320/640/1280 px as WebP and
+    JPEG q=80, 32 clients, vs thumbor and a libvips app (pyvips, its own venv);
+(j) encoder settings (benchmarks/encoders.py), in-process CPU time: where a page set's CPU
+    goes, and each WebP/JPEG/AVIF/resize setting's time, bytes and SSIM.
 Rounds alternate between the contenders, because these machines drift ±20-30 % a minute:
 compare the ratios (and their per-round range, the noise figure), not absolute numbers.
 """
@@ -40,7 +44,7 @@ import httpx
 import PIL
 from PIL import Image
 
-from benchmarks import fleet, formats, versus_thumbor
+from benchmarks import encoders, fleet, formats, pages, versus_thumbor
 from benchmarks.harness import (
     ROOT,
     free_port,
@@ -440,9 +444,16 @@ def report(meta: Mapping[str, object], results: Mapping[str, list[dict[str, obje
         "(min..max of the per-round ratios).",
         "",
     ]
+    if "libvips" in meta:
+        lines[0] += f" libvips {meta['libvips']} (pyvips {meta['pyvips']})."
     if results.get("thumbor"):
         lines += ["(f) vs thumbor, 2 workers each, unique URLs (every request renders):", ""]
         lines += [versus_thumbor.table(results["thumbor"]), ""]
+    if results.get("pages"):
+        lines += ["(i) page sets, 2 workers each, every photo new:", ""]
+        lines += [versus_thumbor.table(results["pages"]), ""]
+    if results.get("encoders"):
+        lines += ["(j) encoder settings:", "", encoders.table(results["encoders"]), ""]
     columns = {
         "cold": ["source", "format", "imgproxy_ms", "pillow_ms", "wall_ratio", "cpu_ratio"],
         "throughput": ["case", "imgproxy_rps", "starlette_rps", "ratio", "ratio_min", "ratio_max"],
@@ -457,7 +468,7 @@ def report(meta: Mapping[str, object], results: Mapping[str, list[dict[str, obje
     return "\n".join(lines)
 
 
-PARTS = ["cold", "throughput", "disk", "wsgi", "thumbor", "fleet", "formats"]
+PARTS = ["cold", "throughput", "disk", "wsgi", "thumbor", "fleet", "formats", "pages", "encoders"]
 
 
 def main() -> int:
@@ -498,8 +509,10 @@ def main() -> int:
         if "wsgi" in parts:
             print(f"(e) WSGI bridge, {rounds} rounds")
             results["wsgi"] = wsgi_bridge(paths, rounds)
-        if "thumbor" in parts:
+        if "thumbor" in parts or "pages" in parts:
             meta.update(versus_thumbor.ensure_thumbor())
+            meta.update(versus_thumbor.ensure_vips())
+        if "thumbor" in parts:
             connections = [int(c) for c in args.connections.split(",")]
             print(f"(f) vs thumbor, {rounds} rounds x {seconds} s, wrk -t1 -c{connections}")
             check = versus_thumbor.check_unique(DATA, paths["6MP"], min(seconds, 3.0))
@@ -519,6 +532,12 @@ def main() -> int:
         if "formats" in parts:
             print(f"(h) placeholder hashes and AVIF speed, {rounds} rounds, in-process")
             results["formats"] = formats.run(paths["6MP"], rounds)
+        if "pages" in parts:
+            print(f"(i) page sets, {rounds} rounds x {seconds} s, wrk -t1 -c32, 3 servers")
+            pages.run(DATA, rounds, seconds, results["pages"])
+        if "encoders" in parts:
+            print(f"(j) encoder settings, in-process CPU time, {rounds} rounds")
+            results["encoders"] = encoders.run(DATA, rounds, quick=args.quick)
     finally:  # whatever ran is kept, even after a failure or Ctrl-C
         if any(results.values()):
             RESULTS.mkdir(parents=True, exist_ok=True)

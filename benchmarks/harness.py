@@ -223,10 +223,12 @@ def wrk(
     connections: int = 32,
     headers: Mapping[str, str] | None = None,
     unique: tuple[str, int] | None = None,
+    script: tuple[Path, Sequence[str]] | None = None,
     allow_errors: bool = False,
 ) -> WrkResult:
     """`wrk -t1 -c<connections> --latency`. `unique=(format, start)` runs unique.lua: each
-    request's URL is `url` + `format % n`, n counting up from start + 1 (e.g. "&bg=%06x")."""
+    request's URL is `url` + `format % n`, n counting up from start + 1 (e.g. "&bg=%06x").
+    `script=(path, arguments)` runs another Lua script that prints "issued <n>" too."""
     command = [
         "wrk",
         "-t1",
@@ -240,8 +242,10 @@ def wrk(
         command += ["-H", f"{name}: {value}"]
     command.append(url)
     if unique is not None:
-        command[1:1] = ["-s", str(UNIQUE_LUA)]
-        command += ["--", unique[0], str(unique[1])]
+        script = (UNIQUE_LUA, [unique[0], str(unique[1])])
+    if script is not None:
+        command[1:1] = ["-s", str(script[0])]
+        command += ["--", *script[1]]
     done = subprocess.run(command, capture_output=True, text=True)
     output = done.stdout
     if done.returncode:

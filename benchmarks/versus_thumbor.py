@@ -7,12 +7,17 @@ file loader rooted at benchmarks/data, no storage and no result storage: like im
 unique URLs, every request reads its source and renders. imgproxy runs as shipped (memory
 cache on); unique URLs come from `bg=<counter>`, which is part of the cache key but changes
 no pixel of an opaque JPEG. thumbor ignores a query string, so its URLs get `?n=<counter>`.
+
+The libvips contender (benchmarks/vips_app.py: pyvips `thumbnail_buffer`, shrink-on-load)
+runs beside them in the cold cases, from its own venv (benchmarks/work/vips-venv, made on
+first run from benchmarks/vips-requirements.txt, hashes required); it ignores `n=` too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import os
 import re
 import subprocess
 import sys
@@ -40,8 +45,11 @@ from benchmarks.harness import (
 
 THUMBOR_SPEC = "thumbor==7.8.*"
 VENV = WORK / "thumbor-venv"
+VIPS_VENV = WORK / "vips-venv"
+VIPS_REQUIREMENTS = ROOT / "benchmarks" / "vips-requirements.txt"
 WIDTH, QUALITY, WORKERS = 300, 80, 2
-OURS_SUFFIX, THEIRS_SUFFIX = "&bg=%06x", "?n=%d"
+OURS_SUFFIX, THEIRS_SUFFIX, VIPS_SUFFIX = "&bg=%06x", "?n=%d", "&n=%d"
+BASELINES = ("thumbor", "vips")
 LOCAL = "http://127.0.0.1"
 
 
@@ -55,7 +63,18 @@ class Contender:
     def url(self, source: Path) -> str:
         if self.name == "imgproxy":
             return f"{self.base}/bench/{source.name}?w={WIDTH}&fm=jpeg&q={QUALITY}"
+        if self.name == "vips":
+            return f"{self.base}/{source.name}?w={WIDTH}&fm=jpeg&q={QUALITY}"
         return f"{self.base}/unsafe/{WIDTH}x0/{source.name}"
+
+    def template(self, folder: str) -> str:
+        """pages.lua's path template for photo {n} of `folder` at width {w}, format {fm}."""
+        if self.name == "imgproxy":
+            return f"/bench/{folder}/{{n}}.jpg?w={{w}}&fm={{fm}}&q={QUALITY}"
+        if self.name == "vips":
+            return f"/{folder}/{{n}}.jpg?w={{w}}&fm={{fm}}&q={QUALITY}"
+        filters = f"filters:format({{fm}}):quality({QUALITY})"
+        return f"/unsafe/fit-in/{{w}}x0/{filters}/{folder}/{{n}}.jpg"
 
     def unique_url(self, source: Path, n: int) -> str:
         return self.url(source) + self.suffix % (n % 0x1000000)
@@ -84,6 +103,21 @@ def ensure_thumbor() -> dict[str, str]:
     }
 
 
+def ensure_vips() -> dict[str, str]:
+    """The libvips app's venv, made on first run from the pinned, hashed requirements."""
+    python = VIPS_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"  installing pyvips into {VIPS_VENV.relative_to(ROOT)} (first run only)")
+        WORK.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["python3", "-m", "venv", str(VIPS_VENV)], check=True)
+        install = [str(python), "-m", "pip", "install", "--quiet", "--require-hashes"]
+        subprocess.run([*install, "-r", str(VIPS_REQUIREMENTS)], check=True)
+    probe = "import pyvips; print(pyvips.__version__, pyvips.version(0), pyvips.version(1))"
+    out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
+    binding, major, minor = out.stdout.split()
+    return {"pyvips": binding, "libvips": f"{major}.{minor}"}
+
+
 def thumbor_conf(data: Path) -> Path:
     conf = WORK / "thumbor.conf"
     conf.write_text(
@@ -105,9 +139,22 @@ def imgproxy_conf(data: Path) -> Path:
     return conf
 
 
+def vips_command(data: Path, port: int) -> tuple[list[str], dict[str, str]]:
+    """The libvips app on uvicorn as imgproxy serves (uvloop, httptools), 2 workers; libvips
+    with one thread per render, as imgproxy (Go) runs it: the workers are the parallelism."""
+    command = [str(VIPS_VENV / "bin" / "python"), "-m", "uvicorn", "benchmarks.vips_app:app"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS)]
+    command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    command += ["--log-level", "warning"]
+    env = {**os.environ, "BENCH_ROOT": str(data), "PYTHONPATH": str(ROOT)}
+    env["VIPS_CONCURRENCY"] = "1"
+    return command, env
+
+
 @contextmanager
-def contenders(data: Path) -> Iterator[dict[str, Contender]]:
-    """Both servers, fresh, with 2 workers each; stopped (whole process groups) on exit."""
+def contenders(data: Path, *, vips: bool = False) -> Iterator[dict[str, Contender]]:
+    """imgproxy and thumbor (and the libvips app), fresh, with 2 workers each; stopped
+    (whole process groups) on exit."""
     ours_port, theirs_port = free_port(), free_port()
     ours_cmd = [sys.executable, "-m", "imgproxy", "serve", "--config", str(imgproxy_conf(data))]
     ours_cmd += ["--host", "127.0.0.1", "--port", str(ours_port), "--workers", str(WORKERS)]
@@ -119,12 +166,19 @@ def contenders(data: Path) -> Iterator[dict[str, Contender]]:
         theirs = stack.enter_context(service(theirs_cmd, theirs_port, "thumbor"))
         _wait_for_workers(ours)
         _wait_for_workers(theirs)
-        yield {
+        both = {
             "imgproxy": Contender("imgproxy", f"http://127.0.0.1:{ours_port}", ours, OURS_SUFFIX),
             "thumbor": Contender(
                 "thumbor", f"http://127.0.0.1:{theirs_port}", theirs, THEIRS_SUFFIX
             ),
         }
+        if vips:
+            vips_port = free_port()
+            command, env = vips_command(data, vips_port)
+            app = stack.enter_context(service(command, vips_port, "vips-app", env=env))
+            _wait_for_workers(app)
+            both["vips"] = Contender("vips", f"http://127.0.0.1:{vips_port}", app, VIPS_SUFFIX)
+        yield both
 
 
 def _wait_for_workers(server: psutil.Process) -> None:
@@ -212,7 +266,7 @@ def cold(
     for name in ("6MP", "24MP"):
         source = sources[name]
         for conns in connections:
-            with contenders(data) as both:
+            with contenders(data, vips=True) as both:
                 check_outputs(both, source)
                 for contender in both.values():  # warm every worker's imports and pools
                     burst([contender.unique_url(source, 0xFFFF00 + i) for i in range(2 * conns)])
@@ -253,17 +307,24 @@ SPLIT = 0.6  # thumbor's busiest process did at most this share of its CPU time
 
 
 def summarise(case: str, runs: dict[str, list[dict[str, float]]]) -> dict[str, object]:
-    """Medians and ratios; and req/s over only the rounds in which thumbor's two processes
-    split the work (its shared accept socket sometimes hands one of them every connection,
-    which halves its rate: the ratio then says more about that than about rendering)."""
+    """Medians, and ratios us/thumbor ("ratio", ...) and us/libvips ("vips_ratio", ...) when
+    it ran; and req/s over only the rounds in which thumbor's two processes split the work
+    (its shared accept socket sometimes hands one of them every connection, which halves its
+    rate: the ratio then says more about that than about rendering)."""
     ours, theirs = runs["imgproxy"], runs["thumbor"]
-    row: dict[str, object] = {"case": case, "rounds": {"imgproxy": ours, "thumbor": theirs}}
+    row: dict[str, object] = {"case": case, "rounds": runs}
     for metric in ours[0]:
         if metric in ("requests", "issued"):
             continue
+        value: dict[str, float] = {}
+        for name, figures in runs.items():
+            value[name] = median([run[metric] for run in figures])
         a = [run[metric] for run in ours]
-        b = [run[metric] for run in theirs]
-        row[metric] = {"imgproxy": median(a), "thumbor": median(b), **ratios(a, b)}
+        value.update(ratios(a, [run[metric] for run in theirs]))
+        if "vips" in runs:
+            vs = ratios(a, [run[metric] for run in runs["vips"]])
+            value.update({f"vips_{k}": v for k, v in vs.items()})
+        row[metric] = value
     split = [i for i, run in enumerate(theirs) if run["busiest_worker_cpu_share"] <= SPLIT]
     if "rps" in ours[0] and split:
         a = [ours[i]["rps"] for i in split]
@@ -277,15 +338,22 @@ def summarise(case: str, runs: dict[str, list[dict[str, float]]]) -> dict[str, o
     return row
 
 
+def _ratio(value: dict[str, float], prefix: str = "") -> str:
+    return (
+        f"x{value[prefix + 'ratio']:.2f} "
+        f"({value[prefix + 'ratio_min']:.2f}..{value[prefix + 'ratio_max']:.2f})"
+    )
+
+
 def print_summary(row: dict[str, object]) -> None:
     parts = [str(row["case"])]
     for metric, value in row.items():
         if isinstance(value, dict) and "ratio" in value:
-            parts.append(
-                f"{metric}: {value['imgproxy']:.1f} vs {value['thumbor']:.1f} "
-                f"(x{value['ratio']:.2f}, "
-                f"rounds {value['ratio_min']:.2f}..{value['ratio_max']:.2f})"
-            )
+            text = f"{metric}: {value['imgproxy']:.1f} vs thumbor {value['thumbor']:.1f} "
+            text += _ratio(value)
+            if "vips" in value:
+                text += f", vs libvips {value['vips']:.1f} " + _ratio(value, "vips_")
+            parts.append(text)
     print("  " + "\n    ".join(parts))
 
 
@@ -326,7 +394,7 @@ def big_source_rss(
 
 
 def table(rows: list[dict[str, object]]) -> str:
-    """One line per case and contender, then the ratio line with its per-round range."""
+    """One line per case and contender, then the ratio lines with their per-round range."""
     metrics = {
         "req/s": "rps",
         "req/s, rounds thumbor split": "rps_thumbor_split",
@@ -344,21 +412,26 @@ def table(rows: list[dict[str, object]]) -> str:
     ]
     lines: list[dict[str, object]] = []
     for row in rows:
-        for who in ("imgproxy", "thumbor"):
+        names = list(row["rounds"])  # type: ignore[call-overload]
+        for who in names:
             line: dict[str, object] = {"case": f"{row['case']}: {who}"}
             for column in columns[1:]:
                 value = row.get(metrics[column])
-                line[column] = value[who] if isinstance(value, dict) else "-"
+                line[column] = value.get(who, "-") if isinstance(value, dict) else "-"
             lines.append(line)
-        ratio_line: dict[str, object] = {"case": f"{row['case']}: **ratio us/thumbor**"}
-        for column in columns[1:]:
-            value = row.get(metrics[column])
-            ratio_line[column] = (
-                f"**{value['ratio']:.2f}** ({value['ratio_min']:.2f}..{value['ratio_max']:.2f})"
-                if isinstance(value, dict)
-                else "-"
-            )
-        lines.append(ratio_line)
+        for who, prefix in (("thumbor", ""), ("vips", "vips_")):
+            if who not in names:
+                continue
+            ratio_line: dict[str, object] = {"case": f"{row['case']}: **ratio us/{who}**"}
+            for column in columns[1:]:
+                value = row.get(metrics[column])
+                ratio_line[column] = (
+                    f"**{value[prefix + 'ratio']:.2f}** "
+                    f"({value[prefix + 'ratio_min']:.2f}..{value[prefix + 'ratio_max']:.2f})"
+                    if isinstance(value, dict) and prefix + "ratio" in value
+                    else "-"
+                )
+            lines.append(ratio_line)
     others = [
         run["other_cores"]
         for row in rows
