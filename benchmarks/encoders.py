@@ -34,10 +34,20 @@ from imgproxy.geometry import decode_size, plan
 from imgproxy.params import Fit
 from imgproxy.render import REDUCING_GAP
 from imgproxy.render.encode import encode
+from imgproxy.settings import Settings
 
 WIDTHS = (320, 640, 1280)
 QUALITY, AVIF_QUALITY = 80, 60
 PHOTOS = 3
+# What imgproxy's encode() uses: Pillow's WebP method and JPEG defaults (neither option is
+# passed), render.avif_speed's default, render.REDUCING_GAP.
+DEFAULTS = {
+    "WebP q=80": "method=4",
+    "JPEG q=80": "optimize=False, progressive=False",
+    "AVIF q=60": f"speed={Settings().render.avif_speed}",
+    "resize, JPEG at its DCT scale": f"reducing_gap={REDUCING_GAP}",
+    "resize, whole": f"reducing_gap={REDUCING_GAP}",
+}
 Array = npt.NDArray[np.float64]
 
 
@@ -250,14 +260,27 @@ def run(data: Path, rounds: int, *, quick: bool = False) -> list[dict[str, objec
 
 
 def table(rows: list[dict[str, object]]) -> str:
+    """The page set's CPU by stage; then each setting beside imgproxy's default for it."""
+    stages = [row for row in rows if row["group"] == "page set CPU"]
+    lines = [{**row, "cpu_ms": f"{row['cpu_ms']:.1f}"} for row in stages]
+    out = markdown_table(lines, ["setting", "cpu_ms", "share"])
+    chosen = [row for row in rows if row["group"] != "page set CPU"]
+    base = {row["group"]: row for row in chosen if row["setting"] == DEFAULTS[str(row["group"])]}
     lines = []
-    for row in rows:
-        line = dict(row)
-        if isinstance(line.get("ssim"), float):
-            line["ssim"] = f"{line['ssim']:.5f}"
-        if isinstance(line.get("bytes"), float):
-            line["bytes"] = "-" if line["bytes"] != line["bytes"] else f"{line['bytes']:.0f}"
-        if isinstance(line.get("cpu_ms"), float):
-            line["cpu_ms"] = f"{line['cpu_ms']:.1f}"
-        lines.append(line)
-    return markdown_table(lines, ["group", "setting", "cpu_ms", "share", "bytes", "ssim"])
+    for row in chosen:
+        b = base[row["group"]]
+        cpu, size, quality = (float(row[k]) for k in ("cpu_ms", "bytes", "ssim"))  # type: ignore[arg-type]
+        b_cpu, b_size, b_quality = (float(b[k]) for k in ("cpu_ms", "bytes", "ssim"))  # type: ignore[arg-type]
+        name = f"{row['group']}: {row['setting']}"
+        lines.append(
+            {
+                "setting": f"**{name} (default)**" if row is b else name,
+                "CPU ms / set": f"{cpu:.1f}",
+                "CPU vs default": f"{cpu / b_cpu:.2f}",
+                "bytes / set": "-" if size != size else f"{size:.0f}",
+                "bytes vs default": "-" if size != size else f"{size / b_size - 1:+.1%}",
+                "SSIM": f"{quality:.4f}",
+                "SSIM vs default": f"{quality - b_quality:+.4f}",
+            }
+        )
+    return out + "\n\n" + markdown_table(lines, list(lines[0]))

@@ -325,16 +325,20 @@ def summarise(case: str, runs: dict[str, list[dict[str, float]]]) -> dict[str, o
             vs = ratios(a, [run[metric] for run in runs["vips"]])
             value.update({f"vips_{k}": v for k, v in vs.items()})
         row[metric] = value
-    split = [i for i, run in enumerate(theirs) if run["busiest_worker_cpu_share"] <= SPLIT]
-    if "rps" in ours[0] and split:
-        a = [ours[i]["rps"] for i in split]
-        b = [theirs[i]["rps"] for i in split]
-        row["rps_thumbor_split"] = {
-            "imgproxy": median(a),
-            "thumbor": median(b),
-            "rounds": len(split),
-            **ratios(a, b),
-        }
+    for name, prefix in (("thumbor", ""), ("vips", "vips_")):
+        if name not in runs or "rps" not in ours[0]:
+            continue
+        rounds = runs[name]  # uvicorn's workers share one socket too
+        split = [i for i, run in enumerate(rounds) if run["busiest_worker_cpu_share"] <= SPLIT]
+        if split:
+            a = [ours[i]["rps"] for i in split]
+            b = [rounds[i]["rps"] for i in split]
+            row[f"rps_{name}_split"] = {
+                "imgproxy": median(a),
+                name: median(b),
+                "rounds": len(split),
+                **{prefix + k: v for k, v in ratios(a, b).items()},
+            }
     return row
 
 
@@ -354,6 +358,9 @@ def print_summary(row: dict[str, object]) -> None:
             if "vips" in value:
                 text += f", vs libvips {value['vips']:.1f} " + _ratio(value, "vips_")
             parts.append(text)
+        elif isinstance(value, dict) and "vips_ratio" in value:
+            text = f"{metric}: {value['imgproxy']:.1f} vs libvips {value['vips']:.1f} "
+            parts.append(text + _ratio(value, "vips_"))
     print("  " + "\n    ".join(parts))
 
 
@@ -398,6 +405,7 @@ def table(rows: list[dict[str, object]]) -> str:
     metrics = {
         "req/s": "rps",
         "req/s, rounds thumbor split": "rps_thumbor_split",
+        "req/s, rounds libvips split": "rps_vips_split",
         "p50 ms": "p50_ms",
         "p99 ms": "p99_ms",
         "CPU ms/req": "cpu_ms_per_req",
