@@ -533,7 +533,7 @@ def main() -> int:
             print(f"(h) placeholder hashes and AVIF speed, {rounds} rounds, in-process")
             results["formats"] = formats.run(paths["6MP"], rounds)
         if "pages" in parts:
-            print(f"(i) page sets, {rounds} rounds x {seconds} s, wrk -t1 -c32, 3 servers")
+            print(f"(i) page sets, {rounds} rounds x {2 * seconds} s, wrk -t1 -c32, 3 servers")
             pages.run(DATA, rounds, seconds, results["pages"])
         if "encoders" in parts:
             print(f"(j) encoder settings, in-process CPU time, {rounds} rounds")
