@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "benchmarks" / "work"  # git-ignored: logs, thumbor's venv and config
+WORK = ROOT / "benchmarks" / "work"  # git-ignored: logs, thumbor's and libvips' venvs, config
 UNIQUE_LUA = Path(__file__).resolve().parent / "unique.lua"
 
 sys.path.insert(0, str(ROOT))
