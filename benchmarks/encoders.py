@@ -67,13 +67,13 @@ def drafted(data: bytes, width: int) -> Image.Image:
     geometry = plan(image.size, (width, None), Fit.CONTAIN, enlarge=False)
     image.draft("RGB", decode_size(image.size, geometry))
     image.load()
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # as render.color.to_rgb
 
 
 def whole(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def luma(rgb: Array) -> Array:
