@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from imgproxy.dialects.thumbor import ThumborDialect
 from imgproxy.dialects.imgproxy import ImgproxyUrls
 from imgproxy.dialects.translation import Dialect, Translation
 from imgproxy.errors import ConfigError
@@ -30,6 +31,8 @@ def build_dialects(settings: Settings, stores: Mapping[str, object]) -> dict[str
             raise ConfigError(f"dialects.{name}.store: no store named {config.store!r}")
         if name in stores:
             raise ConfigError(f"stores.{name}: the {name} dialect's URLs begin with /{name}/")
+    if settings.dialects.thumbor is not None:
+        dialects["thumbor"] = ThumborDialect.from_settings(settings.dialects.thumbor, settings)
     if settings.dialects.imgproxy is not None:
         dialects["imgproxy"] = ImgproxyUrls.from_settings(settings.dialects.imgproxy, settings)
     return dialects

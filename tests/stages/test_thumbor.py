@@ -1,0 +1,328 @@
+"""thumbor URLs -> native parameters (SPEC §15.2), the URLs built by thumbor's own library
+(libthumbor), never by a signer of ours: the signature, the grammar, every filter, and each
+refusal with its status and the part it names."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Any
+
+import pytest
+from libthumbor import CryptoURL
+from PIL import ImageColor
+
+from imgproxy.dialects import Translation
+from imgproxy.dialects.colours import NAMED
+from imgproxy.dialects.thumbor import ThumborDialect
+from imgproxy.errors import BadRequest, BadSignature
+from imgproxy.settings import ThumborDialectSettings
+
+KEY = "thumbor-secret"
+HTTP_STORE = "https://images.example.com/assets/"
+
+
+def dialect(*, key: str = KEY, unsafe: bool = False) -> ThumborDialect:
+    config = ThumborDialectSettings(store="media", security_key=key, allow_unsafe=unsafe)
+    return ThumborDialect(
+        config, http_stores={HTTP_STORE: "remote"}, watermarks={"brand/logo.png": "logo"}
+    )
+
+
+def signed(**options: Any) -> str:
+    """libthumbor's signed URL, as `rest` (what follows /thumbor/)."""
+    options.setdefault("image_url", "photo.jpg")
+    return str(CryptoURL(key=KEY).generate(**options)).removeprefix("/")
+
+
+def meaning(**options: Any) -> dict[str, str]:
+    found = dialect().translate(signed(**options), "")
+    assert (found.store, found.path) == ("media", options.get("image_url", "photo.jpg"))
+    return dict(found.params)
+
+
+CASES: list[tuple[dict[str, Any], str]] = [
+    ({}, ""),
+    ({"width": 300, "height": 200}, "w=300&h=200&fit=cover"),
+    ({"width": 300}, "w=300"),
+    ({"height": 200}, "h=200"),
+    ({"width": 300, "height": 200, "fit_in": True}, "w=300&h=200"),
+    ({"width": 300, "fit_in": True}, "w=300"),
+    ({"width": 300, "height": 200, "flip": True}, "w=300&h=200&fit=cover&flip=h"),
+    ({"width": 300, "height": 200, "flop": True}, "w=300&h=200&fit=cover&flip=v"),
+    ({"width": 30, "height": 20, "flip": True, "flop": True}, "w=30&h=20&fit=cover&flip=hv"),
+    ({"flip": True}, "flip=h"),
+    ({"width": 30, "height": 20, "halign": "left"}, "w=30&h=20&fit=cover&g=w"),
+    ({"width": 30, "height": 20, "valign": "top"}, "w=30&h=20&fit=cover&g=n"),
+    (
+        {"width": 30, "height": 20, "halign": "right", "valign": "bottom"},
+        "w=30&h=20&fit=cover&g=se",
+    ),
+    ({"width": 30, "height": 20, "halign": "left", "valign": "bottom"}, "w=30&h=20&fit=cover&g=sw"),
+    ({"width": 30, "height": 20, "smart": True}, "w=30&h=20&fit=cover&g=smart"),
+    ({"width": 30, "height": 20, "halign": "left", "smart": True}, "w=30&h=20&fit=cover&g=smart"),
+    ({"crop": ((10, 20), (110, 220))}, "crop=10,20,100,200"),
+    ({"crop": ((10, 20), (110, 220)), "width": 50}, "crop=10,20,100,200&w=50"),
+    ({"trim": True}, "trim=0"),
+    ({"trim": ("top-left", 12)}, "trim=12"),
+    ({"filters": ["format(webp)"]}, "fm=webp"),
+    ({"filters": ["format(jpg)"]}, "fm=jpeg"),
+    ({"filters": ["quality(70)"]}, "q=70"),
+    ({"filters": ["quality(70)", "format(png)"]}, "q=70&fm=png"),
+    ({"filters": ["blur(3)"]}, "blur=3"),
+    ({"filters": ["blur(4,1.5)"]}, "blur=1.5"),
+    ({"filters": ["blur(4, 0)"]}, "blur=4"),
+    ({"filters": ["sharpen(2,1.0,true)"]}, "sharpen=1"),
+    ({"filters": ["sharpen(1.5,0.5,false)"]}, "sharpen=0.5"),
+    ({"filters": ["upscale()"]}, "enlarge=1"),
+    ({"filters": ["no_upscale()", "strip_exif()", "strip_icc()"]}, ""),
+    (
+        {"width": 30, "height": 20, "fit_in": True, "filters": ["fill(red)"]},
+        "w=30&h=20&fit=pad&bg=ff0000",
+    ),
+    (
+        {"width": 30, "height": 20, "fit_in": True, "filters": ["fill(0a0B0c)"]},
+        "w=30&h=20&fit=pad&bg=0a0b0c",
+    ),
+    (
+        {"width": 30, "height": 20, "fit_in": True, "filters": ["fill(abc)"]},
+        "w=30&h=20&fit=pad&bg=aabbcc",
+    ),
+    (
+        {"width": 30, "height": 20, "fit_in": True, "filters": ["fill(transparent)"]},
+        "w=30&h=20&fit=pad&bg=00000000",
+    ),
+    (
+        {"width": 30, "height": 20, "filters": ["fill(White,false)"]},
+        "w=30&h=20&fit=cover&bg=ffffff",
+    ),
+    # thumbor rotates counter-clockwise after fitting; rot turns clockwise before it: the box,
+    # the flips and the crop's anchor turn with it.
+    ({"filters": ["rotate(90)"]}, "rot=270"),
+    ({"filters": ["rotate(-90)"]}, "rot=90"),
+    ({"filters": ["rotate(180)", "rotate(180)"]}, ""),
+    ({"width": 300, "height": 200, "filters": ["rotate(90)"]}, "w=200&h=300&fit=cover&rot=270"),
+    ({"width": 300, "height": 200, "filters": ["rotate(180)"]}, "w=300&h=200&fit=cover&rot=180"),
+    (
+        {"width": 30, "height": 20, "halign": "left", "filters": ["rotate(90)"]},
+        "w=20&h=30&fit=cover&g=s&rot=270",
+    ),
+    (
+        {"width": 30, "height": 20, "valign": "top", "filters": ["rotate(270)"]},
+        "w=20&h=30&fit=cover&g=e&rot=90",
+    ),
+    (
+        {"width": 30, "height": 20, "halign": "right", "valign": "top", "filters": ["rotate(180)"]},
+        "w=30&h=20&fit=cover&g=sw&rot=180",
+    ),
+    (
+        {"width": 30, "height": 20, "flip": True, "filters": ["rotate(90)"]},
+        "w=20&h=30&fit=cover&flip=v&rot=270",
+    ),
+    # focal(): the box's centre as fractions of the cropped source
+    (
+        {
+            "crop": ((100, 0), (500, 200)),
+            "width": 50,
+            "height": 50,
+            "filters": ["focal(150x50:250x150)"],
+        },
+        "crop=100,0,400,200&w=50&h=50&fit=cover&g=focal&fx=0.25&fy=0.5",
+    ),
+    (
+        {
+            "crop": ((100, 0), (500, 200)),
+            "width": 50,
+            "height": 50,
+            "filters": ["focal(0x0:10x10)"],
+        },
+        "crop=100,0,400,200&w=50&h=50&fit=cover",
+    ),
+    (
+        {
+            "crop": ((0, 0), (400, 200)),
+            "width": 50,
+            "height": 50,
+            "filters": ["focal(0x0:100x200)", "rotate(90)"],
+        },
+        "crop=0,0,400,200&w=50&h=50&fit=cover&g=focal&fx=0.5&fy=0.875&rot=270",
+    ),
+    ({"filters": ["watermark(brand/logo.png,10,10,50)"]}, "wm=logo"),
+]
+
+
+@pytest.mark.parametrize(("options", "query"), CASES)
+def test_libthumbor_urls_mean_these_native_params(options: dict[str, Any], query: str) -> None:
+    params = dict(pair.split("=") for pair in query.split("&") if pair)
+    assert meaning(**options) == params
+    unsafe = str(CryptoURL(key=KEY).generate(unsafe=True, image_url="photo.jpg", **options))
+    assert dict(dialect(unsafe=True).translate(unsafe, "").params) == params
+
+
+def test_the_signature_is_thumbors_over_the_url_as_sent() -> None:
+    """An independent HMAC over the percent-encoded rest; a `%3D` spelling of the padding is
+    the same signature (thumbor unquotes it); the query string is ignored, as by thumbor."""
+    rest = "300x200/smart/me%20now.jpg"
+    digest = hmac.new(KEY.encode(), rest.encode(), hashlib.sha1).digest()
+    signature = base64.urlsafe_b64encode(digest).decode()
+    assert signature.endswith("=")
+    for spelled in (signature, signature.replace("=", "%3D")):
+        found = dialect().translate(f"{spelled}/{rest}", "cb=123")
+        assert found == Translation(
+            "media", "me now.jpg", {"w": "300", "h": "200", "fit": "cover", "g": "smart"}
+        )
+    assert dialect().translate(signed(image_url="me%20now.jpg"), "").path == "me now.jpg"
+
+
+def spellings() -> list[str]:
+    good = signed(width=300, height=200).partition("/")[0]
+    standard = good.replace("-", "+").replace("_", "/")
+    return [
+        good.rstrip("="),  # unpadded
+        good[:-2] + "==",
+        good[:16],
+        good + "=",
+        good + "A",
+        good.swapcase(),
+        standard if standard != good else "+" + good[1:],
+        base64.b64encode(hashlib.sha1(b"300x200/photo.jpg").digest()).decode(),  # no key
+        base64.urlsafe_b64encode(
+            hmac.new(KEY.encode(), b"300x200/photo.jpg", "sha256").digest()
+        ).decode(),
+        base64.urlsafe_b64encode(
+            hmac.new(b"other", b"300x200/photo.jpg", "sha1").digest()
+        ).decode(),
+        "",
+        "%",
+        "%ff%fe",
+        "null",
+        "UNSAFE",
+        "unsafe ",
+        "\x00",
+        "é" * 28,
+    ]
+
+
+@pytest.mark.parametrize("signature", spellings())
+def test_every_other_signature_is_403(signature: str) -> None:
+    with pytest.raises(BadSignature):
+        dialect().translate(f"{signature}/300x200/photo.jpg", "")
+
+
+def test_the_signature_covers_every_part() -> None:
+    good = signed(width=300, height=200).partition("/")[0]
+    for rest in (
+        "300x201/photo.jpg",
+        "300x200/photo.jpeg",
+        "300x200/photo.jpg/",
+        "fit-in/300x200/photo.jpg",
+    ):
+        with pytest.raises(BadSignature):
+            dialect().translate(f"{good}/{rest}", "")
+
+
+def test_unsafe_only_when_allowed_and_a_key_is_needed_for_signed_urls() -> None:
+    with pytest.raises(BadSignature, match="allow_unsafe"):
+        dialect().translate("unsafe/300x200/photo.jpg", "")
+    assert dialect(unsafe=True).translate("unsafe/photo.jpg", "") == Translation(
+        "media", "photo.jpg", {}
+    )
+    with pytest.raises(BadSignature, match="security_key"):
+        dialect(key="", unsafe=True).translate(signed(width=10), "")
+
+
+def test_a_full_url_resolves_in_the_http_store_it_starts_with() -> None:
+    image = HTTP_STORE + "sub/a%20b.jpg"
+    found = dialect().translate(signed(width=40, image_url=image), "")
+    assert found == Translation("remote", "sub/a b.jpg", {"w": "40"})
+    encoded = "https%3A%2F%2Fimages.example.com%2Fassets%2Fx.png"
+    assert dialect().translate(signed(image_url=encoded), "").path == "x.png"
+    for outside in (
+        "https://images.example.com/other/x.png",
+        "http://images.example.com/assets/x.png",
+        "https://evil.example/x.png",
+    ):
+        with pytest.raises(BadRequest, match="base_url"):
+            dialect().translate(signed(image_url=outside), "")
+
+
+REFUSED = [
+    ({"full_fit_in": True, "width": 30, "height": 20}, "full-fit-in"),
+    ({"adaptive_fit_in": True, "width": 30, "height": 20}, "adaptive-fit-in"),
+    ({"trim": ("bottom-right", 0)}, "bottom-right"),
+    ({"meta": True}, "meta"),
+    ({"filters": ["brightness(10)"]}, "'brightness'"),
+    ({"filters": ["grayscale()"]}, "'grayscale'"),
+    ({"filters": ["max_bytes(1000)"]}, "'max_bytes'"),
+    ({"filters": ["fill(auto)"]}, "fill"),
+    ({"filters": ["fill(blur)"]}, "fill"),
+    ({"filters": ["fill(notacolour)"]}, "fill"),
+    ({"filters": ["fill(red,true)"]}, "fill_transparent"),
+    ({"filters": ["format(heic)"]}, "format"),
+    ({"filters": ["format()"]}, "format"),
+    ({"filters": ["quality(high)"]}, "quality"),
+    ({"filters": ["quality(99999999999999999999)"]}, "quality"),
+    ({"filters": ["blur()"]}, "blur"),
+    ({"filters": ["blur(1,2,3)"]}, "blur"),
+    ({"filters": ["blur(2)", "blur(3)"]}, "more than once"),
+    ({"filters": ["sharpen(1,1)"]}, "sharpen"),
+    ({"filters": ["sharpen(1,1,maybe)"]}, "sharpen"),
+    ({"filters": ["rotate(45)"]}, "rotate"),
+    ({"filters": ["rotate(1e3)"]}, "rotate"),
+    ({"filters": ["upscale(1)"]}, "upscale"),
+    ({"filters": ["focal(10x10:20x20)"]}, "crop box"),
+    ({"filters": ["focal(nonsense)"]}, "focal"),
+    ({"filters": ["watermark(other.png,10,10,50)"]}, "watermark"),
+    ({"filters": ["watermark(brand/logo.png)"]}, "watermark"),
+    (
+        {"width": 30, "height": 20, "fit_in": True, "filters": ["rotate(90)", "fill(red)"]},
+        "fill() after rotate()",
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "named"), REFUSED)
+def test_what_this_server_cannot_mean_is_a_400_naming_it(
+    options: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(BadRequest) as refused:
+        dialect().translate(signed(**options), "")
+    assert named in refused.value.detail
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        "",
+        "unsafe",
+        "unsafe/",
+        "unsafe/origx100/photo.jpg",
+        "unsafe/300xorig/photo.jpg",
+        "unsafe/9999999999x1/photo.jpg",
+        "unsafe/1x2:99999999999x4/photo.jpg",
+        "unsafe/trim:9999999999/photo.jpg",
+        "unsafe/filters:nope(1):blur(3)/photo.jpg",
+        "unsafe/filters:(3)/photo.jpg",
+        "unsafe/%ff.jpg",
+    ],
+)
+def test_malformed_paths_are_400(rest: str) -> None:
+    with pytest.raises(BadRequest):
+        dialect(unsafe=True).translate(rest, "")
+
+
+def test_an_option_thumbor_does_not_know_falls_through_into_the_image_path() -> None:
+    """As in thumbor: `300x200x/` matches no option, so it is part of IMAGE (then a 404)."""
+    found = dialect(unsafe=True).translate("unsafe/300x200x/photo.jpg", "")
+    assert found == Translation("media", "300x200x/photo.jpg", {})
+    found = dialect(unsafe=True).translate("unsafe/filters:blur(3/photo.jpg", "")
+    assert found == Translation("media", "filters:blur(3/photo.jpg", {})
+    assert dialect(unsafe=True).translate("unsafe/300x200/", "").path == "300x200/"  # then 400
+    traversal = dialect(unsafe=True).translate("unsafe/300x200/..%2F..%2Fetc/passwd", "")
+    assert traversal.path == "../../etc/passwd"  # judged by paths.check_relative: 400
+
+
+def test_thumbors_colour_names_are_pillows() -> None:
+    """thumbor's PIL engine resolves fill(NAME) with ImageColor; our copy must agree."""
+    assert {name: "#" + rgb for name, rgb in NAMED.items()} == ImageColor.colormap
