@@ -24,7 +24,8 @@ from libthumbor.url_signers.base64_hmac_sha1 import UrlSigner
 from imgproxy import ImageProxy
 from imgproxy.server.app import create_app
 from imgproxy.wsgi import ImageProxyMiddleware
-from tests.support import Serve, images, metric, raw_get, settings_for, write_config
+from tests.support import LiveServer, Serve, images, metric, raw_get, settings_for, write_config
+from tests.support.origin import Origin
 from tests.support.processes import served
 from tests.support.thumbor import needs_native
 
@@ -230,3 +231,33 @@ def test_hostile_thumbor_paths_many_clients_at_once(process: str) -> None:
     ]
     assert wrong == []
     assert httpx.get(process + thumbor(width=40)).status_code == 200  # still healthy
+
+
+def test_a_full_url_resolves_in_its_http_store(media: Path, serve: Serve) -> None:
+    """thumbor's `.../http://host/path` form, under an http store's base_url: the same
+    answer as that store's native URL; outside every base_url: 400, the origin never asked."""
+    origin = Origin()
+    origin.put("a b.jpg", images.jpeg((200, 150)))
+    with LiveServer(origin, host="127.0.0.2") as remote:
+        base = remote.url + "/files/"
+        web = {"kind": "http", "base_url": base, "approved": True}
+        web["allowed_networks"] = ["127.0.0.2/32"]
+        settings = settings_for(media, dialects=DIALECT, stores={"web": web})
+        with httpx.Client(base_url=serve(create_app(settings)).url, timeout=30) as http:
+            foreign = thumbor(width=50, image_url=base + "a%20b.jpg")
+            same_answer(http, foreign, "/web/a%20b.jpg?w=50")
+            asked = len(origin.log)
+            outside = thumbor(width=50, image_url=remote.url + "/other/a.jpg")
+            assert http.get(outside).status_code == 400
+            assert len(origin.log) == asked
+
+
+def test_an_unapproved_source_is_the_same_403(media: Path, serve: Serve) -> None:
+    """Approval holds whatever dialect asks: an unapproved TIFF, the native 403 answer."""
+    (media / "scan.tif").write_bytes(images.encode(images.photo((80, 60)), "TIFF"))
+    settings = settings_for(media, dialects=DIALECT, store={"approved": False})
+    with httpx.Client(base_url=serve(create_app(settings)).url, timeout=30) as http:
+        theirs = http.get(thumbor(width=40, image_url="scan.tif"))
+        ours = http.get("/media/scan.tif?w=40")
+        assert (theirs.status_code, theirs.json()) == (ours.status_code, ours.json())
+        assert ours.status_code == 403
