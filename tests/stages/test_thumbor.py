@@ -149,6 +149,8 @@ CASES: list[tuple[dict[str, Any], str]] = [
         "crop=0,0,400,200&w=50&h=50&fit=cover&g=focal&fx=0.5&fy=0.875&rot=270",
     ),
     ({"filters": ["watermark(brand/logo.png,10,10,50)"]}, "wm=logo"),
+    ({"filters": ["watermark('brand/logo.png', 10, -10, 50, 20, none)"]}, "wm=logo"),
+    ({"filters": ["watermark(brand%2Flogo.png,10,10,50)", "quality%2877)"]}, "wm=logo&q=77"),
 ]
 
 
