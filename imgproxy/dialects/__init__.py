@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from imgproxy.dialects.thumbor import ThumborDialect
 from imgproxy.dialects.imgproxy import ImgproxyUrls
+from imgproxy.dialects.thumbor import ThumborDialect
 from imgproxy.dialects.translation import Dialect, Translation
 from imgproxy.errors import ConfigError
 from imgproxy.settings import Settings

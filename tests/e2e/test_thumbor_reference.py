@@ -21,7 +21,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from imgproxy.server.app import create_app
 from tests.support import LiveServer, images, settings_for
-from tests.support.thumbor import needs_native, thumbor_server
+from tests.support.thumbor import thumbor_server
 
 KEY = "reference-key"
 # Mean absolute difference per channel (0..255, of 4x4 block averages) under which two outputs
@@ -96,33 +96,27 @@ GEOMETRY: list[Any] = [
     {"width": 120, "height": 300, "halign": "right"},
     {"width": 300, "height": 300, "fit_in": True, "filters": ["fill(red)"]},
     {"width": 150, "height": 260, "fit_in": True, "filters": ["fill(0000ff)"]},
-    pytest.param({"crop": ((40, 30), (340, 230)), "width": 150}, marks=needs_native("crop")),
+    pytest.param({"crop": ((40, 30), (340, 230)), "width": 150}),
     pytest.param(
         {"crop": ((100, 50), (400, 390)), "width": 120, "height": 120, "valign": "bottom"},
-        marks=needs_native("crop"),
     ),
-    pytest.param({"width": 200, "height": 150, "flip": True}, marks=needs_native("flip")),
+    pytest.param({"width": 200, "height": 150, "flip": True}),
     pytest.param(
         {"width": 200, "height": 200, "fit_in": True, "flip": True, "flop": True},
-        marks=needs_native("flip"),
     ),
     # thumbor turns counter-clockwise after fitting, `rot` clockwise before it: the box, the
     # crop's anchor and the flips turn with the mapping.
     pytest.param(
         {"width": 200, "height": 120, "halign": "left", "filters": ["rotate(90)"]},
-        marks=needs_native("rot"),
     ),
     pytest.param(
         {"width": 160, "height": 160, "valign": "top", "filters": ["rotate(270)"]},
-        marks=needs_native("rot"),
     ),
     pytest.param(
         {"width": 220, "height": 220, "fit_in": True, "filters": ["rotate(180)"]},
-        marks=needs_native("rot"),
     ),
     pytest.param(
         {"width": 180, "height": 100, "flip": True, "filters": ["rotate(90)"]},
-        marks=[needs_native("rot"), needs_native("flip")],
     ),
 ]
 

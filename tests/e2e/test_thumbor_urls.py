@@ -27,7 +27,6 @@ from imgproxy.wsgi import ImageProxyMiddleware
 from tests.support import LiveServer, Serve, images, metric, raw_get, settings_for, write_config
 from tests.support.origin import Origin
 from tests.support.processes import served
-from tests.support.thumbor import needs_native
 
 KEY = "thumbor-key"
 DIALECT = {"thumbor": {"store": "media", "security_key": KEY}}
@@ -77,25 +76,19 @@ EQUIVALENTS: list[Any] = [
     pytest.param(
         {"crop": ((10, 20), (330, 260)), "width": 160},
         "/media/photo.jpg?crop=10,20,320,240&w=160",
-        marks=needs_native("crop"),
     ),
     pytest.param(
         {"width": 160, "height": 100, "flip": True},
         "/media/photo.jpg?w=160&h=100&fit=cover&flip=h",
-        marks=needs_native("flip"),
     ),
     pytest.param(
         {"width": 160, "height": 100, "filters": ["rotate(90)"]},
         "/media/photo.jpg?w=100&h=160&fit=cover&rot=270",
-        marks=needs_native("rot"),
     ),
-    pytest.param(
-        {"trim": True, "width": 50}, "/media/photo.jpg?trim=0&w=50", marks=needs_native("trim")
-    ),
+    pytest.param({"trim": True, "width": 50}, "/media/photo.jpg?trim=0&w=50"),
     pytest.param(
         {"width": 80, "filters": ["blur(3)", "sharpen(1,0.5,true)"]},
         "/media/photo.jpg?w=80&blur=3&sharpen=0.5",
-        marks=[needs_native("blur"), needs_native("sharpen")],
     ),
 ]
 

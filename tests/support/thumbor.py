@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from imgproxy.errors import BadRequest
-from imgproxy.params import parse_query
 from tests.support import REQUIRE_SERVICES
 from tests.support.processes import ROOT, free_port, running
 
@@ -67,17 +65,3 @@ def thumbor_server(root: Path, *, security_key: str) -> Iterator[str]:
     command = [str(program), "-c", str(conf), "-i", "127.0.0.1", "-p", str(port), "-l", "error"]
     with running(command, port, "thumbor"):
         yield f"http://127.0.0.1:{port}"
-
-
-SAMPLES = {"crop": "0,0,10,10", "flip": "h", "rot": "90", "trim": "0", "blur": "2", "sharpen": "1"}
-
-
-def needs_native(name: str) -> pytest.MarkDecorator:
-    """Skip while the native parser does not know `name` (crop, flip, rot, trim, blur and
-    sharpen land with the `ops` branch); the test runs unchanged once it does."""
-    try:
-        parse_query({name: SAMPLES[name]}, presets={}, max_dimension=4096)
-        known = True
-    except BadRequest as refused:
-        known = "unknown parameter" not in refused.detail
-    return pytest.mark.skipif(not known, reason=f"native {name}= is not merged yet (ops branch)")
