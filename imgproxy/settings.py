@@ -367,14 +367,16 @@ SECTIONS: dict[str, type[Any]] = {
 }
 
 
-# imgproxy (Go)'s variables for what security.keys does here: a migrating operator sets them.
+# imgproxy (Go)'s variables for what [dialects.imgproxy] reads here: a migrating operator
+# sets them, and its old URLs would then be refused without a word on why.
 FOREIGN_VARIABLES = {
     "IMGPROXY_KEY": (
-        "imgproxy (Go)'s signing key; this server's keys are IMGPROXY_SECURITY__KEYS (a list;"
-        " its signatures differ, so URLs signed for imgproxy (Go) are not valid here)"
+        "imgproxy (Go)'s signing key; its URLs are answered under /imgproxy/ with"
+        " IMGPROXY_DIALECTS__IMGPROXY__KEYS (and __SALTS, __STORE); this server's own URLs"
+        " are signed with IMGPROXY_SECURITY__KEYS"
     ),
-    "IMGPROXY_SALT": "imgproxy (Go)'s salt; this server's signatures use none, only "
-    "IMGPROXY_SECURITY__KEYS",
+    "IMGPROXY_SALT": "imgproxy (Go)'s salt; its URLs are answered under /imgproxy/ with "
+    "IMGPROXY_DIALECTS__IMGPROXY__SALTS, one per key",
 }
 
 

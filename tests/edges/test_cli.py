@@ -444,7 +444,8 @@ def test_variables_that_look_like_settings_are_named(tmp_path: Path) -> None:
         )
         key = next(line for line in lines if "IMGPROXY_KEY is not read" in line)
         salt = next(line for line in lines if "IMGPROXY_SALT is not read" in line)
-        assert "IMGPROXY_SECURITY__KEYS" in key and "IMGPROXY_SECURITY__KEYS" in salt
+        assert "IMGPROXY_DIALECTS__IMGPROXY__KEYS" in key
+        assert "IMGPROXY_DIALECTS__IMGPROXY__SALTS" in salt
     assert warned.returncode == 2
     assert "server.port (from IMGPROXY_SERVER__PORT): must be an integer" in warned.stderr
     moved = {**_without_config_env(), "IMGPROXY_STORES__PICS__ROOT": "nowhere"}

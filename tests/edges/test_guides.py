@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 
 import httpx
+from libthumbor import CryptoURL
 
-from tests.support import images
+from tests.support import images, need_binary
+from tests.support.foreign_builder import build_urls
 from tests.support.guides import ROOT, blocks, follow
+from tests.support.processes import free_port, running, served
 
 GUIDES = ROOT / "examples/guides"
 
@@ -116,3 +119,54 @@ def test_the_guides_toml_is_a_valid_configuration(tmp_path: Path) -> None:
             assert done.returncode == 0, (name, done.stdout, done.stderr)
             checked += 1
     assert checked == 2
+
+
+def test_the_migration_guide_answers_the_old_hosts_urls_through_its_nginx_blocks(
+    tmp_path: Path,
+) -> None:
+    """The guide's config and nginx server blocks as written (paths and ports aside): a URL
+    libthumbor signs and one the PyPI imgproxy builder signs, sent to the old host names,
+    come back as the native URL they mean, with its ETag."""
+    nginx = need_binary("nginx")
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "my photo.jpg").write_bytes(images.jpeg((640, 480)))
+    toml, site = (
+        b.text for b in blocks(GUIDES / "migrating.md") if b.language in ("toml", "nginx")
+    )
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(toml.replace('"/srv/media"', f'"{media}"'))
+    with served(config) as server:
+        upstream = server.url.removeprefix("http://")
+        port = free_port()
+        site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+        site = site.replace("127.0.0.1:8080", upstream)
+        (tmp_path / "logs").mkdir()
+        (tmp_path / "nginx.conf").write_text(
+            f"worker_processes 1;\ndaemon off;\nerror_log {tmp_path}/logs/error.log;\n"
+            f"pid {tmp_path}/nginx.pid;\nevents {{ worker_connections 64; }}\n"
+            f"http {{\n  access_log off;\n  client_body_temp_path {tmp_path}/b;\n"
+            f"  proxy_temp_path {tmp_path}/p;\n  fastcgi_temp_path {tmp_path}/f;\n"
+            f"  uwsgi_temp_path {tmp_path}/u;\n  scgi_temp_path {tmp_path}/s;\n{site}\n}}\n"
+        )
+        command = [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
+        with running(command, port, "nginx"):
+            edge = f"http://127.0.0.1:{port}"
+            thumbor = CryptoURL(key="MY_SECURE_KEY").generate(
+                width=200, height=100, image_url="my%20photo.jpg"
+            )
+            (imgproxy,) = build_urls(
+                "736563726574",
+                "68656C6C6F",
+                [{"source": "my photo.jpg", "fields": {"width": 200, "height": 100,
+                  "resizing_type": "fill"}, "advanced": []}],
+            )  # fmt: skip
+            native = httpx.get(f"{server.url}/media/my%20photo.jpg?w=200&h=100&fit=cover")
+            assert native.status_code == 200
+            for host, path in (("thumbs.example.com", thumbor), ("img.example.com", imgproxy)):
+                answer = httpx.get(edge + path, headers={"host": host}, timeout=30)
+                assert answer.status_code == 200, (host, path, answer.text)
+                assert answer.headers["etag"] == native.headers["etag"], host
+                assert answer.content == native.content
+                forged = httpx.get(edge + path[:-3] + "png", headers={"host": host})
+                assert forged.status_code == 403, (host, forged.status_code)
