@@ -26,7 +26,7 @@ WORK = ROOT / "benchmarks" / "work"  # git-ignored: logs, thumbor's and libvips'
 UNIQUE_LUA = Path(__file__).resolve().parent / "unique.lua"
 
 sys.path.insert(0, str(ROOT))
-from tests.support.processes import wait_for_port  # noqa: E402 - the same start-up check as the tests
+from tests.support.processes import serving_children, wait_for_port  # noqa: E402 - the same start-up check as the tests
 
 
 def free_port() -> int:
@@ -95,15 +95,9 @@ def terminate_on_sigterm() -> None:
 
 def workers(server: psutil.Process) -> list[psutil.Process]:
     """The processes that serve requests: a supervisor's children (uvicorn --workers,
-    thumbor --processes), or the server itself when it does not fork."""
-    children = []
-    for child in server.children(recursive=True):
-        try:
-            if "resource_tracker" not in " ".join(child.cmdline()):
-                children.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return children or [server]
+    thumbor --processes, imgproxy's through its fork server), or the server itself when it
+    does not fork."""
+    return serving_children(server.pid) or [server]
 
 
 def tree_cpu(server: psutil.Process) -> dict[int, float]:

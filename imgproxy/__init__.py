@@ -2,7 +2,6 @@
 correct HTTP caching. The public API is exactly `__all__` (and `__version__`, kept out of
 it so that `from imgproxy import *` binds no dunder into its importer)."""
 
-from imgproxy import version as _version
 from imgproxy.asgi import ImageProxy
 from imgproxy.errors import ImageProxyError
 from imgproxy.fetching import Fetched, fetch, fetch_async
@@ -13,7 +12,16 @@ from imgproxy.settings import Settings
 from imgproxy.stores import Store, StoredFile
 from imgproxy.urls import sign_url, srcset, url_for
 
-__version__ = _version.VERSION
+
+def __getattr__(name: str) -> str:
+    """`__version__`, found when asked: finding it imports importlib.metadata, which cost
+    every `imgproxy serve` worker 2.7 MiB."""
+    if name == "__version__":
+        from imgproxy.version import VERSION
+
+        return VERSION
+    raise AttributeError(f"module 'imgproxy' has no attribute {name!r}")
+
 
 __all__ = [
     "Fetched",

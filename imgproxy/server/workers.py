@@ -9,10 +9,17 @@ failing at start (a setting only a worker can find wrong): then the server stops
 SIGHUP reloads the configuration file: checked first (a bad one is refused and logged), then
 each worker in turn is replaced by one started from it, the old one stopped only once the new
 one serves, so the port always has workers.
+
+Workers are forked from a fork server: a fresh interpreter (nothing of the supervisor's state)
+that imports the app's modules once. Each worker then shares those pages with it and with the
+other workers, where a spawned worker imported them all again: measured with 2 workers, a
+worker idled at 38 MiB RSS (24 MiB its own) spawned, 31 MiB (12 MiB its own) forked. A reload
+re-reads the configuration, not the code: an upgrade needs a restart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -22,6 +29,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import SimpleQueue
 from types import FrameType
@@ -38,6 +46,20 @@ ORPHAN_CHECK = 1.0  # seconds between a worker's checks that its supervisor stil
 FAST_FAILURE = 10.0
 FAST_FAILURES = 3
 READY_WAIT = 60.0  # seconds a reload waits for a new worker to serve before giving up
+# What the fork server imports before forking workers (one that is not installed is skipped).
+PRELOAD = [
+    "imgproxy.server.app",
+    "imgproxy.server.connections",
+    "uvicorn",
+    "uvicorn.lifespan.on",
+    "uvicorn.loops.uvloop",
+    "uvloop",
+    "httptools",
+    "PIL.JpegImagePlugin",
+    "PIL.PngImagePlugin",
+    "PIL.GifImagePlugin",
+    "PIL.WebPImagePlugin",
+]
 
 
 def _forget(pid: int | None) -> None:
@@ -61,11 +83,14 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _stop_when_orphaned(supervisor: int) -> None:
+def _stop_when_orphaned(supervisor: Connection) -> None:
     """A worker whose supervisor died without stopping it (SIGKILL, the OOM killer) stops
-    itself, gracefully: it would serve on for ever beside a restarted supervisor's workers."""
-    while os.getppid() == supervisor:
-        time.sleep(ORPHAN_CHECK)
+    itself, gracefully: it would serve on for ever beside a restarted supervisor's workers.
+    `supervisor` is the read end of a pipe whose only write end the supervisor holds: it ends
+    when the supervisor does. (The worker's parent is the fork server, which lives on while
+    any worker does: it cannot tell.)"""
+    with contextlib.suppress(EOFError, OSError):
+        supervisor.recv()
     os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -79,7 +104,7 @@ def _worker(
     host: str,
     port: int,
     options: dict[str, Any],
-    supervisor: int,
+    supervisor: Connection,
     queues: tuple[SimpleQueue[str], SimpleQueue[int]],
 ) -> None:
     import threading
@@ -137,7 +162,9 @@ def supervise(
     # /metrics sums every worker through prometheus_client's multiprocess files (exposition.py).
     shared = tempfile.TemporaryDirectory(prefix="imgproxy-metrics-")
     os.environ[MULTIPROC_ENV] = shared.name
-    context = multiprocessing.get_context("spawn")  # no state inherited from this process
+    context = multiprocessing.get_context("forkserver")  # no state inherited from this process
+    context.set_forkserver_preload(PRELOAD)
+    alive, holding = context.Pipe(duplex=False)  # EOF at alive once this process is gone
     reasons: SimpleQueue[str] = context.SimpleQueue()
     ready: SimpleQueue[int] = context.SimpleQueue()
     starts = Starts()
@@ -145,7 +172,9 @@ def supervise(
 
     def start() -> BaseProcess:
         process = context.Process(
-            target=_worker, args=(host, port, options, os.getpid(), (reasons, ready)), daemon=False
+            target=_worker,
+            args=(host, port, options, alive, (reasons, ready)),
+            daemon=False,
         )
         process.start()
         starts.began(process.pid)
@@ -202,6 +231,7 @@ def supervise(
             process.join(30)
             if process.is_alive():
                 process.kill()
+        holding.close()  # after the joins: a worker stopping is not told to stop again
         for name, handler in previous.items():
             signal.signal(name, handler)
         os.environ.pop(MULTIPROC_ENV, None)

@@ -21,7 +21,7 @@ from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.services import Services
 from imgproxy.stores import FileSystemStore
 from tests.support import images, settings_for
-from tests.support.processes import free_port, running
+from tests.support.processes import free_port, running, serving_children
 
 
 def get(services: Services, path: str, query: str = "", **headers: str) -> ImageResponse:
@@ -161,8 +161,7 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         workers: list[psutil.Process] = []
         while len(workers) < 2 and time.monotonic() < deadline:
-            children = psutil.Process(server.pid).children()
-            workers = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+            workers = serving_children(server.pid)
             time.sleep(0.05)
         assert len(workers) == 2
         server.kill()

@@ -20,19 +20,12 @@ import psutil
 import pytest
 
 from tests.support import images, need_binary
-from tests.support.processes import free_port, running
+from tests.support.processes import free_port, running, serving_children
 
 
 def workers_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    """The live server processes (the spawn machinery's resource tracker left out)."""
-    found = []
-    for child in psutil.Process(process.pid).children():
-        try:
-            if "resource_tracker" not in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.Error:  # exited, or a zombie not reaped yet
-            continue
-    return found
+    """The live server processes (the fork server and resource tracker left out)."""
+    return serving_children(process.pid)
 
 
 def listening(worker: psutil.Process, port: int) -> bool:

@@ -31,6 +31,23 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def serving_children(pid: int) -> list[psutil.Process]:
+    """The live processes under `pid` that serve: its children, but for multiprocessing's fork
+    server (whose children, `serve`'s workers, are counted instead) and resource tracker."""
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            command = " ".join(child.cmdline())
+            forked = child.children() if "multiprocessing.forkserver" in command else None
+        except psutil.Error:  # exited, or a zombie not reaped yet
+            continue
+        if forked is not None:
+            found += [worker for worker in forked if worker.is_running()]
+        elif "resource_tracker" not in command:
+            found.append(child)
+    return found
+
+
 def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + 30
     while True:

@@ -1,0 +1,27 @@
+"""glibc's allocator, told by `imgproxy serve`'s own processes to give large buffers back.
+
+glibc serves a malloc of 128 KiB or more with its own mmap, unmapped when freed; but each such
+free raises that threshold (up to 32 MiB), so the next source's bytes and decode buffers come
+from the heap and per-thread arenas, which keep them when freed: measured with 2 workers, a
+worker held 47 MiB after 32 cold 24 MP renders, 41 MiB with the threshold fixed. Setting it
+(mallopt) stops the raising. A process setting only: the library never calls this; the
+standalone server does, in each worker.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+M_MMAP_THRESHOLD = -3  # malloc.h
+MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, kept
+
+
+def return_large_buffers() -> bool:
+    """Fixes glibc's mmap threshold in this process; False where the C library is not glibc."""
+    try:
+        os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError):  # musl, macOS: not glibc
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
