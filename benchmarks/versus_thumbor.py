@@ -40,6 +40,7 @@ from benchmarks.harness import (
     median,
     ratios,
     service,
+    workers,
     wrk,
 )
 
@@ -183,7 +184,7 @@ def contenders(data: Path, *, vips: bool = False) -> Iterator[dict[str, Contende
 
 def _wait_for_workers(server: psutil.Process) -> None:
     deadline = time.monotonic() + 30
-    while len(server.children()) < WORKERS and time.monotonic() < deadline:
+    while len(workers(server)) < WORKERS and time.monotonic() < deadline:
         time.sleep(0.1)
 
 

@@ -8,7 +8,7 @@ never reads its answer for ever, and keeps every header of a head: 60,000 empty 
 240 kB sent and 7 MB held (SPEC §11.1).
 
 `uvicorn_options()` names the protocol as an import string, so `serve --workers N` passes it
-to each spawned worker as plain data.
+to each worker as plain data.
 """
 
 from __future__ import annotations
