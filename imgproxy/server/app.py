@@ -17,7 +17,6 @@ from starlette.types import Receive, Scope, Send
 from imgproxy import hints, logs
 from imgproxy.asgi import ImageProxy
 from imgproxy.render.probe import own_process_ceiling
-from imgproxy.server import demo
 from imgproxy.server.allocator import return_large_buffers
 from imgproxy.server.exposition import CONTENT_TYPE_LATEST, Exposition
 from imgproxy.server.purging import PurgeListener
@@ -38,6 +37,8 @@ class StandaloneApp:
         self.purges = PurgeListener(self.proxy.services)  # `imgproxy purge` reaches its memory
 
     async def _demo(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from imgproxy.server import demo  # its page and importlib.resources: 0.9 MiB a worker
+
         services = self.proxy.services
         if scope["path"] == "/":
             body, media_type = await demo.page(services), "text/html; charset=utf-8"

@@ -71,9 +71,10 @@ def two_workers(server: subprocess.Popen[bytes]) -> list[psutil.Process]:
 
 def test_a_worker_imports_no_client_it_was_not_configured_for() -> None:
     """What a worker imports stays in every worker's memory: importlib.metadata (for
-    `__version__`, 2.7 MiB) and the clients of stores and tiers not configured stay out."""
+    `__version__`, 2.7 MiB), the demo page (0.9 MiB) and the clients of stores and tiers not
+    configured stay out."""
     unwanted = ["importlib.metadata", "redis", "httpx", "numpy", "obstore", "pi_heif"]
-    unwanted += ["asyncpg", "botocore", "boto3"]
+    unwanted += ["asyncpg", "botocore", "boto3", "imgproxy.server.demo", "importlib.resources"]
     code = (
         "import sys, imgproxy, imgproxy.server.app\n"
         f"print(' '.join(m for m in {unwanted!r} if m in sys.modules))"
