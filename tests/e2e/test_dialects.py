@@ -11,6 +11,7 @@ import sys
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from libthumbor import CryptoURL
@@ -65,15 +66,16 @@ def test_three_dialects_at_once_make_one_render_per_transform_and_purge_together
     media: Path, tmp_path: Path
 ) -> None:
     (media / "photo.jpg").write_bytes(images.jpeg((640, 480)))
+    dialects: dict[str, dict[str, Any]] = {
+        "dialects.thumbor": {"store": "media", "security_key": THUMBOR_KEY},
+        "dialects.imgproxy": {"store": "media", "keys": [KEY], "salts": [SALT]},
+    }
     config = write_config(
         tmp_path,
         media,
         security={"keys": [NATIVE_KEY]},
         cache={"disk_path": str(tmp_path / "disk")},
-        **{
-            "dialects.thumbor": {"store": "media", "security_key": THUMBOR_KEY},
-            "dialects.imgproxy": {"store": "media", "keys": [KEY], "salts": [SALT]},
-        },
+        **dialects,
     )
     urls = spellings()
     asks = [(native, url) for native, some in urls.items() for url in some] * 6
