@@ -40,6 +40,7 @@ class Metrics:
         self.statuses: Counter[int] = Counter()
         self.lookups: Counter[tuple[str, bool]] = Counter()
         self.renders = 0
+        self.decodes = 0  # still renders share one decode per version and DCT scale
         self.request_seconds = Histogram()
         self.render_seconds = Histogram()
         self.fetch_seconds = Histogram()
@@ -55,6 +56,10 @@ class Metrics:
         self.renders += 1
         self.fetch_seconds.observe(fetch)
         self.render_seconds.observe(render)
+
+    def decoded(self) -> None:
+        """One source decoded: fewer than renders when renditions share a decode."""
+        self.decodes += 1
 
     def cache(self, tier: str, hit: bool) -> None:
         self.lookups[(tier, hit)] += 1

@@ -227,23 +227,35 @@ async def _render(services: Services, source: Source, variant: Variant) -> Rendi
     assert job is not None
     if job.transform.focal is None:  # g=smart: the point found once per source version
         job = await _smart(services, source, job)
-    # The slot's share of limits.inflight_bytes is the render's working memory: source,
-    # decoder buffers and output, estimated from the header facts (SPEC §11.1).
+    if services.decodes.shares(job):  # one decode per version and DCT scale (sharing.py)
+        rendered, fetch = await services.decodes.render(source, job)
+    else:
+        rendered, fetch = await _alone(services, source, job)
+    if rendered.smart is not None:
+        await services.sources.keep_smart_point(source, rendered.smart)
+    rendered_in = sum(rendered.timings.values())  # its decode (if its own), render, encode
+    services.metrics.rendered(fetch=fetch, render=rendered_in)
+    logs.note("render_ms", round(rendered_in * 1000, 2))
+    timing.record("fetch", fetch)
+    for stage, seconds in rendered.timings.items():
+        timing.record(stage, seconds)
+    return Rendition(rendered.body, job.output.media_type, source.file.modified)
+
+
+async def _alone(
+    services: Services, source: Source, job: RenderJob
+) -> tuple[render.Rendered, float]:
+    """An animation, placeholder or g=smart analysis: its own decode in its own slot, whose
+    share of limits.inflight_bytes is the render's working memory: source, decoder buffers
+    and output, estimated from the header facts (SPEC §11.1)."""
     share = render.working_bytes(source.info, job)
     async with services.executor.slot(share, lane=source.mount.name) as slot:
         began = time.perf_counter()
         data = await services.sources.read(source)
         fetched = time.perf_counter()
         rendered = await slot.within(job.budget, render.render, data, job)
-    if rendered.smart is not None:
-        await services.sources.keep_smart_point(source, rendered.smart)
-    rendered_in = time.perf_counter() - fetched
-    services.metrics.rendered(fetch=fetched - began, render=rendered_in)
-    logs.note("render_ms", round(rendered_in * 1000, 2))
-    timing.record("fetch", fetched - began)
-    for stage, seconds in rendered.timings.items():
-        timing.record(stage, seconds)
-    return Rendition(rendered.body, job.output.media_type, source.file.modified)
+    services.metrics.decoded()
+    return rendered, fetched - began
 
 
 async def _smart(services: Services, source: Source, job: RenderJob) -> RenderJob:

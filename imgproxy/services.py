@@ -24,6 +24,7 @@ from imgproxy.mounts import Mounted, check_presets, close_stores, mount_stores
 from imgproxy.policy import ANY
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.settings import CacheSettings, Settings
+from imgproxy.sharing import SharedDecodes
 from imgproxy.signing import Signer
 from imgproxy.source import Sources
 from imgproxy.stores import Store, StoredFile
@@ -39,6 +40,7 @@ class Services:
     mounts: Mapping[str, Mounted]
     targets: Targets
     sources: Sources
+    decodes: SharedDecodes
     variants: Variants
     cache: TieredCache
     executor: RenderExecutor
@@ -66,6 +68,7 @@ class Services:
         )
         metrics = Metrics(queue_depth=lambda: executor.queued, in_flight=lambda: executor.running)
         cache = TieredCache(build_tiers(settings), on_lookup=metrics.cache)
+        sources = Sources(executor, cache)
         return cls(
             settings=settings,
             mounts=mounts,
@@ -75,7 +78,14 @@ class Services:
                 settings.presets,
                 build_dialects(settings, mounts),
             ),
-            sources=Sources(executor, cache),
+            sources=sources,
+            decodes=SharedDecodes(
+                executor,
+                sources,
+                metrics,
+                linger=settings.render.decode_linger,
+                linger_bytes=settings.render.linger_bytes,
+            ),
             variants=Variants(
                 cache_control=settings.cache.cache_control,
                 avif=render.AVIF_AVAILABLE,

@@ -174,9 +174,16 @@ class CacheSettings:
 class RenderSettings:
     # libavif's speed 0..10: 8 measured ~5x faster than Pillow's default (6) for ~2 % bytes.
     avif_speed: int = 8
+    # Renditions of one source version share its decode (sharing.py): a decoded frame is
+    # kept this long after its first rendition for the others of a page, within this many
+    # bytes of limits.inflight_bytes. 0 s: shared only by renditions that arrive during it.
+    decode_linger: float = 0.1
+    linger_bytes: int = 32 * 1024 * 1024
 
     def check(self, prefix: str) -> None:
         require(0 <= self.avif_speed <= 10, f"{prefix}.avif_speed", "must be 0..10")
+        require(0 <= self.decode_linger <= 10, f"{prefix}.decode_linger", "must be 0..10 s")
+        require(self.linger_bytes >= 0, f"{prefix}.linger_bytes", "must be >= 0")
 
 
 HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image, ImageSequence
@@ -40,9 +42,12 @@ from imgproxy.render.probe import check_items, identify, open_image, probe, unre
 
 __all__ = [
     "AVIF_AVAILABLE",
+    "Decoded",
     "RenderJob",
     "Rendered",
     "check_items",
+    "decode",
+    "finish",
     "identify",
     "probe",
     "render",
@@ -86,42 +91,76 @@ def render(data: bytes, job: RenderJob) -> Rendered:
     time budget checked between stages, frames and decoder reads (422, render/budget.py)."""
     clock = time.perf_counter
     budget = Budget(job.budget)
+    with _judged(job), open_image(data, job.decoders, job.max_pixels, budget) as image:
+        _check_scans(image, data, job.max_jpeg_scans)
+        began = clock()
+        if job.animate:
+            body = _render_animation(image, job, budget)
+            return Rendered(body, {"render": clock() - began})
+        if job.output.is_placeholder:
+            return Rendered(_placeholder(image, job.output), {"render": clock() - began})
+        still = _decode_still(image, job.transform)
+        budget.check()
+        decoded = clock() - began
+        t, found = job.transform, None
+        if t.gravity is Gravity.SMART and t.focal is None:  # not known for this version
+            analysed = _analysis_frame(data, job, image, still, budget)
+            t = dataclasses.replace(t, focal=(found := _smart_point(analysed)))
+        body, timings = _finish(still, job, t, budget, _transform)
+        return Rendered(body, {"decode": decoded, **timings}, found)
+
+
+def decode(data: bytes, job: RenderJob) -> Decoded:
+    """The decode stage alone: the still frame `job` starts from, which every job of the
+    same version and DCT scale starts from too (render/shared.py); `render` does both."""
+    budget = Budget(job.budget)
+    with _judged(job), open_image(data, job.decoders, job.max_pixels, budget) as image:
+        _check_scans(image, data, job.max_jpeg_scans)
+        still = _decode_still(image, job.transform)
+        budget.check()
+        return still
+
+
+def finish(
+    still: Decoded,
+    job: RenderJob,
+    transform: Callable[[Decoded, Transform, RenderJob], Image.Image],
+) -> Rendered:
+    """The finish stage alone: a still job's rendition from its decoded frame, the pixels
+    made by `transform` (`_transform`, or one shared by jobs of one transform)."""
+    with _judged(job):
+        body, timings = _finish(still, job, job.transform, Budget(job.budget), transform)
+        return Rendered(body, timings)
+
+
+def _finish(
+    still: Decoded,
+    job: RenderJob,
+    t: Transform,
+    budget: Budget,
+    transform: Callable[[Decoded, Transform, RenderJob], Image.Image],
+) -> tuple[bytes, dict[str, float]]:
+    clock = time.perf_counter
+    began = clock()
+    out = transform(still, t, job)
+    budget.check()
+    transformed = clock()
+    body = encode(
+        [out],
+        job.output,
+        quality=job.quality,
+        icc=still.icc,
+        background=job.transform.background,
+        avif_speed=job.avif_speed,
+    )
+    return body, {"render": transformed - began, "encode": clock() - transformed}
+
+
+@contextmanager
+def _judged(job: RenderJob) -> Iterator[None]:
+    """Pillow's failures as the client's errors: a bomb 413, anything else corrupt 422."""
     try:
-        with open_image(data, job.decoders, job.max_pixels, budget) as image:
-            _check_scans(image, data, job.max_jpeg_scans)
-            began = clock()
-            if job.animate:
-                body = _render_animation(image, job, budget)
-                return Rendered(body, {"render": clock() - began})
-            if job.output.is_placeholder:
-                return Rendered(_placeholder(image, job.output), {"render": clock() - began})
-            still = _decode_still(image, job.transform)
-            budget.check()
-            decoded = clock()
-            t, found = job.transform, None
-            if t.gravity is Gravity.SMART and t.focal is None:  # not known for this version
-                analysed = _analysis_frame(data, job, image, still, budget)
-                t = dataclasses.replace(t, focal=(found := _smart_point(analysed)))
-            out = _transform(still, t, job)
-            budget.check()
-            transformed = clock()
-            body = encode(
-                [out],
-                job.output,
-                quality=job.quality,
-                icc=still.icc,
-                background=job.transform.background,
-                avif_speed=job.avif_speed,
-            )
-            return Rendered(
-                body,
-                {
-                    "decode": decoded - began,
-                    "render": transformed - decoded,
-                    "encode": clock() - transformed,
-                },
-                found,
-            )
+        yield
     except _BOMB:
         raise TooLarge(f"an image in the file is larger than {job.max_pixels} pixels") from None
     except _DECODE_ERRORS as exc:

@@ -104,11 +104,7 @@ class RenderExecutor:
     async def slot(self, nbytes: int, *, lane: str = "") -> AsyncIterator[Slot]:
         """A place in `lane` (the store's name) and `nbytes` of the in-flight budget, or 503
         at once when `render_queue` requests of that lane already wait."""
-        place = self._lanes.get(lane) or self._lanes.setdefault(lane, _Lane(self.concurrency))
-        if place.admitted >= self.capacity:
-            raise Overloaded("too many images are being rendered; retry shortly")
-        place.admitted += 1
-        self._admitted += 1
+        place = self._admit(lane)
         try:
             await place.places.acquire()
         except BaseException:
@@ -139,6 +135,25 @@ class RenderExecutor:
                 )
 
     @asynccontextmanager
+    async def queued_for(self, lane: str) -> AsyncIterator[None]:
+        """A place in `lane`'s queue while a request first waits for another's work (a
+        shared decode) before it asks for a slot: it counts as queued, 503 past the queue."""
+        place = self._admit(lane)
+        try:
+            yield
+        finally:
+            place.admitted -= 1
+            self._admitted -= 1
+
+    def _admit(self, lane: str) -> _Lane:
+        place = self._lanes.get(lane) or self._lanes.setdefault(lane, _Lane(self.concurrency))
+        if place.admitted >= self.capacity:
+            raise Overloaded("too many images are being rendered; retry shortly")
+        place.admitted += 1
+        self._admitted += 1
+        return place
+
+    @asynccontextmanager
     async def reserve(self, nbytes: int) -> AsyncIterator[None]:
         """`nbytes` of the in-flight budget and no thread: for an original's bytes."""
         share = await self._take(nbytes)
@@ -146,6 +161,18 @@ class RenderExecutor:
             yield
         finally:
             self._give(share)
+
+    def take_now(self, nbytes: int) -> bool:
+        """`nbytes` of the in-flight budget if free now and nobody waits (they come first),
+        else nothing: for memory that is kept only if it costs no render a wait. Given back
+        with `give_back`."""
+        if self._waiters or self._free_bytes < nbytes:
+            return False
+        self._free_bytes -= nbytes
+        return True
+
+    def give_back(self, nbytes: int) -> None:
+        self._give(nbytes)
 
     async def _take(self, nbytes: int) -> int:
         """First come, first served. A source bigger than the whole budget takes the whole

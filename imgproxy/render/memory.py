@@ -90,16 +90,22 @@ def _operation_bytes(source: tuple[int, int], canvas: tuple[int, int], t: Transf
 
 
 def _decoded_pixels(info: SourceInfo, t: Transform) -> int:
-    """A JPEG's pixels at the DCT scale render/__init__.py's _draft asks of Pillow (the
-    largest whose decode still covers `decode_size`); any other format's are all decoded."""
+    """A JPEG's pixels at its DCT scale; any other format's are all decoded."""
+    scale = dct_scale(info, t)
+    return -(-info.width // scale) * -(-info.height // scale)
+
+
+def dct_scale(info: SourceInfo, t: Transform) -> int:
+    """1, 2, 4 or 8: the DCT scale render/__init__.py's _draft asks of Pillow for a JPEG (the
+    largest whose decode still covers `decode_size`); 1 for any other format. Jobs of one
+    version with the same scale start from the same decoded pixels (sharing.py)."""
     width, height = info.width, info.height
     if info.format not in DCT_SCALED or not (t.width or t.height) or t.trim is not None:
-        return width * height
+        return 1
     geometry = unturned(plan_transform((width, height), t), t.rotate)
     want_w, want_h = decode_size((width, height), geometry)
     most = min(width // want_w, height // want_h)
-    scale = next((s for s in DCT_SCALES if most >= s), 1)
-    return -(-width // scale) * -(-height // scale)
+    return next((s for s in DCT_SCALES if most >= s), 1)
 
 
 class ThreadBudget:

@@ -87,7 +87,9 @@ class _Families(Collector):
             (hits if hit else misses).add_metric([tier], count)
         renders = CounterMetricFamily("imgproxy_renders", "Renditions rendered")
         renders.add_metric([], m.renders)
-        yield from (requests, hits, misses, renders)
+        decodes = CounterMetricFamily("imgproxy_decodes", "Sources decoded for renditions")
+        decodes.add_metric([], m.decodes)
+        yield from (requests, hits, misses, renders, decodes)
         for name, (attribute, documentation) in HISTOGRAMS.items():
             yield _histogram(name, documentation, getattr(m, attribute))
         yield GaugeMetricFamily("imgproxy_render_queue_depth", "Renders waiting", m.queue_depth())
@@ -115,6 +117,7 @@ class _Shared:
             "imgproxy_cache_misses", "Cache misses by tier", ["tier"], registry=None
         )
         self.renders = Counter("imgproxy_renders", "Renditions rendered", registry=None)
+        self.decodes = Counter("imgproxy_decodes", "Sources decoded for renditions", registry=None)
         self.histograms = {
             attribute: Histogram(name, documentation, registry=None)
             for name, (attribute, documentation) in HISTOGRAMS.items()
@@ -141,6 +144,7 @@ class _Shared:
             counter = self.hits if hit else self.misses
             self._add(("lookup", tier, hit), count, counter.labels(tier))
         self._add("renders", m.renders, self.renders)
+        self._add("decodes", m.decodes, self.decodes)
         for attribute, histogram in self.histograms.items():
             buckets: Buckets = getattr(m, attribute)
             # prometheus_client keeps one value per bucket (made cumulative when collected)

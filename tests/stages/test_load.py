@@ -19,7 +19,7 @@ from PIL import Image
 from imgproxy import StoredFile, pipeline, render
 from imgproxy.job import RenderJob
 from imgproxy.messages import ImageRequest, ImageResponse
-from imgproxy.render import Rendered
+from imgproxy.render import Decoded
 from imgproxy.services import Services
 from tests.support import CountingStore, settings_for
 from tests.support.processes import free_port, running
@@ -42,7 +42,10 @@ class GatedStore(CountingStore):
 
 def test_past_the_queue_a_request_is_refused_before_it_reads_a_byte(media: Path) -> None:
     store = GatedStore(media)
-    settings = settings_for(media, limits={"render_concurrency": 1, "render_queue": 1})
+    # No decode kept past its render: w=11 reads the source rather than sharing w=10's.
+    settings = settings_for(
+        media, limits={"render_concurrency": 1, "render_queue": 1}, render={"decode_linger": 0}
+    )
     services = Services.build(settings, stores={"media": store})
 
     def get(path: str, query: str) -> asyncio.Task[ImageResponse]:
@@ -151,21 +154,22 @@ def test_a_render_past_its_budget_answers_422_and_its_slot_waits_for_the_thread(
     """limits.max_render_seconds: the request answers when the budget passes; the abandoned
     work keeps its slot until its thread is done, so it cannot oversubscribe the CPU."""
     release = threading.Event()
-    real = render.render
+    real = render.decode
 
-    def stuck(data: bytes, job: RenderJob) -> Rendered:
+    def stuck(data: bytes, job: RenderJob) -> Decoded:
         release.wait(30)
         return real(data, job)
 
     limits = {"render_concurrency": 1, "render_queue": 0, "max_render_seconds": 0.2}
-    services = Services.build(settings_for(media, limits=limits))
+    # No decode kept past its render: each request here decodes its own.
+    services = Services.build(settings_for(media, limits=limits, render={"decode_linger": 0}))
 
     async def scenario() -> None:
         def get(query: str) -> Awaitable[ImageResponse]:
             return pipeline.serve(services, ImageRequest("GET", "/media/photo.jpg", query))
 
         assert (await get("w=10")).status == 200  # facts known, before the render is stuck
-        monkeypatch.setattr(render, "render", stuck)
+        monkeypatch.setattr(render, "decode", stuck)
         late = await get("w=11")
         assert late.status == 422
         assert b"took more than 0.2 s" in late.body

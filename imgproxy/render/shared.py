@@ -1,0 +1,62 @@
+"""One decoded frame -> the renditions of every still job that starts from it, each exactly
+the bytes a lone render makes. Jobs of one transform that run at once (a WebP and a JPEG of
+one size) share their resize. Used by sharing.py, from several render threads at once.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from PIL import Image
+
+from imgproxy.job import RenderJob
+from imgproxy.params import Transform
+from imgproxy.render import Decoded, Rendered, _transform, finish
+
+
+class _Made:
+    """A transform's pixels, made by the first job that asks, while any job needs them."""
+
+    __slots__ = ("image", "lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.image: Image.Image | None = None
+        self.users = 0
+
+    def copy(self, decoded: Decoded, t: Transform, job: RenderJob) -> Image.Image:
+        """Each job encodes its own copy (output-sized, counted in its working memory):
+        Pillow's save() sets attributes on the image it saves."""
+        with self.lock:  # a job asking meanwhile waits rather than resizing again
+            if self.image is None:
+                self.image = _transform(decoded, t, job)
+            return self.image.copy()
+
+
+class SharedFrame:
+    """Pillow's resize and crop only read the frame, so threads may share it."""
+
+    __slots__ = ("_lock", "_made", "decoded")
+
+    def __init__(self, decoded: Decoded) -> None:
+        self.decoded = decoded
+        self._lock = threading.Lock()
+        self._made: dict[Transform, _Made] = {}
+
+    @property
+    def nbytes(self) -> int:
+        """What the frame holds: Pillow keeps RGB and RGBA alike in 4 bytes a pixel."""
+        return self.decoded.frame.width * self.decoded.frame.height * 4
+
+    def render(self, job: RenderJob) -> Rendered:
+        t = job.transform
+        with self._lock:
+            made = self._made.get(t) or self._made.setdefault(t, _Made())
+            made.users += 1
+        try:
+            return finish(self.decoded, job, made.copy)
+        finally:
+            with self._lock:
+                made.users -= 1
+                if not made.users:  # pixels are kept only while a job holds their memory
+                    del self._made[t]
