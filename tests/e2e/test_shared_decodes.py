@@ -1,0 +1,258 @@
+"""Renditions of one source version share its decode (imgproxy/sharing.py): one decode per
+version and JPEG DCT scale, each output byte for byte what a lone request makes (so SSIM 1),
+never shared across versions, within limits.inflight_bytes, bounded under a flood."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from imgproxy import ImageProxy, pipeline, render
+from imgproxy.job import RenderJob
+from imgproxy.messages import ImageRequest
+from imgproxy.render import Decoded
+from imgproxy.render.executor import RenderExecutor
+from imgproxy.services import Services
+from tests.stages.test_load import grainy_jpeg
+from tests.support import LiveServer, images, settings_for
+from tests.support.processes import free_port, running
+
+# A page's responsive set: three widths, each as WebP and as JPEG q80.
+PAGE = [f"w={w}&fm={fm}&q=80" for w in (320, 640, 1280) for fm in ("webp", "jpeg")]
+
+
+def grainy_png(size: tuple[int, int]) -> bytes:
+    """Not DCT-scaled: every rendition of it starts from the same full decode."""
+    return images.encode(images.decode(grainy_jpeg(size)), "PNG")
+
+
+def lone(folder: Path, path: str, queries: list[str]) -> dict[str, bytes]:
+    """Each rendition as a request alone makes it: one at a time, nothing kept between."""
+    services = Services.build(settings_for(folder, render={"decode_linger": 0}))
+
+    async def each() -> dict[str, bytes]:
+        made = {}
+        for query in queries:
+            response = await pipeline.serve(services, ImageRequest("GET", path, query))
+            assert response.status == 200, (query, response.body)
+            made[query] = response.body
+        await services.close()
+        return made
+
+    made = asyncio.run(each())
+    assert services.metrics.decodes == len(queries)  # the counter counts every decode
+    return made
+
+
+def concurrently(proxy: ImageProxy, path: str, queries: list[str]) -> dict[str, bytes]:
+    """The queries at once, through uvicorn on a loopback port."""
+
+    async def burst(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            return await asyncio.gather(*(client.get(f"{path}?{q}") for q in queries))
+
+    with LiveServer(proxy) as server:
+        replies = asyncio.run(burst(server.url))
+    assert [r.status_code for r in replies] == [200] * len(queries)
+    return {q: r.content for q, r in zip(queries, replies, strict=True)}
+
+
+def widths(made: dict[str, bytes]) -> dict[str, tuple[int, int]]:
+    return {query: images.decode(body).size for query, body in made.items()}
+
+
+def test_six_renditions_of_a_new_png_decode_it_once(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "page.png").write_bytes(grainy_png((1600, 1000)))
+    proxy = ImageProxy(settings_for(media))
+    shared = concurrently(proxy, "/media/page.png", PAGE)
+    assert proxy.services.metrics.decodes == 1
+    assert proxy.services.metrics.renders == 6
+    assert shared == lone(media, "/media/page.png", PAGE)
+    assert widths(shared)[PAGE[0]] == (320, 200)
+    assert widths(shared)[PAGE[-1]] == (1280, 800)
+
+
+def test_a_page_of_a_new_photo_decodes_it_once_per_dct_scale(tmp_path: Path) -> None:
+    """A 6 MP JPEG's 320, 640 and 1280 px need its 1/8, 1/4 and 1/2-scale decodes: one each,
+    shared by the WebP and the JPEG of that width. One decode at 1/2 for all six would give
+    the 320 px ones other bytes (SSIM 0.961 against their own) for 5 ms less CPU a set."""
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "photo.jpg").write_bytes(grainy_jpeg((3000, 2000)))
+    proxy = ImageProxy(settings_for(media))
+    shared = concurrently(proxy, "/media/photo.jpg", PAGE)
+    assert proxy.services.metrics.decodes == 3
+    assert shared == lone(media, "/media/photo.jpg", PAGE)
+    sizes = {(320, 213), (640, 427), (1280, 853)}
+    assert set(widths(shared).values()) == sizes
+
+
+def test_renditions_arriving_during_the_decode_join_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without any linger: five requests that arrive while the first one's decode runs wait
+    for it, counted in the render queue, and decode nothing themselves."""
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "page.png").write_bytes(grainy_png((800, 500)))
+    settings = settings_for(media, render={"decode_linger": 0})
+    services = Services.build(settings)
+    entered, release = threading.Event(), threading.Event()
+    real = render.decode
+
+    def gated(data: bytes, job: RenderJob) -> Decoded:
+        entered.set()
+        release.wait(30)
+        return real(data, job)
+
+    def get(query: str) -> asyncio.Task[Any]:
+        request = ImageRequest("GET", "/media/page.png", query)
+        return asyncio.get_running_loop().create_task(pipeline.serve(services, request))
+
+    async def scenario() -> list[int]:
+        assert (await get("w=10")).status == 200  # facts known; its frame is not kept
+        monkeypatch.setattr(render, "decode", gated)
+        tasks = [get(query) for query in PAGE]
+        while not entered.is_set() or services.executor.queued < 5:
+            await asyncio.sleep(0.005)
+        release.set()
+        return [(await task).status for task in tasks]
+
+    assert asyncio.run(scenario()) == [200] * 6
+    assert services.metrics.decodes == 2  # w=10's, then the page's
+    asyncio.run(services.close())
+
+
+def test_a_source_rewritten_between_two_requests_is_never_shared(tmp_path: Path) -> None:
+    """The first version's frame lingers, but the second request sees a new version (its
+    stat comes first, SPEC §6) and decodes that."""
+    media = tmp_path / "media"
+    media.mkdir()
+    photo = media / "photo.png"
+    first = grainy_png((800, 500))
+    photo.write_bytes(first)
+    proxy = ImageProxy(settings_for(media, render={"decode_linger": 10}))
+    with LiveServer(proxy) as server:
+        before = httpx.get(f"{server.url}/media/photo.png?w=400&fm=webp", timeout=30)
+        again = httpx.get(f"{server.url}/media/photo.png?w=400&fm=jpeg", timeout=30)
+        assert proxy.services.metrics.decodes == 1  # the same version: shared
+        inverted = 255 - np.asarray(images.decode(first))
+        photo.write_bytes(images.encode(Image.fromarray(inverted), "PNG"))
+        os.utime(photo, ns=(1, 1))  # a new version even on a coarse-mtime file system
+        after = httpx.get(f"{server.url}/media/photo.png?w=400&fm=jpeg&q=80", timeout=30)
+    assert before.status_code == again.status_code == after.status_code == 200
+    assert proxy.services.metrics.decodes == 2
+    assert (
+        after.content
+        == lone(media, "/media/photo.png", ["w=400&fm=jpeg&q=80"])["w=400&fm=jpeg&q=80"]
+    )
+    old = np.asarray(images.decode(again.content), dtype=float).mean()
+    new = np.asarray(images.decode(after.content), dtype=float).mean()
+    assert abs((old + new) - 255) < 8  # the inverted image's pixels, not the first's
+
+
+def test_a_kept_frame_counts_in_the_inflight_budget_and_never_passes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A budget one render fills: the frame cannot be kept past its leader (the jobs after
+    it decode alone, or wait), and the budget's free bytes never go below zero."""
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "page.png").write_bytes(grainy_png((1600, 1000)))
+    lowest: list[int] = []
+    real_take, real_give = RenderExecutor.take_now, RenderExecutor._give
+
+    def take_now(self: RenderExecutor, nbytes: int) -> bool:
+        taken = real_take(self, nbytes)
+        lowest.append(self._free_bytes)
+        return taken
+
+    def give(self: RenderExecutor, share: int) -> None:
+        real_give(self, share)
+        lowest.append(self._free_bytes)
+
+    monkeypatch.setattr(RenderExecutor, "take_now", take_now)
+    monkeypatch.setattr(RenderExecutor, "_give", give)
+    budget = 8 * 1024 * 1024  # less than one render's share: each runs alone
+    proxy = ImageProxy(settings_for(media, limits={"inflight_bytes": budget}))
+    shared = concurrently(proxy, "/media/page.png", PAGE)
+    executor = proxy.services.executor
+    assert min(lowest) >= 0
+    assert executor._free_bytes == budget  # everything given back
+    assert proxy.services.metrics.decodes > 1  # fell back: no frame could be kept
+    assert shared == lone(media, "/media/page.png", PAGE)
+
+    lowest.clear()
+    roomy = ImageProxy(
+        settings_for(media, limits={"inflight_bytes": 256 << 20}, render={"decode_linger": 10})
+    )
+    with LiveServer(roomy) as server:
+        assert httpx.get(f"{server.url}/media/page.png?w=99", timeout=30).status_code == 200
+        kept = 1600 * 1000 * 4
+        assert roomy.services.executor._free_bytes == (256 << 20) - kept  # counted while kept
+
+
+def test_many_new_sources_each_asked_as_a_page_stay_bounded(tmp_path: Path) -> None:
+    """12 new photos x 6 renditions at once, 2 slots: no 500, and the worker's peak RSS
+    grows by what the slots and render.linger_bytes allow, not by the 12 decodes."""
+    media = tmp_path / "media"
+    media.mkdir()
+    photo = grainy_jpeg((3000, 2000))
+    for n in range(12):
+        (media / f"p{n}.jpg").write_bytes(photo)  # a version per path
+    config = tmp_path / "imgproxy.toml"
+    linger_bytes = 8 << 20
+    config.write_text(
+        "[limits]\nrender_concurrency = 2\nrender_queue = 100\n"
+        f"[render]\nlinger_bytes = {linger_bytes}\n"
+        f'[stores.media]\nkind = "fs"\nroot = "{media}"\napproved = true\n'
+    )
+    port = free_port()
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
+    with running([*command, "--port", str(port)], port, "imgproxy") as process:
+        base = f"http://127.0.0.1:{port}"
+        server = psutil.Process(process.pid)
+        assert httpx.get(f"{base}/media/p0.jpg?w=300", timeout=60).status_code == 200
+        resting = server.memory_info().rss
+        peak = [resting]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], server.memory_info().rss)
+                done.wait(0.01)
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+                replies = await asyncio.gather(
+                    *(client.get(f"/media/p{n}.jpg?{q}") for n in range(1, 12) for q in PAGE)
+                )
+            return [reply.status_code for reply in replies]
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            statuses = asyncio.run(burst())
+        finally:
+            done.set()
+            sampler.join()
+    assert statuses == [200] * 66
+    # A render holds its source, a decode of at most 1/2 scale (1500 x 1000, 4 bytes a pixel,
+    # and a copy) and its output; twice that per slot, two slots, plus the kept frames.
+    per_render = 2 * (len(photo) + 1500 * 1000 * 4 * 2)
+    grown = peak[0] - resting
+    assert grown < 2 * per_render + linger_bytes, grown
+    frames = 11 * (1500 * 1000 + 750 * 500 + 375 * 250) * 4  # every source's three decodes
+    assert frames > 2 * per_render + linger_bytes  # the bound tells them apart
