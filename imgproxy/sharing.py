@@ -107,7 +107,7 @@ class SharedDecodes:
                 self._settle(flight)
                 if frame is None:  # dropped meanwhile: alone, in the slot it holds
                     return await self._decode(slot, source, job, None)
-                return await slot.within(job.budget, frame.render, job), 0.0
+                return await self._finish(slot, job, frame, flight), 0.0
         finally:
             if waiting:
                 flight.waiting -= 1
@@ -146,9 +146,25 @@ class SharedDecodes:
             flight.frame = frame
             flight.decoded.set_result(None)
         seconds = time.perf_counter() - fetched
-        rendered = await slot.within(job.budget, frame.render, job)
+        rendered = await self._finish(slot, job, frame, flight)
         timings = {"decode": seconds, **rendered.timings}
         return dataclasses.replace(rendered, timings=timings), fetched - began
+
+    async def _finish(
+        self, slot: Slot, job: RenderJob, frame: SharedFrame, flight: _Flight | None
+    ) -> Rendered:
+        """The job from the frame; its transform's pixels are kept for the flight's other
+        jobs of that transform (a WebP beside a JPEG) while their bytes can be counted."""
+        t = job.transform
+        frame.enter(t)
+        try:
+            return await slot.within(job.budget, frame.render, job)
+        finally:
+            made = frame.leave(t)
+            if made and not (
+                flight is not None and flight.frame is frame and self._count(flight, made)
+            ):
+                frame.drop(t)
 
     def _slot(self, source: Source, job: RenderJob) -> AbstractAsyncContextManager[Slot]:
         return self._executor.slot(render.working_bytes(source.info, job), lane=source.mount.name)
@@ -159,15 +175,20 @@ class SharedDecodes:
         frame = flight.frame
         if frame is None or not (flight.waiting or self._linger > 0):
             return
-        nbytes = frame.nbytes
-        if self._kept + nbytes > self._linger_bytes or not self._executor.take_now(nbytes):
+        if not self._count(flight, frame.nbytes):
             flight.frame = None
             return
-        self._kept += nbytes
-        flight.kept = nbytes
         if self._linger > 0:
             flight.lingering = True
             asyncio.get_running_loop().call_later(self._linger, self._lingered, flight)
+
+    def _count(self, flight: _Flight, nbytes: int) -> bool:
+        """`nbytes` more kept for the flight, if within linger_bytes and free at once."""
+        if self._kept + nbytes > self._linger_bytes or not self._executor.take_now(nbytes):
+            return False
+        self._kept += nbytes
+        flight.kept += nbytes
+        return True
 
     def _lingered(self, flight: _Flight) -> None:
         flight.lingering = False

@@ -5,6 +5,7 @@ one size) share their resize. Used by sharing.py, from several render threads at
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from PIL import Image
@@ -34,7 +35,9 @@ class _Made:
 
 
 class SharedFrame:
-    """Pillow's resize and crop only read the frame, so threads may share it."""
+    """Pillow's resize and crop only read the frame, so threads may share it. A transform's
+    pixels live while a job that counts them runs (`enter` .. `leave`), or while the
+    caller keeps them counted (`leave` says how many bytes; `drop` forgets them)."""
 
     __slots__ = ("_lock", "_made", "decoded")
 
@@ -48,15 +51,39 @@ class SharedFrame:
         """What the frame holds: Pillow keeps RGB and RGBA alike in 4 bytes a pixel."""
         return self.decoded.frame.width * self.decoded.frame.height * 4
 
-    def render(self, job: RenderJob) -> Rendered:
-        t = job.transform
+    def enter(self, t: Transform) -> None:
+        t = pixels(t)
         with self._lock:
             made = self._made.get(t) or self._made.setdefault(t, _Made())
             made.users += 1
-        try:
-            return finish(self.decoded, job, made.copy)
-        finally:
-            with self._lock:
-                made.users -= 1
-                if not made.users:  # pixels are kept only while a job holds their memory
-                    del self._made[t]
+
+    def render(self, job: RenderJob) -> Rendered:
+        """Between `enter` and `leave` of the job's transform."""
+        with self._lock:
+            made = self._made[pixels(job.transform)]
+        return finish(self.decoded, job, made.copy)
+
+    def leave(self, t: Transform) -> int:
+        """The bytes of the transform's pixels once no job holds them (0: none, or held)."""
+        t = pixels(t)
+        with self._lock:
+            made = self._made[t]
+            made.users -= 1
+            if made.users:
+                return 0
+            if made.image is None:
+                del self._made[t]
+                return 0
+            return made.image.width * made.image.height * 4
+
+    def drop(self, t: Transform) -> None:
+        t = pixels(t)
+        with self._lock:
+            made = self._made.get(t)
+            if made is not None and not made.users:
+                del self._made[t]
+
+
+def pixels(t: Transform) -> Transform:
+    """What decides a transform's pixels: its output format and quality only its encoding."""
+    return dataclasses.replace(t, format=None, quality=None)

@@ -20,6 +20,7 @@ from PIL import Image
 from imgproxy import ImageProxy, pipeline, render
 from imgproxy.job import RenderJob
 from imgproxy.messages import ImageRequest
+from imgproxy.params import Transform
 from imgproxy.render import Decoded
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.services import Services
@@ -71,14 +72,26 @@ def widths(made: dict[str, bytes]) -> dict[str, tuple[int, int]]:
     return {query: images.decode(body).size for query, body in made.items()}
 
 
-def test_six_renditions_of_a_new_png_decode_it_once(tmp_path: Path) -> None:
+def test_six_renditions_of_a_new_png_decode_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One decode, and one resize per width: the WebP and the JPEG encode the same pixels."""
     media = tmp_path / "media"
     media.mkdir()
     (media / "page.png").write_bytes(grainy_png((1600, 1000)))
+    resized: list[int] = []
+    real = render._transform
+
+    def counted(decoded: Decoded, t: Transform) -> Image.Image:
+        resized.append(t.width or 0)
+        return real(decoded, t)
+
+    monkeypatch.setattr("imgproxy.render.shared._transform", counted)  # where it is called
     proxy = ImageProxy(settings_for(media))
     shared = concurrently(proxy, "/media/page.png", PAGE)
     assert proxy.services.metrics.decodes == 1
     assert proxy.services.metrics.renders == 6
+    assert sorted(resized) == [320, 640, 1280]
     assert shared == lone(media, "/media/page.png", PAGE)
     assert widths(shared)[PAGE[0]] == (320, 200)
     assert widths(shared)[PAGE[-1]] == (1280, 800)
@@ -199,8 +212,10 @@ def test_a_kept_frame_counts_in_the_inflight_budget_and_never_passes_it(
         settings_for(media, limits={"inflight_bytes": 256 << 20}, render={"decode_linger": 10})
     )
     with LiveServer(roomy) as server:
-        assert httpx.get(f"{server.url}/media/page.png?w=99", timeout=30).status_code == 200
-        kept = 1600 * 1000 * 4
+        reply = httpx.get(f"{server.url}/media/page.png?w=99", timeout=30)
+        assert reply.status_code == 200
+        width, height = images.decode(reply.content).size
+        kept = (1600 * 1000 + width * height) * 4  # the frame and the resized pixels
         assert roomy.services.executor._free_bytes == (256 << 20) - kept  # counted while kept
 
 
