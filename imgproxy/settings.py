@@ -178,7 +178,7 @@ class RenderSettings:
     # kept this long after its first rendition for the others of a page, within this many
     # bytes of limits.inflight_bytes. 0 s: shared only by renditions that arrive during it.
     decode_linger: float = 0.1
-    linger_bytes: int = 32 * 1024 * 1024
+    linger_bytes: int = 16 * 1024 * 1024  # a 6 MP photo decoded at 1/2, 1/4 and 1/8 twice
 
     def check(self, prefix: str) -> None:
         require(0 <= self.avif_speed <= 10, f"{prefix}.avif_speed", "must be 0..10")

@@ -220,17 +220,18 @@ def test_a_kept_frame_counts_in_the_inflight_budget_and_never_passes_it(
 
 
 def test_many_new_sources_each_asked_as_a_page_stay_bounded(tmp_path: Path) -> None:
-    """12 new photos x 6 renditions at once, 2 slots: no 500, and the worker's peak RSS
-    grows by what the slots and render.linger_bytes allow, not by the 12 decodes."""
+    """20 new photos x 6 renditions at once, 2 slots: no 500, and the worker's peak RSS
+    grows by what the slots and render.linger_bytes allow, not by the 20 sources' decodes."""
     media = tmp_path / "media"
     media.mkdir()
     photo = grainy_jpeg((3000, 2000))
-    for n in range(12):
+    sources = 20
+    for n in range(sources + 1):
         (media / f"p{n}.jpg").write_bytes(photo)  # a version per path
     config = tmp_path / "imgproxy.toml"
     linger_bytes = 8 << 20
     config.write_text(
-        "[limits]\nrender_concurrency = 2\nrender_queue = 100\n"
+        "[limits]\nrender_concurrency = 2\nrender_queue = 200\n"
         f"[render]\nlinger_bytes = {linger_bytes}\n"
         f'[stores.media]\nkind = "fs"\nroot = "{media}"\napproved = true\n'
     )
@@ -250,9 +251,10 @@ def test_many_new_sources_each_asked_as_a_page_stay_bounded(tmp_path: Path) -> N
                 done.wait(0.01)
 
         async def burst() -> list[int]:
-            async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+            limits = httpx.Limits(max_connections=200)
+            async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
                 replies = await asyncio.gather(
-                    *(client.get(f"/media/p{n}.jpg?{q}") for n in range(1, 12) for q in PAGE)
+                    *(client.get(f"/media/p{n + 1}.jpg?{q}") for n in range(sources) for q in PAGE)
                 )
             return [reply.status_code for reply in replies]
 
@@ -263,11 +265,12 @@ def test_many_new_sources_each_asked_as_a_page_stay_bounded(tmp_path: Path) -> N
         finally:
             done.set()
             sampler.join()
-    assert statuses == [200] * 66
-    # A render holds its source, a decode of at most 1/2 scale (1500 x 1000, 4 bytes a pixel,
-    # and a copy) and its output; twice that per slot, two slots, plus the kept frames.
-    per_render = 2 * (len(photo) + 1500 * 1000 * 4 * 2)
+    assert statuses == [200] * (6 * sources)
+    # What the server reserves for its largest render (render/memory.py): the source, a
+    # 1/2-scale decode at 12 bytes a pixel and a 1280 px WebP at 24; two slots, and the
+    # frames and pixels kept for other renditions.
+    per_render = len(photo) + 1500 * 1000 * 12 + 1280 * 853 * 24
     grown = peak[0] - resting
     assert grown < 2 * per_render + linger_bytes, grown
-    frames = 11 * (1500 * 1000 + 750 * 500 + 375 * 250) * 4  # every source's three decodes
+    frames = sources * (1500 * 1000 + 750 * 500 + 375 * 250) * 4  # every source's decodes
     assert frames > 2 * per_render + linger_bytes  # the bound tells them apart
