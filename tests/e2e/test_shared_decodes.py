@@ -25,8 +25,8 @@ from imgproxy.render import Decoded
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.services import Services
 from tests.stages.test_load import grainy_jpeg
-from tests.support import LiveServer, images, settings_for
-from tests.support.processes import free_port, running
+from tests.support import LiveServer, images, metric, settings_for, write_config
+from tests.support.processes import free_port, imgproxy_process, running
 
 # A page's responsive set: three widths, each as WebP and as JPEG q80.
 PAGE = [f"w={w}&fm={fm}&q=80" for w in (320, 640, 1280) for fm in ("webp", "jpeg")]
@@ -274,3 +274,13 @@ def test_many_new_sources_each_asked_as_a_page_stay_bounded(tmp_path: Path) -> N
     assert grown < 2 * per_render + linger_bytes, grown
     frames = sources * (1500 * 1000 + 750 * 500 + 375 * 250) * 4  # every source's decodes
     assert frames > 2 * per_render + linger_bytes  # the bound tells them apart
+
+
+def test_operators_see_decodes_beside_renders(media: Path, tmp_path: Path) -> None:
+    """`imgproxy_decodes_total` in /metrics: two renditions of one size, one decode."""
+    config = write_config(tmp_path, media, render={"decode_linger": 10})
+    with imgproxy_process(config) as base:
+        for query in ("w=120&fm=webp", "w=120&fm=jpeg"):
+            assert httpx.get(f"{base}/media/photo.jpg?{query}").status_code == 200
+        assert metric(base, "imgproxy_renders_total") == 2
+        assert metric(base, "imgproxy_decodes_total") == 1
