@@ -37,7 +37,7 @@ from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import SMART_SIDE, entropy_offset, place, smart_point
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
 from imgproxy.render.memory import working_bytes
-from imgproxy.render.operations import finish, on_canvas, rotate, trim_region, turn_point, unturn
+from imgproxy.render.operations import after_fit, on_canvas, rotate, trim_region, turn_point, unturn
 from imgproxy.render.probe import check_items, identify, open_image, probe, unreadable
 
 __all__ = [
@@ -352,7 +352,7 @@ def _apply(image: Image.Image, geometry: Geometry, box: Box, t: Transform) -> Im
     image = rotate(image, t.rotate)
     if geometry.canvas != geometry.size:
         image = on_canvas(image, geometry.canvas, geometry.offset, t.background)
-    return finish(image, t)
+    return after_fit(image, t)
 
 
 def _render_animation(image: Image.Image, job: RenderJob, budget: Budget) -> bytes:

@@ -99,7 +99,7 @@ def _trim_box(image: Image.Image, tolerance: int) -> Rect | None:
     return (left, top, right - left, bottom - top)
 
 
-def finish(image: Image.Image, t: Transform) -> Image.Image:
+def after_fit(image: Image.Image, t: Transform) -> Image.Image:
     """After the fit, in SPEC §15.1's order: flip, blur, sharpen, pixelate, pad."""
     if t.flip:
         image = image.transpose(_FLIP[t.flip])

@@ -82,9 +82,9 @@ def test_six_renditions_of_a_new_png_decode_it_once(
     resized: list[int] = []
     real = render._transform
 
-    def counted(decoded: Decoded, t: Transform) -> Image.Image:
+    def counted(decoded: Decoded, t: Transform, job: RenderJob) -> Image.Image:
         resized.append(t.width or 0)
-        return real(decoded, t)
+        return real(decoded, t, job)
 
     monkeypatch.setattr("imgproxy.render.shared._transform", counted)  # where it is called
     proxy = ImageProxy(settings_for(media))

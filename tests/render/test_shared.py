@@ -11,7 +11,7 @@ import pytest
 from imgproxy import render
 from imgproxy.formats import OutputFormat
 from imgproxy.job import RenderJob
-from imgproxy.params import Fit, Transform
+from imgproxy.params import Fit, Flip, Transform
 from imgproxy.render.memory import dct_scale
 from imgproxy.render.shared import SharedFrame
 from tests.support import images
@@ -20,6 +20,11 @@ TRANSFORMS = [
     Transform(width=w, height=h, fit=fit)
     for w, h in ((100, None), (150, None), (301, None), (600, None), (None, 90), (300, 100))
     for fit in (Fit.CONTAIN, Fit.COVER, Fit.FILL, Fit.PAD)
+] + [  # a crop or a turn changes which DCT scale the kept region needs (SPEC §15.1)
+    Transform(width=150, crop=(100, 50, 400, 300)),
+    Transform(width=100, crop=(300, 200, 600, 400)),
+    Transform(width=120, height=200, fit=Fit.COVER, rotate=90),
+    Transform(width=80, flip=Flip.H, pad=(4, 4, 4, 4)),
 ]
 
 
