@@ -20,6 +20,21 @@ DEFAULT_MAX_OUTPUT = (_LIMITS.max_output_dimension, _LIMITS.max_output_pixels)
 
 
 @dataclass(frozen=True, slots=True)
+class MarkJob:
+    """A `wm=` mark as its render needs it (SPEC §15.1): where and how to draw it, and how
+    its bytes may be opened, by the decoders and pixel limit of its own store, as a source's."""
+
+    position: str  # a gravity: center n s e w ne nw se sw
+    opacity: float  # 0..1
+    scale: float  # the mark's width as a fraction of the output's; 0: its own width
+    margin: int  # output pixels from the edges
+    decoders: tuple[str, ...] | None
+    max_pixels: int
+    size: tuple[int, int]  # from its header facts: for the working-memory estimate
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class RenderJob:
     """A Variant is built once per URL and version, so the job carries the time budget in
     seconds, not a deadline: each render's deadline starts when its thread starts."""
@@ -35,3 +50,4 @@ class RenderJob:
     avif_speed: int = DEFAULT_AVIF_SPEED  # render.avif_speed
     # limits.max_output_dimension and max_output_pixels: checked again once `trim` is known
     max_output: tuple[int, int] = DEFAULT_MAX_OUTPUT
+    mark: MarkJob | None = None  # wm=: composited on every output frame, last

@@ -73,6 +73,7 @@ def _check_preset(name: str, settings: Settings) -> None:
             split_query(f"p={name}"),
             presets=settings.presets,
             max_dimension=settings.limits.max_output_dimension,
+            watermarks=settings.watermarks.keys(),
         )
     except BadRequest as exc:
         raise ConfigError(f"presets.{name}: {exc.detail}") from None

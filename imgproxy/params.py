@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.util import find_spec
@@ -60,7 +60,7 @@ FormatChoice = OutputFormat | str  # an OutputFormat, AUTO or JSON
 HASHES_AVAILABLE = find_spec("numpy") is not None
 
 # The image operations of SPEC §15.1, in the order they apply (render/operations.py).
-OPERATION_KEYS = ("crop", "trim", "rot", "flip", "blur", "sharpen", "pixelate", "pad")
+OPERATION_KEYS = ("crop", "trim", "rot", "flip", "blur", "sharpen", "pixelate", "pad", "wm")
 TRANSFORM_KEYS = frozenset(
     {"w", "h", "dpr", "fit", "enlarge", "g", "fx", "fy", "fm", "q", "bg", *OPERATION_KEYS}
 )
@@ -92,6 +92,7 @@ class Transform:
     sharpen: float | None = None  # sigma in output pixels
     pixelate: int | None = None  # block side in output pixels
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, right, bottom, left
+    watermark: str | None = None  # a [watermarks] name, composited last (SPEC §15.1)
 
     @property
     def metadata(self) -> bool:
@@ -133,6 +134,8 @@ class Transform:
             parts.append(f"pixelate={self.pixelate}")
         if any(self.pad):
             parts.append("pad={},{},{},{}".format(*self.pad))
+        if self.watermark:  # the mark's version and settings join in the variant's ETag
+            parts.append(f"wm={self.watermark}")
         return parts
 
 
@@ -180,10 +183,15 @@ def split_query(raw: str) -> dict[str, str]:
 
 
 def parse_query(
-    pairs: Mapping[str, str], *, presets: Mapping[str, str], max_dimension: int
+    pairs: Mapping[str, str],
+    *,
+    presets: Mapping[str, str],
+    max_dimension: int,
+    watermarks: Collection[str] = (),
 ) -> Query:
     """Expand `p`, then parse every transform parameter; explicit params win over the preset
-    (whether they may be combined at all is the signature stage's decision, SPEC §3)."""
+    (whether they may be combined at all is the signature stage's decision, SPEC §3).
+    `watermarks`: the configured `[watermarks]` names, the only values `wm` may take."""
     for name in pairs:
         if name not in TRANSFORM_KEYS and name not in OTHER_KEYS:
             allowed = ", ".join(sorted(TRANSFORM_KEYS | OTHER_KEYS))
@@ -194,6 +202,9 @@ def parse_query(
     values.update((k, v) for k, v in pairs.items() if k in TRANSFORM_KEYS)
     has_transform = preset is not None or bool(values)
     transform = build_transform(values, max_dimension) if has_transform else None
+    if "wm" in values and values["wm"] not in watermarks:
+        known = ", ".join(sorted(watermarks)) or "none configured"
+        raise BadRequest(f"wm: unknown watermark {_show(values['wm'])} (known: {known})")
     return Query(transform, version, preset, pairs.get("s"), "dpr" in values)
 
 
@@ -233,6 +244,7 @@ def build_transform(values: Mapping[str, str], max_dimension: int) -> Transform:
         sharpen=parsed.get("sharpen"),
         pixelate=parsed.get("pixelate"),
         pad=parsed.get("pad", (0, 0, 0, 0)),
+        watermark=parsed.get("wm"),
     )
     return _normalise(transform)
 
@@ -276,6 +288,7 @@ _INT = re.compile(r"[0-9]{1,9}")
 _NUMBER = re.compile(r"[0-9]{1,3}(\.[0-9]{1,8})?|\.[0-9]{1,8}")
 _HEX = re.compile(r"[0-9a-fA-F]{3}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8}")
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as settings.PRESET_NAME
 
 
 def _integer(raw: str, name: str, low: int, high: int) -> int:
@@ -381,6 +394,13 @@ def resolve_crop(t: Transform, source: tuple[int, int]) -> Transform:
     return dataclasses.replace(t, crop=None if (x, y, w, h) == (0, 0, sw, sh) else (x, y, w, h))
 
 
+def _parse_name(raw: str, name: str, _: int) -> str:
+    """A `[watermarks]` name's spelling; whether it is configured is parse_query's check."""
+    if not _NAME.fullmatch(raw):
+        raise BadRequest(f"{name}: must be a [watermarks] name (A-Z a-z 0-9 _ -); got {_show(raw)}")
+    return raw
+
+
 def _parse_version(raw: str) -> str:
     if not _VERSION.fullmatch(raw):
         raise BadRequest(f"v: must be 1..64 characters of A-Z a-z 0-9 . _ -; got {_show(raw)}")
@@ -407,6 +427,7 @@ _PARSERS: dict[str, Callable[[str, str, int], Any]] = {
     "sharpen": lambda raw, name, _: _number(raw, name, 0.3, 10),
     "pixelate": lambda raw, name, _: _integer(raw, name, 2, 256),
     "pad": _parse_pad,
+    "wm": _parse_name,
 }
 
 

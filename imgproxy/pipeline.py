@@ -2,6 +2,9 @@
 
 path (400) -> store (404) -> signature (403) -> params (400) -> stat (404) -> authorize (403)
 -> approval and format (403/415) -> limits (413) -> conditional (304) -> decode (422) -> render
+
+A `wm=` watermark's mark is stat'ed and judged with the source (its own 404, 403, 415, 413):
+its version is part of the rendition's ETag, so the conditional stage needs it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from imgproxy.source import Source
 from imgproxy.stores import StoredFile
 from imgproxy.targets import Target
 from imgproxy.variant import Kind, Variant
+from imgproxy.watermarks import Mark
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +123,9 @@ async def _stages(
     if services.authorize is not None and not await services.authorize(request, file):
         raise Forbidden("you may not see this image")
     source = await services.sources.learn(mount, file)  # 403, 415, 413
-    variant = services.variants.choose(source, target, request, status)  # 413 (frames)
-    if status == 200 and _not_modified(variant, file, request):
+    mark = await _mark(services, target, arrived)  # the wm= mark: as a source's, 404 ... 413
+    variant = services.variants.choose(source, target, request, status, mark)  # 413 (frames)
+    if status == 200 and _not_modified(variant, request):
         return variant.not_modified
     if variant.kind is Kind.ORIGINAL:
         return await _original(services, source, variant, request, status)
@@ -136,15 +141,35 @@ async def _resolve(target: Target, arrived: float | None) -> tuple[Mounted, Stor
     mount = target.mount
     try:
         with timing.measure("resolve"):
-            recent = _RECENT.get((mount.name, target.path))
-            if recent and arrived is not None and arrived < recent[0] and recent[1] is mount.store:
-                return mount, recent[2], 200
-            return mount, await _stat(mount, target.path), 200
+            return mount, await _stat_since(mount, target.path, arrived), 200
     except NotFound:
         if mount.placeholder is None:
             raise
         own = mount.placeholder
         return own.mount, await own.mount.store.stat(own.path), 404
+
+
+async def _mark(services: Services, target: Target, arrived: float | None) -> Mark | None:
+    """The transform's `[watermarks]` entry with its file stat'ed (sharing recent stats as
+    the source does) and judged by its own store's policy and limits (SPEC §15.1)."""
+    t = target.query.transform
+    if t is None or t.watermark is None or t.metadata:
+        return None
+    config = services.settings.watermarks[t.watermark]
+    mount = services.mounts[config.store]
+    try:
+        file = await _stat_since(mount, config.path, arrived)
+    except NotFound:
+        raise NotFound(f"the mark of watermark {t.watermark!r} is missing") from None
+    return Mark(t.watermark, config, await services.sources.learn(mount, file))
+
+
+async def _stat_since(mount: Mounted, path: str, arrived: float | None) -> StoredFile:
+    """A stat begun after the request arrived (another request's, see _RECENT), or a new one."""
+    recent = _RECENT.get((mount.name, path))
+    if recent and arrived is not None and arrived < recent[0] and recent[1] is mount.store:
+        return recent[2]
+    return await _stat(mount, path)
 
 
 async def _stat(mount: Mounted, path: str) -> StoredFile:
@@ -156,10 +181,10 @@ async def _stat(mount: Mounted, path: str) -> StoredFile:
     return file
 
 
-def _not_modified(variant: Variant, file: StoredFile, request: ImageRequest) -> bool:
+def _not_modified(variant: Variant, request: ImageRequest) -> bool:
     return is_not_modified(
         etag=variant.etag,
-        last_modified=file.modified,
+        last_modified=variant.modified,
         if_none_match=request.header("if-none-match"),
         if_modified_since=request.header("if-modified-since"),
     )
@@ -230,7 +255,7 @@ async def _render(services: Services, source: Source, variant: Variant) -> Rendi
     if services.decodes.shares(job):  # one decode per version and DCT scale (sharing.py)
         rendered, fetch = await services.decodes.render(source, job)
     else:
-        rendered, fetch = await _alone(services, source, job)
+        rendered, fetch = await _alone(services, source, job, variant.mark)
     if rendered.smart is not None:
         await services.sources.keep_smart_point(source, rendered.smart)
     rendered_in = sum(rendered.timings.values())  # its decode (if its own), render, encode
@@ -239,21 +264,23 @@ async def _render(services: Services, source: Source, variant: Variant) -> Rendi
     timing.record("fetch", fetch)
     for stage, seconds in rendered.timings.items():
         timing.record(stage, seconds)
-    return Rendition(rendered.body, job.output.media_type, source.file.modified)
+    return Rendition(rendered.body, job.output.media_type, variant.modified)
 
 
 async def _alone(
-    services: Services, source: Source, job: RenderJob
+    services: Services, source: Source, job: RenderJob, mark: Source | None
 ) -> tuple[render.Rendered, float]:
-    """An animation, placeholder or g=smart analysis: its own decode in its own slot, whose
+    """An animation, placeholder, g=smart analysis or watermark (whose mark is read in the
+    same slot): its own decode in its own slot, whose
     share of limits.inflight_bytes is the render's working memory: source, decoder buffers
     and output, estimated from the header facts (SPEC §11.1)."""
     share = render.working_bytes(source.info, job)
     async with services.executor.slot(share, lane=source.mount.name) as slot:
         began = time.perf_counter()
         data = await services.sources.read(source)
+        drawn = await services.sources.read(mark) if mark else None  # wm=
         fetched = time.perf_counter()
-        rendered = await slot.within(job.budget, render.render, data, job)
+        rendered = await slot.within(job.budget, render.render, data, job, drawn)
     services.metrics.decoded()
     return rendered, fetched - began
 

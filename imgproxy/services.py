@@ -30,6 +30,7 @@ from imgproxy.source import Sources
 from imgproxy.stores import Store, StoredFile
 from imgproxy.targets import Targets
 from imgproxy.variant import Variants
+from imgproxy.watermarks import check_watermarks
 
 Authorize = Callable[[ImageRequest, StoredFile], Awaitable[bool]]
 
@@ -77,6 +78,7 @@ class Services:
                 Signer(settings.security),
                 settings.presets,
                 build_dialects(settings, mounts),
+                settings.watermarks.keys(),
             ),
             sources=sources,
             decodes=SharedDecodes(
@@ -141,10 +143,11 @@ def build_tiers(settings: Settings) -> list[CacheTier]:
 
 def check(settings: Settings) -> None:
     """What building the Services needs, checked before anything is built or written: the
-    presets parse, each format a policy names is one this host reads, and each cache tier can
-    be made. Services.build and validate (`imgproxy check` and `serve`) both run it, so
-    `check` refuses what `serve` would."""
+    presets parse, each watermark's store exists, each format a policy names is one this
+    host reads, and each cache tier can be made. Services.build and validate (`imgproxy
+    check` and `serve`) both run it, so `check` refuses what `serve` would."""
     check_presets(settings)
+    check_watermarks(settings)
     check_formats(settings)
     check_tiers(settings)
 

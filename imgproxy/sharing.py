@@ -75,10 +75,12 @@ class SharedDecodes:
     def shares(job: RenderJob) -> bool:
         """Still renders only: an animation decodes every frame, a placeholder its own tiny
         scale, and an unknown g=smart point is found on a frame of its own first; a trim's
-        output size, known only from its pixels, is judged against each job's own format."""
+        output size, known only from its pixels, is judged against each job's own format; a
+        watermarked job reads its mark in its own slot."""
         t = job.transform
         smart = t.gravity is Gravity.SMART and t.focal is None
-        return not (job.animate or job.output.is_placeholder or smart or t.trim is not None)
+        alone = job.animate or job.output.is_placeholder or job.mark is not None
+        return not (alone or smart or t.trim is not None)
 
     async def render(self, source: Source, job: RenderJob) -> tuple[Rendered, float]:
         """The rendition, and the seconds spent reading its source (0 when it started from

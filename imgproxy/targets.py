@@ -7,7 +7,7 @@ remembered: a repeat request (the hit path) skips all four.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from imgproxy.dialects import Dialect, Translation
@@ -36,11 +36,13 @@ class Targets:
         signer: Signer,
         presets: Mapping[str, str],
         dialects: Mapping[str, Dialect] | None = None,
+        watermarks: Collection[str] = (),
     ) -> None:
         self.mounts = mounts
         self.signer = signer
         self.presets = presets
         self.dialects = dialects or {}
+        self.watermarks = frozenset(watermarks)  # the names `wm` may take
         self._known: Memo[tuple[str, str], Target] = Memo(20_000)
 
     def judge(self, path: str, query: str) -> Target:
@@ -61,6 +63,7 @@ class Targets:
             to_params(pairs),
             presets=self.presets,
             max_dimension=mount.limits.max_output_dimension,
+            watermarks=self.watermarks,
         )
         target = self._known[(path, query)] = Target((path, query), mount, where.path, parsed)
         return target
@@ -75,6 +78,7 @@ class Targets:
             meant.params,
             presets=self.presets,
             max_dimension=mount.limits.max_output_dimension,
+            watermarks=self.watermarks,
         )
         check_relative(meant.path)
         target = self._known[(path, query)] = Target((path, query), mount, meant.path, parsed)

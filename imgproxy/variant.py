@@ -39,6 +39,7 @@ from imgproxy.stores.base import focal_point
 if TYPE_CHECKING:  # only their attributes are read here; importing source would load Pillow
     from imgproxy.source import Source
     from imgproxy.targets import Target
+    from imgproxy.watermarks import Mark
 
 PLACEHOLDER_CACHE_CONTROL = "public, max-age=60"
 CENTRE = (0.5, 0.5)
@@ -59,6 +60,8 @@ class Variant:
     job: RenderJob | None = None
     key: CacheKey | None = None  # renditions only
     response: ImageResponse | None = None  # metadata only: its JSON depends on the version
+    mark: Source | None = None  # wm=: the watermark's judged file, read with the source
+    modified: float | None = None  # Last-Modified: the source's, or its mark's if later
 
 
 class Variants:
@@ -73,16 +76,34 @@ class Variants:
         self.client_hints = client_hints
         self._known: Memo[tuple[object, ...], Variant] = Memo(20_000)
 
-    def choose(self, source: Source, target: Target, request: ImageRequest, status: int) -> Variant:
+    def choose(
+        self,
+        source: Source,
+        target: Target,
+        request: ImageRequest,
+        status: int,
+        mark: Mark | None = None,
+    ) -> Variant:
         """Raises TooLarge for too many frames in animated output (SPEC §4.1), BadRequest
-        for an output larger than the limits or its encoder allow (SPEC §11.1)."""
+        for an output larger than the limits or its encoder allow (SPEC §11.1). `mark`:
+        the transform's `wm=` watermark, resolved for this request."""
         file, info, query = source.file, source.info, target.query
         t, output, hinted = query.transform, None, None
         if t is not None and not t.metadata:
             output = self._output(t, info, request.header("accept"))
             if self.client_hints and not output.is_placeholder:
                 hinted = hints.read(request, source.mount.limits.max_output_dimension)
-        ident = (target.key, file.version, file.modified, file.approved, file.focal, output, status)
+        ident: tuple[object, ...] = (
+            target.key,
+            file.version,
+            file.modified,
+            file.approved,
+            file.focal,
+            output,
+            status,
+        )
+        if mark is not None:  # its version too: a replaced mark is a new variant
+            ident = (*ident, mark.ident(), mark.source.file.modified)
         variant = self._known.get(ident if hinted is None else (*ident, hinted))
         if variant is None:
             mount = source.mount
@@ -103,6 +124,7 @@ class Variants:
                 avif_speed=self.avif_speed,
                 status=status,
                 hinted=hinted is not None,
+                mark=mark,
             )
             self._known[ident if hinted is None else (*ident, hinted)] = variant
         return variant
@@ -138,10 +160,12 @@ def build_variant(
     avif_speed: int = 8,
     status: int = 200,
     hinted: bool = False,
+    mark: Mark | None = None,
 ) -> Variant:
     t = query.transform
     ident = (store, file.path, file.version)
     job, body = None, b""
+    modified = file.modified
     if t is None:
         check_frames(info, limits, animated_output=info.frames > 1)
         kind, etag = Kind.ORIGINAL, make_etag(*ident, Kind.ORIGINAL)
@@ -172,19 +196,24 @@ def build_variant(
             budget=limits.max_render_seconds,
             avif_speed=avif_speed,
             max_output=(limits.max_output_dimension, limits.max_output_pixels),
+            mark=mark.job() if mark is not None and t.watermark else None,
         )
         kind = Kind.RENDITION
         # The speed changes the bytes (a little): it is part of an AVIF rendition's identity.
         speed = (f"speed={avif_speed}",) if output is OutputFormat.AVIF else ()
-        etag = make_etag(*ident, t.canonical(), output, str(quality), *speed)
+        # The mark's version: replacing it changes every rendition that carries it (§15.1).
+        marked = mark.ident() if mark is not None and t.watermark else ()
+        etag = make_etag(*ident, t.canonical(), output, str(quality), *speed, *marked)
+        if marked and mark is not None:
+            modified = _later(file.modified, mark.source.file.modified)
         extension, media_type = output.value, output.media_type
     headers = [
         ("etag", etag),
         ("cache-control", cache_control(caching, immutable=query.version is not None)),
         ("surrogate-key", surrogate_key(store, file.path)),
     ]
-    if file.modified is not None:
-        headers.append(("last-modified", http_date(file.modified)))
+    if modified is not None:
+        headers.append(("last-modified", http_date(modified)))
     vary = [
         name for name, used in (("Accept", t and t.format == AUTO), (hints.VARY, hinted)) if used
     ]
@@ -202,7 +231,16 @@ def build_variant(
         key = CacheKey(surrogate_key(store, file.path), etag.strip('"'), job.output.value)
     if kind is Kind.METADATA:
         response = image_response(status, body, tuple(headers))
-    return Variant(kind, etag, tuple(headers), ready_304, job, key, response)
+    source_of_mark = mark.source if job is not None and job.mark is not None and mark else None
+    return Variant(
+        kind, etag, tuple(headers), ready_304, job, key, response, source_of_mark, modified
+    )
+
+
+def _later(one: float | None, other: float | None) -> float | None:
+    """The later of two modification times; unknown if either is (no Last-Modified then
+    rather than one that a changed mark would not move)."""
+    return None if one is None or other is None else max(one, other)
 
 
 def metadata(file: StoredFile, info: SourceInfo, original_etag: str) -> bytes:

@@ -1,7 +1,8 @@
 """The only door to Pillow: source bytes + a RenderJob -> encoded rendition bytes.
 
 decode (JPEG DCT scaling via draft) -> orient -> colour -> crop, trim (the region kept) ->
-fit (resize, rot, fit=pad) -> flip, blur, sharpen, pixelate, pad (render/operations.py) -> encode.
+fit (resize, rot, fit=pad) -> flip, blur, sharpen, pixelate, pad (render/operations.py) ->
+wm (render/watermark.py) -> encode.
 Everything here is blocking and runs in the render executor's threads.
 """
 
@@ -39,6 +40,7 @@ from imgproxy.render.encode import AVIF_AVAILABLE, encode
 from imgproxy.render.memory import working_bytes
 from imgproxy.render.operations import after_fit, on_canvas, rotate, trim_region, turn_point, unturn
 from imgproxy.render.probe import check_items, identify, open_image, probe, unreadable
+from imgproxy.render.watermark import Stamp, stamper
 
 __all__ = [
     "AVIF_AVAILABLE",
@@ -86,16 +88,18 @@ class Rendered:
     smart: tuple[float, float] | None = None  # the g=smart point found, for the next sizes
 
 
-def render(data: bytes, job: RenderJob) -> Rendered:
+def render(data: bytes, job: RenderJob, mark: bytes | None = None) -> Rendered:
     """Within the job's limits on work: JPEG scans counted before decoding (413), and its
-    time budget checked between stages, frames and decoder reads (422, render/budget.py)."""
+    time budget checked between stages, frames and decoder reads (422, render/budget.py).
+    `mark`: the bytes of job.mark's watermark, drawn on every output frame."""
     clock = time.perf_counter
     budget = Budget(job.budget)
+    stamp = stamper(job.mark, mark, budget)
     with _judged(job), open_image(data, job.decoders, job.max_pixels, budget) as image:
         _check_scans(image, data, job.max_jpeg_scans)
         began = clock()
         if job.animate:
-            body = _render_animation(image, job, budget)
+            body = _render_animation(image, job, budget, stamp)
             return Rendered(body, {"render": clock() - began})
         if job.output.is_placeholder:
             return Rendered(_placeholder(image, job.output), {"render": clock() - began})
@@ -106,7 +110,7 @@ def render(data: bytes, job: RenderJob) -> Rendered:
         if t.gravity is Gravity.SMART and t.focal is None:  # not known for this version
             analysed = _analysis_frame(data, job, image, still, budget)
             t = dataclasses.replace(t, focal=(found := _smart_point(analysed)))
-        body, timings = _finish(still, job, t, budget, _transform)
+        body, timings = _finish(still, job, t, budget, _transform, stamp)
         return Rendered(body, {"decode": decoded, **timings}, found)
 
 
@@ -129,7 +133,8 @@ def finish(
     """The finish stage alone: a still job's rendition from its decoded frame, the pixels
     made by `transform` (`_transform`, or one shared by jobs of one transform)."""
     with _judged(job):
-        body, timings = _finish(still, job, job.transform, Budget(job.budget), transform)
+        budget = Budget(job.budget)
+        body, timings = _finish(still, job, job.transform, budget, transform, lambda out: out)
         return Rendered(body, timings)
 
 
@@ -139,10 +144,11 @@ def _finish(
     t: Transform,
     budget: Budget,
     transform: Callable[[Decoded, Transform, RenderJob], Image.Image],
+    stamp: Stamp,
 ) -> tuple[bytes, dict[str, float]]:
     clock = time.perf_counter
     began = clock()
-    out = transform(still, t, job)
+    out = stamp(transform(still, t, job))
     budget.check()
     transformed = clock()
     body = encode(
@@ -355,7 +361,7 @@ def _apply(image: Image.Image, geometry: Geometry, box: Box, t: Transform) -> Im
     return after_fit(image, t)
 
 
-def _render_animation(image: Image.Image, job: RenderJob, budget: Budget) -> bytes:
+def _render_animation(image: Image.Image, job: RenderJob, budget: Budget, stamp: Stamp) -> bytes:
     """Every frame through the same geometry; durations and loop count kept. The frames'
     pixels count together against max_pixels, whatever size each frame turns out to be."""
     frames, durations = [], []
@@ -374,7 +380,7 @@ def _render_animation(image: Image.Image, job: RenderJob, budget: Budget) -> byt
             box = _kept_box(kept, geometry, t)
             _check_frames(image, output_size(geometry, t), job)
         assert box is not None
-        frames.append(_apply(rgba, geometry, box, t))
+        frames.append(stamp(_apply(rgba, geometry, box, t)))
         durations.append(int(frame.info.get("duration", 100)))
     budget.check()
     loop = int(image.info.get("loop", 0))

@@ -43,6 +43,8 @@ ENCODER_PIXEL_BYTES = {OutputFormat.AVIF: 32, OutputFormat.WEBP: 24}
 # region it reads; per output frame, a rotation's or flip's copy and blur's or sharpen's
 # (its own copy and Pillow's pass buffer), pixelate's, and the frame before its pad.
 TRIM_PIXEL_BYTES = 12
+# A `wm=` mark scaled to at most the output: its RGBA copy and the premultiplied one.
+MARK_PIXEL_BYTES = 8
 OPERATION_PIXEL_BYTES = 4
 DCT_SCALES = (8, 4, 2, 1)  # a JPEG decoded at 1/8, 1/4, 1/2 or whole, as Pillow's draft()
 DCT_SCALED = frozenset({"JPEG"})  # MPO photos are judged as JPEG (render/probe.py)
@@ -66,7 +68,7 @@ def working_bytes(info: SourceInfo, job: RenderJob) -> int:
     width, height = output_size(geometry, t)  # with its pad
     output = width * height * per_output * frames
     working = info.bytes + info.coefficient_bytes + decoded * per_pixel + output
-    return working + _operation_bytes(source, geometry.canvas, t)
+    return working + _operation_bytes(source, geometry.canvas, t) + _mark_bytes(job, width * height)
 
 
 def _operation_bytes(source: tuple[int, int], canvas: tuple[int, int], t: Transform) -> int:
@@ -87,6 +89,17 @@ def _operation_bytes(source: tuple[int, int], canvas: tuple[int, int], t: Transf
         _, _, w, h = crop_region(source, t)
         extra += w * h * TRIM_PIXEL_BYTES
     return extra
+
+
+def _mark_bytes(job: RenderJob, output_pixels: int) -> int:
+    """A `wm=` mark's bytes and its whole decode (as a source's: a huge mark costs its
+    pixels before it is scaled down), its scaled copies (at most the output's size: RGBA and
+    premultiplied) and the copy of the frame it is drawn on (render/watermark.py)."""
+    mark = job.mark
+    if mark is None:
+        return 0
+    decoded = mark.size[0] * mark.size[1] * PIXEL_BYTES
+    return mark.bytes + decoded + output_pixels * (MARK_PIXEL_BYTES + OPERATION_PIXEL_BYTES)
 
 
 def _decoded_pixels(info: SourceInfo, t: Transform) -> int:

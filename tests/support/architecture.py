@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("pipeline", "the SPEC §10 stages, in order", ("pipeline",)),
     ("root", "builds everything once from Settings", ("services",)),
     ("stages", "URL, source, variant: judged and remembered", (
-        "targets", "source", "sharing", "variant",
+        "targets", "source", "sharing", "variant", "watermarks",
     )),
     ("parts", "one concern each", (
         "cache/", "dialects/", "render/", "stores/", "mounts", "response", "urls", "params",
