@@ -20,6 +20,7 @@ from imgproxy.render.color import orient, orientation
 from imgproxy.render.probe import open_image
 
 Stamp = Callable[[Image.Image], Image.Image]
+REDUCING_GAP = 2.0  # as render/__init__.py's resize
 
 
 def stamper(mark: MarkJob | None, data: bytes | None, budget: Budget) -> Stamp:
@@ -52,10 +53,14 @@ def prepared(
         if image.format == "JPEG":  # decoded no larger than needed (SPEC §11 shrink on load)
             image.draft("RGB", size if upright == image.size else (size[1], size[0]))
         image.load()
-        rgba = orient(image, turn).convert("RGBA")
-    budget.check()
-    if rgba.size != size:  # premultiplied, so transparent pixels lend no colour to edges
-        rgba = rgba.convert("RGBa").resize(size, Image.Resampling.LANCZOS).convert("RGBA")
+        turned = orient(image, turn)
+        rgba = turned if turned.mode == "RGBA" else turned.convert("RGBA")
+        budget.check()
+        if rgba.size != size:  # Pillow resizes RGBA premultiplied: no colour bleeds from
+            # transparent pixels; a large reduction is boxed first (REDUCING_GAP)
+            rgba = rgba.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+        elif rgba is image:
+            rgba = rgba.copy()  # its own pixels, not the closed file's image
     if mark.opacity < 1:
         alpha = rgba.getchannel("A").point(lambda value: round(value * mark.opacity))
         rgba.putalpha(alpha)
