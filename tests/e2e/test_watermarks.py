@@ -73,9 +73,9 @@ def server(folders: tuple[Path, Path]) -> Iterator[Served]:
     assert "Traceback" not in running.stderr, running.stderr[-3000:]
 
 
-def _many(url: str, count: int = CLIENTS, **headers: str) -> list[httpx.Response]:
+def _many(url: str, headers: dict[str, str] | None = None) -> list[httpx.Response]:
     with ThreadPoolExecutor(CLIENTS) as pool:
-        return list(pool.map(lambda _: httpx.get(url, headers=headers, timeout=60), range(count)))
+        return list(pool.map(lambda _: httpx.get(url, headers=headers, timeout=60), range(CLIENTS)))
 
 
 def test_rewriting_the_mark_changes_every_marked_etag_on_every_worker(
@@ -89,7 +89,7 @@ def test_rewriting_the_mark_changes_every_marked_etag_on_every_worker(
     assert images.rgb(images.decode(before[0].content), CORNER)[0] > 200  # red
 
     _rewrite(folders[1] / "logo.png", _mark(GREEN))
-    after = _many(server.url + MARKED, **{"if-none-match": etag})
+    after = _many(server.url + MARKED, {"if-none-match": etag})
     assert {r.status_code for r in after} == {200}  # never a 304 for the old mark
     (new_etag,) = {r.headers["etag"] for r in after}
     assert new_etag != etag
