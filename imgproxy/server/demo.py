@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from string import Template
@@ -169,12 +169,23 @@ FIELDS = (
 )
 
 
-def _fields(max_dimension: int) -> str:
+def _fields(max_dimension: int, watermarks: Collection[str] = ()) -> str:
+    fields: tuple[tuple[str, str, str, str], ...] = FIELDS
+    if watermarks:  # only where [watermarks] are configured: wm takes nothing else
+        names = _options(*(html.escape(name) for name in sorted(watermarks)))
+        fields += (
+            (
+                "wm — watermark",
+                "a [watermarks] entry drawn last, at its position, opacity, scale and margin",
+                f'<select name="wm"><option value="">none</option>{names}</select>',
+                "as configured",
+            ),
+        )
     return "\n".join(
         f'  <label title="{html.escape(title)}">{label}\n    '
         f"{control.format(max=max_dimension)}<small>{hint.format(max=max_dimension)}</small>"
         "</label>"
-        for label, title, control, hint in FIELDS
+        for label, title, control, hint in fields
     )
 
 
@@ -287,7 +298,7 @@ async def page(services: Services) -> bytes:
         options="\n".join(options),
         signing=signing,
         signing_note=signing_note,
-        fields=_fields(settings.limits.max_output_dimension),
+        fields=_fields(settings.limits.max_output_dimension, settings.watermarks.keys()),
         focal_crops=_crops("focal"),
         smart_crops=_crops("smart"),
         center_crops=_crops("center"),

@@ -14,13 +14,19 @@ import httpx
 import pytest
 
 from imgproxy.server.app import StandaloneApp
+from imgproxy.settings import Settings
 from imgproxy.urls import url_for
 from tests.support import images, settings_for
 
 
 def _get(folder: Path, *urls: str, **query: str) -> list[httpx.Response]:
     """GET each URL in turn from one demo server (signing on), with `query` on the first."""
-    settings = settings_for(folder, security={"keys": ["k1"]}, server={"demo": True})
+    return _get_from(
+        settings_for(folder, security={"keys": ["k1"]}, server={"demo": True}), *urls, **query
+    )
+
+
+def _get_from(settings: Settings, *urls: str, **query: str) -> list[httpx.Response]:
     app = StandaloneApp(settings)
 
     async def get() -> list[httpx.Response]:
@@ -129,3 +135,10 @@ def test_the_playground_offers_the_operations_and_signs_them(media: Path) -> Non
     rendition = _get(media, "/", unescape(body["url"]))[1]
     assert rendition.status_code == 200, rendition.text
     assert images.decode(rendition.content).size == (10 + 4, 13 + 4)  # 20x15 turned, padded
+
+
+def test_the_playground_offers_the_configured_watermarks(media: Path) -> None:
+    assert 'name="wm"' not in _get(media, "/")[0].text  # none configured: no field
+    marks = {"logo": {"store": "media", "path": "a.jpg"}}
+    page = _get_from(settings_for(media, server={"demo": True}, watermarks=marks), "/")[0]
+    assert '<select name="wm"><option value="">none</option><option>logo</option>' in page.text
