@@ -32,6 +32,7 @@ class MarkJob:
     max_pixels: int
     size: tuple[int, int]  # from its header facts: for the working-memory estimate
     bytes: int
+    key: tuple[str, ...] = ()  # its store, path, version and settings: names its scaled copies
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ class Mark:
             max_pixels=source.mount.limits.max_source_pixels,
             size=source.info.size,
             bytes=source.info.bytes,
+            key=self.ident(),
         )
 
 

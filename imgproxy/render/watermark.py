@@ -10,6 +10,8 @@ transparent). One scaled copy serves every frame of an animation.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 from PIL import Image
@@ -21,6 +23,10 @@ from imgproxy.render.probe import open_image
 
 Stamp = Callable[[Image.Image], Image.Image]
 REDUCING_GAP = 2.0  # as render/__init__.py's resize
+# The marks scaled for recent output sizes, kept by this process so a new size of a popular
+# rendition does not decode the mark again: least recently used out past this many bytes of
+# pixels (a mark is never larger than its output, itself within limits.max_output_pixels).
+MARK_MEMO_BYTES = 16 * 1024 * 1024
 
 
 def stamper(mark: MarkJob | None, data: bytes | None, budget: Budget) -> Stamp:
@@ -32,7 +38,7 @@ def stamper(mark: MarkJob | None, data: bytes | None, budget: Budget) -> Stamp:
 
     def stamp(frame: Image.Image) -> Image.Image:
         if frame.size not in scaled:
-            scaled[frame.size] = prepared(mark, data, frame.size, budget)
+            scaled[frame.size] = _SCALED.get(mark, data, frame.size, budget)
         ready = scaled[frame.size]
         return frame if ready is None else draw(frame, ready, mark)
 
@@ -65,6 +71,44 @@ def prepared(
         alpha = rgba.getchannel("A").point(lambda value: round(value * mark.opacity))
         rgba.putalpha(alpha)
     return rgba
+
+
+class ScaledMarks:
+    """Scaled marks by (mark key, output size), bounded by MARK_MEMO_BYTES; shared by the
+    render threads. A mark without a key (built by hand) is never kept."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._kept: OrderedDict[tuple[object, ...], Image.Image | None] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(
+        self, mark: MarkJob, data: bytes, output: tuple[int, int], budget: Budget
+    ) -> Image.Image | None:
+        key = (mark.key, output)
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        made = prepared(mark, data, output, budget)  # outside the lock: threads decode at once
+        size = made.width * made.height * 4 if made is not None else 0
+        if mark.key and size <= self.limit:
+            with self._lock:
+                if key not in self._kept:
+                    self._kept[key] = made
+                    self._bytes += size
+                while self._bytes > self.limit:
+                    _, old = self._kept.popitem(last=False)
+                    self._bytes -= old.width * old.height * 4 if old is not None else 0
+        return made
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+
+_SCALED = ScaledMarks(MARK_MEMO_BYTES)
 
 
 def mark_size(

@@ -28,6 +28,9 @@ CORNER = (200 - 4 - 5, 150 - 4 - 5)
 CLIENTS = 16
 INFLIGHT = 128 * 1024 * 1024
 HUGE_MARK_MB = 4000 * 4000 * 12 / 2**20  # its decode as render/memory.py counts it: > INFLIGHT
+# A worker warm measured ~42 MB; the rest is slack for the freed blocks that glibc keeps in
+# each render thread's malloc arena (peaks seen with the fix: 165-300 MB; without: 600-800).
+BASE_MB = 200
 
 
 def _mark(colour: tuple[int, int, int], size: tuple[int, int] = (30, 20)) -> bytes:
@@ -60,7 +63,7 @@ def server(folders: tuple[Path, Path]) -> Iterator[Served]:
     root = folders[0].parent
     config = root / "imgproxy.toml"
     config.write_text(
-        f"[limits]\nrender_concurrency = 4\ninflight_bytes = {INFLIGHT}\n"
+        f"[limits]\nrender_concurrency = 6\ninflight_bytes = {INFLIGHT}\n"
         '[stores.media]\nkind = "fs"\nroot = "media"\napproved = true\n'
         '[stores.brand]\nkind = "fs"\nroot = "brand"\n'
         '[watermarks.logo]\nstore = "brand"\npath = "logo.png"\nmargin = 4\n'
@@ -128,11 +131,11 @@ def _workers(pid: int) -> list[int]:
 def test_many_marked_renditions_at_once_a_huge_mark_among_them(server: Served) -> None:
     """Each huge-marked render counts the mark's whole decode in the in-flight budget: more
     than all of it, so each runs alone (SPEC §11.1's "a share larger than the budget")
-    rather than 4 at once: no worker's peak passes a base plus that one render."""
+    rather than 6 at once: no worker's peak passes a base plus that one render."""
     workers = _workers(server.process.pid)  # the 2 workers (and a resource tracker)
     assert len(workers) >= 2
     urls = [f"{server.url}/media/photo.jpg?w={100 + i}&wm=logo" for i in range(CLIENTS)]
-    urls += [f"{server.url}/media/photo.jpg?w={300 + i}&wm=huge" for i in range(8)]
+    urls += [f"{server.url}/media/photo.jpg?w={300 + i}&wm=huge" for i in range(12)]
     with ThreadPoolExecutor(CLIENTS) as pool:
         answers = list(pool.map(lambda url: httpx.get(url, timeout=120), urls))
     assert {a.status_code for a in answers} <= {200, 503}, {a.text for a in answers}
@@ -143,7 +146,7 @@ def test_many_marked_renditions_at_once_a_huge_mark_among_them(server: Served) -
     assert abs(sum(px[0] > 200 and px[1] < 60 for px in row) - side) <= 2
     peaks = [_peak_rss_mb(pid) for pid in workers]
     print("worker peak RSS (MB):", peaks)
-    assert max(peaks) < 120 + max(INFLIGHT / 2**20, HUGE_MARK_MB), peaks
+    assert max(peaks) < BASE_MB + max(INFLIGHT / 2**20, HUGE_MARK_MB), peaks
 
 
 def test_through_the_asgi_app_and_the_imgproxy_dialect(tmp_path: Path) -> None:

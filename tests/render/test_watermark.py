@@ -14,6 +14,8 @@ from imgproxy.formats import OutputFormat
 from imgproxy.job import MarkJob, RenderJob
 from imgproxy.params import Transform
 from imgproxy.render import render, working_bytes
+from imgproxy.render.budget import Budget
+from imgproxy.render.watermark import ScaledMarks
 from tests.support import images
 
 BLUE, RED = (0, 0, 255), (255, 0, 0)
@@ -127,3 +129,20 @@ def test_any_mark_shape_renders(size: tuple[int, int]) -> None:
     )
     out = images.decode(render(images.png((200, 100)), job, mark).body)
     assert out.size == (50, 25)
+
+
+def test_scaled_marks_are_kept_by_key_and_size_within_their_byte_bound() -> None:
+    kept = ScaledMarks(100 * 50 * 4 * 3)  # three 100x50 marks' pixels
+    mark = dataclasses.replace(SE, scale=0.5, margin=0, key=("brand", "logo.png", "v1"))
+    first = kept.get(mark, MARK, (200, 100), Budget(10))
+    assert first is not None and first.size == (100, 50)
+    assert kept.get(mark, b"not read again", (200, 100), Budget(10)) is first
+    other = dataclasses.replace(mark, key=("brand", "logo.png", "v2"))  # the mark replaced
+    assert kept.get(other, MARK, (200, 100), Budget(10)) is not first
+    for width in range(100, 400, 10):  # many output sizes: older copies leave
+        kept.get(mark, MARK, (width, width // 2), Budget(10))
+        assert kept.bytes <= kept.limit
+    unkeyed = dataclasses.replace(mark, key=())
+    assert kept.get(unkeyed, MARK, (200, 100), Budget(10)) is not kept.get(
+        unkeyed, MARK, (200, 100), Budget(10)
+    )
