@@ -61,6 +61,7 @@ class Services:
     ) -> Services:
         check(settings)
         mounts = mount_stores(settings, stores or {})
+        check_watermarks(settings, mounts)  # a Python store may hold them too
         limits = settings.limits
         executor = RenderExecutor(
             concurrency=limits.render_concurrency,
@@ -143,11 +144,10 @@ def build_tiers(settings: Settings) -> list[CacheTier]:
 
 def check(settings: Settings) -> None:
     """What building the Services needs, checked before anything is built or written: the
-    presets parse, each watermark's store exists, each format a policy names is one this
-    host reads, and each cache tier can be made. Services.build and validate (`imgproxy
-    check` and `serve`) both run it, so `check` refuses what `serve` would."""
+    presets parse, each format a policy names is one this host reads, and each cache tier
+    can be made. Services.build and validate (`imgproxy check` and `serve`) both run it, so
+    `check` refuses what `serve` would."""
     check_presets(settings)
-    check_watermarks(settings)
     check_formats(settings)
     check_tiers(settings)
 
@@ -197,7 +197,11 @@ def _uncreatable(folder: Path) -> str | None:
 
 async def validate(settings: Settings) -> None:
     """What `imgproxy check` and `serve` verify before anything runs: `check` (presets,
-    formats, what the cache tiers need) and every store builds. No cache tier is built and
-    nothing is written."""
+    formats, what the cache tiers need), every store builds and every watermark names one.
+    No cache tier is built and nothing is written."""
     check(settings)
-    await close_stores(mount_stores(settings, {}))
+    mounts = mount_stores(settings, {})
+    try:
+        check_watermarks(settings, mounts)
+    finally:
+        await close_stores(mounts)

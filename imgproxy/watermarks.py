@@ -7,6 +7,7 @@ replacing its file changes every rendition that carries it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,11 +46,11 @@ class Mark:
         )
 
 
-def check_watermarks(settings: Settings) -> None:
-    """Each `[watermarks.NAME]` reads from a configured store, refused at startup by its key."""
+def check_watermarks(settings: Settings, stores: Collection[str]) -> None:
+    """Each `[watermarks.NAME]` reads from a mounted store, refused at startup by its key."""
     for name, mark in settings.watermarks.items():
-        if mark.store not in settings.stores:
-            known = ", ".join(sorted(settings.stores)) or "none configured"
+        if mark.store not in stores:
+            known = ", ".join(sorted(stores)) or "none configured"
             raise ConfigError(
                 f"watermarks.{name}.store: no store named {mark.store!r} (known: {known})"
             )

@@ -4,6 +4,7 @@ cache key of every marked rendition (and of no other)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,11 @@ from imgproxy.facts import SourceInfo
 from imgproxy.formats import OutputFormat
 from imgproxy.mounts import Mounted, mount_stores
 from imgproxy.params import parse_query, split_query
-from imgproxy.services import check
+from imgproxy.services import Services, check, validate
 from imgproxy.settings import LimitsSettings, WatermarkSettings
 from imgproxy.source import Source
 from imgproxy.stores import StoredFile
+from imgproxy.stores.filesystem import FileSystemStore
 from imgproxy.variant import build_variant
 from imgproxy.watermarks import Mark
 from tests.support import settings_for
@@ -58,8 +60,13 @@ def test_without_watermarks_configured_wm_says_so() -> None:
 
 
 def test_a_watermark_on_a_missing_store_or_a_preset_naming_none_is_refused(tmp_path: Path) -> None:
+    marked = settings_for(tmp_path, watermarks={"logo": {"store": "brand", "path": "x.png"}})
     with pytest.raises(ConfigError, match=r"watermarks\.logo\.store"):
-        check(settings_for(tmp_path, watermarks={"logo": {"store": "brand", "path": "x.png"}}))
+        Services.build(marked)
+    with pytest.raises(ConfigError, match=r"watermarks\.logo\.store"):
+        asyncio.run(validate(marked))  # `imgproxy check` and `serve`
+    brand = FileSystemStore(tmp_path, approved=False)
+    assert "brand" in Services.build(marked, stores={"brand": brand}).mounts  # a Python store
     with pytest.raises(ConfigError, match=r"presets\.bad: wm: unknown watermark"):
         check(settings_for(tmp_path, presets={"bad": "w=10&wm=logo"}))
 
