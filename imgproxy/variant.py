@@ -102,8 +102,10 @@ class Variants:
             output,
             status,
         )
-        if mark is not None:  # its version too: a replaced mark is a new variant
-            ident = (*ident, mark.ident(), mark.source.file.modified)
+        if mark is not None:  # its version too: a replaced mark is a new variant (its name
+            # and settings are the URL's and this process's, in target.key already)
+            marked = mark.source.file
+            ident = (*ident, marked.version, marked.modified, marked.approved)
         variant = self._known.get(ident if hinted is None else (*ident, hinted))
         if variant is None:
             mount = source.mount
