@@ -66,8 +66,8 @@ sub vcl_recv {
     #   passed uncached: imgproxy answers it from its own tiers, while each kept here would
     #   be one more object.
     if (req.url ~ "\?" && (
-        req.url !~ "^[^?]*\?(bg|blur|crop|dpr|enlarge|fit|flip|fm|fx|fy|g|h|p|pad|pixelate|q|rot|s|sharpen|trim|v|w)=[A-Za-z0-9._~,-]+(&(bg|blur|crop|dpr|enlarge|fit|flip|fm|fx|fy|g|h|p|pad|pixelate|q|rot|s|sharpen|trim|v|w)=[A-Za-z0-9._~,-]+)*$"
-        || req.url ~ "[?&](bg|blur|crop|dpr|enlarge|fit|flip|fm|fx|fy|g|h|p|pad|pixelate|q|rot|s|sharpen|trim|v|w)=[^&]*&(.*&)?\1=")) {
+        req.url !~ "^[^?]*\?(bg|blur|crop|dpr|enlarge|fit|flip|fm|fx|fy|g|h|p|pad|pixelate|q|rot|s|sharpen|trim|v|w|wm)=[A-Za-z0-9._~,-]+(&(bg|blur|crop|dpr|enlarge|fit|flip|fm|fx|fy|g|h|p|pad|pixelate|q|rot|s|sharpen|trim|v|w|wm)=[A-Za-z0-9._~,-]+)*$"
+        || req.url ~ "[?&](bg|blur|crop|dpr|enlarge|fit|flip|fm|fx|fy|g|h|p|pad|pixelate|q|rot|s|sharpen|trim|v|w|wm)=[^&]*&(.*&)?\1=")) {
         return (pass);
     }
     set req.url = std.querysort(req.url);
