@@ -9,6 +9,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import httpx
+
+from tests.support.processes import served
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 USER_DOCS = [README, ROOT / "examples/README.md", *sorted((ROOT / "examples/guides").glob("*.md"))]
@@ -52,3 +56,22 @@ def test_the_first_screen_has_the_two_commands_and_the_install_line() -> None:
     for line in ("make serve", "make test", 'pip install "imgproxy-server[server]"'):
         assert line in first_screen
     assert "examples/guides/django.md" in first_screen
+
+
+def test_the_readme_links_after_make_serve_answer_as_it_says() -> None:
+    """Every http://127.0.0.1:8080 link of the README's first screen, against `imgproxy serve`
+    with the config `make serve` uses: each answers 200, and the thumbor and imgproxy
+    spellings of the smart crop are the native rendition, ETag for ETag."""
+    head = README.read_text().split("## URLs")[0]
+    links = re.findall(r"<http://127\.0\.0\.1:8080(/[^>]*)>", head)
+    assert len(links) >= 5, links
+    with served(ROOT / "config" / "imgproxy.toml") as server:
+        answers = {link: httpx.get(server.url + link, timeout=60) for link in links}
+        native = httpx.get(f"{server.url}/media/astronaut.png?w=300&h=200&fit=cover&g=smart")
+    for link, answer in answers.items():
+        assert answer.status_code == (404 if "nobody" in link else 200), (link, answer.text[:200])
+    dialects = [answer for link, answer in answers.items() if "/thumbor/" in link]
+    dialects += [answer for link, answer in answers.items() if "/imgproxy/" in link]
+    assert len(dialects) == 2
+    for answer in dialects:
+        assert answer.headers["etag"] == native.headers["etag"]
