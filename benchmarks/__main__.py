@@ -544,8 +544,23 @@ def main() -> int:
             out = RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json")
             out.write_text(json.dumps({"meta": meta, **results}, indent=2))
             print(f"\nresults: {out.relative_to(ROOT)}\n")
-            print(report(meta, results))
+            text = report(meta, results)
+            print(text)
+            if parts == PARTS and not args.quick and all(results[part] for part in PARTS):
+                record(text)
     return 0
+
+
+BEGIN, END = "<!-- bench: a full `make bench` replaces this block -->", "<!-- /bench -->"
+
+
+def record(text: str) -> None:
+    """A full run's report into benchmarks/README.md, so its tables are always one run's."""
+    readme = ROOT / "benchmarks" / "README.md"
+    page = readme.read_text()
+    start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
+    readme.write_text(page[:start] + "\n" + text.strip() + "\n" + page[end:])
+    print(f"recorded in {readme.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
