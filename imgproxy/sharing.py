@@ -70,6 +70,7 @@ class SharedDecodes:
         self._linger_bytes = linger_bytes
         self._kept = 0
         self._flights: dict[Key, _Flight] = {}
+        executor.on_wait(self._reclaim)
 
     @staticmethod
     def shares(job: RenderJob) -> bool:
@@ -191,6 +192,19 @@ class SharedDecodes:
         self._kept += nbytes
         flight.kept += nbytes
         return True
+
+    def _reclaim(self) -> None:
+        """A render waits for bytes: every kept frame gives its bytes back at once. Kept bytes
+        never make a render wait, least of all a job of their own flight, which would wait
+        for the bytes its flight holds for it (a 4096 px AVIF joining a lingering decode
+        did, for ever); a job that then finds its flight's frame gone decodes alone."""
+        for flight in list(self._flights.values()):
+            if flight.kept:
+                flight.frame = None
+                self._kept -= flight.kept
+                kept, flight.kept = flight.kept, 0
+                self._executor.give_back(kept)
+                self._settle(flight)
 
     def _lingered(self, flight: _Flight) -> None:
         flight.lingering = False

@@ -93,6 +93,7 @@ class RenderExecutor:
         self._cpu = asyncio.Semaphore(concurrency)  # the threads' turns, shared by every lane
         self._lanes: dict[str, _Lane] = {}  # by store name: as many as the configured stores
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._reclaimers: list[Callable[[], None]] = []
         self._admitted = 0  # waiting or holding a slot, in any lane
         self.running = 0
 
@@ -174,6 +175,11 @@ class RenderExecutor:
     def give_back(self, nbytes: int) -> None:
         self._give(nbytes)
 
+    def on_wait(self, reclaim: Callable[[], None]) -> None:
+        """`reclaim` gives back what `take_now` kept, and is called whenever a request has to
+        wait for bytes: kept memory is spare memory, never a reason to wait."""
+        self._reclaimers.append(reclaim)
+
     async def _take(self, nbytes: int) -> int:
         """First come, first served. A source bigger than the whole budget takes the whole
         budget: it then runs alone rather than never."""
@@ -183,6 +189,8 @@ class RenderExecutor:
             return share
         granted = asyncio.get_running_loop().create_future()
         self._waiters.append((share, granted))
+        for reclaim in self._reclaimers:
+            reclaim()  # may grant this request at once
         try:
             await granted
         except BaseException:

@@ -284,3 +284,32 @@ def test_operators_see_decodes_beside_renders(media: Path, tmp_path: Path) -> No
             assert httpx.get(f"{base}/media/photo.jpg?{query}").status_code == 200
         assert metric(base, "imgproxy_renders_total") == 2
         assert metric(base, "imgproxy_decodes_total") == 1
+
+
+def test_a_job_larger_than_the_free_bytes_never_waits_for_a_kept_frame(media: Path) -> None:
+    """A decode lingering for its next renditions keeps some of the in-flight budget; a job
+    of the same version and scale whose working memory is the whole budget (a padded 4096 px
+    AVIF) joined it and waited, for ever, for the bytes its own flight kept for it (the red
+    team's wedge: the worker never rendered again). Kept bytes are given back whenever a
+    render waits: each request answers, many at once, and the budget is whole after."""
+    media.joinpath("photo.jpg").write_bytes(images.jpeg((640, 480)))
+    limits = {"inflight_bytes": 64 * 1024 * 1024, "render_concurrency": 1}
+    services = Services.build(settings_for(media, limits=limits, render={"decode_linger": 5}))
+    executor = services.executor
+    big = "pad=1024&fm=avif"  # 2688x2528 AVIF: an estimate past the whole 64 MiB
+
+    async def ask(query: str) -> int:
+        request = ImageRequest("GET", "/media/photo.jpg", query, {})
+        return (await asyncio.wait_for(pipeline.serve(services, request), 30)).status
+
+    async def scenario() -> list[int]:
+        assert await ask("w=640&pad=8") == 200  # its frame lingers (decode_linger = 5 s)
+        assert executor._free_bytes < executor.budget
+        first = await ask(big)  # alone, after the lingering frame
+        many = await asyncio.gather(*(ask(q) for q in [big, "w=639", big, "w=638&pad=3"] * 3))
+        return [first, *many]
+
+    statuses = asyncio.run(scenario())
+    assert set(statuses) == {200}, statuses
+    assert executor.queued == 0 and executor.running == 0
+    asyncio.run(services.close())
