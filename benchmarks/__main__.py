@@ -94,9 +94,12 @@ def make_big_source() -> Path:
 
 
 def write_config(folder: Path, memory_bytes: int) -> Path:
+    """With no memory tier (a cold part), no decode lingers either: each request of the same
+    URL, one after another, is then a whole render, decode included."""
     config = DATA / f"bench-{memory_bytes}.toml"
+    linger = "" if memory_bytes else "[render]\ndecode_linger = 0\n"
     config.write_text(
-        f"[limits]\nrender_concurrency = 1\n[cache]\nmemory_bytes = {memory_bytes}\n"
+        f"[limits]\nrender_concurrency = 1\n[cache]\nmemory_bytes = {memory_bytes}\n{linger}"
         f'[stores.bench]\nkind = "fs"\nroot = "{folder}"\napproved = true\n'
     )
     return config

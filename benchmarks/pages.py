@@ -53,7 +53,7 @@ def link_round(data: Path, photos: list[Path], name: str) -> str:
     """LINKS fresh names for one round, photo n % PHOTOS each; the folder, relative to data."""
     folder = data / "pages" / name
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for n in range(LINKS):
         os.link(photos[n % len(photos)], folder / f"{n}.jpg")
     return str(folder.relative_to(data))

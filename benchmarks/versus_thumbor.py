@@ -19,6 +19,7 @@ import asyncio
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -263,6 +264,8 @@ def cold(
     rows: list[dict[str, object]],
 ) -> None:
     """One row per source and connection count, appended to `rows` as soon as it is done."""
+    from benchmarks.pages import LINKS, PAGES_LUA, link_round  # pages imports this module
+
     counter = 0
     for name in ("6MP", "24MP"):
         source = sources[name]
@@ -275,16 +278,23 @@ def cold(
                 for r in range(rounds):
                     order = list(both.values()) if r % 2 == 0 else list(both.values())[::-1]
                     for contender in order:
-                        counter += 100_000
+                        # Every request a source of its own (a hard link): a render that
+                        # shares nothing with another, which is what a cold render means.
+                        counter += 1
+                        folder = link_round(data, [source], f"cold-{counter}")
+                        path = contender.template(folder).format(n="{n}", w=WIDTH, fm="jpeg")
                         with Probe(contender.server) as probe:
                             result = wrk(
-                                contender.url(source),
+                                contender.base + "/",
                                 seconds,
                                 connections=conns,
-                                unique=(contender.suffix, counter),
+                                script=(PAGES_LUA, [path, "0", str(LINKS), "1"]),
                             )
                             probe.settle()
                         assert result.issued is not None
+                        shutil.rmtree(data / folder)
+                        if result.issued > LINKS:
+                            raise RuntimeError(f"{contender.name} went through {LINKS} sources")
                         runs[contender.name].append(
                             {
                                 "rps": result.rps,
@@ -368,15 +378,20 @@ def print_summary(row: dict[str, object]) -> None:
 def big_source_rss(
     data: Path, source: Path, rounds: int, concurrent: int, rows: list[dict[str, object]]
 ) -> None:
-    """`concurrent` cold requests at once for one big source; fresh servers each round, so a
-    round's peak is its own; rounds alternate which server goes first."""
+    """`concurrent` cold requests at once for one big source, each under a name of its own
+    (a hard link: no two share a decode); fresh servers each round, so a round's peak is its
+    own; rounds alternate which server goes first."""
+    from benchmarks.pages import link_round  # pages imports this module
+
     runs: dict[str, list[dict[str, float]]] = {"imgproxy": [], "thumbor": []}
     for r in range(rounds):
         with contenders(data) as both:
             order = list(both.values()) if r % 2 == 0 else list(both.values())[::-1]
             for contender in order:
                 burst([contender.unique_url(source, 0xFFFF00 + i) for i in range(WORKERS * 2)])
-                urls = [contender.unique_url(source, 1000 * r + i) for i in range(concurrent)]
+                folder = link_round(data, [source], f"burst-{r}-{contender.name}")
+                path = contender.template(folder).format(n="{n}", w=WIDTH, fm="jpeg")
+                urls = [contender.base + path.format(n=i) for i in range(concurrent)]
                 with Probe(contender.server) as probe:
                     began = time.perf_counter()
                     statuses = burst(urls)
