@@ -450,7 +450,10 @@ def report(meta: Mapping[str, object], results: Mapping[str, list[dict[str, obje
     if "libvips" in meta:
         lines[0] += f" libvips {meta['libvips']} (pyvips {meta['pyvips']})."
     if results.get("thumbor"):
-        lines += ["(f) vs thumbor, 2 workers each, unique URLs (every request renders):", ""]
+        lines += [
+            "(f) vs thumbor and a libvips app, 2 workers each, every request a source of its own (a hard link), so every request decodes and renders:",
+            "",
+        ]
         lines += [versus_thumbor.table(results["thumbor"]), ""]
     if results.get("pages"):
         lines += ["(i) page sets, 2 workers each, every photo new:", ""]
