@@ -451,7 +451,8 @@ def report(meta: Mapping[str, object], results: Mapping[str, list[dict[str, obje
         lines[0] += f" libvips {meta['libvips']} (pyvips {meta['pyvips']})."
     if results.get("thumbor"):
         lines += [
-            "(f) vs thumbor and a libvips app, 2 workers each, every request a source of its own (a hard link), so every request decodes and renders:",
+            "(f) vs thumbor and a libvips app, 2 workers each, every request a source of its own"
+            " (a hard link), so every request decodes and renders:",
             "",
         ]
         lines += [versus_thumbor.table(results["thumbor"]), ""]
