@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -24,6 +25,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work"  # git-ignored: logs, thumbor's and libvips' venvs, config
 UNIQUE_LUA = Path(__file__).resolve().parent / "unique.lua"
+PAGES_LUA = Path(__file__).resolve().parent / "pages.lua"
+LINKS = 4000  # names per round: more page sets than any contender gets through in a round
 
 sys.path.insert(0, str(ROOT))
 from tests.support.processes import serving_children, wait_for_port  # noqa: E402 - the same start-up check as the tests
@@ -310,3 +313,15 @@ def imgproxy_server(config: Path, port: int, workers: int = 1) -> Iterator[psuti
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     with service(command, port, f"imgproxy-{port}") as process:
         yield process
+
+
+def link_round(data: Path, photos: list[Path], name: str) -> str:
+    """LINKS fresh names (hard links) for one round, photo n % len(photos) each: a source of
+    its own per request, so nothing is shared between two of them. The folder, relative to
+    data."""
+    folder = data / "pages" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for n in range(LINKS):
+        os.link(photos[n % len(photos)], folder / f"{n}.jpg")
+    return str(folder.relative_to(data))

@@ -11,20 +11,17 @@ per page set), so no cache of a source, a decode or a rendition can answer for a
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from pathlib import Path
 
 import httpx
 from PIL import Image, ImageOps
 
-from benchmarks.harness import Probe, wrk
+from benchmarks.harness import LINKS, PAGES_LUA, Probe, link_round, wrk
 from benchmarks.versus_thumbor import Contender, contenders, print_summary, summarise
 
-PAGES_LUA = Path(__file__).resolve().parent / "pages.lua"
 PHOTOS = 8  # distinct pictures
 PAGE_SIZE = (3000, 2000)  # 6 MP
-LINKS = 4000  # names per round: more page sets than any contender gets through in a round
 WIDTHS, FORMATS = (320, 640, 1280), ("webp", "jpeg")
 
 
@@ -47,16 +44,6 @@ def make_photos(data: Path) -> list[Path]:
                 photo = ImageOps.mirror(photo)
             photo.save(path, "JPEG", quality=90)
     return paths
-
-
-def link_round(data: Path, photos: list[Path], name: str) -> str:
-    """LINKS fresh names for one round, photo n % PHOTOS each; the folder, relative to data."""
-    folder = data / "pages" / name
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for n in range(LINKS):
-        os.link(photos[n % len(photos)], folder / f"{n}.jpg")
-    return str(folder.relative_to(data))
 
 
 def check_outputs(servers: dict[str, Contender], folder: str) -> dict[str, dict[str, int]]:

@@ -33,10 +33,13 @@ import psutil
 from PIL import Image
 
 from benchmarks.harness import (
+    LINKS,
+    PAGES_LUA,
     ROOT,
     WORK,
     Probe,
     free_port,
+    link_round,
     markdown_table,
     median,
     ratios,
@@ -264,8 +267,6 @@ def cold(
     rows: list[dict[str, object]],
 ) -> None:
     """One row per source and connection count, appended to `rows` as soon as it is done."""
-    from benchmarks.pages import LINKS, PAGES_LUA, link_round  # pages imports this module
-
     counter = 0
     for name in ("6MP", "24MP"):
         source = sources[name]
@@ -381,8 +382,6 @@ def big_source_rss(
     """`concurrent` cold requests at once for one big source, each under a name of its own
     (a hard link: no two share a decode); fresh servers each round, so a round's peak is its
     own; rounds alternate which server goes first."""
-    from benchmarks.pages import link_round  # pages imports this module
-
     runs: dict[str, list[dict[str, float]]] = {"imgproxy": [], "thumbor": []}
     for r in range(rounds):
         with contenders(data) as both:
