@@ -17,8 +17,14 @@ from pathlib import Path
 import httpx
 from PIL import Image, ImageOps
 
-from benchmarks.harness import LINKS, PAGES_LUA, Probe, link_round, wrk
-from benchmarks.versus_thumbor import Contender, contenders, print_summary, summarise
+from benchmarks.harness import LINKS, PAGES_LUA, link_round, wrk
+from benchmarks.versus_thumbor import (
+    Contender,
+    contenders,
+    print_summary,
+    summarise,
+    through_links,
+)
 
 PHOTOS = 8  # distinct pictures
 PAGE_SIZE = (3000, 2000)  # 6 MP
@@ -92,31 +98,7 @@ def run(
             order = order[r % len(order) :] + order[: r % len(order)]
             for contender in order:
                 path = contender.template(link_round(data, photos, f"{r}-{contender.name}"))
-                with Probe(contender.server) as probe:
-                    result = wrk(
-                        contender.base + "/",  # pages.lua writes each request's path
-                        seconds,
-                        connections=connections,
-                        script=(PAGES_LUA, [path, "0", str(LINKS)]),
-                    )
-                    probe.settle()
-                assert result.issued is not None
-                if result.issued > 6 * LINKS:
-                    raise RuntimeError(f"{contender.name} got through more than {LINKS} pages")
-                runs[contender.name].append(
-                    {
-                        "rps": result.rps,
-                        "p50_ms": result.p50_ms,
-                        "p99_ms": result.p99_ms,
-                        "cpu_ms_per_req": 1000 * probe.cpu_seconds / result.issued,
-                        "busiest_worker_cpu_share": probe.busiest_share,
-                        "other_cores": probe.other_cores,
-                        "peak_rss_mib": probe.peak_rss_mib,
-                        "base_rss_mib": probe.base_rss_mib,
-                        "requests": result.requests,
-                        "issued": result.issued,
-                    }
-                )
+                runs[contender.name].append(through_links(contender, path, seconds, connections, 6))
     for made in (data / "pages").iterdir():
         if made.is_dir():
             shutil.rmtree(made)

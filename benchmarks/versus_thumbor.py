@@ -284,35 +284,43 @@ def cold(
                         counter += 1
                         folder = link_round(data, [source], f"cold-{counter}")
                         path = contender.template(folder).format(n="{n}", w=WIDTH, fm="jpeg")
-                        with Probe(contender.server) as probe:
-                            result = wrk(
-                                contender.base + "/",
-                                seconds,
-                                connections=conns,
-                                script=(PAGES_LUA, [path, "0", str(LINKS), "1"]),
-                            )
-                            probe.settle()
-                        assert result.issued is not None
-                        shutil.rmtree(data / folder)
-                        if result.issued > LINKS:
-                            raise RuntimeError(f"{contender.name} went through {LINKS} sources")
                         runs[contender.name].append(
-                            {
-                                "rps": result.rps,
-                                "p50_ms": result.p50_ms,
-                                "p99_ms": result.p99_ms,
-                                "cpu_ms_per_req": 1000 * probe.cpu_seconds / result.issued,
-                                "busiest_worker_cpu_share": probe.busiest_share,
-                                "other_cores": probe.other_cores,
-                                "peak_rss_mib": probe.peak_rss_mib,
-                                "base_rss_mib": probe.base_rss_mib,
-                                "requests": result.requests,
-                                "issued": result.issued,
-                            }
+                            through_links(contender, path, seconds, conns, 1)
                         )
+                        shutil.rmtree(data / folder)
             row = summarise(f"cold {name} JPEG, -c{conns}", runs)
             rows.append(row)
             print_summary(row)
+
+
+def through_links(
+    contender: Contender, path: str, seconds: float, connections: int, per: int
+) -> dict[str, float]:
+    """One wrk round of pages.lua over LINKS hard-linked sources, `per` requests each (the
+    cold part 1, the page sets 6), and what it cost the contender's processes."""
+    with Probe(contender.server) as probe:
+        result = wrk(
+            contender.base + "/",  # pages.lua writes each request's path
+            seconds,
+            connections=connections,
+            script=(PAGES_LUA, [path, "0", str(LINKS), str(per)]),
+        )
+        probe.settle()
+    assert result.issued is not None
+    if result.issued > per * LINKS:
+        raise RuntimeError(f"{contender.name} went through more than {LINKS} sources")
+    return {
+        "rps": result.rps,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "cpu_ms_per_req": 1000 * probe.cpu_seconds / result.issued,
+        "busiest_worker_cpu_share": probe.busiest_share,
+        "other_cores": probe.other_cores,
+        "peak_rss_mib": probe.peak_rss_mib,
+        "base_rss_mib": probe.base_rss_mib,
+        "requests": result.requests,
+        "issued": result.issued,
+    }
 
 
 SPLIT = 0.6  # thumbor's busiest process did at most this share of its CPU time
