@@ -26,7 +26,7 @@ from imgproxy.render.executor import RenderExecutor
 from imgproxy.services import Services
 from tests.stages.test_load import grainy_jpeg
 from tests.support import LiveServer, images, metric, settings_for, write_config
-from tests.support.processes import free_port, imgproxy_process, running
+from tests.support.processes import free_port, imgproxy_process, running, sampled_rss
 
 # A page's responsive set: three widths, each as WebP and as JPEG q80.
 PAGE = [f"w={w}&fm={fm}&q=80" for w in (320, 640, 1280) for fm in ("webp", "jpeg")]
@@ -242,13 +242,6 @@ def test_many_new_sources_each_asked_as_a_page_stay_bounded(tmp_path: Path) -> N
         server = psutil.Process(process.pid)
         assert httpx.get(f"{base}/media/p0.jpg?w=300", timeout=60).status_code == 200
         resting = server.memory_info().rss
-        peak = [resting]
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], server.memory_info().rss)
-                done.wait(0.01)
 
         async def burst() -> list[int]:
             limits = httpx.Limits(max_connections=200)
@@ -258,13 +251,8 @@ def test_many_new_sources_each_asked_as_a_page_stay_bounded(tmp_path: Path) -> N
                 )
             return [reply.status_code for reply in replies]
 
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        try:
+        with sampled_rss(server) as peak:
             statuses = asyncio.run(burst())
-        finally:
-            done.set()
-            sampler.join()
     assert statuses == [200] * (6 * sources)
     # What the server reserves for its largest render (render/memory.py): the source, a
     # 1/2-scale decode at 12 bytes a pixel and a 1280 px WebP at 24; two slots, and the

@@ -22,7 +22,7 @@ from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.render import Decoded
 from imgproxy.services import Services
 from tests.support import CountingStore, settings_for
-from tests.support.processes import free_port, running
+from tests.support.processes import free_port, running, sampled_rss
 
 
 class GatedStore(CountingStore):
@@ -114,16 +114,6 @@ def test_memory_is_bounded_by_the_render_slots_not_by_the_queue(tmp_path: Path) 
         server = psutil.Process(process.pid)
         assert httpx.get(f"{base}/media/big.jpg?w=300", timeout=60).status_code == 200
         resting = server.memory_info().rss
-        peak = [resting]
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], server.memory_info().rss)
-                done.wait(0.01)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
 
         async def burst() -> list[int]:
             limits = httpx.Limits(max_connections=64)
@@ -133,11 +123,8 @@ def test_memory_is_bounded_by_the_render_slots_not_by_the_queue(tmp_path: Path) 
                 )
             return [reply.status_code for reply in replies]
 
-        try:
+        with sampled_rss(server) as peak:
             statuses = asyncio.run(burst())
-        finally:
-            done.set()
-            sampler.join()
         assert statuses == [200] * 64
         grown = peak[0] - resting
         # One render holds the source, the decode (at most 1/2 scale here: 6 MP RGB) and

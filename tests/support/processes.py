@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -375,3 +376,24 @@ def peak_rss(process: psutil.Process) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return int(process.memory_info().rss)
+
+
+@contextmanager
+def sampled_rss(process: psutil.Process) -> Iterator[list[int]]:
+    """[the highest RSS seen], sampled every 10 ms while the block runs: a peak since a
+    moment of the test's choosing, which VmHWM (since the process began) cannot give."""
+    peak = [int(process.memory_info().rss)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], int(process.memory_info().rss))
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
