@@ -24,7 +24,10 @@ from tests.support.processes import free_port, running, serving_children
 MiB = 2**20
 IDLE_RSS = 39 * MiB
 IDLE_USS = 19 * MiB
-KEPT_AFTER_BURST = int(2.5 * MiB)
+# A worker keeps 2.6-2.9 MiB after the burst: the 32 URLs' own state (their parsed targets,
+# variants, kept responses and renditions in the memory tier). glibc's raised mmap threshold
+# kept 4.5-8.4 MiB on top of the same (measured on this machine with the fix left out).
+KEPT_AFTER_BURST = int(3.5 * MiB)
 BURST = 32
 
 
