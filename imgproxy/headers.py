@@ -83,6 +83,23 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def header_end(fmt: str | None, data: bytes) -> int | None:
+    """Where the image data starts, when `data` holds everything before it: a JPEG's first
+    scan, a PNG's first IDAT chunk. Everything a decoder reads on opening such a file (its
+    size, orientation, mode, frames, a progressive JPEG's buffers) lies before that, so its
+    facts can be learned from a file's head alone. None: another format, or not within."""
+    if fmt == "JPEG":
+        frame = jpeg_frame(data)
+        return frame.data_at if frame is not None else None
+    if fmt == "PNG":
+        at = 8
+        while at + 8 <= len(data):  # each chunk: length, type, data, CRC
+            if data[at + 4 : at + 8] == b"IDAT":
+                return at + 8
+            at += 12 + _u32be(data, at)
+    return None
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     frame = jpeg_frame(data)
     return frame.size if frame is not None else None
@@ -105,6 +122,9 @@ class JpegFrame:
     sampling: tuple[tuple[int, int], ...]  # each component's (horizontal, vertical) factor
     buffered: bool  # progressive, or a first scan without every component
     exif_segments: int  # APP1 Exif segments before the first scan
+    # Where the entropy-coded data starts (after the first scan's header); None when the
+    # bytes walked end before it.
+    data_at: int | None = None
 
     @property
     def coefficient_bytes(self) -> int:
@@ -150,7 +170,9 @@ def jpeg_frame(data: bytes) -> JpegFrame | None:
                 return None
             size, sampling, progressive = frame
             in_scan = data[at + 4] if at + 4 < len(data) else len(sampling)
-            return JpegFrame(size, sampling, progressive or in_scan < len(sampling), exif)
+            end = at + 2 + _u16be(data, at + 2)
+            data_at = end if end <= len(data) else None
+            return JpegFrame(size, sampling, progressive or in_scan < len(sampling), exif, data_at)
         at += 2 + _u16be(data, at + 2)
     if frame is None:
         return None

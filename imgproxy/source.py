@@ -21,12 +21,19 @@ from imgproxy.conditional import make_etag, surrogate_key
 from imgproxy.errors import SourceChanged, TooLarge
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import SNIFF_BYTES, sniff
+from imgproxy.headers import header_end
 from imgproxy.inspection import check_declared, judge, judge_head
 from imgproxy.memo import Memo
 from imgproxy.mounts import Mounted
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.stores import Peekable, StoredFile, Streamable
 from imgproxy.stores.base import focal_point
+
+
+# What a Peekable store reads first of a new file: a photo's segments before its image data
+# (Exif with its thumbnail, an ICC profile) usually fit; when they do not, the whole file is
+# read, as for any other store.
+HEADER_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +127,14 @@ class Sources:
 
         share = file.size or limits.max_source_bytes
         async with self.executor.slot(share, lane=mount.name) as slot:
+            size: int | None = None  # the whole file's bytes, when only its head is read
             if isinstance(mount.store, Peekable):  # judged before the file is read at all
-                judge(await mount.store.head(file, SNIFF_BYTES))
-                data = await _read(mount, file, lambda head: None)
+                data = await mount.store.head(file, HEADER_BYTES)
+                judge(data[:SNIFF_BYTES])
+                if not _facts_within(detected[0], data, file.size):
+                    data = await _read(mount, file, lambda head: None)
+                else:
+                    size = file.size
             else:
                 data = await _read(mount, file, judge)
             check_declared(detected[0], data, limits)
@@ -135,6 +147,7 @@ class Sources:
                 limits.max_source_pixels,
                 limits.max_frames,
                 limits.max_render_seconds,
+                size,
             )
         await self.cache.put(_facts_key(mount, file), Rendition(info.to_json(), "application/json"))
         return info
@@ -187,6 +200,13 @@ async def _one_behind(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes]:
         previous = chunk
     if previous is not None:
         yield previous
+
+
+def _facts_within(fmt: str | None, head: bytes, size: int | None) -> bool:
+    """Whether a file's head holds all its facts, so the rest need not be read to learn
+    them: the head is the whole file, or the image data starts within it. A new photo is
+    then read once, by its render, not twice."""
+    return size is not None and (len(head) == size or header_end(fmt, head) is not None)
 
 
 def _same_format(source: Source, head: bytes) -> None:

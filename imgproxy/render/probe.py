@@ -146,10 +146,14 @@ def probe(
     max_pixels: int,
     max_frames: int = FRAME_COUNT_CAP - 1,
     seconds: float = DEFAULT_RENDER_SECONDS,
+    size: int | None = None,
 ) -> SourceInfo:
     """Header facts, with the pixel limit applied as soon as the header gives the size:
     before frames are counted, so nothing of a bomb is ever decoded (SPEC §4.1). Frames are
-    counted no further than max_frames + 1: `frames` is then "more than max_frames"."""
+    counted no further than max_frames + 1: `frames` is then "more than max_frames".
+
+    `data` may be a file's head up to its `headers.header_end` (a JPEG, a PNG) when `size`
+    gives the whole file's bytes."""
     budget = Budget(seconds)
     with open_image(data, decoders, max_pixels, budget) as image:
         frames = _frames(image, data, max_frames + 1, budget)
@@ -172,7 +176,7 @@ def probe(
             height=height,
             frames=frames,
             has_alpha=has_alpha(image),
-            bytes=len(data),
+            bytes=len(data) if size is None else size,
             coefficient_bytes=jpeg.coefficient_bytes if jpeg is not None else 0,
         )
 

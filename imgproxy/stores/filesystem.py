@@ -159,7 +159,8 @@ class FileSystemStore:
                     yield os.path.relpath(os.path.join(folder, name), self.root)
 
     async def head(self, file: StoredFile, size: int) -> bytes:
-        """The first `size` bytes, to sniff: a plain pread, microseconds on a local disk."""
+        """The first `size` bytes of exactly this version, to sniff or to learn its facts
+        from: a plain pread, microseconds on a local disk."""
         try:
             fd = os.open(self._resolve(file.path), os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
@@ -167,35 +168,44 @@ class FileSystemStore:
         except OSError as exc:  # as stat(): a file the server may not read is not found
             raise NotFound(f"cannot read the file ({exc.strerror})") from None
         try:
-            return os.pread(fd, size, 0)
+            head = os.pread(fd, size, 0)
+            changed = version_of(os.fstat(fd)) != file.version
         except OSError as exc:  # replaced by a folder since stat(), say
             raise NotFound(f"cannot read the file ({exc.strerror})") from None
         finally:
             os.close(fd)
+        if changed:  # facts may be learned from a head: never another version's
+            raise SourceChanged("the file changed since it was found; retry")
+        return head
 
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
-        """The bytes of exactly the version `stat` returned: each chunk is yielded only once
-        the open file is seen unchanged after reading it, and the end also checks that the
-        path still leads to it. Any difference raises SourceChanged."""
+        """The bytes of exactly the version `stat` returned, in one chunk, yielded only once
+        the open file is seen unchanged after reading it and the path still leads to it. Any
+        difference raises SourceChanged. One hop to a thread for the whole read: a hop costs
+        about what reading a 1 MB photo from the page cache does."""
         full = self._resolve(file.path)
+        await _settle(_ctime_ns(file))
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(None, self._read_version, full, file)
+        if data:
+            yield data
+
+    def _read_version(self, full: str, file: StoredFile) -> bytes:
         try:
-            async with aiofiles.open(full, "rb") as handle:
+            with open(full, "rb") as handle:
                 fd = handle.fileno()
-                await _settle(_unchanged(fd, file))
-                # One read of the size stat() saw (+1, to notice growth): one chunk, which the
-                # reader keeps as is, where many chunks are joined into a second copy.
-                data = await handle.read(-1 if file.size is None else file.size + 1)
+                _unchanged(fd, file)
+                # The size stat() saw (+1, to notice growth), read into one buffer: one chunk,
+                # which the reader keeps as is, where many chunks are joined into a copy.
+                data = handle.read(-1 if file.size is None else file.size + 1)
                 if len(data) != _unchanged(fd, file).st_size:
                     raise SourceChanged("the file changed while it was read; retry")
-                if data:
-                    yield data
-                if len(data) != _unchanged(fd, file).st_size:
-                    raise SourceChanged("the file changed while it was read; retry")
-                # Whole and unchanged, but no longer what the path names: a stale version.
-                if version_of(_path_stat(os.path.join(self.root, file.path))) != file.version:
-                    raise SourceChanged("the file was replaced while it was read; retry")
         except FileNotFoundError:
             raise NotFound("the file disappeared") from None
+        # Whole and unchanged, but no longer what the path names: a stale version.
+        if version_of(_path_stat(os.path.join(self.root, file.path))) != file.version:
+            raise SourceChanged("the file was replaced while it was read; retry")
+        return data
 
     async def stream(self, file: StoredFile) -> AsyncIterator[bytes]:
         """`open`'s bytes in PIECE pieces, for an original sent as its client reads it: each
@@ -204,7 +214,7 @@ class FileSystemStore:
         try:
             async with aiofiles.open(full, "rb") as handle:
                 fd = handle.fileno()
-                await _settle(_unchanged(fd, file))
+                await _settle(_unchanged(fd, file).st_ctime_ns)
                 size = 0
                 while piece := await handle.read(PIECE):
                     size += len(piece)
@@ -232,14 +242,20 @@ def _path_stat(path: str) -> os.stat_result:
         raise SourceChanged("the file was removed while it was read; retry") from None
 
 
-async def _settle(st: os.stat_result) -> None:
+def _ctime_ns(file: StoredFile) -> int:
+    """The ctime in a version this store wrote (`version_of`): a read accepts the bytes only
+    from a file whose fstat gives that version, so it is that file's ctime."""
+    return int(file.version.split("-")[1], 16)
+
+
+async def _settle(ctime_ns: int) -> None:
     """Wait until the clock has passed the tick of the file's ctime. Timestamps are coarse:
     two writes within one tick leave one ctime, hence one version for two contents. A read
     that starts after the tick sees the last of them, and any later write moves ctime, so
     every read accepted for a version returns the same bytes. Costs a wait only for a file
     changed in the last few milliseconds (whole-second filesystems: up to 2 s); capped at
     the window, so a ctime in the future (a skewed NFS server) never stalls a read."""
-    window = SETTLE_COARSE_NS if st.st_ctime_ns % 1_000_000_000 == 0 else SETTLE_NS
-    wait = min(st.st_ctime_ns + window - time.time_ns(), window)
+    window = SETTLE_COARSE_NS if ctime_ns % 1_000_000_000 == 0 else SETTLE_NS
+    wait = min(ctime_ns + window - time.time_ns(), window)
     if wait > 0:
         await asyncio.sleep(wait / 1e9)

@@ -33,7 +33,7 @@ def test_a_progressive_jpeg_declares_its_coefficient_buffer() -> None:
     sos = data.index(b"\xff\xda")
     one = data[:sos] + b"\xff\xda\x00\x08\x01" + data[sos + 5 : sos + 7] + b"\x00\x3f\x00"
     assert headers.jpeg_frame(one + data[sos + 14 :]) == headers.JpegFrame(
-        (640, 480), ((2, 2), (1, 1), (1, 1)), True, 0
+        (640, 480), ((2, 2), (1, 1), (1, 1)), True, 0, data_at=sos + 10
     )
 
 

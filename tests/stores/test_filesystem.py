@@ -24,6 +24,7 @@ from PIL import Image
 from imgproxy import ImageProxy
 from imgproxy.errors import SourceChanged
 from imgproxy.stores import FileSystemStore, StoredFile
+from imgproxy.stores import filesystem
 from imgproxy.stores.filesystem import SETTLE_NS
 from tests.support import Serve, settings_for
 
@@ -121,12 +122,11 @@ def removed(path: Path) -> None:
     path.unlink()
 
 
-@pytest.mark.parametrize("method", ["open", "stream"])
 @pytest.mark.parametrize("change", [in_place, truncated, renamed_over, removed])
-def test_a_read_racing_a_change_is_refused(
-    tmp_path: Path, change: Callable[[Path], None], method: str
+def test_a_stream_racing_a_change_is_refused(
+    tmp_path: Path, change: Callable[[Path], None]
 ) -> None:
-    """The change lands between the first and the second chunk; no byte written after the
+    """The change lands between the first and the second piece; no byte written after the
     version was taken is ever yielded."""
     store = FileSystemStore(tmp_path, approved=True)
     path = tmp_path / "a.bin"
@@ -136,12 +136,44 @@ def test_a_read_racing_a_change_is_refused(
         file = await store.stat("a.bin")
         seen: list[bytes] = []
         with pytest.raises(SourceChanged) as raised:
-            await collect(store, file, seen, lambda: change(path), method)
+            await collect(store, file, seen, lambda: change(path), "stream")
         assert raised.value.status == 503 and raised.value.retry_after == 1
         return seen
 
     seen = asyncio.run(scenario())
     assert seen and all(set(chunk) == {ord("A")} for chunk in seen)
+
+
+@pytest.mark.parametrize("change", [in_place, truncated, renamed_over, removed])
+def test_a_whole_read_racing_a_change_is_refused(
+    tmp_path: Path, change: Callable[[Path], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`open` reads a version whole: the change lands once the open file has been checked,
+    while it is being read, and nothing at all is yielded."""
+    store = FileSystemStore(tmp_path, approved=True)
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"A" * CHUNKS * CHUNK)
+    checks: list[int] = []
+
+    def unchanged_then_change(fd: int, file: StoredFile) -> os.stat_result:
+        st = checked(fd, file)
+        checks.append(fd)
+        if len(checks) == 1:
+            change(path)
+        return st
+
+    checked = filesystem._unchanged
+    monkeypatch.setattr(filesystem, "_unchanged", unchanged_then_change)
+
+    async def scenario() -> list[bytes]:
+        file = await store.stat("a.bin")
+        seen: list[bytes] = []
+        with pytest.raises(SourceChanged) as raised:
+            await collect(store, file, seen, lambda: None, "open")
+        assert raised.value.status == 503 and raised.value.retry_after == 1
+        return seen
+
+    assert asyncio.run(scenario()) == [] and checks
 
 
 @pytest.mark.parametrize("method", ["open", "stream"])
