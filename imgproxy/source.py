@@ -4,7 +4,9 @@ what is already known about this version or else from its bytes (SPEC §4, §4.1
 Facts are looked for in this process's memo, then in the shared cache tiers, and only then
 learned from the bytes, inside a render slot: sniffed first, the declared size checked, then
 the header parsed by Pillow (inspection.py: the same checks an upload gets). A version
-already seen anywhere costs no read (SPEC §5).
+already seen anywhere costs no read (SPEC §5). A new JPEG or PNG on a store that reads heads
+is learned from its first 64 KiB when its image data starts there: its render is then its
+only whole read.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from imgproxy.mounts import Mounted
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.stores import Peekable, StoredFile, Streamable
 from imgproxy.stores.base import focal_point
-
 
 # What a Peekable store reads first of a new file: a photo's segments before its image data
 # (Exif with its thumbnail, an ICC profile) usually fit; when they do not, the whole file is

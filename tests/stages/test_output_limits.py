@@ -130,7 +130,8 @@ def test_refused_before_any_byte_is_read(media: Path) -> None:
         for name in ("tiny.png", "anim.gif"):
             request = ImageRequest("GET", f"/media/{name}", "fm=json")
             assert (await pipeline.serve(services, request)).status == 200
-        assert store.reads == 2  # each source's facts, learned from its header once
+        # Each source's facts learned once, from a head that holds all of its bytes.
+        assert (store.heads, store.reads) == (2, 0)
         requests = [
             ImageRequest("GET", f"/media/{name}", query, {"accept": "image/webp"})
             for _ in range(7)
@@ -141,7 +142,7 @@ def test_refused_before_any_byte_is_read(media: Path) -> None:
             assert answer.status == 400, (request.query, answer.body)
             named = next(n for f, q, n in HOSTILE if (f, q) == (request.path[7:], request.query))
             assert named.encode() in answer.body
-        assert store.reads == 2
+        assert (store.heads, store.reads) == (2, 0)
         ordinary = await pipeline.serve(
             services, ImageRequest("GET", "/media/tiny.png", "h=400&enlarge=1")
         )

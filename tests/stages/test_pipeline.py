@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from imgproxy import pipeline
+from imgproxy import pipeline, render
 from imgproxy.errors import SourceChanged
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.services import Services
+from imgproxy.source import HEADER_BYTES
 from tests.support import KEY, CountingStore, images, settings_for
 
 
@@ -51,9 +53,10 @@ def test_a_restarted_process_reads_no_source_for_a_hit_or_a_304(
     first = Services.build(settings, stores={"media": first_store})
     warm = get(first, "/media/photo.jpg", query)
     assert warm.status == 200
-    # First sight: learning reads it in one slot; a render (or an original) reads it again
-    # in its own (no bytes are held while waiting for one: SPEC §11).
-    assert first_store.reads == (1 if query == "fm=json" else 2)
+    # First sight: learning reads its head in one slot; a render (or an original) reads it
+    # whole in its own (no bytes are held while waiting for one: SPEC §11).
+    assert first_store.heads == 1
+    assert first_store.reads == (0 if query == "fm=json" else 1)
     asyncio.run(first.close())
 
     store = CountingStore(media)
@@ -63,10 +66,10 @@ def test_a_restarted_process_reads_no_source_for_a_hit_or_a_304(
     if query:  # renditions and metadata come from the disk tier; an original is its bytes
         hit = get(restarted, "/media/photo.jpg", query)
         assert (hit.status, hit.body) == (200, warm.body)
-        assert store.reads == 0
+        assert (store.heads, store.reads) == (0, 0)
         assert restarted.metrics.renders == 0
     else:
-        assert store.reads == 0
+        assert (store.heads, store.reads) == (0, 0)
     asyncio.run(restarted.close())
 
 
@@ -81,7 +84,7 @@ def test_damaged_facts_are_learned_again(media: Path, tmp_path: Path) -> None:
     store = CountingStore(media)
     restarted = Services.build(settings, stores={"media": store})
     assert get(restarted, "/media/photo.jpg", "w=33").status == 200
-    assert store.reads == 2  # learned again (one read), then rendered (one read)
+    assert (store.heads, store.reads) == (1, 1)  # learned again from its head, then rendered
     asyncio.run(restarted.close())
 
 
@@ -169,3 +172,43 @@ def test_a_retry_after_a_source_change_stats_again(
     assert response.status == 200
     assert arrivals[1] is None  # the retry shares no stat made before the change was seen
     asyncio.run(services.close())
+
+
+def test_a_new_photo_is_learned_from_its_head_and_read_once(media: Path) -> None:
+    """A JPEG or PNG whose image data starts within the first 64 KiB is learned from those
+    (SPEC §10): its render is the one whole read. One whose segments before the data are
+    larger (100 KB of Exif and comment) is read whole to learn, as any other format. The facts are
+    exactly those of the whole file, progressive JPEGs' coefficient buffers included."""
+    noise = Image.effect_noise((1600, 1200), 30).convert("RGB")
+    photo = Image.blend(images.photo((1600, 1200)), noise, 0.3)
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 60_000  # ImageDescription: a 60 KB APP1 segment
+    big = {"exif": exif.tobytes(), "comment": "y" * 40_000}  # and a 40 KB COM segment
+    files = {
+        "sequential.jpg": (images.encode(photo, "JPEG"), 1),
+        "progressive.jpg": (images.encode(photo, "JPEG", progressive=True), 1),
+        "photo.png": (images.encode(photo, "PNG"), 1),
+        "big-exif.jpg": (images.encode(photo, "JPEG", **big), 2),
+        "anim.gif": (noisy_gif(), 2),  # its frames are counted in the whole file
+    }
+
+    async def scenario() -> None:
+        for name, (data, reads) in files.items():
+            assert len(data) > HEADER_BYTES, name
+            (media / name).write_bytes(data)
+            store = CountingStore(media)
+            services = Services.build(settings_for(media), stores={"media": store})
+            request = ImageRequest("GET", f"/media/{name}", "w=64")
+            answers = await asyncio.gather(*(pipeline.serve(services, request) for _ in range(8)))
+            assert [a.status for a in answers] == [200] * 8, name
+            assert (store.heads, store.reads) == (1, reads), name
+            learned = services.sources._known.get(("media", name, (await store.stat(name)).version))
+            assert learned == render.probe(data, None, 10**9), name
+            await services.close()
+
+    asyncio.run(scenario())
+
+
+def noisy_gif() -> bytes:
+    frames = [Image.effect_noise((300, 200), 60 + n).convert("P") for n in range(3)]
+    return images.encode(frames[0], "GIF", save_all=True, append_images=frames[1:])

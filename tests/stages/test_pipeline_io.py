@@ -32,14 +32,14 @@ def test_304_reads_no_bytes_and_renders_nothing(counted: Counted, url: str) -> N
     store, proxy, client = counted
     first = client.get(url)
     assert first.status_code == 200
-    reads, renders = store.reads, proxy.services.metrics.renders
+    reads, heads, renders = store.reads, store.heads, proxy.services.metrics.renders
     for headers in (
         {"if-none-match": first.headers["etag"]},
         {"if-modified-since": first.headers["last-modified"]},
     ):
         again = client.get(url, headers=headers)
         assert again.status_code == 304
-    assert store.reads == reads
+    assert (store.reads, store.heads) == (reads, heads)
     assert proxy.services.metrics.renders == renders
     assert store.stats >= 3  # but the version was looked up every time
 
@@ -47,12 +47,12 @@ def test_304_reads_no_bytes_and_renders_nothing(counted: Counted, url: str) -> N
 def test_cache_hit_reads_nothing_and_renders_nothing(counted: Counted) -> None:
     store, proxy, client = counted
     first = client.get("/media/photo.jpg?w=120")
-    reads, renders = store.reads, proxy.services.metrics.renders
+    reads, heads, renders = store.reads, store.heads, proxy.services.metrics.renders
     assert renders == 1
     for _ in range(5):
         assert client.get("/media/photo.jpg?w=120").content == first.content
         assert client.get("/media/photo.jpg?fit=contain&w=120&enlarge=0").content == first.content
-    assert (store.reads, proxy.services.metrics.renders) == (reads, renders)
+    assert (store.reads, store.heads, proxy.services.metrics.renders) == (reads, heads, renders)
 
 
 def test_concurrent_cold_requests_render_once(counted: Counted) -> None:

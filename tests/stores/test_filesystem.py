@@ -23,8 +23,7 @@ from PIL import Image
 
 from imgproxy import ImageProxy
 from imgproxy.errors import SourceChanged
-from imgproxy.stores import FileSystemStore, StoredFile
-from imgproxy.stores import filesystem
+from imgproxy.stores import FileSystemStore, StoredFile, filesystem
 from imgproxy.stores.filesystem import SETTLE_NS
 from tests.support import Serve, settings_for
 
@@ -372,3 +371,22 @@ def test_concurrent_rewrites_never_serve_torn_or_stale_bytes(
                 etag = response.headers["etag"]
                 assert bodies.get((kind, etag), {response.content}) == {response.content}
     print(f"{mode}: {writes} writes, {len(served)} answers, {refused} refused (503), {cut} cut")
+
+
+def test_a_head_is_of_the_version_asked_for(tmp_path: Path) -> None:
+    """A new file's facts may be learned from its head alone: a head of a file rewritten
+    since its version was taken is refused, never learned under the old version."""
+    store = FileSystemStore(tmp_path, approved=True)
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"A" * 1000)
+
+    async def scenario() -> None:
+        file = await store.stat("a.bin")
+        assert await store.head(file, 10) == b"A" * 10
+        time.sleep(SETTLE_NS / 1e9)
+        overwrite(path, b"B" * 1000)
+        with pytest.raises(SourceChanged):
+            await store.head(file, 10)
+        assert await store.head(await store.stat("a.bin"), 10) == b"B" * 10
+
+    asyncio.run(scenario())

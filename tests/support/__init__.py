@@ -144,16 +144,22 @@ def spec_signature(key: str, path: str, params: dict[str, str], length: int = 32
 
 
 class CountingStore(FileSystemStore):
-    """The real filesystem store, counting metadata calls and content reads."""
+    """The real filesystem store, counting metadata calls and content reads (a whole
+    version's, and a head's: the first bytes a new file's facts are learned from)."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root, approved=True)
         self.stats = 0
         self.reads = 0
+        self.heads = 0
 
     async def stat(self, path: str) -> StoredFile:
         self.stats += 1
         return await super().stat(path)
+
+    async def head(self, file: StoredFile, size: int) -> bytes:
+        self.heads += 1
+        return await super().head(file, size)
 
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
         self.reads += 1
