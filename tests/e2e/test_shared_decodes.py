@@ -149,8 +149,8 @@ def test_renditions_arriving_during_the_decode_join_it(
 
 
 def test_a_source_rewritten_between_two_requests_is_never_shared(tmp_path: Path) -> None:
-    """The first version's frame lingers, but the second request sees a new version (its
-    stat comes first, SPEC §6) and decodes that."""
+    """The first version's frame lingers (its second rendition made it a set), but the next
+    request sees a new version (its stat comes first, SPEC §6) and decodes that."""
     media = tmp_path / "media"
     media.mkdir()
     photo = media / "photo.png"
@@ -158,15 +158,16 @@ def test_a_source_rewritten_between_two_requests_is_never_shared(tmp_path: Path)
     photo.write_bytes(first)
     proxy = ImageProxy(settings_for(media, render={"decode_linger": 10}))
     with LiveServer(proxy) as server:
+        httpx.get(f"{server.url}/media/photo.png?w=400&fm=png", timeout=30)
         before = httpx.get(f"{server.url}/media/photo.png?w=400&fm=webp", timeout=30)
         again = httpx.get(f"{server.url}/media/photo.png?w=400&fm=jpeg", timeout=30)
-        assert proxy.services.metrics.decodes == 1  # the same version: shared
+        assert proxy.services.metrics.decodes == 2  # the same version: its third shared
         inverted = 255 - np.asarray(images.decode(first))
         photo.write_bytes(images.encode(Image.fromarray(inverted), "PNG"))
         os.utime(photo, ns=(1, 1))  # a new version even on a coarse-mtime file system
         after = httpx.get(f"{server.url}/media/photo.png?w=400&fm=jpeg&q=80", timeout=30)
     assert before.status_code == again.status_code == after.status_code == 200
-    assert proxy.services.metrics.decodes == 2
+    assert proxy.services.metrics.decodes == 3
     assert (
         after.content
         == lone(media, "/media/photo.png", ["w=400&fm=jpeg&q=80"])["w=400&fm=jpeg&q=80"]
@@ -212,7 +213,8 @@ def test_a_kept_frame_counts_in_the_inflight_budget_and_never_passes_it(
         settings_for(media, limits={"inflight_bytes": 256 << 20}, render={"decode_linger": 10})
     )
     with LiveServer(roomy) as server:
-        reply = httpx.get(f"{server.url}/media/page.png?w=99", timeout=30)
+        assert httpx.get(f"{server.url}/media/page.png?w=98", timeout=30).status_code == 200
+        reply = httpx.get(f"{server.url}/media/page.png?w=99", timeout=30)  # asked as a set
         assert reply.status_code == 200
         width, height = images.decode(reply.content).size
         kept = (1600 * 1000 + width * height) * 4  # the frame and the resized pixels
@@ -265,13 +267,14 @@ def test_many_new_sources_each_asked_as_a_page_stay_bounded(tmp_path: Path) -> N
 
 
 def test_operators_see_decodes_beside_renders(media: Path, tmp_path: Path) -> None:
-    """`imgproxy_decodes_total` in /metrics: two renditions of one size, one decode."""
+    """`imgproxy_decodes_total` in /metrics: three renditions of one size one after
+    another, two decodes (the second made the source a set; the third shared its frame)."""
     config = write_config(tmp_path, media, render={"decode_linger": 10})
     with imgproxy_process(config) as base:
-        for query in ("w=120&fm=webp", "w=120&fm=jpeg"):
+        for query in ("w=120&fm=webp", "w=120&fm=jpeg", "w=120&fm=png"):
             assert httpx.get(f"{base}/media/photo.jpg?{query}").status_code == 200
-        assert metric(base, "imgproxy_renders_total") == 2
-        assert metric(base, "imgproxy_decodes_total") == 1
+        assert metric(base, "imgproxy_renders_total") == 3
+        assert metric(base, "imgproxy_decodes_total") == 2
 
 
 def test_a_job_larger_than_the_free_bytes_never_waits_for_a_kept_frame(media: Path) -> None:
@@ -291,7 +294,8 @@ def test_a_job_larger_than_the_free_bytes_never_waits_for_a_kept_frame(media: Pa
         return (await asyncio.wait_for(pipeline.serve(services, request), 30)).status
 
     async def scenario() -> list[int]:
-        assert await ask("w=640&pad=8") == 200  # its frame lingers (decode_linger = 5 s)
+        assert await ask("w=640&pad=9") == 200
+        assert await ask("w=640&pad=8") == 200  # a set: its frame lingers (decode_linger = 5 s)
         assert executor._free_bytes < executor.budget
         first = await ask(big)  # alone, after the lingering frame
         many = await asyncio.gather(*(ask(q) for q in [big, "w=639", big, "w=638&pad=3"] * 3))
@@ -301,3 +305,30 @@ def test_a_job_larger_than_the_free_bytes_never_waits_for_a_kept_frame(media: Pa
     assert set(statuses) == {200}, statuses
     assert executor.queued == 0 and executor.running == 0
     asyncio.run(services.close())
+
+
+def test_a_source_asked_once_keeps_no_frame_past_its_render(media: Path) -> None:
+    """Most cold traffic asks a new source once: nothing of it lingers, and 16 new sources
+    at once leave the whole in-flight budget free. A second rendition of one of them makes
+    it a set: its frame lingers, counted in the budget, and a third rendition shares it."""
+    for n in range(16):
+        media.joinpath(f"new-{n}.jpg").write_bytes(images.jpeg((800 + n, 600)))
+    services = Services.build(settings_for(media, render={"decode_linger": 10}))
+    executor = services.executor
+
+    async def ask(path: str, query: str) -> int:
+        request = ImageRequest("GET", path, query, {})
+        return (await pipeline.serve(services, request)).status
+
+    async def scenario() -> None:
+        paths = [f"/media/new-{n}.jpg" for n in range(16)]
+        assert await asyncio.gather(*(ask(p, "w=100") for p in paths)) == [200] * 16
+        assert executor._free_bytes == executor.budget  # nothing kept
+        assert services.metrics.decodes == 16
+        assert await ask(paths[0], "w=101") == 200  # asked again: a set from now on
+        assert executor._free_bytes < executor.budget  # its frame lingers, counted
+        assert await ask(paths[0], "w=102") == 200
+        assert services.metrics.decodes == 17  # the third shared the second's frame
+        await services.close()
+
+    asyncio.run(scenario())
