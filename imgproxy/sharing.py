@@ -10,10 +10,10 @@ one page still use every core. A frame kept past its leader's slot (for the jobs
 waiting for theirs, or lingering) holds its bytes of `limits.inflight_bytes`, taken only if
 free at once and within `render.linger_bytes`; otherwise it is dropped and they decode alone.
 
-A frame lingers only for a version asked as a set: one this process has been asked more
-than one rendition of. A source asked once, as most cold traffic is, keeps nothing past its
-render (a burst of 32 new 24 MP photos held 4.5 MB more per worker while each decode
-lingered); the second rendition of a source starts the sharing.
+A frame lingers only for a version asked as a set: one of which this process has had two
+jobs (of any size) at once, as the renditions of a page's photo queue together under load.
+A source asked once, as most cold traffic is, keeps nothing past its render: a burst of 32
+new 24 MP photos held 4.5 MB more per worker while each decode lingered.
 
 Only the JPEG DCT scale decides a still job's decode (render/memory.py's `dct_scale`):
 jobs needing different scales do not share, since a 320 px rendition derived from a 1/2-scale
@@ -41,7 +41,7 @@ from imgproxy.source import Source, Sources
 
 # The version (store, path, version), the DCT scale, and what else a decode depends on.
 Key = tuple[str, str, str, int, tuple[str, ...] | None, int, int]
-SEEN = 4096  # versions remembered as asked (by hash: a collision costs a linger, no bytes)
+SETS = 4096  # versions remembered as sets (by hash: a collision costs a linger, no bytes)
 
 
 class _Flight:
@@ -77,7 +77,8 @@ class SharedDecodes:
         self._linger_bytes = linger_bytes
         self._kept = 0
         self._flights: dict[Key, _Flight] = {}
-        self._asked: Memo[int, bool] = Memo(SEEN)  # a version's hash -> asked more than once
+        self._active: dict[int, int] = {}  # a version's hash -> its jobs now in `render`
+        self._sets: Memo[int, bool] = Memo(SETS)
         executor.on_wait(self._reclaim)
 
     @staticmethod
@@ -96,7 +97,20 @@ class SharedDecodes:
         another job's decode)."""
         file = source.file
         version = hash((source.mount.name, file.path, file.version))
-        self._asked[version] = version in self._asked
+        active = self._active.get(version, 0)
+        if active:
+            self._sets[version] = True
+        self._active[version] = active + 1
+        try:
+            return await self._render(source, job)
+        finally:
+            if self._active[version] == 1:
+                del self._active[version]
+            else:
+                self._active[version] -= 1
+
+    async def _render(self, source: Source, job: RenderJob) -> tuple[Rendered, float]:
+        file = source.file
         key = (
             source.mount.name,
             file.path,
@@ -187,7 +201,7 @@ class SharedDecodes:
         arrive while it lingers (a version asked as a set), if its bytes are free at once
         (else they decode alone)."""
         frame = flight.frame
-        linger = self._linger > 0 and self._asked.get(hash(flight.key[:3]), False)
+        linger = self._linger > 0 and hash(flight.key[:3]) in self._sets
         if frame is None or not (flight.waiting or linger):
             return
         if not self._count(flight, frame.nbytes):

@@ -82,7 +82,9 @@ MEANINGS = {
     "cache.s3_bytes": "what the fleet keeps in the bucket (oldest deleted by the tier's sweeps)",
     "cache.s3_max_age": "seconds an object is served and kept; back it with a lifecycle rule",
     "render.avif_speed": "AVIF encoder speed 0..10 (8: ~5x faster than 6, ~2 % more bytes)",
-    "render.decode_linger": "seconds a decoded source is kept for its next renditions; 0: off",
+    "render.decode_linger": (
+        "seconds a decoded source asked as a set (renditions at once) is kept for more; 0: off"
+    ),
     "render.linger_bytes": "most bytes of decoded sources kept past their renders",
     "cache.purge_urls": "HTTP caches sent `PURGE` + `xkey-purge` by `imgproxy purge`",
     "stores.NAME.kind": "`fs`, `sql`, `http` or `s3`",
