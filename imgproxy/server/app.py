@@ -17,7 +17,6 @@ from starlette.types import Receive, Scope, Send
 from imgproxy import hints, logs
 from imgproxy.asgi import ImageProxy
 from imgproxy.render.probe import own_process_ceiling
-from imgproxy.server.allocator import return_large_buffers
 from imgproxy.server.exposition import CONTENT_TYPE_LATEST, Exposition
 from imgproxy.server.purging import PurgeListener
 from imgproxy.server.readiness import ReadinessCheck
@@ -123,5 +122,4 @@ def app_from_env() -> StandaloneApp:
     settings = Settings.from_file(path) if path else Settings.from_mapping({})
     logs.configure(level=settings.server.log_level, fmt=settings.server.log_format)
     own_process_ceiling(settings)
-    return_large_buffers()
     return create_app(settings)
