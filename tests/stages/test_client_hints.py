@@ -147,3 +147,60 @@ def test_the_server_and_varnish_keep_one_answer_per_device(media: Path, tmp_path
                     assert answer.status_code == 200
                     assert width_of(answer.content) == want, (dpr, answer.headers)
                     assert answer.headers["x-cache"] == state, (dpr, answer.headers)
+
+
+def test_varnish_keeps_a_short_ladder_of_variants_whatever_the_hints_say(
+    media: Path, tmp_path: Path
+) -> None:
+    """The shipped VCL snaps the hints as imgproxy does before Varnish looks up a variant:
+    spellings of one DPR share one cached answer, and 400 distinct raw hint values from 32
+    clients at once reach 32 variants of one URL at most (13 DPRs, 6 widths, 13 DPRs at
+    64 px), each a HIT when asked again. The raw values made a variant each: 400 misses."""
+    need_binary("varnishd")
+    config = write_config(tmp_path, media, server=ON)
+    edge_port = free_port()
+    with (
+        served(config) as server,
+        varnish(tmp_path, int(server.url.rsplit(":", 1)[1]), port=edge_port),
+    ):
+        edge = f"http://127.0.0.1:{edge_port}/media/photo.jpg?w=120"
+        first = httpx.get(edge, headers={"sec-ch-dpr": "2"}, timeout=30)
+        assert (first.headers["x-cache"], width_of(first.content)) == ("MISS", 240)
+        for name, value in [
+            ("sec-ch-dpr", "2.0"),
+            ("dpr", "2"),
+            ("sec-ch-dpr", "2.1"),
+            ("sec-ch-dpr", "1.9"),
+            ("dpr", "2.00000001"),
+        ]:
+            again = httpx.get(edge, headers={name: value}, timeout=30)
+            assert (again.headers["x-cache"], width_of(again.content)) == ("HIT", 240), value
+        plain = httpx.get(edge, timeout=30)
+        for name, value in [("dpr", "1"), ("sec-ch-dpr", "0.5"), ("dpr", "x"), ("dpr", "1e3")]:
+            same = httpx.get(edge, headers={name: value}, timeout=30)
+            assert same.headers["x-cache"] == "HIT" and same.content == plain.content, value
+
+        raw = [{"sec-ch-dpr": f"{1 + n / 100:.2f}"} for n in range(300)]
+        raw += [{"width": str(n * 7)} for n in range(50)]
+        raw += [{"dpr": f"{n / 10 + 0.05:.3f}", "sec-ch-width": str(n)} for n in range(50)]
+
+        async def ask_all() -> list[httpx.Response]:
+            limits = httpx.Limits(max_connections=32)
+            async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+                gate = asyncio.Semaphore(32)
+
+                async def one(headers: dict[str, str]) -> httpx.Response:
+                    async with gate:
+                        return await client.get(edge, headers=headers)
+
+                return await asyncio.gather(*(one(h) for h in raw))
+
+        answers = asyncio.run(ask_all())
+        assert {a.status_code for a in answers} == {200}
+        misses = sum(a.headers["x-cache"] == "MISS" for a in answers)
+        assert misses <= 32, misses
+        widths = {width_of(a.content) for a in answers}
+        assert len(widths) <= 13 + 2, sorted(widths)  # DPR 1..4 at 120 px, and w=64/128
+        repeated = asyncio.run(ask_all())
+        assert {a.headers["x-cache"] for a in repeated} == {"HIT"}
+        assert [a.content for a in repeated] == [a.content for a in answers]

@@ -96,6 +96,37 @@ sub vcl_recv {
     } else {
         set req.http.Accept = "*/*";
     }
+    # Client hints (SPEC §15.4), snapped as imgproxy snaps them and sent under one name each:
+    # a client varying them reaches a short ladder of variants (DPR 1.25..4 in steps of 0.25,
+    # widths in steps of 64 px up to 4096: raise that with limits.max_output_dimension), not
+    # one variant per raw value. A malformed hint, or DPR 1, is dropped: imgproxy ignores it.
+    if (!req.http.Sec-CH-DPR) {
+        set req.http.Sec-CH-DPR = req.http.DPR;
+    }
+    unset req.http.DPR;
+    set req.http.Sec-CH-DPR = regsuball(req.http.Sec-CH-DPR, "^[ \t]+|[ \t]+$", "");
+    if (req.http.Sec-CH-DPR !~ "^[0-9]{1,3}(\.[0-9]{1,8})?$"
+        || std.real(req.http.Sec-CH-DPR, 1.0) < 1.125) {
+        unset req.http.Sec-CH-DPR;
+    } elsif (std.real(req.http.Sec-CH-DPR, 1.0) >= 4.0) {
+        set req.http.Sec-CH-DPR = "4";
+    } else {
+        set req.http.Sec-CH-DPR = std.round(std.real(req.http.Sec-CH-DPR, 1.0) * 4) / 4;
+    }
+    if (!req.http.Sec-CH-Width) {
+        set req.http.Sec-CH-Width = req.http.Width;
+    }
+    unset req.http.Width;
+    set req.http.Sec-CH-Width = regsuball(req.http.Sec-CH-Width, "^[ \t]+|[ \t]+$", "");
+    if (req.http.Sec-CH-Width !~ "^[0-9]{1,9}$") {
+        unset req.http.Sec-CH-Width;
+    } elsif (std.integer(req.http.Sec-CH-Width, 1) > 4032) {
+        set req.http.Sec-CH-Width = "4096";
+    } elsif (std.integer(req.http.Sec-CH-Width, 1) < 1) {
+        set req.http.Sec-CH-Width = "64";
+    } else {
+        set req.http.Sec-CH-Width = (std.integer(req.http.Sec-CH-Width, 1) + 63) / 64 * 64;
+    }
     # The rest is Varnish's built-in logic: GET and HEAD are looked up, with Authorization
     # they are passed, other methods go to imgproxy (which answers 405).
 }
