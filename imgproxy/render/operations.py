@@ -116,6 +116,9 @@ def after_fit(image: Image.Image, t: Transform) -> Image.Image:
     return image
 
 
+PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La"}  # straight alpha -> Pillow's premultiplied mode
+
+
 def blur_plan(sigma: float) -> tuple[int, float]:
     """How a blur is made: the factor its copy is shrunk by, and the sigma blurred there."""
     factor = max(1, math.ceil(sigma / BLUR_DIRECT_SIGMA))
@@ -123,12 +126,20 @@ def blur_plan(sigma: float) -> tuple[int, float]:
 
 
 def blur(image: Image.Image, sigma: float) -> Image.Image:
+    """With alpha, blurred premultiplied (as Pillow's resize and reduce already work): a
+    filter on straight RGBA averages in the colour of invisible pixels, a fringe of whatever
+    the transparent area holds (a red square on transparent green came out green-edged)."""
+    mode = image.mode
+    if mode in PREMULTIPLIED:
+        image = image.convert(PREMULTIPLIED[mode])
     factor, small_sigma = blur_plan(sigma)
     if factor == 1:
-        return image.filter(ImageFilter.GaussianBlur(sigma))
-    small = image.reduce(factor).filter(ImageFilter.GaussianBlur(small_sigma))
-    box = (0.0, 0.0, image.width / factor, image.height / factor)
-    return small.resize(image.size, Image.Resampling.BICUBIC, box=box)
+        blurred = image.filter(ImageFilter.GaussianBlur(sigma))
+    else:
+        small = image.reduce(factor).filter(ImageFilter.GaussianBlur(small_sigma))
+        box = (0.0, 0.0, image.width / factor, image.height / factor)
+        blurred = small.resize(image.size, Image.Resampling.BICUBIC, box=box)
+    return blurred.convert(mode) if blurred.mode != mode else blurred
 
 
 def pixelate(image: Image.Image, block: int) -> Image.Image:

@@ -235,3 +235,16 @@ def test_animation_applies_the_operations_to_every_frame() -> None:
     out = run(gif, "rot=90&flip=h&pad=5&pixelate=4&crop=0,0,100,80", OutputFormat.GIF)
     assert images.frames(out) == 3
     assert out.size == (80 + 10, 100 + 10)
+
+
+@pytest.mark.parametrize("query", ["blur=3", "blur=40", "pixelate=16", "blur=3&pixelate=8"])
+def test_blur_and_pixelate_never_show_the_colour_of_invisible_pixels(query: str) -> None:
+    """A red square on fully transparent green: every pixel the effect makes partly
+    transparent stays red. Blurred with straight alpha, its edge came out green (G 247)."""
+    image = Image.new("RGBA", (400, 400), (*GREEN, 0))
+    image.paste((*RED, 255), (100, 100, 300, 300))
+    out = run(images.encode(image, "PNG"), query).convert("RGBA")
+    pixels = [out.getpixel((x, y)) for y in range(out.height) for x in range(0, out.width, 2)]
+    edge = [p for p in pixels if isinstance(p, tuple) and 8 < p[3] < 250]
+    assert edge, "the effect made no edge"
+    assert max(p[1] for p in edge) <= 2 and min(p[0] for p in edge) >= 253, query
