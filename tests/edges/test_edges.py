@@ -201,3 +201,6 @@ def test_the_shipped_edges_know_every_native_parameter() -> None:
         assert len(lists) >= 3, config
         for found in lists:
             assert set(found.split("|")) == names, (config, sorted(names ^ set(found.split("|"))))
+    # What nginx keys its files on: a name missing there shares the file of the URL without it.
+    (key,) = re.findall(r'proxy_cache_key "([^"]*)"', (ROOT / "config/nginx.conf").read_text())
+    assert set(re.findall(r"\$arg_(\w+)", key)) == names

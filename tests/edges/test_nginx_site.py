@@ -482,3 +482,15 @@ def test_metrics_are_only_for_the_allowed_scrapers(media: Path, tmp_path: Path) 
                 assert status == 403 and b"imgproxy_" not in answer, (server, target, answer)
             status, _ = raw_get(server, "/media/photo.jpg?w=120", source="127.0.0.2")
             assert status == 200
+
+
+def test_every_operation_is_part_of_the_edge_cache_key(media: Path, tmp_path: Path) -> None:
+    """Each operation makes another rendition, so each is in the shipped site's key: with
+    the operations left out of it, `?w=120&rot=90` was answered with the stored `?w=120`."""
+    queries = ["w=120", "w=120&rot=90", "w=120&flip=h", "w=120&blur=3", "w=120&sharpen=3"]
+    queries += ["w=120&pixelate=8", "w=120&pad=6", "w=120&crop=0,0,0.5,0.5"]
+    with site_over(tmp_path, media) as (_, site):
+        for state in ("MISS", "HIT"):
+            answers = [httpx.get(f"{site.edge}/media/photo.jpg?{q}", timeout=30) for q in queries]
+            assert [a.headers["x-cache-status"] for a in answers] == [state] * len(queries)
+            assert len({a.content for a in answers}) == len(queries), state
