@@ -494,3 +494,23 @@ def test_every_operation_is_part_of_the_edge_cache_key(media: Path, tmp_path: Pa
             answers = [httpx.get(f"{site.edge}/media/photo.jpg?{q}", timeout=30) for q in queries]
             assert [a.headers["x-cache-status"] for a in answers] == [state] * len(queries)
             assert len({a.content for a in answers}) == len(queries), state
+
+
+def test_a_query_on_a_dialect_url_is_never_stored_at_the_edge(media: Path, tmp_path: Path) -> None:
+    """thumbor's URLs say everything in their path and imgproxy ignores a query on them: 40
+    queries on one such URL at once are answered alike, and the edge keeps the one file of
+    the URL itself (it kept one per query: 41)."""
+    disk = tmp_path / "disk"
+    cache = {"disk_path": str(disk), "accel_redirect": "/_accel/", "memory_bytes": 0}
+    thumbor = {"store": "media", "allow_unsafe": True}
+    config = write_config(tmp_path, media, cache=cache, **{"dialects.thumbor": thumbor})
+    with imgproxy_process(config) as upstream:
+        port = int(upstream.rsplit(":", 1)[1])
+        with nginx_servers(tmp_path, port, disk) as site:
+            url = f"{site.edge}/thumbor/unsafe/80x60/photo.jpg"
+            plain = httpx.get(url, timeout=30)
+            assert plain.status_code == 200
+            answers = burst([f"{url}?w={n}" for n in range(1, 41)])
+            assert {(a.status_code, a.content) for a in answers} == {(200, plain.content)}
+            assert sorted(cache_keys(site).values()) == [1]
+            assert httpx.get(url, timeout=30).headers["x-cache-status"] == "HIT"
