@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from imgproxy.render.executor import RenderExecutor
 from imgproxy.services import Services
 from tests.stages.test_load import grainy_jpeg
 from tests.support import LiveServer, images, metric, settings_for, write_config
-from tests.support.processes import free_port, imgproxy_process, running, sampled_rss
+from tests.support.processes import imgproxy_process, sampled_rss, served
 
 # A page's responsive set: three widths, each as WebP and as JPEG q80.
 PAGE = [f"w={w}&fm={fm}&q=80" for w in (320, 640, 1280) for fm in ("webp", "jpeg")]
@@ -230,18 +229,12 @@ def test_many_new_sources_each_asked_as_a_page_stay_bounded(tmp_path: Path) -> N
     sources = 20
     for n in range(sources + 1):
         (media / f"p{n}.jpg").write_bytes(photo)  # a version per path
-    config = tmp_path / "imgproxy.toml"
     linger_bytes = 8 << 20
-    config.write_text(
-        "[limits]\nrender_concurrency = 2\nrender_queue = 200\n"
-        f"[render]\nlinger_bytes = {linger_bytes}\n"
-        f'[stores.media]\nkind = "fs"\nroot = "{media}"\napproved = true\n'
-    )
-    port = free_port()
-    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
-    with running([*command, "--port", str(port)], port, "imgproxy") as process:
-        base = f"http://127.0.0.1:{port}"
-        server = psutil.Process(process.pid)
+    limits = {"render_concurrency": 2, "render_queue": 200}
+    config = write_config(tmp_path, media, limits=limits, render={"linger_bytes": linger_bytes})
+    with served(config) as serving:
+        base = serving.url
+        server = psutil.Process(serving.process.pid)
         assert httpx.get(f"{base}/media/p0.jpg?w=300", timeout=60).status_code == 200
         resting = server.memory_info().rss
 

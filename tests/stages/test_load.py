@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -21,8 +20,8 @@ from imgproxy.job import RenderJob
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.render import Decoded
 from imgproxy.services import Services
-from tests.support import CountingStore, settings_for
-from tests.support.processes import free_port, running, sampled_rss
+from tests.support import CountingStore, settings_for, write_config
+from tests.support.processes import sampled_rss, served
 
 
 class GatedStore(CountingStore):
@@ -102,16 +101,10 @@ def test_memory_is_bounded_by_the_render_slots_not_by_the_queue(tmp_path: Path) 
     folder.mkdir()
     source = grainy_jpeg((6000, 4000))
     (folder / "big.jpg").write_bytes(source)
-    config = tmp_path / "imgproxy.toml"
-    config.write_text(
-        "[limits]\nrender_concurrency = 2\nrender_queue = 64\n"
-        f'[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n'
-    )
-    port = free_port()
-    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
-    with running([*command, "--port", str(port)], port, "imgproxy") as process:
-        base = f"http://127.0.0.1:{port}"
-        server = psutil.Process(process.pid)
+    limits = {"render_concurrency": 2, "render_queue": 64}
+    with served(write_config(tmp_path, folder, limits=limits)) as serving:
+        base = serving.url
+        server = psutil.Process(serving.process.pid)
         assert httpx.get(f"{base}/media/big.jpg?w=300", timeout=60).status_code == 200
         resting = server.memory_info().rss
 
