@@ -72,13 +72,43 @@ class Slot:
 
 
 class _Lane:
-    """One store's `concurrency` places, and how many of its requests hold or await one."""
+    """One store's `concurrency` places, and how many of its requests hold or await one. A
+    place given back goes first to a request that carries on work already begun (`first`:
+    a rendition of a version just decoded, whose frame is kept until it runs), then to the
+    others in their order of arrival."""
 
-    __slots__ = ("admitted", "places")
+    __slots__ = ("admitted", "first", "free", "waiting")
 
     def __init__(self, concurrency: int) -> None:
-        self.places = asyncio.Semaphore(concurrency)
+        self.free = concurrency
         self.admitted = 0
+        self.first: deque[asyncio.Future[None]] = deque()
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, *, first: bool) -> None:
+        if self.free and not self.first and (first or not self.waiting):
+            self.free -= 1
+            return
+        line = self.first if first else self.waiting
+        turn = asyncio.get_running_loop().create_future()
+        line.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.release()  # given, then cancelled before it could be used
+            else:
+                line.remove(turn)
+            raise
+
+    def release(self) -> None:
+        for line in (self.first, self.waiting):
+            while line:
+                turn = line.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self.free += 1
 
 
 class RenderExecutor:
@@ -102,12 +132,15 @@ class RenderExecutor:
         return self._admitted - self.running
 
     @asynccontextmanager
-    async def slot(self, nbytes: int, *, lane: str = "") -> AsyncIterator[Slot]:
+    async def slot(
+        self, nbytes: int, *, lane: str = "", first: bool = False
+    ) -> AsyncIterator[Slot]:
         """A place in `lane` (the store's name) and `nbytes` of the in-flight budget, or 503
-        at once when `render_queue` requests of that lane already wait."""
+        at once when `render_queue` requests of that lane already wait. `first`: ahead of
+        the requests that have begun nothing yet."""
         place = self._admit(lane)
         try:
-            await place.places.acquire()
+            await place.acquire(first=first)
         except BaseException:
             place.admitted -= 1
             self._admitted -= 1
@@ -213,7 +246,7 @@ class RenderExecutor:
     def _free_slot(self, place: _Lane) -> None:
         place.admitted -= 1
         self._admitted -= 1
-        place.places.release()
+        place.release()
 
     def _free_late(self, place: _Lane, share: int) -> None:
         self._free_slot(place)

@@ -147,6 +147,42 @@ def test_renditions_arriving_during_the_decode_join_it(
     asyncio.run(services.close())
 
 
+def test_a_rendition_of_a_decoded_version_runs_before_newer_photos(tmp_path: Path) -> None:
+    """Six new photos, each asked as a WebP and a JPEG of one width, all at once, one slot,
+    and room to keep one photo's frame (render.linger_bytes). The JPEG of a photo waits for its
+    WebP's decode, then runs ahead of the other photos' queued decodes: so one frame is kept
+    at a time, and each photo is decoded once. Behind the queue, six kept frames would not
+    fit, and the photos past the first would be decoded again."""
+    media = tmp_path / "media"
+    media.mkdir()
+    photo = grainy_jpeg((1600, 1000))
+    for n in range(6):  # six sources (the path is part of a version)
+        (media / f"{n}.jpg").write_bytes(photo)
+    # A 1600 px JPEG's 1/4-scale decode, and its 320 px resize (the JPEG encodes the WebP's).
+    kept = (400 * 250 + 320 * 200) * 4
+    settings = settings_for(
+        media,
+        limits={"render_concurrency": 1},
+        render={"decode_linger": 0, "linger_bytes": kept + kept // 4},
+    )
+    services = Services.build(settings)
+
+    async def get(path: str, query: str) -> int:
+        return (await pipeline.serve(services, ImageRequest("GET", path, query))).status
+
+    async def scenario() -> list[int]:
+        for n in range(6):  # facts known, so every job reaches its decode at once
+            assert await get(f"/media/{n}.jpg", "w=10") == 200
+        paths = [f"/media/{n}.jpg" for n in range(6)]
+        page = [(path, f"w=320&fm={fm}") for fm in ("webp", "jpeg") for path in paths]
+        return await asyncio.gather(*(get(path, query) for path, query in page))
+
+    assert asyncio.run(scenario()) == [200] * 12
+    assert services.metrics.decodes == 6 + 6  # w=10's, then one for each photo's pair
+    assert services.executor._free_bytes == services.executor.budget
+    asyncio.run(services.close())
+
+
 def test_a_source_rewritten_between_two_requests_is_never_shared(tmp_path: Path) -> None:
     """The first version's frame lingers (two renditions at once made it a set), but the
     next request sees a new version (its stat comes first, SPEC §6) and decodes that."""

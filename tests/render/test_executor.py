@@ -1,6 +1,7 @@
 """The render executor's byte budget: first come first served, and a cancelled waiter at the
-head of the line lets the ones behind it through at once. Each store waits in its own lane;
-the render threads are shared and taken for CPU work alone."""
+head of the line lets the ones behind it through at once. Each store waits in its own lane,
+where work already begun goes first; the render threads are shared and taken for CPU work
+alone."""
 
 from __future__ import annotations
 
@@ -35,6 +36,39 @@ def test_a_cancelled_head_waiter_lets_a_smaller_one_through() -> None:
 async def _hold(executor: RenderExecutor, nbytes: int) -> None:
     async with executor.reserve(nbytes):
         pass
+
+
+def test_a_place_given_back_goes_first_to_work_already_begun() -> None:
+    """`first` waiters (renditions of a version just decoded) take freed places before the
+    requests that arrived earlier but have begun nothing; each line keeps its own order, and
+    a cancelled waiter gives up its turn without losing a place."""
+
+    async def scenario() -> list[str]:
+        executor = RenderExecutor(concurrency=1, queue=8, inflight_bytes=100)
+        order: list[str] = []
+
+        async def take(name: str, first: bool) -> None:
+            async with executor.slot(1, first=first):
+                order.append(name)
+                await asyncio.sleep(0.01)
+
+        async with executor.slot(1):  # the one place, held while the others queue
+            tasks = [asyncio.create_task(take("new-1", False))]
+            await asyncio.sleep(0.01)
+            tasks.append(asyncio.create_task(take("new-2", False)))
+            gone = asyncio.create_task(take("gone", True))
+            await asyncio.sleep(0.01)
+            tasks += [asyncio.create_task(take(f"begun-{n}", True)) for n in (1, 2)]
+            await asyncio.sleep(0.01)
+            gone.cancel()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        async with executor.slot(1):  # every place came back
+            pass
+        assert executor.queued == 0
+        executor.shutdown()
+        return order
+
+    assert asyncio.run(scenario()) == ["begun-1", "begun-2", "new-1", "new-2"]
 
 
 def test_damaged_or_absurd_facts_are_not_believed() -> None:
