@@ -39,10 +39,10 @@ from imgproxy.settings import Settings
 WIDTHS = (320, 640, 1280)
 QUALITY, AVIF_QUALITY = 80, 60
 PHOTOS = 3
-# What imgproxy's encode() uses: Pillow's WebP method and JPEG defaults (neither option is
-# passed), render.avif_speed's default, render.REDUCING_GAP.
+# What imgproxy's encode() uses: render.webp_effort's default (Pillow's method), Pillow's JPEG
+# defaults (no option passed), render.avif_speed's default, render.REDUCING_GAP.
 DEFAULTS = {
-    "WebP q=80": "method=4",
+    "WebP q=80": f"method={Settings().render.webp_effort}",
     "JPEG q=80": "optimize=False, progressive=False",
     "AVIF q=60": f"speed={Settings().render.avif_speed}",
     "resize, JPEG at its DCT scale": f"reducing_gap={REDUCING_GAP}",

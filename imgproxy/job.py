@@ -15,6 +15,7 @@ from imgproxy.settings import LimitsSettings
 DEFAULT_JPEG_SCANS = 100  # libjpeg's own progressive script writes 10; mozjpeg about as many
 DEFAULT_RENDER_SECONDS = 10.0
 DEFAULT_AVIF_SPEED = 8
+DEFAULT_WEBP_EFFORT = 4
 _LIMITS = LimitsSettings()
 DEFAULT_MAX_OUTPUT = (_LIMITS.max_output_dimension, _LIMITS.max_output_pixels)
 
@@ -49,6 +50,7 @@ class RenderJob:
     max_jpeg_scans: int = DEFAULT_JPEG_SCANS  # 413 beyond: each scan walks the whole image
     budget: float = DEFAULT_RENDER_SECONDS  # 422 beyond (limits.max_render_seconds)
     avif_speed: int = DEFAULT_AVIF_SPEED  # render.avif_speed
+    webp_effort: int = DEFAULT_WEBP_EFFORT  # render.webp_effort
     # limits.max_output_dimension and max_output_pixels: checked again once `trim` is known
     max_output: tuple[int, int] = DEFAULT_MAX_OUTPUT
     mark: MarkJob | None = None  # wm=: composited on every output frame, last

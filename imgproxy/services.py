@@ -93,6 +93,7 @@ class Services:
                 cache_control=settings.cache.cache_control,
                 avif=render.AVIF_AVAILABLE,
                 avif_speed=settings.render.avif_speed,
+                webp_effort=settings.render.webp_effort,
                 client_hints=settings.server.client_hints,
             ),
             cache=cache,

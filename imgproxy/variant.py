@@ -20,7 +20,7 @@ from imgproxy.cache import CacheKey
 from imgproxy.conditional import cache_control, http_date, make_etag, surrogate_key
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import AS_OUTPUT, OutputFormat
-from imgproxy.job import RenderJob
+from imgproxy.job import DEFAULT_AVIF_SPEED, DEFAULT_WEBP_EFFORT, RenderJob
 from imgproxy.memo import Memo
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.negotiation import MAX_ACCEPT, negotiate
@@ -68,11 +68,18 @@ class Variants:
     """Builds each Variant once per (URL, source version, negotiated format, status)."""
 
     def __init__(
-        self, *, cache_control: str, avif: bool, avif_speed: int = 8, client_hints: bool = False
+        self,
+        *,
+        cache_control: str,
+        avif: bool,
+        avif_speed: int = DEFAULT_AVIF_SPEED,
+        webp_effort: int = DEFAULT_WEBP_EFFORT,
+        client_hints: bool = False,
     ) -> None:
         self.cache_control = cache_control
         self.avif = avif  # whether this Pillow can encode AVIF, for fm=auto
         self.avif_speed = avif_speed
+        self.webp_effort = webp_effort
         self.client_hints = client_hints
         self._known: Memo[tuple[object, ...], Variant] = Memo(20_000)
 
@@ -124,6 +131,7 @@ class Variants:
                 decoders=mount.policy.decoders(file.approved),
                 caching=self.cache_control if status == 200 else PLACEHOLDER_CACHE_CONTROL,
                 avif_speed=self.avif_speed,
+                webp_effort=self.webp_effort,
                 status=status,
                 hinted=hinted is not None,
                 mark=mark,
@@ -159,7 +167,8 @@ def build_variant(
     limits: LimitsSettings,
     decoders: tuple[str, ...] | None,
     caching: str,
-    avif_speed: int = 8,
+    avif_speed: int = DEFAULT_AVIF_SPEED,
+    webp_effort: int = DEFAULT_WEBP_EFFORT,
     status: int = 200,
     hinted: bool = False,
     mark: Mark | None = None,
@@ -197,12 +206,16 @@ def build_variant(
             max_jpeg_scans=limits.max_jpeg_scans,
             budget=limits.max_render_seconds,
             avif_speed=avif_speed,
+            webp_effort=webp_effort,
             max_output=(limits.max_output_dimension, limits.max_output_pixels),
             mark=mark.job() if mark is not None and t.watermark else None,
         )
         kind = Kind.RENDITION
-        # The speed changes the bytes (a little): it is part of an AVIF rendition's identity.
+        # The speed and effort change the bytes: part of an AVIF's or a WebP's identity (a
+        # WebP's only when not libwebp's default, so the ETags from before it stay).
         speed = (f"speed={avif_speed}",) if output is OutputFormat.AVIF else ()
+        if output is OutputFormat.WEBP and webp_effort != DEFAULT_WEBP_EFFORT:
+            speed = (f"effort={webp_effort}",)
         # The mark's version: replacing it changes every rendition that carries it (§15.1).
         marked = mark.ident() if mark is not None and t.watermark else ()
         etag = make_etag(*ident, t.canonical(), output, str(quality), *speed, *marked)

@@ -158,6 +158,7 @@ def _finish(
         icc=still.icc,
         background=job.transform.background,
         avif_speed=job.avif_speed,
+        webp_effort=job.webp_effort,
     )
     return body, {"render": transformed - began, "encode": clock() - transformed}
 
@@ -393,6 +394,7 @@ def _render_animation(image: Image.Image, job: RenderJob, budget: Budget, stamp:
         durations=durations,
         loop=loop,
         avif_speed=job.avif_speed,
+        webp_effort=job.webp_effort,
     )
 
 

@@ -53,6 +53,7 @@ def encode(
     durations: Sequence[int] = (),
     loop: int = 0,
     avif_speed: int = 8,
+    webp_effort: int = 4,
 ) -> bytes:
     for frame in frames:
         frame.info = {}  # Pillow writes some info keys (a JPEG comment, PNG text) back out
@@ -65,6 +66,8 @@ def encode(
         frames = [flatten(frames[0], background)]
     if fmt is OutputFormat.AVIF:
         options["speed"] = avif_speed
+    if fmt is OutputFormat.WEBP:
+        options["method"] = webp_effort
     if len(frames) > 1:
         options.update(save_all=True, append_images=list(frames[1:]), loop=loop)
         options["duration"] = list(durations) or 100

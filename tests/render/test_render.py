@@ -9,7 +9,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from imgproxy.errors import Undecodable
+from imgproxy.errors import ConfigError, Undecodable
 from imgproxy.formats import OutputFormat
 from imgproxy.params import Transform, build_transform
 from imgproxy.render import RenderJob, probe, render
@@ -210,3 +210,28 @@ def test_avif_speed_reaches_the_encoder_and_the_etag(media: Path, serve: Serve) 
             assert response.headers["content-type"] == "image/avif"
             etags.append(response.headers["etag"])
     assert etags[0] != etags[1]
+
+
+def test_webp_effort_reaches_the_encoder_and_the_etag(media: Path, serve: Serve) -> None:
+    """render.webp_effort (libwebp's method, default 4 as Pillow's) is what libwebp is given;
+    another effort gives other bytes and another ETag, so a cache never mixes them."""
+    import dataclasses
+
+    from imgproxy import ImageProxy
+
+    data = images.jpeg((320, 240))
+    default = job({"w": "200"}, OutputFormat.WEBP)
+    assert default.webp_effort == 4
+    cheap = encoded(data, dataclasses.replace(default, webp_effort=2))
+    assert encoded(data, default) != cheap
+    assert images.decode(cheap).size == (200, 150)
+    etags = []
+    for effort in (4, 2):
+        proxy = ImageProxy(settings_for(media, render={"webp_effort": effort}))
+        with httpx.Client(base_url=serve(proxy).url) as http:
+            response = http.get("/media/photo.jpg?w=100&fm=webp")
+            assert response.headers["content-type"] == "image/webp"
+            etags.append(response.headers["etag"])
+    assert etags[0] != etags[1]
+    with pytest.raises(ConfigError, match="webp_effort"):
+        settings_for(media, render={"webp_effort": 7})
