@@ -17,7 +17,12 @@ otherwise it is dropped and they decode alone.
 A frame lingers only for a version asked as a set: one of which this process has had two
 jobs (of any size) at once, as the renditions of a page's photo queue together under load.
 A source asked once, as most cold traffic is, keeps nothing past its render: a burst of 32
-new 24 MP photos held 4.5 MB more per worker while each decode lingered.
+new 24 MP photos held 4.5 MB more per worker while each decode lingered. A frame a job waits
+for displaces frames kept only in case (lingering).
+
+With `peers` (`imgproxy serve`'s other workers, server/peers.py), a job whose decode no job
+here leads, but another worker does, is rendered there: the kernel spreads a page's
+connections over the workers, and alone each worker decoded its half of a page again.
 
 Only the JPEG DCT scale decides a still job's decode (render/memory.py's `dct_scale`):
 jobs needing different scales do not share, since a 320 px rendition derived from a 1/2-scale
@@ -30,6 +35,7 @@ import asyncio
 import dataclasses
 import time
 from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from imgproxy import render
 from imgproxy.errors import ImageProxyError
@@ -46,6 +52,21 @@ from imgproxy.source import Source, Sources
 # The version (store, path, version), the DCT scale, and what else a decode depends on.
 Key = tuple[str, str, str, int, tuple[str, ...] | None, int, int]
 SETS = 4096  # versions remembered as sets (by hash: a collision costs a linger, no bytes)
+
+
+class Peers(Protocol):
+    """The other processes of one server, each with decodes of its own (`imgproxy serve`'s
+    workers: server/peers.py). A job whose decode another of them leads is rendered there,
+    so a page's renditions share one decode whichever worker each reached."""
+
+    def claim(self, key: Key) -> None:
+        """This process leads `key`'s decode, and takes its jobs until `release`."""
+
+    def release(self, key: Key) -> None: ...
+
+    async def render(self, key: Key, source: Source, job: RenderJob) -> Rendered | None:
+        """The job rendered by the process that leads `key`; None when none other does,
+        or it could not take the job (then it is rendered here). Its errors are the job's."""
 
 
 class _Flight:
@@ -83,6 +104,7 @@ class SharedDecodes:
         self._flights: dict[Key, _Flight] = {}
         self._active: dict[int, int] = {}  # a version's hash -> its jobs now in `render`
         self._sets: Memo[int, bool] = Memo(SETS)
+        self.peers: Peers | None = None
         executor.on_wait(self._reclaim)
 
     @staticmethod
@@ -96,9 +118,12 @@ class SharedDecodes:
         alone = job.animate or job.output.is_placeholder or job.mark is not None
         return not (alone or smart or t.trim is not None)
 
-    async def render(self, source: Source, job: RenderJob) -> tuple[Rendered, float]:
+    async def render(
+        self, source: Source, job: RenderJob, *, ask: bool = True
+    ) -> tuple[Rendered, float]:
         """The rendition, and the seconds spent reading its source (0 when it started from
-        another job's decode)."""
+        another job's decode, here or in a peer). `ask=False`: a job a peer sent, never sent
+        on again."""
         file = source.file
         version = hash((source.mount.name, file.path, file.version))
         active = self._active.get(version, 0)
@@ -106,14 +131,14 @@ class SharedDecodes:
             self._sets[version] = True
         self._active[version] = active + 1
         try:
-            return await self._render(source, job)
+            return await self._render(source, job, ask)
         finally:
             if self._active[version] == 1:
                 del self._active[version]
             else:
                 self._active[version] -= 1
 
-    async def _render(self, source: Source, job: RenderJob) -> tuple[Rendered, float]:
+    async def _render(self, source: Source, job: RenderJob, ask: bool) -> tuple[Rendered, float]:
         file = source.file
         key = (
             source.mount.name,
@@ -124,6 +149,10 @@ class SharedDecodes:
             job.max_pixels,
             job.max_jpeg_scans,
         )
+        if ask and self.peers is not None and key not in self._flights:
+            rendered = await self.peers.render(key, source, job)
+            if rendered is not None:
+                return rendered, 0.0
         flight = self._flights.get(key)
         if flight is None:
             return await self._lead(source, job, _Flight(key))
@@ -148,6 +177,8 @@ class SharedDecodes:
         self, source: Source, job: RenderJob, flight: _Flight
     ) -> tuple[Rendered, float]:
         self._flights[flight.key] = flight
+        if self.peers is not None:
+            self.peers.claim(flight.key)
         try:
             async with self._slot(source, job) as slot:
                 return await self._decode(slot, source, job, flight)
@@ -219,7 +250,16 @@ class SharedDecodes:
             asyncio.get_running_loop().call_later(self._linger, self._lingered, flight)
 
     def _count(self, flight: _Flight, nbytes: int) -> bool:
-        """`nbytes` more kept for the flight, if within linger_bytes and free at once."""
+        """`nbytes` more kept for the flight, if within linger_bytes and free at once. Bytes
+        a job waits for come before bytes kept in case: lingering frames make room for them
+        (under 32 clients a page's lingering frames had filled linger_bytes, and a fifth of
+        the renditions waiting for a frame found it dropped)."""
+        if flight.waiting:
+            for other in list(self._flights.values()):
+                if self._kept + nbytes <= self._linger_bytes:
+                    break
+                if other is not flight and other.kept and not (other.waiting or other.leading):
+                    self._drop(other)
         if self._kept + nbytes > self._linger_bytes or not self._executor.take_now(nbytes):
             return False
         self._kept += nbytes
@@ -233,11 +273,14 @@ class SharedDecodes:
         did, for ever); a job that then finds its flight's frame gone decodes alone."""
         for flight in list(self._flights.values()):
             if flight.kept:
-                flight.frame = None
-                self._kept -= flight.kept
-                kept, flight.kept = flight.kept, 0
-                self._executor.give_back(kept)
-                self._settle(flight)
+                self._drop(flight)
+
+    def _drop(self, flight: _Flight) -> None:
+        flight.frame = None
+        self._kept -= flight.kept
+        kept, flight.kept = flight.kept, 0
+        self._executor.give_back(kept)
+        self._settle(flight)
 
     def _lingered(self, flight: _Flight) -> None:
         flight.lingering = False
@@ -251,6 +294,8 @@ class SharedDecodes:
         held = flight.lingering or flight.waiting
         if (flight.frame is None or not held) and self._flights.get(flight.key) is flight:
             del self._flights[flight.key]
+            if self.peers is not None:
+                self.peers.release(flight.key)
         if not held:
             flight.frame = None
             if flight.kept:

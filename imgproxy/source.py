@@ -127,7 +127,10 @@ class Sources:
             detected.append(judge_head(mount.policy, limits, file.approved, file.size, head))
 
         share = file.size or limits.max_source_bytes
-        async with self.executor.slot(share, lane=mount.name) as slot:
+        # A head is a short read and a header parse: ahead of the renders, so every rendition
+        # of a new photo reaches its shared decode (sharing.py) while that is still running.
+        first = isinstance(mount.store, Peekable)
+        async with self.executor.slot(share, lane=mount.name, first=first) as slot:
             size: int | None = None  # the whole file's bytes, when only its head is read
             if isinstance(mount.store, Peekable):  # judged before the file is read at all
                 data = await mount.store.head(file, HEADER_BYTES)

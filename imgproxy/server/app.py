@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
@@ -17,7 +18,9 @@ from starlette.types import Receive, Scope, Send
 from imgproxy import hints, logs
 from imgproxy.asgi import ImageProxy
 from imgproxy.render.probe import own_process_ceiling
+from imgproxy.server.claims import PEERS_ENV
 from imgproxy.server.exposition import CONTENT_TYPE_LATEST, Exposition
+from imgproxy.server.peers import WorkerPeers
 from imgproxy.server.purging import PurgeListener
 from imgproxy.server.readiness import ReadinessCheck
 from imgproxy.settings import CONFIG_ENV, Settings
@@ -34,6 +37,8 @@ class StandaloneApp:
         self.demo = settings.server.demo
         self.readiness = ReadinessCheck(self.proxy.services)
         self.purges = PurgeListener(self.proxy.services)  # `imgproxy purge` reaches its memory
+        peers = os.environ.get(PEERS_ENV)  # one of several workers: they share decodes
+        self.peers = WorkerPeers(self.proxy.services, Path(peers)) if peers else None
 
     async def _demo(self, scope: Scope, receive: Receive, send: Send) -> None:
         from imgproxy.server import demo  # its page and importlib.resources: 0.9 MiB a worker
@@ -73,6 +78,8 @@ class StandaloneApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.purges.start()
+                if self.peers is not None:
+                    await self.peers.start()
                 if self.exposition.shared:
                     flushing = asyncio.get_running_loop().create_task(self._flush_forever())
                 await send({"type": "lifespan.startup.complete"})
@@ -82,6 +89,8 @@ class StandaloneApp:
                     with contextlib.suppress(asyncio.CancelledError):
                         await flushing
                 self.exposition.flush()
+                if self.peers is not None:
+                    await self.peers.stop()
                 await self.purges.stop()
                 await self.proxy.close()
                 await send({"type": "lifespan.shutdown.complete"})

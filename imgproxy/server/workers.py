@@ -32,8 +32,11 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import SimpleQueue
+from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from imgproxy.server.claims import PEERS_ENV, make_table
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +164,12 @@ def supervise(
     # /metrics sums every worker through prometheus_client's multiprocess files (exposition.py).
     shared = tempfile.TemporaryDirectory(prefix="imgproxy-metrics-")
     os.environ[MULTIPROC_ENV] = shared.name
+    # Where the workers claim decodes and send each other jobs (peers.py): private, as
+    # TemporaryDirectory makes it.
+    peers = Path(shared.name, "peers")
+    peers.mkdir(mode=0o700)
+    make_table(peers)
+    os.environ[PEERS_ENV] = str(peers)
     context = multiprocessing.get_context("forkserver")  # no state inherited from this process
     context.set_forkserver_preload(PRELOAD)
     alive, holding = context.Pipe(duplex=False)  # EOF at alive once this process is gone
@@ -234,6 +243,7 @@ def supervise(
         for name, handler in previous.items():
             signal.signal(name, handler)
         os.environ.pop(MULTIPROC_ENV, None)
+        os.environ.pop(PEERS_ENV, None)
         shared.cleanup()
     clean = all(p.exitcode in (0, -signal.SIGTERM) for p in running)
     return 0 if clean and not failed else 1

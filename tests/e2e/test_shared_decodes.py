@@ -183,6 +183,94 @@ def test_a_rendition_of_a_decoded_version_runs_before_newer_photos(tmp_path: Pat
     asyncio.run(services.close())
 
 
+def test_a_frame_a_rendition_waits_for_displaces_one_kept_in_case(tmp_path: Path) -> None:
+    """render.linger_bytes holds one frame. A photo asked as a set lingers (10 s); the next
+    photo's set then has a rendition waiting for its frame: the lingering frame gives way,
+    so the waiting rendition shares the decode. Before, the lingering frame kept its place
+    and the waiting one decoded again."""
+    media = tmp_path / "media"
+    media.mkdir()
+    for name in ("a", "b"):
+        (media / f"{name}.png").write_bytes(grainy_png((800, 500)))
+    frame = 800 * 500 * 4
+    settings = settings_for(
+        media,
+        limits={"render_concurrency": 1},
+        render={"decode_linger": 10, "linger_bytes": frame + frame // 2},
+    )
+    services = Services.build(settings)
+
+    async def page(path: str) -> list[int]:
+        requests = [ImageRequest("GET", path, query) for query in ("w=98", "w=99")]
+        return [
+            r.status
+            for r in await asyncio.gather(
+                *(pipeline.serve(services, request) for request in requests)
+            )
+        ]
+
+    async def scenario() -> None:
+        assert await page("/media/a.png") == [200, 200]
+        assert services.decodes._kept >= frame  # a's frame lingers
+        assert await page("/media/b.png") == [200, 200]
+
+    asyncio.run(scenario())
+    assert services.metrics.decodes == 2
+    asyncio.run(services.close())
+
+
+def test_a_new_source_is_learned_ahead_of_queued_renders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One slot, held by a render; a render of a known source queues, then a new source
+    arrives: its head is read and parsed first (short work), so its renditions reach their
+    shared decode while the renders queued before them wait."""
+    media = tmp_path / "media"
+    media.mkdir()
+    for name in ("x", "y", "z"):
+        (media / f"{name}.png").write_bytes(grainy_png((400, 250)))
+    services = Services.build(settings_for(media, limits={"render_concurrency": 1}))
+    entered, release = threading.Event(), threading.Event()
+    events: list[str] = []
+    real_decode, real_probe = render.decode, render.probe
+
+    def decode(data: bytes, job: RenderJob) -> Decoded:
+        events.append("decode")
+        entered.set()
+        release.wait(30)
+        return real_decode(data, job)
+
+    def probe(*args: Any) -> Any:
+        events.append("learn")
+        return real_probe(*args)
+
+    def get(name: str, query: str) -> asyncio.Task[Any]:
+        request = ImageRequest("GET", f"/media/{name}.png", query)
+        return asyncio.get_running_loop().create_task(pipeline.serve(services, request))
+
+    async def scenario() -> list[int]:
+        for name in ("x", "y"):  # facts known
+            assert (await get(name, "w=10")).status == 200
+        monkeypatch.setattr(render, "decode", decode)
+        monkeypatch.setattr(render, "probe", probe)
+        events.clear()
+        tasks = [get("x", "w=20")]
+        while not entered.is_set():
+            await asyncio.sleep(0.005)
+        tasks.append(get("y", "w=20"))
+        while services.executor.queued < 1:
+            await asyncio.sleep(0.005)
+        tasks.append(get("z", "w=20"))
+        while services.executor.queued < 2:
+            await asyncio.sleep(0.005)
+        release.set()
+        return [(await task).status for task in tasks]
+
+    assert asyncio.run(scenario()) == [200] * 3
+    assert events == ["decode", "learn", "decode", "decode"]  # x, z's head, then y, z
+    asyncio.run(services.close())
+
+
 def test_a_source_rewritten_between_two_requests_is_never_shared(tmp_path: Path) -> None:
     """The first version's frame lingers (two renditions at once made it a set), but the
     next request sees a new version (its stat comes first, SPEC §6) and decodes that."""
