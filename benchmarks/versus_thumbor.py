@@ -137,10 +137,22 @@ def thumbor_conf(data: Path) -> Path:
     return conf
 
 
+# `--imgproxy-setting SECTION.KEY=VALUE` (python -m benchmarks): settings other than the
+# shipped ones, for (f) and (i) only, named in the report.
+SETTINGS: list[str] = []
+
+
 def imgproxy_conf(data: Path) -> Path:
-    """Everything as shipped (memory cache on, render slots = cores) but the store."""
+    """Everything as shipped (memory cache on, render slots = cores) but the store, and any
+    SETTINGS (TOML values: render.webp_effort=2)."""
     conf = WORK / "imgproxy-vs-thumbor.toml"
-    conf.write_text(f'[stores.bench]\nkind = "fs"\nroot = "{data}"\napproved = true\n')
+    tables: dict[str, list[str]] = {}
+    for setting in SETTINGS:
+        name, value = setting.split("=", 1)
+        section, key = name.rsplit(".", 1)
+        tables.setdefault(section, []).append(f"{key} = {value}\n")
+    extra = "".join(f"[{section}]\n" + "".join(lines) for section, lines in tables.items())
+    conf.write_text(f'[stores.bench]\nkind = "fs"\nroot = "{data}"\napproved = true\n{extra}')
     return conf
 
 
