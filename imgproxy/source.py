@@ -76,8 +76,22 @@ class Sources:
         return source
 
     async def read(self, source: Source) -> bytes:
-        """The bytes of a version whose facts are known (call it inside a slot)."""
-        return await _read(source.mount, source.file, lambda head: _same_format(source, head))
+        """The bytes of a version whose facts are known (call it inside a slot): exactly as
+        many as its facts say, which its slot reserved. More or fewer, and the store sent
+        another version under the same one (an origin whose HEAD and GET disagree, or that
+        grew a body under one ETag): SourceChanged, never a read past what was reserved."""
+        file, expected = source.file, source.info.bytes
+        try:
+            data = await read_capped(
+                source.mount.store.open(file),
+                limit=expected,
+                on_head=lambda head: _same_format(source, head),
+            )
+        except TooLarge:
+            raise SourceChanged("the source grew while it was being read") from None
+        if len(data) != expected:
+            raise SourceChanged("the source shrank while it was being read")
+        return data
 
     async def stream(self, source: Source, first: int, last: int) -> AsyncGenerator[bytes]:
         """Bytes `first`..`last` of a version whose facts are known, as its store yields them.

@@ -1,5 +1,6 @@
 """A remote origin -> StoredFile metadata (a HEAD: the origin's ETag/Last-Modified is the
-version, so revalidating never downloads the body) and the body, streamed.
+version, so revalidating never downloads the body), a head (a ranged GET: a new photo's
+facts are learned from its first 64 KiB) and the body, streamed.
 
 Every hop, redirects included, is checked before connecting: scheme, `allowed_hosts`, and
 each resolved address against the SSRF policy; the connection then goes to the address
@@ -20,7 +21,7 @@ import ipaddress
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote, urljoin
 
@@ -41,6 +42,8 @@ from imgproxy.stores.base import StoredFile
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 3
+# A head's answer when the origin honours its Range: from 0, and the whole length.
+CONTENT_RANGE = re.compile(r"bytes 0-[0-9]{1,18}/([0-9]{1,18}|\*)", re.IGNORECASE)
 MAX_PATH = 2000
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # Images are compressed already: asking for the bytes as stored means nothing is inflated
@@ -113,12 +116,28 @@ class HTTPStore:
         _raise_for_status(response)
         return _stored_file(path, response, final, self.approved)
 
-    async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
-        def same_version(response: httpx.Response, final: str) -> None:
-            if _changed(file, response):
-                raise UpstreamError("the origin's image changed during the request")
+    async def head(self, file: StoredFile, size: int) -> bytes:
+        """The first `size` bytes of the version `stat` saw: a GET with a Range, so a new
+        photo's facts are learned without its whole body, which its render then reads once.
+        An origin that ignores the range answers 200: its first `size` bytes are read and
+        the connection dropped."""
+        if size <= 0:
+            return b""  # an empty range is not a range
+        parts: list[bytes] = []
+        got = 0
+        chunks = self._get(
+            self._own_url(file.path), _same_version(file), {"range": f"bytes=0-{size - 1}"}
+        )
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                parts.append(chunk)
+                got += len(chunk)
+                if got >= size:
+                    break
+        return b"".join(parts)[:size]
 
-        async for chunk in self._get(self._own_url(file.path), same_version):
+    async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+        async for chunk in self._get(self._own_url(file.path), _same_version(file)):
             yield chunk
 
     async def download(self, url: str, *, limit: int) -> tuple[bytes, str]:
@@ -143,8 +162,11 @@ class HTTPStore:
             raise UpstreamError(f"the store's base_url is {exc}") from None
 
     async def _get(
-        self, url: httpx.URL, check: Callable[[httpx.Response, str], None]
-    ) -> AsyncIterator[bytes]:
+        self,
+        url: httpx.URL,
+        check: Callable[[httpx.Response, str], None],
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncGenerator[bytes, None]:
         """A GET's body as sent; `check` sees the answer and its final URL before any body."""
         # The deadline wraps each await, never a `yield`: the consumer's own code between
         # chunks must not be what a timeout cancels.
@@ -152,7 +174,9 @@ class HTTPStore:
         response = None
         try:
             async with asyncio.timeout_at(deadline):
-                response, final = await self._send("GET", url)
+                response, final = await self._send("GET", url, headers)
+            if response.status_code == 416 and headers and "range" in headers:
+                return  # a head of an empty body: nothing in range
             _raise_for_status(response)
             check(response, final)
             coding = response.headers.get("content-encoding", "").strip().lower()
@@ -175,10 +199,12 @@ class HTTPStore:
                 with contextlib.suppress(httpx.HTTPError, OSError):  # never hide the cause
                     await response.aclose()
 
-    async def _send(self, method: str, target: httpx.URL) -> tuple[httpx.Response, str]:
+    async def _send(
+        self, method: str, target: httpx.URL, headers: Mapping[str, str] | None = None
+    ) -> tuple[httpx.Response, str]:
         """One request, redirects followed by hand with every hop checked first."""
         for _ in range(MAX_REDIRECTS + 1):
-            request = await self._pinned(method, target)
+            request = await self._pinned(method, target, headers)
             try:
                 response = await self.client.send(request, stream=True)
             except (httpx.HTTPError, OSError) as exc:
@@ -198,7 +224,9 @@ class HTTPStore:
             target = _redirect_url(target, location)
         raise UpstreamError(f"the origin redirected more than {MAX_REDIRECTS} times")
 
-    async def _pinned(self, method: str, target: httpx.URL) -> httpx.Request:
+    async def _pinned(
+        self, method: str, target: httpx.URL, extra: Mapping[str, str] | None = None
+    ) -> httpx.Request:
         """`target` came through `parse_url`: its host and port are valid."""
         host = target.host.lower().rstrip(".")
         if self.allowed_hosts and not any(fnmatch.fnmatch(host, g) for g in self.allowed_hosts):
@@ -207,7 +235,7 @@ class HTTPStore:
         # The name as sent (IDNA 2008 by httpx) is the name resolved: Python's idna codec
         # (IDNA 2003) maps some names elsewhere ("faß" -> "fass").
         address = await self._resolve(target.raw_host.decode("ascii"), port)
-        headers = {"host": target.netloc.decode("ascii")}
+        headers = {"host": target.netloc.decode("ascii"), **(extra or {})}
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         return self.client.build_request(
             method, target.copy_with(host=address), headers=headers, extensions=extensions
@@ -297,7 +325,9 @@ def _raise_for_status(response: httpx.Response) -> None:
 
 def _stored_file(path: str, response: httpx.Response, final: str, approved: bool) -> StoredFile:
     headers = response.headers
-    size = _length(headers)
+    # No image has 0 bytes: a HEAD that says so was answered without a body by a framework
+    # (Starlette's streaming answers do), and knows nothing of the GET's length.
+    size = _length(headers) or None
     modified = parse_http_date(headers.get("last-modified", ""))
     etag = _opaque(headers)
     if etag:
@@ -318,6 +348,14 @@ def _opaque(headers: httpx.Headers) -> str | None:
     return etag.removeprefix("W/") or None
 
 
+def _same_version(file: StoredFile) -> Callable[[httpx.Response, str], None]:
+    def check(response: httpx.Response, final: str) -> None:
+        if _changed(file, response):
+            raise UpstreamError("the origin's image changed during the request")
+
+    return check
+
+
 def _changed(file: StoredFile, response: httpx.Response) -> bool:
     """Whether a GET answered another version than the HEAD `file` came from, judged only
     on what both answers say: origins frame them differently (a chunked GET, a HEAD without
@@ -330,8 +368,17 @@ def _changed(file: StoredFile, response: httpx.Response) -> bool:
     modified = parse_http_date(headers.get("last-modified", ""))
     if modified is not None and file.modified is not None and modified != file.modified:
         return True
-    size = _length(headers)
+    size = _length(headers) if response.status_code != 206 else _whole(headers)
     return size is not None and file.size is not None and size != file.size
+
+
+def _whole(headers: httpx.Headers) -> int | None:
+    """A 206's whole length, from `Content-Range: bytes 0-65535/732124`; a range that does
+    not start at 0 is refused (a head is asked from 0)."""
+    found = CONTENT_RANGE.fullmatch(headers.get("content-range", "").strip())
+    if found is None:
+        raise UpstreamError("the origin sent a partial answer without a valid Content-Range")
+    return int(found[1]) if found[1] != "*" else None
 
 
 def _length(headers: httpx.Headers) -> int | None:

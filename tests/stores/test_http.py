@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import struct
 import threading
@@ -18,8 +19,11 @@ import httpx
 import pytest
 
 from imgproxy import ImageProxy, Settings
-from tests.support import LiveServer, assert_healthy, images
+from imgproxy.source import HEADER_BYTES
+from tests.stages.test_load import grainy_jpeg
+from tests.support import LiveServer, assert_healthy, images, need_binary
 from tests.support.origin import FRAMINGS, Internal, Origin
+from tests.support.processes import free_port, running
 
 
 @pytest.fixture
@@ -420,3 +424,65 @@ def test_a_stalled_origin_delays_only_its_own_requests(
     assert statuses == [200] * 4
     with httpx.Client(base_url=proxy.url) as client:
         assert_healthy(client)
+
+
+@contextlib.contextmanager
+def static_nginx(folder: Path, root: Path) -> Iterator[tuple[str, Path]]:
+    """nginx serving `root` as a stock static origin (it honours Range itself); its access
+    log: each answer's status, body bytes sent and the Range asked."""
+    port = free_port()
+    log = folder / "access.log"
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    config = folder / "nginx.conf"
+    config.write_text(
+        f"{user}worker_processes 1;\ndaemon off;\nerror_log {folder}/error.log;\n"
+        f"pid {folder}/nginx.pid;\nevents {{ worker_connections 64; }}\n"
+        "http {\n  log_format sent '$status $body_bytes_sent \"$http_range\"';\n"
+        f"  access_log {log} sent;\n  client_body_temp_path {folder}/body;\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n"
+    )
+    with running([need_binary("nginx"), "-c", str(config)], port, "nginx"):
+        yield f"http://127.0.0.1:{port}", log
+
+
+def test_a_new_photo_crosses_from_the_origin_once_and_a_head(
+    tmp_path: Path, media: Path, serve: Any
+) -> None:
+    """Through a stock nginx origin: a new photo's facts come from a ranged GET of its first
+    64 KiB (a 206), its render reads it whole (a 200), so the origin sends it once and a
+    head; before, twice. 16 requests at once share both."""
+    root = tmp_path / "origin"
+    root.mkdir()
+    photo = grainy_jpeg((1600, 1000))
+    assert len(photo) > 4 * HEADER_BYTES
+    (root / "photo.jpg").write_bytes(photo)
+    with static_nginx(tmp_path, root) as (url, log):
+        proxy = proxy_for(url, media, timeout=10, allowed_networks=["127.0.0.1/32"])
+        with httpx.Client(base_url=serve(proxy).url, timeout=30) as http:
+            with ThreadPoolExecutor(16) as pool:
+                replies = list(pool.map(lambda _: http.get("/web/photo.jpg?w=100"), range(16)))
+            assert {r.status_code for r in replies} == {200}
+            assert images.decode(replies[0].content).size == (100, 62)
+        answers = [line.split(" ", 2) for line in log.read_text().splitlines()]
+    gets = [(status, int(sent), asked) for status, sent, asked in answers if sent != "0"]
+    assert sorted(gets) == [
+        ("200", len(photo), '"-"'),
+        ("206", HEADER_BYTES, f'"bytes=0-{HEADER_BYTES - 1}"'),
+    ]
+
+
+def test_an_origin_whose_head_understates_its_body_is_never_read_past_it(
+    origin: tuple[Origin, LiveServer], media: Path, serve: Any
+) -> None:
+    """A HEAD that says 1000 bytes, and a GET that streams a whole 700 KB photo (chunked,
+    no length, the same ETag): the render's slot reserved what the facts said, so its read
+    stops there and the answer is a 503 (the source changed), not a render of 700 times what
+    was reserved."""
+    app, server = origin
+    app.put("liar.jpg", grainy_jpeg((1600, 1000)))
+    proxy = proxy_for(server.url, media)
+    with httpx.Client(base_url=serve(proxy).url, timeout=30) as http:
+        answer = http.get("/web/understated/liar.jpg?w=100")
+        assert answer.status_code == 503, answer.text[:200]
+        assert "grew while it was being read" in answer.json()["detail"]
+        assert_healthy(http)

@@ -69,6 +69,7 @@ class Origin:
             Route("/drip.jpg", self.drip, methods=["GET", "HEAD"]),
             Route("/huge.jpg", self.huge, methods=["GET", "HEAD"]),
             Route("/stall/{name:path}", self.stall, methods=["GET", "HEAD"]),
+            Route("/understated/{name:path}", self.understated, methods=["GET", "HEAD"]),
         ]
         self.stall_seconds = 4.0
         self.stalled: set[str] = set()
@@ -164,6 +165,20 @@ class Origin:
             for _ in range(600):
                 await asyncio.sleep(0.1)
                 yield b"\x00"
+
+        return StreamingResponse(body(), headers=headers)
+
+    async def understated(self, request: Request) -> Response:
+        """A HEAD that says the file has 1000 bytes; a GET that streams all of it, chunked
+        (no length), under the same ETag, ignoring any Range."""
+        data, _ = self.files[request.path_params["name"]]
+        headers = {"etag": '"understated"'}
+        if request.method == "HEAD":
+            return Response(headers={**headers, "content-length": "1000"})
+
+        async def body() -> AsyncIterator[bytes]:
+            for start in range(0, len(data), 65536):
+                yield data[start : start + 65536]
 
         return StreamingResponse(body(), headers=headers)
 
