@@ -360,15 +360,17 @@ def _changed(file: StoredFile, response: httpx.Response) -> bool:
     """Whether a GET answered another version than the HEAD `file` came from, judged only
     on what both answers say: origins frame them differently (a chunked GET, a HEAD without
     a length, an ETag on one method only or weakened by a front), and framing is no change.
-    The ETag decides when both have one; else Last-Modified and the lengths both give."""
+    The ETag decides when both have one; else Last-Modified and the lengths both give. A
+    206's range is checked first, whatever its ETag: bytes from elsewhere in the very same
+    version (an EXIF thumbnail's) are not its head."""
     headers = response.headers
+    size = _length(headers) if response.status_code != 206 else _whole(headers)
     etag = _opaque(headers)
     if etag is not None and file.version.startswith("etag:"):
         return etag != file.version.removeprefix("etag:")
     modified = parse_http_date(headers.get("last-modified", ""))
     if modified is not None and file.modified is not None and modified != file.modified:
         return True
-    size = _length(headers) if response.status_code != 206 else _whole(headers)
     return size is not None and file.size is not None and size != file.size
 
 

@@ -486,3 +486,31 @@ def test_an_origin_whose_head_understates_its_body_is_never_read_past_it(
         assert answer.status_code == 503, answer.text[:200]
         assert "grew while it was being read" in answer.json()["detail"]
         assert_healthy(http)
+
+
+def test_a_head_answered_from_another_offset_never_becomes_the_facts(
+    origin: tuple[Origin, LiveServer], media: Path, serve: Any
+) -> None:
+    """An origin (or a cache before it) that answers the head's `Range: bytes=0-65535` with
+    a 206 from byte 22, under the version's own ETag: there sits a 40x30 thumbnail (a JPEG
+    in an APP15 segment, as EXIF thumbnails are), whose facts are not the 1600x1000 photo's.
+    Refused as a 502, as without an ETag, for 8 requests at once (the facts asked, and
+    renders); never facts or a render from those bytes."""
+    app, server = origin
+    thumb = images.jpeg((40, 30))
+    photo = grainy_jpeg((1600, 1000))
+    segment = b"\xff\xef" + struct.pack(">H", len(thumb) + 2) + thumb
+    app.put("thumbed.jpg", photo[:2] + segment + photo[2:])
+    at = 2 + 4
+    proxy = proxy_for(server.url, media)
+    with httpx.Client(base_url=serve(proxy).url, timeout=30) as http:
+        with ThreadPoolExecutor(8) as pool:
+            asked = [f"/web/offset/{at}/thumbed.jpg?fm=json"] * 4
+            asked += [f"/web/offset/{at}/thumbed.jpg?w={400 + n}" for n in range(4)]
+            replies = list(pool.map(http.get, asked))
+        for reply in replies:
+            assert reply.status_code == 502, (reply.status_code, reply.content[:300])
+            assert "Content-Range" in reply.json()["detail"]
+        facts = http.get("/web/files/thumbed.jpg?fm=json").json()  # an honest origin's
+        assert (facts["width"], facts["height"]) == (1600, 1000)
+        assert_healthy(http)

@@ -70,6 +70,7 @@ class Origin:
             Route("/huge.jpg", self.huge, methods=["GET", "HEAD"]),
             Route("/stall/{name:path}", self.stall, methods=["GET", "HEAD"]),
             Route("/understated/{name:path}", self.understated, methods=["GET", "HEAD"]),
+            Route("/offset/{at:int}/{name:path}", self.offset, methods=["GET", "HEAD"]),
         ]
         self.stall_seconds = 4.0
         self.stalled: set[str] = set()
@@ -181,6 +182,19 @@ class Origin:
                 yield data[start : start + 65536]
 
         return StreamingResponse(body(), headers=headers)
+
+    async def offset(self, request: Request) -> Response:
+        """A whole file for a HEAD and a plain GET (one ETag); a GET with a Range gets a 206
+        of 64 KiB from byte `at` instead of the range asked, its Content-Range saying so, as
+        a broken cache in front of an origin may answer."""
+        at, name = request.path_params["at"], request.path_params["name"]
+        data, _ = self.files[name]
+        headers = {"etag": '"' + hashlib.sha1(data).hexdigest()[:16] + '"'}
+        if "range" not in request.headers:
+            return Response(data, media_type="application/octet-stream", headers=headers)
+        part = data[at : at + 65536]
+        headers["content-range"] = f"bytes {at}-{at + len(part) - 1}/{len(data)}"
+        return Response(part, status_code=206, headers=headers)
 
     async def stall(self, request: Request) -> Response:
         """A stored file whose first GET's body stops halfway for `stall_seconds`, its
