@@ -12,12 +12,13 @@ sent anywhere: the hit path and a lone render pay one look at the table.
 The table (claims.py) and the sockets live in a directory only the server's user can enter (the
 supervisor's, made private by tempfile), and a job crosses as a pickle that may name only
 imgproxy's own dataclasses, enums and errors (`_Values`). The table decides nothing about
-bytes: a stale, torn or lost entry only means a decode done twice. A peer that is gone, slow
-past ASK_SECONDS, overloaded, or that fails otherwise leaves the job to this worker, which
-renders it as if alone; a job's own error (422, 413) is raised here as the peer met it. Each
-worker stays bounded by its own limits: a peer's job waits in the peer's render queue (503
-beyond it, then rendered here in this one's) and holds its bytes there; this worker holds
-the request and, once it comes, the rendition.
+bytes: a stale, torn or lost entry only means a decode done twice. A peer that is gone,
+stopped (it has not taken the job within TAKE_SECONDS), slow past ASK_SECONDS, overloaded,
+or that fails otherwise leaves the job to this worker, which renders it as if alone; a
+job's own error (422, 413) is raised here as the peer met it. Each worker stays bounded by
+its own limits: a peer's job waits in the peer's render queue (503 beyond it, then rendered
+here in this one's) and holds its bytes there; this worker holds the request and, once it
+comes, the rendition.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ from imgproxy.stores import StoredFile
 log = logging.getLogger(__name__)
 
 ASK_SECONDS = 120.0  # a peer that has not answered a job by then leaves it to this worker
+# A peer that has not taken a job by then is not running (SIGSTOPped, wedged): the kernel
+# still queues a connection and a job for it, so only its own reply says it reads them.
+TAKE_SECONDS = 1.0
+TAKEN = b"\x01"  # a peer's first byte: the job was read and is being rendered
 HEADER = struct.Struct("<Q")  # each message: its length, then a pickle
 REQUEST_BYTES = 1 << 20  # a job and its source's facts are a few hundred bytes
 
@@ -133,6 +138,9 @@ class WorkerPeers:
         try:
             writer.write(HEADER.pack(len(request)) + request)
             await writer.drain()
+            async with asyncio.timeout(TAKE_SECONDS):
+                if await reader.readexactly(len(TAKEN)) != TAKEN:
+                    raise EOFError("a peer that did not take the job")
             (size,) = HEADER.unpack(await reader.readexactly(HEADER.size))
             if size > self.services.settings.limits.inflight_bytes:
                 raise EOFError(f"a peer's answer of {size} bytes")
@@ -149,6 +157,7 @@ class WorkerPeers:
                 return
             name, file, info, job = _request(_loads(await reader.readexactly(size)))
             mount = self.services.mounts[name]
+            writer.write(TAKEN)
             answer: object
             try:
                 answer, _ = await self.services.decodes.render(

@@ -20,7 +20,7 @@ from imgproxy.formats import OutputFormat
 from imgproxy.job import RenderJob
 from imgproxy.params import Transform
 from imgproxy.server.claims import ENTRY, SLOTS, Table, make_table
-from imgproxy.server.peers import HEADER, WorkerPeers, _loads
+from imgproxy.server.peers import HEADER, TAKE_SECONDS, WorkerPeers, _loads
 from imgproxy.services import Services
 from imgproxy.source import Source
 from tests.e2e.test_shared_decodes import PAGE, lone
@@ -204,3 +204,37 @@ def test_a_flood_of_pages_on_two_workers_stays_within_each_workers_bounds(
     per_render = len(photo) + 1600 * 1000 * 12 + 1280 * 800 * 24
     for peak, rest in zip((first[0], second[0]), resting, strict=True):
         assert peak - rest < per_render + linger_bytes, (peak - rest, per_render)
+
+
+def test_a_job_for_a_stopped_leader_is_rendered_here_within_a_second_or_two(
+    tmp_path: Path,
+) -> None:
+    """A leader SIGSTOPped (or wedged) still has its socket: the kernel accepts a
+    connection into its backlog and takes the job's bytes, and nothing reads them. Its
+    claim lives 60 s, and each of 8 jobs at once waited ASK_SECONDS (120 s) for an answer
+    that never came; now a peer that has not taken a job within TAKE_SECONDS leaves it here,
+    and a live peer's answer still arrives."""
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "photo.jpg").write_bytes(images.jpeg((320, 240)))
+    folder = tmp_path / "peers"
+    folder.mkdir()
+    make_table(folder)
+    services = Services.build(settings_for(media))
+    source, job = _source_and_job(services)
+    key = ("media", "photo.jpg", "v1", 1, None, 10**8, 100)
+    stopped = Table(folder, pid=2**22 + 2)
+    stopped.claim(key)
+    here = WorkerPeers(services, folder)
+
+    async def eight() -> list[object]:
+        jobs = (here.render(key, source, job) for _ in range(8))
+        return await asyncio.wait_for(asyncio.gather(*jobs), 10)
+
+    with socket.socket(socket.AF_UNIX) as listening:  # bound and listening, never read
+        listening.bind(str(folder / f"{stopped.pid}.sock"))
+        listening.listen(16)
+        began = time.monotonic()
+        assert asyncio.run(eight()) == [None] * 8
+        assert time.monotonic() - began < TAKE_SECONDS + 1
+    asyncio.run(services.close())
