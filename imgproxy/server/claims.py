@@ -3,7 +3,10 @@ worker about to decode a source can find the one already decoding it (peers.py).
 
 The supervisor makes the table before it starts a worker; each worker claims and looks up
 entries in it. The hashes are stable across processes (str hashes are salted per
-interpreter), and a torn or stale entry only costs a decode done twice.
+interpreter), and a torn or stale entry only costs a decode done twice. They are keyed by
+the worker's configuration: while a SIGHUP replaces the workers one at a time, an old and a
+new one never find each other's claims (a store moved to another origin in between read
+the new origin's bytes for the old worker's job).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from imgproxy.settings import Settings
     from imgproxy.sharing import Key
 
 PEERS_ENV = "IMGPROXY_PEERS_DIR"  # set by the supervisor for its workers (workers.py)
@@ -31,27 +35,33 @@ def make_table(folder: Path) -> None:
         table.truncate(SLOTS * ENTRY.size)
 
 
-def _hashed(key: Key) -> int:
-    """Stable across processes (str hashes are salted per interpreter); never 0 (empty)."""
-    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True) or 1
+def configuration(settings: Settings) -> bytes:
+    """What keys a worker's claims: its settings (frozen dataclasses, repr'd alike by every
+    process that loaded the same file)."""
+    return hashlib.blake2b(repr(settings).encode(), digest_size=16).digest()
 
 
 class Table:
-    """Which worker leads which key, in a file every worker maps."""
+    """Which worker leads which key, in a file every worker of one configuration maps."""
 
-    def __init__(self, folder: Path, pid: int) -> None:
+    def __init__(self, folder: Path, pid: int, config: bytes) -> None:
         with open(folder / TABLE, "r+b") as file:
             self._map = mmap.mmap(file.fileno(), SLOTS * ENTRY.size)
         self.pid = pid
+        self.config = config
+
+    def _hashed(self, key: Key) -> int:
+        """Stable across processes (str hashes are salted per interpreter); never 0."""
+        digest = hashlib.blake2b(repr(key).encode(), digest_size=8, key=self.config).digest()
+        return int.from_bytes(digest, "little", signed=True) or 1
 
     def claim(self, key: Key) -> None:
-        hashed = _hashed(key)
+        hashed = self._hashed(key)
         until = time.monotonic() + CLAIM_SECONDS
         ENTRY.pack_into(self._map, self._at(hashed), hashed, self.pid, until)
 
     def release(self, key: Key) -> None:
-        hashed = _hashed(key)
+        hashed = self._hashed(key)
         at = self._at(hashed)
         if ENTRY.unpack_from(self._map, at)[:2] == (hashed, self.pid):
             ENTRY.pack_into(self._map, at, 0, 0, 0.0)
@@ -59,7 +69,7 @@ class Table:
     def leader(self, key: Key) -> int | None:
         """The pid of another worker that leads `key` now, if any (the monotonic clock is the
         same for every process of the host)."""
-        hashed = _hashed(key)
+        hashed = self._hashed(key)
         found, pid, until = ENTRY.unpack_from(self._map, self._at(hashed))
         if found != hashed or pid == self.pid or until < time.monotonic():
             return None

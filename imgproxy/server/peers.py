@@ -38,7 +38,7 @@ from imgproxy.errors import ImageProxyError, Overloaded
 from imgproxy.facts import SourceInfo
 from imgproxy.job import RenderJob
 from imgproxy.render import Rendered
-from imgproxy.server.claims import Table
+from imgproxy.server.claims import Table, configuration
 from imgproxy.services import Services
 from imgproxy.sharing import Key
 from imgproxy.source import Source
@@ -86,7 +86,7 @@ class WorkerPeers:
     def __init__(self, services: Services, folder: Path) -> None:
         self.services = services
         self.folder = folder
-        self.table = Table(folder, os.getpid())
+        self.table = Table(folder, os.getpid(), configuration(services.settings))
         self._server: asyncio.AbstractServer | None = None
 
     def _socket(self, pid: int) -> str:

@@ -16,16 +16,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from imgproxy import Settings
 from imgproxy.formats import OutputFormat
 from imgproxy.job import RenderJob
 from imgproxy.params import Transform
+from imgproxy.render.memory import dct_scale
 from imgproxy.server.claims import ENTRY, SLOTS, Table, make_table
 from imgproxy.server.peers import HEADER, TAKE_SECONDS, WorkerPeers, _loads
 from imgproxy.services import Services
 from imgproxy.source import Source
 from tests.e2e.test_shared_decodes import PAGE, lone
 from tests.stages.test_load import grainy_jpeg
-from tests.support import images, metric, settings_for, write_config
+from tests.support import LiveServer, images, metric, settings_for, write_config
+from tests.support.origin import Origin
 from tests.support.processes import sampled_rss, served, serving_children
 
 PHOTOS = 8
@@ -89,9 +92,9 @@ def test_a_job_whose_leader_is_gone_is_rendered_here(tmp_path: Path) -> None:
     services = Services.build(settings_for(media))
     source, job = _source_and_job(services)
     key = ("media", "photo.jpg", "v1", 1, None, 10**8, 100)
-    dead = Table(folder, pid=2**22 + 1)  # above any pid Linux gives by default
-    dead.claim(key)
     here = WorkerPeers(services, folder)
+    dead = Table(folder, 2**22 + 1, here.table.config)  # above any pid Linux gives by default
+    dead.claim(key)
     assert here.table.leader(key) == dead.pid
     began = time.monotonic()
     assert asyncio.run(here.render(key, source, job)) is None  # no socket: rendered here
@@ -223,9 +226,9 @@ def test_a_job_for_a_stopped_leader_is_rendered_here_within_a_second_or_two(
     services = Services.build(settings_for(media))
     source, job = _source_and_job(services)
     key = ("media", "photo.jpg", "v1", 1, None, 10**8, 100)
-    stopped = Table(folder, pid=2**22 + 2)
-    stopped.claim(key)
     here = WorkerPeers(services, folder)
+    stopped = Table(folder, 2**22 + 2, here.table.config)
+    stopped.claim(key)
 
     async def eight() -> list[object]:
         jobs = (here.render(key, source, job) for _ in range(8))
@@ -238,3 +241,46 @@ def test_a_job_for_a_stopped_leader_is_rendered_here_within_a_second_or_two(
         assert asyncio.run(eight()) == [None] * 8
         assert time.monotonic() - began < TAKE_SECONDS + 1
     asyncio.run(services.close())
+
+
+def _web(origin: str) -> Settings:
+    store = {"kind": "http", "base_url": origin + "/files/", "approved": True}
+    store["allowed_networks"] = ["127.0.0.2/32"]  # the test origins, and nothing else
+    return Settings.from_mapping({"stores": {"web": store}}, env={})
+
+
+def test_workers_of_two_configurations_never_share_a_decode(tmp_path: Path) -> None:
+    """A SIGHUP replaces the workers one at a time: for a while an old worker (store `web`
+    at one origin) and a new one (`web` moved to another, whose photo.jpg is another image)
+    serve side by side. A job of the old one sent to the new one was rendered from the new
+    origin's bytes and failed as the ETags differed, a 502 for a URL the old worker renders
+    alone; now workers of different configurations never find each other's claims."""
+    old_origin, new_origin = Origin(), Origin()
+    old_origin.put("photo.jpg", images.jpeg((320, 240)))
+    new_origin.put("photo.jpg", images.jpeg((300, 200)))
+    folder = tmp_path / "peers"
+    folder.mkdir()
+    make_table(folder)
+
+    async def main(old_url: str, new_url: str) -> list[tuple[int, int]]:
+        old, new = Services.build(_web(old_url)), Services.build(_web(new_url))
+        here, there = WorkerPeers(old, folder), WorkerPeers(new, folder)
+        there.table = Table(folder, 2**22 + 3, there.table.config)  # another process's pid
+        await here.start()
+        await there.start()
+        mount = old.mounts["web"]
+        source = await old.sources.learn(mount, await mount.store.stat("photo.jpg"))
+        job = RenderJob(Transform(width=100), OutputFormat.PNG, None, None, False, 10**8)
+        key = ("web", "photo.jpg", source.file.version, dct_scale(source.info, job.transform))
+        there.claim((*key, job.decoders, job.max_pixels, job.max_jpeg_scans))
+        try:
+            renders = [old.decodes.render(source, job) for _ in range(4)]
+            return [images.decode(r.body).size for r, _ in await asyncio.gather(*renders)]
+        finally:
+            await here.stop()
+            await there.stop()
+            await old.close()
+            await new.close()
+
+    with LiveServer(old_origin, "127.0.0.2") as one, LiveServer(new_origin, "127.0.0.2") as two:
+        assert asyncio.run(main(one.url, two.url)) == [(100, 75)] * 4
