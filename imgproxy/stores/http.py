@@ -120,14 +120,17 @@ class HTTPStore:
         """The first `size` bytes of the version `stat` saw: a GET with a Range, so a new
         photo's facts are learned without its whole body, which its render then reads once.
         An origin that ignores the range answers 200: its first `size` bytes are read and
-        the connection dropped."""
+        the connection dropped. A 416 ("nothing in range") is true of an empty body only:
+        from an origin whose ranges are broken, the head comes from a plain GET."""
         if size <= 0:
             return b""  # an empty range is not a range
+        ranged = await self._first(file, size, {"range": f"bytes=0-{size - 1}"})
+        return ranged or await self._first(file, size, None)
+
+    async def _first(self, file: StoredFile, size: int, headers: dict[str, str] | None) -> bytes:
         parts: list[bytes] = []
         got = 0
-        chunks = self._get(
-            self._own_url(file.path), _same_version(file), {"range": f"bytes=0-{size - 1}"}
-        )
+        chunks = self._get(self._own_url(file.path), _same_version(file), headers)
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 parts.append(chunk)

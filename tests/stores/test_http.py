@@ -514,3 +514,22 @@ def test_a_head_answered_from_another_offset_never_becomes_the_facts(
         facts = http.get("/web/files/thumbed.jpg?fm=json").json()  # an honest origin's
         assert (facts["width"], facts["height"]) == (1600, 1000)
         assert_healthy(http)
+
+
+def test_an_origin_that_refuses_every_range_still_serves_its_photos(
+    origin: tuple[Origin, LiveServer], media: Path, serve: Any
+) -> None:
+    """A 416 is "nothing in range": true of an empty body only. An origin that answers it
+    to the head's `bytes=0-65535` of a 700 KB photo (its HEAD gave the length) has broken
+    ranges, and its photo is learned from a plain GET, 8 requests at once, not refused."""
+    app, server = origin
+    app.put("photo.jpg", grainy_jpeg((1600, 1000)))
+    proxy = proxy_for(server.url, media)
+    with httpx.Client(base_url=serve(proxy).url, timeout=30) as http:
+        with ThreadPoolExecutor(8) as pool:
+            asked = [f"/web/unranged/photo.jpg?w={100 + n}" for n in range(8)]
+            replies = list(pool.map(http.get, asked))
+        for n, reply in enumerate(replies):
+            assert reply.status_code == 200, (reply.status_code, reply.text[:200])
+            assert images.decode(reply.content).size[0] == 100 + n
+        assert_healthy(http)

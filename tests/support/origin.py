@@ -71,6 +71,7 @@ class Origin:
             Route("/stall/{name:path}", self.stall, methods=["GET", "HEAD"]),
             Route("/understated/{name:path}", self.understated, methods=["GET", "HEAD"]),
             Route("/offset/{at:int}/{name:path}", self.offset, methods=["GET", "HEAD"]),
+            Route("/unranged/{name:path}", self.unranged, methods=["GET", "HEAD"]),
         ]
         self.stall_seconds = 4.0
         self.stalled: set[str] = set()
@@ -195,6 +196,15 @@ class Origin:
         part = data[at : at + 65536]
         headers["content-range"] = f"bytes {at}-{at + len(part) - 1}/{len(data)}"
         return Response(part, status_code=206, headers=headers)
+
+    async def unranged(self, request: Request) -> Response:
+        """A whole file for a HEAD and a plain GET; 416 for any Range, as an origin whose
+        range support is broken (or a front that refuses ranges it did not cache) answers."""
+        data, _ = self.files[request.path_params["name"]]
+        headers = {"etag": '"' + hashlib.sha1(data).hexdigest()[:16] + '"'}
+        if "range" in request.headers:
+            return Response(status_code=416, headers={"content-range": "bytes */0"})
+        return Response(data, media_type="application/octet-stream", headers=headers)
 
     async def stall(self, request: Request) -> Response:
         """A stored file whose first GET's body stops halfway for `stall_seconds`, its
