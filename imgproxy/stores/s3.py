@@ -15,8 +15,9 @@ or the signed URL); a timeout a 504.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,8 @@ from obstore.store import S3Store as ObjectStore  # noqa: E402
 if TYPE_CHECKING:
     from obstore import GetResult
 
+# What a ranged GET can fail with that a plain GET would fail with too.
+REFUSALS = (PreconditionError, InvalidPathError, PermissionDeniedError, UnauthenticatedError)
 # obstore raises Python's own FileNotFoundError for a 404 (its NotFoundError for some paths).
 MISSING = (NotFoundError, FileNotFoundError)
 FOCAL_METADATA = "focal"
@@ -168,7 +171,8 @@ class S3Store:
     async def head(self, file: StoredFile, size: int) -> bytes:
         """The first `size` bytes of exactly the version `stat` saw (a ranged GET, If-Match
         on its ETag): a new photo's facts are learned from its head, so its body crosses the
-        network once, for its render, not twice."""
+        network once, for its render, not twice. A server whose ranges obstore cannot take
+        (an S3-compatible one that answers a range whole) gives the head of a plain GET."""
         if file.size == 0:
             return b""  # S3 refuses a range of an empty object
         options = {**self._exactly(file), "range": (0, size)}
@@ -182,8 +186,20 @@ class S3Store:
                 return bytes(await result.bytes_async())
         except MISSING:
             raise SourceChanged("the object was deleted while it was being read") from None
-        except (TimeoutError, BaseError, OSError) as exc:
+        except (TimeoutError, OSError, *REFUSALS) as exc:
             raise _failed(exc) from None
+        except BaseError:
+            pass
+        parts: list[bytes] = []
+        got = 0
+        chunks = self.open(file)
+        async with contextlib.aclosing(chunks):  # the rest of the body is never read
+            async for chunk in chunks:
+                parts.append(chunk)
+                got += len(chunk)
+                if got >= size:
+                    break
+        return b"".join(parts)[:size]
 
     @staticmethod
     def _exactly(file: StoredFile) -> dict[str, Any]:
@@ -191,7 +207,7 @@ class S3Store:
         (retried), never a torn mix of two."""
         return {"if_match": file.version[3:]} if file.version.startswith("s3:") else {}
 
-    async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+    async def open(self, file: StoredFile) -> AsyncGenerator[bytes, None]:
         """The body of exactly the version `stat` saw (`_exactly`)."""
         options = self._exactly(file)
         deadline = asyncio.get_running_loop().time() + self.timeout

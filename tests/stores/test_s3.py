@@ -10,6 +10,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from imgproxy.errors import SourceChanged
 from imgproxy.source import HEADER_BYTES
 from imgproxy.stores import S3Store
 from tests.stages.test_load import grainy_jpeg
-from tests.support import Serve, assert_healthy, images, raw_get
+from tests.support import LiveServer, Serve, assert_healthy, images, raw_get
 from tests.support.objects import ACCOUNTS, S3Server
 
 
@@ -327,3 +328,57 @@ def test_a_key_past_s3s_limit_with_the_prefix_is_a_400(
     store = S3Store("media", prefix=prefix, endpoint_url=s3.endpoint, **s3.credentials())
     with pytest.raises(BadRequest):
         asyncio.run(store.stat("x" * 30))  # 1031 bytes with the prefix: S3 allows 1024
+
+
+class _RangeBlind:
+    """An S3-compatible endpoint that answers every GET whole, Range or not (some do), and
+    checks no signature: enough for obstore's HEAD and GET of the objects it holds."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+        self.ranges: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = self.objects.get(scope["path"].removeprefix("/media/"))
+        if body is None:
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        self.ranges += [v.decode() for k, v in scope["headers"] if k == b"range"]
+        headers = [
+            (b"etag", b'"v1"'),
+            (b"last-modified", b"Sat, 05 Dec 2026 07:00:00 GMT"),
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"image/jpeg"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+
+def test_a_server_that_answers_a_range_whole_still_serves_new_photos(
+    media: Path, serve: Serve
+) -> None:
+    """obstore refuses a 200 to its ranged GET: the head then comes from a plain GET, cut at
+    its size, where every new photo was a 502; 8 requests at once."""
+    photo = grainy_jpeg((1600, 1000))
+    endpoint = _RangeBlind({"photo.jpg": photo})
+    with LiveServer(endpoint) as server:
+        table = {
+            "kind": "s3",
+            "bucket": "media",
+            "endpoint_url": server.url,
+            "access_key_id": "k",
+            "secret_access_key": "s",
+            "approved": True,
+        }
+        proxy = ImageProxy(Settings.from_mapping({"stores": {"blind": table}}, env={}))
+        url = serve(proxy).url
+        with httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda _: http.get("/blind/photo.jpg?w=100"), range(8)))
+    assert [r.status_code for r in replies] == [200] * 8, replies[0].text[:200]
+    assert images.decode(replies[0].content).size == (100, 62)
+    assert endpoint.ranges  # the range was asked
