@@ -7,7 +7,8 @@ ETag, so a changed source is never served stale and a 304 reads no bytes (SPEC Â
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -57,6 +58,20 @@ class Listable(Protocol):
     def paths(self) -> AsyncIterator[str]:
         """Every servable path, relative to the store."""
         ...
+
+
+async def first_bytes(chunks: AsyncGenerator[bytes, None], size: int) -> bytes:
+    """The first `size` bytes of a body, closing it there: the rest is never read (a head
+    from an origin that answers a range whole)."""
+    parts: list[bytes] = []
+    got = 0
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            parts.append(chunk)
+            got += len(chunk)
+            if got >= size:
+                break
+    return b"".join(parts)[:size]
 
 
 @runtime_checkable

@@ -38,7 +38,7 @@ from imgproxy.errors import (
 )
 from imgproxy.store_options import HttpOptions
 from imgproxy.stores.addresses import AddressPolicy
-from imgproxy.stores.base import StoredFile
+from imgproxy.stores.base import StoredFile, first_bytes
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 3
@@ -128,16 +128,8 @@ class HTTPStore:
         return ranged or await self._first(file, size, None)
 
     async def _first(self, file: StoredFile, size: int, headers: dict[str, str] | None) -> bytes:
-        parts: list[bytes] = []
-        got = 0
         chunks = self._get(self._own_url(file.path), _same_version(file), headers)
-        async with contextlib.aclosing(chunks):
-            async for chunk in chunks:
-                parts.append(chunk)
-                got += len(chunk)
-                if got >= size:
-                    break
-        return b"".join(parts)[:size]
+        return await first_bytes(chunks, size)
 
     async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
         async for chunk in self._get(self._own_url(file.path), _same_version(file)):

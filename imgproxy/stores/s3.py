@@ -15,7 +15,6 @@ or the signed URL); a timeout a 504.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import timedelta
@@ -32,7 +31,7 @@ from imgproxy.errors import (
     UpstreamTimeout,
 )
 from imgproxy.store_options import S3Options
-from imgproxy.stores.base import StoredFile, focal_point
+from imgproxy.stores.base import StoredFile, first_bytes, focal_point
 
 extras.require("obstore", extra="s3", feature="s3 stores")
 import obstore  # noqa: E402
@@ -190,16 +189,7 @@ class S3Store:
             raise _failed(exc) from None
         except BaseError:
             pass
-        parts: list[bytes] = []
-        got = 0
-        chunks = self.open(file)
-        async with contextlib.aclosing(chunks):  # the rest of the body is never read
-            async for chunk in chunks:
-                parts.append(chunk)
-                got += len(chunk)
-                if got >= size:
-                    break
-        return b"".join(parts)[:size]
+        return await first_bytes(self.open(file), size)
 
     @staticmethod
     def _exactly(file: StoredFile) -> dict[str, Any]:

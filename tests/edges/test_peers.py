@@ -71,18 +71,12 @@ def test_a_page_reaching_both_workers_is_decoded_once_per_scale(tmp_path: Path) 
     assert PHOTOS * SCALES <= decodes <= PHOTOS * SCALES + 2, decodes
 
 
-def _source_and_job(services: Services) -> tuple[Source, RenderJob]:
-    async def learned() -> Source:
-        mount = services.mounts["media"]
-        return await services.sources.learn(mount, await mount.store.stat("photo.jpg"))
-
-    job = RenderJob(Transform(width=100), OutputFormat.JPEG, 80, None, False, 10**8)
-    return asyncio.run(learned()), job
+KEY = ("media", "photo.jpg", "v1", 1, None, 10**8, 100)  # a decode some worker may claim
 
 
-def test_a_job_whose_leader_is_gone_is_rendered_here(tmp_path: Path) -> None:
-    """A claim left by a worker that died (its socket gone) or that cannot answer: the job
-    is not sent, or comes back unanswered, and the caller renders it itself, at once."""
+def _one_worker(tmp_path: Path) -> tuple[Services, Source, RenderJob, WorkerPeers]:
+    """A worker's services and peers (its socket not started) beside a fresh table, and a
+    learned photo with a job for it."""
     media = tmp_path / "media"
     media.mkdir()
     (media / "photo.jpg").write_bytes(images.jpeg((320, 240)))
@@ -90,21 +84,32 @@ def test_a_job_whose_leader_is_gone_is_rendered_here(tmp_path: Path) -> None:
     folder.mkdir()
     make_table(folder)
     services = Services.build(settings_for(media))
-    source, job = _source_and_job(services)
-    key = ("media", "photo.jpg", "v1", 1, None, 10**8, 100)
-    here = WorkerPeers(services, folder)
+
+    async def learned() -> Source:
+        mount = services.mounts["media"]
+        return await services.sources.learn(mount, await mount.store.stat("photo.jpg"))
+
+    job = RenderJob(Transform(width=100), OutputFormat.JPEG, 80, None, False, 10**8)
+    return services, asyncio.run(learned()), job, WorkerPeers(services, folder)
+
+
+def test_a_job_whose_leader_is_gone_is_rendered_here(tmp_path: Path) -> None:
+    """A claim left by a worker that died (its socket gone) or that cannot answer: the job
+    is not sent, or comes back unanswered, and the caller renders it itself, at once."""
+    services, source, job, here = _one_worker(tmp_path)
+    folder = here.folder
     dead = Table(folder, 2**22 + 1, here.table.config)  # above any pid Linux gives by default
-    dead.claim(key)
-    assert here.table.leader(key) == dead.pid
+    dead.claim(KEY)
+    assert here.table.leader(KEY) == dead.pid
     began = time.monotonic()
-    assert asyncio.run(here.render(key, source, job)) is None  # no socket: rendered here
+    assert asyncio.run(here.render(KEY, source, job)) is None  # no socket: rendered here
     (folder / f"{dead.pid}.sock").touch()  # a file where the socket was: refused alike
-    assert asyncio.run(here.render(key, source, job)) is None
+    assert asyncio.run(here.render(KEY, source, job)) is None
     assert time.monotonic() - began < 1
-    dead.release(key)
-    assert here.table.leader(key) is None
-    here.table.claim(key)
-    assert here.table.leader(key) is None  # its own claim: nothing to send
+    dead.release(KEY)
+    assert here.table.leader(KEY) is None
+    here.table.claim(KEY)
+    assert here.table.leader(KEY) is None  # its own claim: nothing to send
     asyncio.run(services.close())
 
 
@@ -217,21 +222,13 @@ def test_a_job_for_a_stopped_leader_is_rendered_here_within_a_second_or_two(
     claim lives 60 s, and each of 8 jobs at once waited ASK_SECONDS (120 s) for an answer
     that never came; now a peer that has not taken a job within TAKE_SECONDS leaves it here,
     and a live peer's answer still arrives."""
-    media = tmp_path / "media"
-    media.mkdir()
-    (media / "photo.jpg").write_bytes(images.jpeg((320, 240)))
-    folder = tmp_path / "peers"
-    folder.mkdir()
-    make_table(folder)
-    services = Services.build(settings_for(media))
-    source, job = _source_and_job(services)
-    key = ("media", "photo.jpg", "v1", 1, None, 10**8, 100)
-    here = WorkerPeers(services, folder)
+    services, source, job, here = _one_worker(tmp_path)
+    folder = here.folder
     stopped = Table(folder, 2**22 + 2, here.table.config)
-    stopped.claim(key)
+    stopped.claim(KEY)
 
     async def eight() -> list[object]:
-        jobs = (here.render(key, source, job) for _ in range(8))
+        jobs = (here.render(KEY, source, job) for _ in range(8))
         return await asyncio.wait_for(asyncio.gather(*jobs), 10)
 
     with socket.socket(socket.AF_UNIX) as listening:  # bound and listening, never read
