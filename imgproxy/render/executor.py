@@ -168,6 +168,11 @@ class RenderExecutor:
                     lambda _: loop.call_soon_threadsafe(self._free_late, place, share)
                 )
 
+    def can_start(self, lane: str) -> bool:
+        """Whether a request of `lane` would take a place now, with none waiting ahead."""
+        place = self._lanes.get(lane)
+        return place is None or bool(place.free and not place.first and not place.waiting)
+
     @asynccontextmanager
     async def queued_for(self, lane: str) -> AsyncIterator[None]:
         """A place in `lane`'s queue while a request first waits for another's work (a

@@ -5,8 +5,9 @@ The kernel spreads connections over the workers, so the six renditions of a new 
 on both of two: each worker decoded it for its own, and the JPEG beside a WebP of one width
 shared nothing half the time (4.7 decodes a set of 6, against 3.1 in one process). So a worker
 that leads a decode (one source version at one DCT scale: sharing.py's Key) claims it in a
-table all workers map, and a worker about to decode the same key sends the job to that
-worker instead, over a unix socket, and gets the rendition back. A source asked once is never
+table all workers map, and a worker about to decode the same key, with no free place to
+start it, sends the job to that worker instead, over a unix socket, and gets the rendition
+back (an idle worker renders it itself: sharing.py). A source asked once is never
 sent anywhere: the hit path and a lone render pay one look at the table.
 
 The table (claims.py) and the sockets live in a directory only the server's user can enter (the

@@ -6,6 +6,8 @@ imgproxy's own values, never a pickle that names anything else."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import pickle
 import socket
@@ -110,6 +112,44 @@ def test_a_job_whose_leader_is_gone_is_rendered_here(tmp_path: Path) -> None:
     assert here.table.leader(KEY) is None
     here.table.claim(KEY)
     assert here.table.leader(KEY) is None  # its own claim: nothing to send
+    asyncio.run(services.close())
+
+
+class _Asked:
+    """Peers that lead every decode and never take a job: they record what they were asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def claim(self, key: object) -> None: ...
+
+    def release(self, key: object) -> None: ...
+
+    async def render(self, key: object, source: Source, job: RenderJob) -> None:
+        self.asked += 1
+
+
+def test_only_a_worker_that_cannot_start_a_job_sends_it_to_a_peer(tmp_path: Path) -> None:
+    """Unique widths of one hot photo under 24 clients were all sent to the worker that
+    first claimed its decode, which then did 87-91 % of the work while the other's core sat
+    idle (tests/edges/test_workers.py failed in CI). A worker with a free place renders the
+    job itself; a busy one joins the peer's decode."""
+    services, source, job, _ = _one_worker(tmp_path)
+    peers = services.decodes.peers = _Asked()
+
+    async def busy_then_idle() -> None:
+        executor = services.executor
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(executor.concurrency):  # every place of the store taken
+                await held.enter_async_context(executor.slot(0, lane="media"))
+            waiting = asyncio.create_task(services.decodes.render(source, job))
+            await asyncio.sleep(0.05)
+            assert peers.asked == 1  # busy: its peer was asked first
+        await waiting  # refused by the peer: rendered here once a place was free
+        await services.decodes.render(source, dataclasses.replace(job, quality=81))
+        assert peers.asked == 1  # idle: rendered here without asking
+
+    asyncio.run(busy_then_idle())
     asyncio.run(services.close())
 
 
