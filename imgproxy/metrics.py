@@ -1,8 +1,8 @@
 """What one server process counts: responses by status, cache lookups by tier, renders, and
 latency histograms, as plain integers (an increment on the hit path costs nanoseconds).
 
-Nothing here imports prometheus_client: `exposition.py` (the `server` extra) turns these
-numbers into the Prometheus text format when `/metrics` is scraped, and sums the workers.
+`server/exposition.py` turns these numbers into the Prometheus text format when `/metrics` is
+scraped, and sums the workers.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ EDGES = {"asgi.py", "wsgi.py"}
 # an install without it still imports and serves everything else.
 OPTIONAL = {
     "uvicorn": {"cli.py", "workers.py", "connections.py"},
-    "prometheus_client": {"exposition.py", "workers.py"},
     "redis": {"redis.py"},
     "asyncpg": {"sql.py"},
     "tqdm": {"cli.py"},

@@ -150,8 +150,7 @@ def untested_uvicorn(version: str) -> str | None:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    for module in ("uvicorn", "prometheus_client"):
-        require(module, extra="server", feature="imgproxy serve")
+    require("uvicorn", extra="server", feature="imgproxy serve")
     refused = untested_uvicorn(importlib.metadata.version("uvicorn"))
     if refused is not None:
         print(f"imgproxy: {refused}", file=sys.stderr)

@@ -1,162 +1,180 @@
-"""Metrics -> the Prometheus text format at `/metrics`, with prometheus_client (the `server`
-extra), for one worker or summed over every worker of one server (SPEC §12.2).
+"""Metrics -> the Prometheus text format (0.0.4) at `/metrics`, for one worker or summed over
+every worker of one server (SPEC §12.2).
 
-One worker: families are built from its plain counters when scraped. Several workers
-(`imgproxy serve --workers N` sets PROMETHEUS_MULTIPROC_DIR): prometheus_client's
-multiprocess mode does the summing. Its counters write to shared files on every increment
-(1.5 us, 3 us per histogram observation, measured here), too much for the hit path, so each
-worker adds what it counted since the last flush, once a second and before answering a
-scrape; a scrape may miss up to a second of the other workers' requests.
+Several workers (`imgproxy serve --workers N` sets METRICS_ENV to a private directory): each
+worker writes everything it has counted to a file of its own, once a second and before it
+answers a scrape (written aside, then renamed: a reader sees a whole snapshot), and a scrape
+sums every worker's file. A dead worker's counts stay in the sum, so no counter goes back;
+its gauges (queue depth, in flight) leave it once the supervisor marks it dead (`forget`). A
+scrape may miss up to a second of the other workers' requests.
+
+The format is written here rather than by prometheus_client, whose import cost every process
+of the server 1.74 MiB (each worker, the fork server and the supervisor) for a dozen
+families; the tests read it with prometheus_client's own parser.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
+from imgproxy.metrics import Histogram, Metrics
+
+__all__ = ["CONTENT_TYPE_LATEST", "METRICS_ENV", "Exposition", "forget"]
+
+CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
+METRICS_ENV = "IMGPROXY_METRICS_DIR"  # set by the supervisor for its workers (workers.py)
+DEAD = ".dead"  # beside a worker's file once it died: its gauges leave the sum
+
+# Each family: its name, type and help, in the order a scrape lists them.
+COUNTERS = (
+    ("imgproxy_requests", "Responses by status"),
+    ("imgproxy_cache_hits", "Cache hits by tier"),
+    ("imgproxy_cache_misses", "Cache misses by tier"),
+    ("imgproxy_renders", "Renditions rendered"),
+    ("imgproxy_decodes", "Sources decoded for renditions"),
 )
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
-
-from imgproxy.metrics import Histogram as Buckets
-from imgproxy.metrics import Metrics
-
-__all__ = ["CONTENT_TYPE_LATEST", "Exposition"]
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HISTOGRAMS = {
     "imgproxy_request_duration_seconds": ("request_seconds", "Time to answer a request"),
     "imgproxy_render_seconds": ("render_seconds", "Decode + render + encode time"),
     "imgproxy_fetch_seconds": ("fetch_seconds", "Time to read a source's bytes"),
 }
+GAUGES = (
+    ("imgproxy_render_queue_depth", "Renders waiting"),
+    ("imgproxy_renders_in_flight", "Renders running"),
+)
+
+# A snapshot: each family's samples, a sample's name and labels as written -> its value.
+Samples = dict[str, dict[str, float]]
+
+
+def snapshot(m: Metrics) -> Samples:
+    """What one process has counted, as the samples of each family."""
+    requests: dict[str, float] = {
+        _sample("imgproxy_requests_total", status=str(s)): n for s, n in m.statuses.items()
+    }
+    hits: dict[str, float] = {}
+    misses: dict[str, float] = {}
+    for (tier, hit), count in m.lookups.items():
+        name = "imgproxy_cache_hits_total" if hit else "imgproxy_cache_misses_total"
+        (hits if hit else misses)[_sample(name, tier=tier)] = count
+    samples: Samples = {
+        "imgproxy_requests": requests,
+        "imgproxy_cache_hits": hits,
+        "imgproxy_cache_misses": misses,
+        "imgproxy_renders": {"imgproxy_renders_total": m.renders},
+        "imgproxy_decodes": {"imgproxy_decodes_total": m.decodes},
+    }
+    for name, (attribute, _) in HISTOGRAMS.items():
+        samples[name] = _buckets(name, getattr(m, attribute))
+    samples["imgproxy_render_queue_depth"] = {"imgproxy_render_queue_depth": m.queue_depth()}
+    samples["imgproxy_renders_in_flight"] = {"imgproxy_renders_in_flight": m.in_flight()}
+    return samples
+
+
+def _buckets(name: str, histogram: Histogram) -> dict[str, float]:
+    """Cumulative buckets (sums of workers' cumulative buckets are the sum's), count, sum."""
+    samples: dict[str, float] = {}
+    running = 0
+    bounds = (*(repr(float(b)) for b in histogram.bounds), "+Inf")
+    for bound, count in zip(bounds, histogram.counts, strict=True):
+        running += count
+        samples[_sample(f"{name}_bucket", le=bound)] = running
+    samples[f"{name}_count"] = running
+    samples[f"{name}_sum"] = histogram.total
+    return samples
+
+
+def _sample(name: str, **labels: str) -> str:
+    written = ",".join(f'{key}="{_escaped(value)}"' for key, value in labels.items())
+    return f"{name}{{{written}}}"
+
+
+def _escaped(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def text(snapshots: Iterable[Samples], live: Iterable[Samples]) -> bytes:
+    """The exposition of `snapshots` summed (every worker's, dead or alive), gauges summed over
+    `live` alone."""
+    summed = _sum(snapshots, [*(name for name, _ in COUNTERS), *HISTOGRAMS])
+    gauges = _sum(live, [name for name, _ in GAUGES])
+    lines: list[str] = []
+    for name, help_ in COUNTERS:
+        _family(lines, f"{name}_total", "counter", help_, sorted(summed[name].items()))
+    for name, (_, help_) in HISTOGRAMS.items():
+        _family(lines, name, "histogram", help_, summed[name].items())
+    for name, help_ in GAUGES:
+        _family(lines, name, "gauge", help_, gauges[name].items() or [(name, 0.0)])
+    return "".join(lines).encode()
+
+
+def _sum(snapshots: Iterable[Samples], families: Iterable[str]) -> Samples:
+    summed: Samples = {name: {} for name in families}
+    for samples in snapshots:
+        for name, values in summed.items():
+            for sample, value in samples.get(name, {}).items():
+                values[sample] = values.get(sample, 0.0) + value
+    return summed
+
+
+def _family(
+    lines: list[str], name: str, kind: str, help_: str, samples: Iterable[tuple[str, float]]
+) -> None:
+    lines.append(f"# HELP {name} {help_}\n# TYPE {name} {kind}\n")
+    lines.extend(f"{sample} {_value(value)}\n" for sample, value in samples)
+
+
+def _value(value: float) -> str:
+    return repr(float(value)) if value != float("inf") else "+Inf"
 
 
 class Exposition:
+    """One process's `/metrics`: its own counts, or with METRICS_ENV every worker's."""
+
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.shared = bool(os.environ.get(MULTIPROC_ENV))
-        self._shared = _Shared() if self.shared else None
+        folder = os.environ.get(METRICS_ENV)
+        self.folder = Path(folder) if folder else None
+        self.shared = self.folder is not None
 
     def render(self) -> bytes:
-        registry = CollectorRegistry()
-        if self._shared is not None:
-            self._shared.flush(self.metrics)
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        else:
-            registry.register(_Families(self.metrics))
-        return generate_latest(registry)
+        if self.folder is None:
+            own = snapshot(self.metrics)
+            return text([own], [own])
+        self.flush()
+        every, live = [], []
+        for samples, alive in _read(self.folder):
+            every.append(samples)
+            if alive:
+                live.append(samples)
+        return text(every, live)
 
     def flush(self) -> None:
-        """Hand what was counted since the last flush to the other workers (no-op alone)."""
-        if self._shared is not None:
-            self._shared.flush(self.metrics)
+        """Hand everything counted so far to the other workers (a no-op alone)."""
+        if self.folder is None:
+            return
+        mine = self.folder / f"{os.getpid()}.json"
+        aside = mine.with_suffix(".json.tmp")
+        aside.write_text(json.dumps(snapshot(self.metrics)))
+        os.replace(aside, mine)
 
 
-class _Families(Collector):
-    """One process: its counters as metric families, built at scrape time."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> Iterator[Metric]:
-        m = self.metrics
-        requests = CounterMetricFamily(
-            "imgproxy_requests", "Responses by status", labels=["status"]
-        )
-        for status, count in sorted(m.statuses.items()):
-            requests.add_metric([str(status)], count)
-        hits = CounterMetricFamily("imgproxy_cache_hits", "Cache hits by tier", labels=["tier"])
-        misses = CounterMetricFamily(
-            "imgproxy_cache_misses", "Cache misses by tier", labels=["tier"]
-        )
-        for (tier, hit), count in sorted(m.lookups.items()):
-            (hits if hit else misses).add_metric([tier], count)
-        renders = CounterMetricFamily("imgproxy_renders", "Renditions rendered")
-        renders.add_metric([], m.renders)
-        decodes = CounterMetricFamily("imgproxy_decodes", "Sources decoded for renditions")
-        decodes.add_metric([], m.decodes)
-        yield from (requests, hits, misses, renders, decodes)
-        for name, (attribute, documentation) in HISTOGRAMS.items():
-            yield _histogram(name, documentation, getattr(m, attribute))
-        yield GaugeMetricFamily("imgproxy_render_queue_depth", "Renders waiting", m.queue_depth())
-        yield GaugeMetricFamily("imgproxy_renders_in_flight", "Renders running", m.in_flight())
+def _read(folder: Path) -> Iterator[tuple[Samples, bool]]:
+    """Each worker's last snapshot, and whether that worker is alive."""
+    for path in folder.glob("*.json"):
+        try:
+            samples = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            continue  # written aside and renamed, so only a file being removed
+        yield samples, not path.with_suffix(DEAD).exists()
 
 
-def _histogram(name: str, documentation: str, buckets: Buckets) -> HistogramMetricFamily:
-    cumulative, running = [], 0
-    for bound, count in zip((*buckets.bounds, float("inf")), buckets.counts, strict=True):
-        running += count
-        cumulative.append((str(bound) if bound != float("inf") else "+Inf", running))
-    return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=buckets.total)
-
-
-class _Shared:
-    """This worker's share of the multiprocess files, and what it has flushed so far."""
-
-    def __init__(self) -> None:
-        # registry=None: the multiprocess files are the registry (MultiProcessCollector).
-        self.requests = Counter(
-            "imgproxy_requests", "Responses by status", ["status"], registry=None
-        )
-        self.hits = Counter("imgproxy_cache_hits", "Cache hits by tier", ["tier"], registry=None)
-        self.misses = Counter(
-            "imgproxy_cache_misses", "Cache misses by tier", ["tier"], registry=None
-        )
-        self.renders = Counter("imgproxy_renders", "Renditions rendered", registry=None)
-        self.decodes = Counter("imgproxy_decodes", "Sources decoded for renditions", registry=None)
-        self.histograms = {
-            attribute: Histogram(name, documentation, registry=None)
-            for name, (attribute, documentation) in HISTOGRAMS.items()
-        }
-        # Summed over the workers alive now (the supervisor marks a dead one).
-        self.depth = Gauge(
-            "imgproxy_render_queue_depth",
-            "Renders waiting",
-            registry=None,
-            multiprocess_mode="livesum",
-        )
-        self.running = Gauge(
-            "imgproxy_renders_in_flight",
-            "Renders running",
-            registry=None,
-            multiprocess_mode="livesum",
-        )
-        self.sent: dict[Any, float] = {}
-
-    def flush(self, m: Metrics) -> None:
-        for status, count in list(m.statuses.items()):
-            self._add(("status", status), count, self.requests.labels(str(status)))
-        for (tier, hit), count in list(m.lookups.items()):
-            counter = self.hits if hit else self.misses
-            self._add(("lookup", tier, hit), count, counter.labels(tier))
-        self._add("renders", m.renders, self.renders)
-        self._add("decodes", m.decodes, self.decodes)
-        for attribute, histogram in self.histograms.items():
-            buckets: Buckets = getattr(m, attribute)
-            # prometheus_client keeps one value per bucket (made cumulative when collected)
-            # and offers only observe(): the per-bucket values take the batched deltas.
-            for index, count in enumerate(list(buckets.counts)):
-                self._add((attribute, index), count, histogram._buckets[index])
-            self._add((attribute, "sum"), buckets.total, histogram._sum)
-        self.depth.set(m.queue_depth())
-        self.running.set(m.in_flight())
-
-    def _add(self, key: Any, now: float, value: Any) -> None:
-        delta = now - self.sent.get(key, 0)
-        if delta:
-            value.inc(delta)
-            self.sent[key] = now
+def forget(pid: int | None) -> None:
+    """A dead worker's gauges leave the sum; its counts stay (called by the supervisor, whose
+    METRICS_ENV its workers share)."""
+    folder = os.environ.get(METRICS_ENV)
+    if folder and pid is not None:
+        Path(folder, f"{pid}{DEAD}").touch()

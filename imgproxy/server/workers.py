@@ -37,10 +37,10 @@ from types import FrameType
 from typing import Any
 
 from imgproxy.server.claims import PEERS_ENV, make_table
+from imgproxy.server.exposition import METRICS_ENV, forget
 
 log = logging.getLogger(__name__)
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client in each worker
 
 RESTART_PAUSE = 1.0  # seconds between restarts of a worker that keeps dying
 # A worker that exits within FAST_FAILURE seconds of its start failed at start; that many in a
@@ -62,14 +62,6 @@ PRELOAD = [
     "PIL.GifImagePlugin",
     "PIL.WebPImagePlugin",
 ]
-
-
-def _forget(pid: int | None) -> None:
-    """A dead worker's gauges (queue depth, in flight) leave the sum; its counts stay."""
-    if pid is not None:
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -161,9 +153,9 @@ def supervise(
     """Run `workers` processes on `port` (claimed by listening.py) until SIGINT/SIGTERM, or
     until they keep failing at start; returns the exit status. `check` says what is wrong
     with the configuration file as it is now (None: fine), before a reload."""
-    # /metrics sums every worker through prometheus_client's multiprocess files (exposition.py).
+    # /metrics sums every worker's file of counts in this directory (exposition.py).
     shared = tempfile.TemporaryDirectory(prefix="imgproxy-metrics-")
-    os.environ[MULTIPROC_ENV] = shared.name
+    os.environ[METRICS_ENV] = shared.name
     # Where the workers claim decodes and send each other jobs (peers.py): private, as
     # TemporaryDirectory makes it.
     peers = Path(shared.name, "peers")
@@ -227,7 +219,7 @@ def supervise(
                     log.warning(
                         "worker %s exited with %s; starting another", process.pid, process.exitcode
                     )
-                    _forget(process.pid)
+                    forget(process.pid)
                     time.sleep(RESTART_PAUSE)
                     running[index] = start()
             time.sleep(0.2)
@@ -242,7 +234,7 @@ def supervise(
         holding.close()  # after the joins: a worker stopping is not told to stop again
         for name, handler in previous.items():
             signal.signal(name, handler)
-        os.environ.pop(MULTIPROC_ENV, None)
+        os.environ.pop(METRICS_ENV, None)
         os.environ.pop(PEERS_ENV, None)
         shared.cleanup()
     clean = all(p.exitcode in (0, -signal.SIGTERM) for p in running)
@@ -277,7 +269,7 @@ def _roll(
         running[index] = new
         old.terminate()  # uvicorn stops accepting, then finishes its requests
         old.join(30)
-        _forget(old.pid)
+        forget(old.pid)
     log.info("SIGHUP: configuration reloaded; %d workers replaced", len(running))
 
 

@@ -180,7 +180,8 @@ def test_workers_failing_at_start_stop_the_server_with_the_reason(tmp_path: Path
 
 
 def test_metrics_sum_every_worker(tmp_path: Path) -> None:
-    """SPEC §12.2: /metrics answers for the whole server, whichever worker is asked."""
+    """SPEC §12.2: /metrics answers for the whole server, whichever worker is asked, and
+    still counts what a worker that died had counted."""
     folder = tmp_path / "media"
     folder.mkdir()
     (folder / "photo.jpg").write_bytes(images.jpeg((400, 300)))
@@ -203,6 +204,17 @@ def test_metrics_sum_every_worker(tmp_path: Path) -> None:
             assert sample(text, "imgproxy_request_duration_seconds_count") >= 31
             assert sample(text, 'imgproxy_cache_misses_total{tier="memory"}') == 30
             assert "imgproxy_render_queue_depth" in text
+
+        dead = workers_of(server)[0]
+        dead.kill()  # its counts stay in the sum: no counter goes back
+        deadline = time.monotonic() + 30
+        while {w.pid for w in workers_of(server)} & {dead.pid} or len(workers_of(server)) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.1)
+        for _ in range(6):
+            text = httpx.get(f"{base}/metrics").text
+            assert sample(text, 'imgproxy_requests_total{status="200"}') == 30
+            assert sample(text, "imgproxy_renders_total") == 30
 
 
 def sample(text: str, name: str) -> float:

@@ -1,0 +1,101 @@
+"""`/metrics` as Prometheus reads it (server/exposition.py writes the text format itself):
+every family parsed by prometheus_client's own parser, hostile label values escaped, and
+the workers' snapshots summed, a dead worker's counts kept and its gauges left out."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from imgproxy.metrics import Metrics
+from imgproxy.server import exposition
+from imgproxy.server.exposition import METRICS_ENV, Exposition, forget
+
+
+def counted(depth: int = 0, running: int = 0) -> Metrics:
+    m = Metrics(queue_depth=lambda: depth, in_flight=lambda: running)
+    m.response(200, 0.004)
+    m.response(200, 0.3)
+    m.response(404, 20.0)  # past the last bound: only +Inf
+    m.cache("memory", True)
+    m.cache("disk", False)
+    m.rendered(fetch=0.01, render=0.2)
+    m.decoded()
+    return m
+
+
+def parsed(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample as Prometheus's parser reads it: (name, labels) -> value."""
+    samples = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def test_one_process_as_prometheus_parses_it() -> None:
+    text = Exposition(counted(depth=3, running=1)).render()
+    families = {f.name: f.type for f in text_string_to_metric_families(text.decode())}
+    assert families == {
+        "imgproxy_requests": "counter",
+        "imgproxy_cache_hits": "counter",
+        "imgproxy_cache_misses": "counter",
+        "imgproxy_renders": "counter",
+        "imgproxy_decodes": "counter",
+        "imgproxy_request_duration_seconds": "histogram",
+        "imgproxy_render_seconds": "histogram",
+        "imgproxy_fetch_seconds": "histogram",
+        "imgproxy_render_queue_depth": "gauge",
+        "imgproxy_renders_in_flight": "gauge",
+    }
+    samples = parsed(text)
+    assert samples[("imgproxy_requests_total", (("status", "200"),))] == 2
+    assert samples[("imgproxy_requests_total", (("status", "404"),))] == 1
+    assert samples[("imgproxy_cache_hits_total", (("tier", "memory"),))] == 1
+    assert samples[("imgproxy_cache_misses_total", (("tier", "disk"),))] == 1
+    assert samples[("imgproxy_decodes_total", ())] == 1
+    latency = "imgproxy_request_duration_seconds"
+    assert samples[(f"{latency}_bucket", (("le", "0.005"),))] == 1
+    assert samples[(f"{latency}_bucket", (("le", "0.5"),))] == 2
+    assert samples[(f"{latency}_bucket", (("le", "10.0"),))] == 2
+    assert samples[(f"{latency}_bucket", (("le", "+Inf"),))] == 3
+    assert samples[(f"{latency}_count", ())] == 3
+    assert samples[(f"{latency}_sum", ())] == pytest.approx(20.304)
+    assert samples[("imgproxy_render_queue_depth", ())] == 3
+    assert samples[("imgproxy_renders_in_flight", ())] == 1
+
+
+def test_label_values_are_escaped() -> None:
+    m = Metrics(queue_depth=lambda: 0, in_flight=lambda: 0)
+    hostile = 'a "tier"\\with\na newline'
+    m.cache(hostile, True)
+    samples = parsed(Exposition(m).render())
+    assert samples[("imgproxy_cache_hits_total", (("tier", hostile),))] == 1
+
+
+def test_workers_are_summed_and_a_dead_ones_gauges_leave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two other workers' snapshots beside this one's: counts and histograms add up; once the
+    supervisor marks one dead, its counts stay (no counter goes back) and its gauges leave."""
+    monkeypatch.setenv(METRICS_ENV, str(tmp_path))
+    for pid, depth in ((101, 5), (102, 7)):
+        (tmp_path / f"{pid}.json").write_text(json.dumps(exposition.snapshot(counted(depth=depth))))
+    (tmp_path / "103.json.tmp").write_text("{half a snapsh")  # being written: not read
+    here = Exposition(counted(depth=1, running=2))
+    samples = parsed(here.render())
+    assert (tmp_path / f"{os.getpid()}.json").exists()  # flushed before answering
+    assert samples[("imgproxy_requests_total", (("status", "200"),))] == 6
+    assert samples[("imgproxy_request_duration_seconds_bucket", (("le", "+Inf"),))] == 9
+    assert samples[("imgproxy_render_seconds_sum", ())] == pytest.approx(0.6)
+    assert samples[("imgproxy_render_queue_depth", ())] == 13
+    assert samples[("imgproxy_renders_in_flight", ())] == 2
+
+    forget(102)
+    samples = parsed(here.render())
+    assert samples[("imgproxy_requests_total", (("status", "200"),))] == 6
+    assert samples[("imgproxy_render_queue_depth", ())] == 6
