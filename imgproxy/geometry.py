@@ -7,10 +7,12 @@ after it (`trim` depends on the pixels: the render plans again once it is known)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TypeVar
 
-from imgproxy.params import Fit, Transform, in_pixels
+from imgproxy.errors import BadRequest
+from imgproxy.params import Fit, Transform
 
 PLACEHOLDER_SIDE = 100  # ThumbHash's own bound; BlurHash averages it further down
 
@@ -114,3 +116,29 @@ def unturned(geometry: Geometry, rotate: int) -> Geometry:
     if rotate not in (90, 270):
         return geometry
     return Geometry(turned(geometry.crop, 90), turned(geometry.size, 90), geometry.canvas)
+
+
+def in_pixels(
+    fractions: tuple[float, float, float, float], source: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A crop in fractions as whole source pixels, never empty."""
+    (fx, fy, fw, fh), (sw, sh) = fractions, source
+    x, y = min(round(fx * sw), sw - 1), min(round(fy * sh), sh - 1)
+    return (x, y, max(1, round((fx + fw) * sw) - x), max(1, round((fy + fh) * sh) - y))
+
+
+def resolve_crop(t: Transform, source: tuple[int, int]) -> Transform:
+    """The crop in pixels of this source (upright): fractions resolved, the region clipped,
+    the whole source as no crop at all; 400 for a region wholly outside it."""
+    sw, sh = source
+    if t.crop_fractions is not None:
+        t = dataclasses.replace(t, crop=in_pixels(t.crop_fractions, source), crop_fractions=None)
+    if t.crop is None:
+        return t
+    x, y, w, h = t.crop
+    w, h = min(w, sw - x), min(h, sh - y)
+    if w <= 0 or h <= 0:
+        raise BadRequest(
+            f"crop: the region {','.join(map(str, t.crop))} lies outside the {sw}x{sh} source"
+        )
+    return dataclasses.replace(t, crop=None if (x, y, w, h) == (0, 0, sw, sh) else (x, y, w, h))

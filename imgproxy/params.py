@@ -1,14 +1,13 @@
 """Query string -> a frozen, canonical Transform (or None for the original) (SPEC §2.1).
 
-Parsing is a table of small value parsers. Canonicalisation (dpr folded into the box,
-irrelevant options reset to their defaults) makes every spelling of one rendition equal,
-so they share one ETag and one cache entry.
+Parsing is a table of small value parsers (param_values.py). Canonicalisation (dpr folded
+into the box, irrelevant options reset to their defaults) makes every spelling of one
+rendition equal, so they share one ETag and one cache entry.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,6 +17,17 @@ from urllib.parse import unquote
 
 from imgproxy.errors import BadRequest
 from imgproxy.formats import OutputFormat
+from imgproxy.param_values import (
+    choice,
+    integer,
+    number,
+    parse_colour,
+    parse_crop,
+    parse_name,
+    parse_pad,
+    parse_version,
+    show,
+)
 
 
 class Fit(StrEnum):
@@ -170,9 +180,9 @@ def to_params(pairs: Pairs) -> dict[str, str]:
     params: dict[str, str] = {}
     for name, value in pairs:
         if value is None:
-            raise BadRequest(f"{_show(name)}: a parameter needs a value (name=value)")
+            raise BadRequest(f"{show(name)}: a parameter needs a value (name=value)")
         if name in params:
-            raise BadRequest(f"{_show(name)}: given more than once")
+            raise BadRequest(f"{show(name)}: given more than once")
         params[name] = value
     return params
 
@@ -195,8 +205,8 @@ def parse_query(
     for name in pairs:
         if name not in TRANSFORM_KEYS and name not in OTHER_KEYS:
             allowed = ", ".join(sorted(TRANSFORM_KEYS | OTHER_KEYS))
-            raise BadRequest(f"{_show(name)}: unknown parameter (allowed: {allowed})")
-    version = _parse_version(pairs["v"]) if "v" in pairs else None
+            raise BadRequest(f"{show(name)}: unknown parameter (allowed: {allowed})")
+    version = parse_version(pairs["v"]) if "v" in pairs else None
     preset = pairs.get("p")
     values = dict(expand_preset(preset, presets)) if preset is not None else {}
     values.update((k, v) for k, v in pairs.items() if k in TRANSFORM_KEYS)
@@ -204,14 +214,14 @@ def parse_query(
     transform = build_transform(values, max_dimension) if has_transform else None
     if "wm" in values and values["wm"] not in watermarks:
         known = ", ".join(sorted(watermarks)) or "none configured"
-        raise BadRequest(f"wm: unknown watermark {_show(values['wm'])} (known: {known})")
+        raise BadRequest(f"wm: unknown watermark {show(values['wm'])} (known: {known})")
     return Query(transform, version, preset, pairs.get("s"), "dpr" in values)
 
 
 def expand_preset(name: str, presets: Mapping[str, str]) -> dict[str, str]:
     if name not in presets:
         known = ", ".join(sorted(presets)) or "none configured"
-        raise BadRequest(f"p: unknown preset {_show(name)} (known: {known})")
+        raise BadRequest(f"p: unknown preset {show(name)} (known: {known})")
     values = split_query(presets[name])
     if set(values) - TRANSFORM_KEYS:
         raise BadRequest(f"p: preset {name!r} may only hold transform parameters")
@@ -282,35 +292,8 @@ def fold_dpr(
     )
 
 
-MAX_PAD = 1024  # per side, in output pixels (SPEC §15.1)
-
-_INT = re.compile(r"[0-9]{1,9}")
-_NUMBER = re.compile(r"[0-9]{1,3}(\.[0-9]{1,8})?|\.[0-9]{1,8}")
-_HEX = re.compile(r"[0-9a-fA-F]{3}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8}")
-_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as settings.PRESET_NAME
-
-
-def _integer(raw: str, name: str, low: int, high: int) -> int:
-    if not _INT.fullmatch(raw) or not low <= int(raw) <= high:
-        raise BadRequest(f"{name}: must be an integer {low}..{high}, got {_show(raw)}")
-    return int(raw)
-
-
-def _number(raw: str, name: str, low: float, high: float) -> float:
-    if not _NUMBER.fullmatch(raw) or not low <= float(raw) <= high:
-        raise BadRequest(f"{name}: must be a number {low:g}..{high:g}, got {_show(raw)}")
-    return float(raw)
-
-
-def _choice(raw: str, name: str, choices: tuple[str, ...]) -> str:
-    if raw not in choices:
-        raise BadRequest(f"{name}: must be one of {', '.join(choices)}; got {_show(raw)}")
-    return raw
-
-
 def _parse_format(raw: str, name: str, _: int) -> FormatChoice:
-    value = _choice(raw, name, (*(f.value for f in OutputFormat), AUTO, JSON))
+    value = choice(raw, name, (*(f.value for f in OutputFormat), AUTO, JSON))
     if value in (AUTO, JSON):
         return value
     output = OutputFormat(value)
@@ -322,115 +305,25 @@ def _parse_format(raw: str, name: str, _: int) -> FormatChoice:
     return output
 
 
-def _parse_colour(raw: str, name: str, _: int) -> tuple[int, int, int, int]:
-    if not _HEX.fullmatch(raw):
-        raise BadRequest(f"{name}: must be hex rgb, rrggbb or rrggbbaa; got {_show(raw)}")
-    digits = "".join(c * 2 for c in raw) if len(raw) == 3 else raw
-    digits = digits if len(digits) == 8 else digits + "ff"
-    r, g, b, a = (int(digits[i : i + 2], 16) for i in range(0, 8, 2))
-    return (r, g, b, a)
-
-
-def _parse_crop(raw: str, name: str, _: int) -> dict[str, Any]:
-    """`x,y,w,h` in source pixels, or (any value written with a point) fractions of the
-    source; a region reaching past the source is clipped to it, an empty one is 400."""
-    values = raw.split(",")
-    fractions = "." in raw
-    pattern = _NUMBER if fractions else _INT
-    if len(values) != 4 or not all(pattern.fullmatch(v) for v in values):
-        raise BadRequest(
-            f"{name}: must be x,y,w,h as four integers (pixels) or four numbers 0..1 written"
-            f" with a point (fractions); got {_show(raw)}"
-        )
-    if not fractions:
-        x, y, w, h = (int(v) for v in values)
-        if not w or not h:
-            raise BadRequest(f"{name}: the region is empty; got {_show(raw)}")
-        return {"crop": (x, y, w, h)}
-    fx, fy, fw, fh = (float(v) for v in values)
-    if max(fx, fy, fw, fh) > 1:
-        raise BadRequest(f"{name}: fractions must be 0..1; got {_show(raw)}")
-    fw, fh = min(fw, 1 - fx), min(fh, 1 - fy)  # clipped to the source
-    if fw <= 0 or fh <= 0:
-        raise BadRequest(f"{name}: the region is empty; got {_show(raw)}")
-    return {"crop_fractions": (fx, fy, fw, fh)}
-
-
-def _parse_pad(raw: str, name: str, _: int) -> tuple[int, int, int, int]:
-    values = raw.split(",")
-    if len(values) not in (1, 4) or not all(
-        _INT.fullmatch(v) and int(v) <= MAX_PAD for v in values
-    ):
-        raise BadRequest(
-            f"{name}: must be t,r,b,l or one integer for all, each 0..{MAX_PAD}; got {_show(raw)}"
-        )
-    top, right, bottom, left = (int(v) for v in values * (4 // len(values)))
-    return (top, right, bottom, left)
-
-
-def in_pixels(
-    fractions: tuple[float, float, float, float], source: tuple[int, int]
-) -> tuple[int, int, int, int]:
-    """A crop in fractions as whole source pixels, never empty."""
-    (fx, fy, fw, fh), (sw, sh) = fractions, source
-    x, y = min(round(fx * sw), sw - 1), min(round(fy * sh), sh - 1)
-    return (x, y, max(1, round((fx + fw) * sw) - x), max(1, round((fy + fh) * sh) - y))
-
-
-def resolve_crop(t: Transform, source: tuple[int, int]) -> Transform:
-    """The crop in pixels of this source (upright): fractions resolved, the region clipped,
-    the whole source as no crop at all; 400 for a region wholly outside it."""
-    sw, sh = source
-    if t.crop_fractions is not None:
-        t = dataclasses.replace(t, crop=in_pixels(t.crop_fractions, source), crop_fractions=None)
-    if t.crop is None:
-        return t
-    x, y, w, h = t.crop
-    w, h = min(w, sw - x), min(h, sh - y)
-    if w <= 0 or h <= 0:
-        raise BadRequest(
-            f"crop: the region {','.join(map(str, t.crop))} lies outside the {sw}x{sh} source"
-        )
-    return dataclasses.replace(t, crop=None if (x, y, w, h) == (0, 0, sw, sh) else (x, y, w, h))
-
-
-def _parse_name(raw: str, name: str, _: int) -> str:
-    """A `[watermarks]` name's spelling; whether it is configured is parse_query's check."""
-    if not _NAME.fullmatch(raw):
-        raise BadRequest(f"{name}: must be a [watermarks] name (A-Z a-z 0-9 _ -); got {_show(raw)}")
-    return raw
-
-
-def _parse_version(raw: str) -> str:
-    if not _VERSION.fullmatch(raw):
-        raise BadRequest(f"v: must be 1..64 characters of A-Z a-z 0-9 . _ -; got {_show(raw)}")
-    return raw
-
-
 _PARSERS: dict[str, Callable[[str, str, int], Any]] = {
-    "w": lambda raw, name, top: _integer(raw, name, 1, top),
-    "h": lambda raw, name, top: _integer(raw, name, 1, top),
-    "dpr": lambda raw, name, _: _number(raw, name, 1, 4),
-    "fit": lambda raw, name, _: Fit(_choice(raw, name, tuple(Fit))),
-    "enlarge": lambda raw, name, _: _choice(raw, name, ("0", "1")) == "1",
-    "g": lambda raw, name, _: Gravity(_choice(raw, name, tuple(Gravity))),
-    "fx": lambda raw, name, _: _number(raw, name, 0, 1),
-    "fy": lambda raw, name, _: _number(raw, name, 0, 1),
+    "w": lambda raw, name, top: integer(raw, name, 1, top),
+    "h": lambda raw, name, top: integer(raw, name, 1, top),
+    "dpr": lambda raw, name, _: number(raw, name, 1, 4),
+    "fit": lambda raw, name, _: Fit(choice(raw, name, tuple(Fit))),
+    "enlarge": lambda raw, name, _: choice(raw, name, ("0", "1")) == "1",
+    "g": lambda raw, name, _: Gravity(choice(raw, name, tuple(Gravity))),
+    "fx": lambda raw, name, _: number(raw, name, 0, 1),
+    "fy": lambda raw, name, _: number(raw, name, 0, 1),
     "fm": _parse_format,
-    "q": lambda raw, name, _: _integer(raw, name, 1, 100),
-    "bg": _parse_colour,
-    "crop": _parse_crop,
-    "trim": lambda raw, name, _: _integer(raw, name, 0, 255),
-    "rot": lambda raw, name, _: int(_choice(raw, name, ("0", "90", "180", "270"))),
-    "flip": lambda raw, name, _: Flip(_choice(raw, name, tuple(Flip))),
-    "blur": lambda raw, name, _: _number(raw, name, 0.3, 100),
-    "sharpen": lambda raw, name, _: _number(raw, name, 0.3, 10),
-    "pixelate": lambda raw, name, _: _integer(raw, name, 2, 256),
-    "pad": _parse_pad,
-    "wm": _parse_name,
+    "q": lambda raw, name, _: integer(raw, name, 1, 100),
+    "bg": parse_colour,
+    "crop": parse_crop,
+    "trim": lambda raw, name, _: integer(raw, name, 0, 255),
+    "rot": lambda raw, name, _: int(choice(raw, name, ("0", "90", "180", "270"))),
+    "flip": lambda raw, name, _: Flip(choice(raw, name, tuple(Flip))),
+    "blur": lambda raw, name, _: number(raw, name, 0.3, 100),
+    "sharpen": lambda raw, name, _: number(raw, name, 0.3, 10),
+    "pixelate": lambda raw, name, _: integer(raw, name, 2, 256),
+    "pad": parse_pad,
+    "wm": parse_name,
 }
-
-
-def _show(value: str) -> str:
-    """A value quoted for an error message: escaped and cut, so hostile input stays inert."""
-    return repr(value if len(value) <= 40 else value[:40] + "…")

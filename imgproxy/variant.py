@@ -20,11 +20,12 @@ from imgproxy.cache import CacheKey
 from imgproxy.conditional import cache_control, http_date, make_etag, surrogate_key
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import AS_OUTPUT, OutputFormat
+from imgproxy.geometry import resolve_crop
 from imgproxy.job import DEFAULT_AVIF_SPEED, DEFAULT_WEBP_EFFORT, RenderJob
 from imgproxy.memo import Memo
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.negotiation import MAX_ACCEPT, negotiate
-from imgproxy.params import AUTO, Gravity, Query, Transform, resolve_crop
+from imgproxy.params import AUTO, Gravity, Query, Transform
 from imgproxy.policy import check_frames, check_output
 from imgproxy.response import (
     SECURITY_HEADERS,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from imgproxy.errors import BadRequest
+from imgproxy.param_values import show
 
 # imgproxy's gravity names -> the native `g` values (SPEC §2.1).
 GRAVITIES = {
@@ -58,7 +59,7 @@ def parse_options(segments: Sequence[str]) -> State:
         name, *args = segment.split(":")
         canonical = ALIASES.get(name)
         if canonical is None:
-            raise BadRequest(f"{_show(name)}: unknown or unsupported imgproxy option")
+            raise BadRequest(f"{show(name)}: unknown or unsupported imgproxy option")
         _APPLY[canonical](state, name, args)
     return state
 
@@ -66,30 +67,30 @@ def parse_options(segments: Sequence[str]) -> State:
 def output_format(raw: str, option: str) -> str:
     """imgproxy's extension names -> a native `fm`; formats we do not write are 400."""
     if raw not in FORMATS:
-        raise BadRequest(f"{_show(option)}: must be one of {', '.join(FORMATS)}; got {_show(raw)}")
+        raise BadRequest(f"{show(option)}: must be one of {', '.join(FORMATS)}; got {show(raw)}")
     return FORMATS[raw]
 
 
 def _args(name: str, args: Sequence[str], low: int, high: int) -> None:
     if not low <= len(args) <= high:
-        raise BadRequest(f"{_show(name)}: takes {low}..{high} arguments, got {len(args)}")
+        raise BadRequest(f"{show(name)}: takes {low}..{high} arguments, got {len(args)}")
 
 
 def _number(raw: str, name: str, low: float = 0.0, high: float = math.inf) -> float:
     if not _NUMBER.fullmatch(raw) or not low <= float(raw) <= high:
-        raise BadRequest(f"{_show(name)}: must be a number {low:g}..{high:g}, got {_show(raw)}")
+        raise BadRequest(f"{show(name)}: must be a number {low:g}..{high:g}, got {show(raw)}")
     return float(raw)
 
 
 def _integer(raw: str, name: str, low: int = 0, high: int = 10**9) -> int:
     if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
-        raise BadRequest(f"{_show(name)}: must be an integer {low}..{high}, got {_show(raw)}")
+        raise BadRequest(f"{show(name)}: must be an integer {low}..{high}, got {show(raw)}")
     return int(raw)
 
 
 def _boolean(raw: str, name: str) -> bool:
     if raw not in TRUE and raw not in FALSE:
-        raise BadRequest(f"{_show(name)}: must be 1, t, true, 0, f or false; got {_show(raw)}")
+        raise BadRequest(f"{show(name)}: must be 1, t, true, 0, f or false; got {show(raw)}")
     return raw in TRUE
 
 
@@ -103,10 +104,10 @@ def _gravity(args: Sequence[str], name: str) -> Gravity:
         _args(name, args, 3, 3)
         return ("focal", _number(args[1], name, 0, 1), _number(args[2], name, 0, 1))
     if kind not in GRAVITIES:
-        raise BadRequest(f"{_show(name)}: gravity must be {', '.join(GRAVITIES)}, sm or fp:X:Y")
+        raise BadRequest(f"{show(name)}: gravity must be {', '.join(GRAVITIES)}, sm or fp:X:Y")
     _args(name, args, 1, 3)
     if any(_number(offset, name, -math.inf) != 0 for offset in args[1:]):
-        raise BadRequest(f"{_show(name)}: gravity offsets are not supported")
+        raise BadRequest(f"{show(name)}: gravity offsets are not supported")
     return (GRAVITIES[kind], 0.0, 0.0)
 
 
@@ -136,7 +137,7 @@ def _resize(state: State, name: str, args: list[str]) -> None:
 def _resizing_type(state: State, name: str, args: list[str]) -> None:
     _args(name, args, 1, 1)
     if args[0] not in FITS:
-        raise BadRequest(f"{_show(name)}: resizing type must be {', '.join(FITS)}")
+        raise BadRequest(f"{show(name)}: resizing type must be {', '.join(FITS)}")
     state["resizing_type"] = args[0]
 
 
@@ -159,7 +160,7 @@ def _extend(state: State, name: str, args: list[str]) -> None:
     _args(name, args, 1, 4)
     state["extend"] = _boolean(args[0], name)
     if len(args) > 1 and _gravity(args[1:], name)[0] != "center":
-        raise BadRequest(f"{_show(name)}: only the centre gravity is supported")
+        raise BadRequest(f"{show(name)}: only the centre gravity is supported")
 
 
 def _dpr(state: State, name: str, args: list[str]) -> None:
@@ -182,7 +183,7 @@ def _crop_option(state: State, name: str, args: list[str]) -> None:
 def _trim(state: State, name: str, args: list[str]) -> None:
     _args(name, args, 1, 4)
     if any(args[1:2]) or any(_boolean(raw, name) for raw in args[2:]):
-        raise BadRequest(f"{_show(name)}: only the threshold is supported (no colour, no equal)")
+        raise BadRequest(f"{show(name)}: only the threshold is supported (no colour, no equal)")
     state["trim"] = round(_number(args[0], name, 0, 255))
 
 
@@ -206,7 +207,7 @@ def _rotate(state: State, name: str, args: list[str]) -> None:
     _args(name, args, 1, 1)
     angle = _integer(args[0], name, -(10**6), 10**6)
     if angle % 90:
-        raise BadRequest(f"{_show(name)}: only multiples of 90 are supported")
+        raise BadRequest(f"{show(name)}: only multiples of 90 are supported")
     state["rot"] = angle % 360 or None
 
 
@@ -239,7 +240,7 @@ def _background(state: State, name: str, args: list[str]) -> None:
     elif _HEX.fullmatch(args[0]):
         state["bg"] = args[0].lower()
     else:
-        raise BadRequest(f"{_show(name)}: must be R:G:B or a hex colour, got {_show(args[0])}")
+        raise BadRequest(f"{show(name)}: must be R:G:B or a hex colour, got {show(args[0])}")
 
 
 def _quality(state: State, name: str, args: list[str]) -> None:
@@ -258,10 +259,10 @@ def _watermark_option(state: State, name: str, args: list[str]) -> None:
     position = None
     if len(args) > 1 and args[1]:
         if args[1] not in GRAVITIES:
-            raise BadRequest(f"{_show(name)}: position must be one of {', '.join(GRAVITIES)}")
+            raise BadRequest(f"{show(name)}: position must be one of {', '.join(GRAVITIES)}")
         position = GRAVITIES[args[1]]
     if any(_number(raw, name, -math.inf) != 0 for raw in args[2:4] if raw):
-        raise BadRequest(f"{_show(name)}: offsets are not supported")
+        raise BadRequest(f"{show(name)}: offsets are not supported")
     scale = _number(args[4], name, 0, 1) if len(args) > 4 and args[4] else None
     state["watermark"] = (opacity, position, scale)
 
@@ -274,7 +275,7 @@ def _preset(state: State, name: str, args: list[str]) -> None:
 def _cachebuster(state: State, name: str, args: list[str]) -> None:
     _args(name, args, 1, 1)
     if args[0] and not _CACHEBUSTER.fullmatch(args[0]):
-        raise BadRequest(f"{_show(name)}: must be 1..64 of A-Z a-z 0-9 . _ -")
+        raise BadRequest(f"{show(name)}: must be 1..64 of A-Z a-z 0-9 . _ -")
     state["v"] = args[0] or None
 
 
@@ -336,7 +337,3 @@ _SHORT = {
     "sm": "strip_metadata",
 }
 ALIASES: Mapping[str, str] = {**{name: name for name in _APPLY}, **_SHORT}
-
-
-def _show(value: str) -> str:
-    return repr(value if len(value) <= 40 else value[:40] + "…")

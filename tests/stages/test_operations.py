@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from imgproxy.errors import BadRequest
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import OutputFormat
-from imgproxy.geometry import decode_size, output_size, plan_transform, unturned
-from imgproxy.params import Flip, Transform, parse_query, resolve_crop, split_query
+from imgproxy.geometry import decode_size, output_size, plan_transform, resolve_crop, unturned
+from imgproxy.params import Flip, Transform, parse_query, split_query
 from imgproxy.policy import check_output
 from imgproxy.settings import LimitsSettings
 from imgproxy.stores import StoredFile

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     )),
     ("parts", "one concern each", (
         "cache/", "dialects/", "render/", "stores/", "mounts", "response", "urls", "params",
-        "paths", "geometry", "signing", "policy", "negotiation", "job",
+        "param_values", "paths", "geometry", "signing", "policy", "negotiation", "job",
         "inspection", "fetching", "cdn", "responsive", "hints",
     )),
     ("values", "plain values and pure functions", (
