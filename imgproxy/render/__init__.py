@@ -1,8 +1,8 @@
 """The only door to Pillow: source bytes + a RenderJob -> encoded rendition bytes.
 
-decode (JPEG DCT scaling via draft) -> orient -> colour -> crop, trim (the region kept) ->
-fit (resize, rot, fit=pad) -> flip, blur, sharpen, pixelate, pad (render/operations.py) ->
-wm (render/watermark.py) -> encode.
+decode (JPEG DCT scaling via draft), orient, colour (render/decoding.py) -> crop, trim (the
+region kept) -> fit (resize, rot, fit=pad) -> flip, blur, sharpen, pixelate, pad
+(render/operations.py) -> wm (render/watermark.py) -> encode.
 Everything here is blocking and runs in the render executor's threads.
 """
 
@@ -22,20 +22,24 @@ from imgproxy.geometry import (
     PLACEHOLDER_SIDE,
     Geometry,
     crop_region,
-    decode_size,
     output_size,
     plan_region,
-    plan_transform,
     turned,
-    unturned,
 )
-from imgproxy.headers import jpeg_scans
 from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
 from imgproxy.policy import check_pixels, check_size
 from imgproxy.render.budget import Budget
-from imgproxy.render.color import orient, orientation, swaps_axes, to_rgb
 from imgproxy.render.crop import SMART_SIDE, entropy_offset, place, smart_point
+from imgproxy.render.decoding import (
+    DCT_SCALED,
+    Box,
+    Decoded,
+    check_scans,
+    decode_still,
+    draft_still,
+    load_still,
+)
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
 from imgproxy.render.memory import working_bytes
 from imgproxy.render.operations import after_fit, on_canvas, rotate, trim_region, turn_point, unturn
@@ -60,13 +64,8 @@ __all__ = [
 # After the DCT-scaled decode, Pillow may box-reduce by an integer factor while at least
 # this much reduction is left for Lanczos (its thumbnail() default).
 REDUCING_GAP = 2.0
-# Pillow's names for a JPEG it can decode at 1/2, 1/4 or 1/8 scale: MPO is a JPEG with a
-# multi-picture index, which most phone and camera photos (Ultra HDR gain maps too) carry.
-DCT_SCALED = frozenset({"JPEG", "MPO"})
 # g=smart analyses a copy SMART_SIDE on its longer side: decoded at the DCT scale this asks.
 SMART_ANALYSIS = Transform(width=SMART_SIDE, height=SMART_SIDE)
-
-Box = tuple[float, float, float, float]  # left, top, right, bottom
 
 # RuntimeError: what Pillow's AVIF plugin and pi-heif raise for corrupt data.
 _DECODE_ERRORS = (
@@ -96,14 +95,14 @@ def render(data: bytes, job: RenderJob, mark: bytes | None = None) -> Rendered:
     budget = Budget(job.budget)
     stamp = stamper(job.mark, mark, budget)
     with _judged(job), open_image(data, job.decoders, job.max_pixels, budget) as image:
-        _check_scans(image, data, job.max_jpeg_scans)
+        check_scans(image, data, job.max_jpeg_scans)
         began = clock()
         if job.animate:
             body = _render_animation(image, job, budget, stamp)
             return Rendered(body, {"render": clock() - began})
         if job.output.is_placeholder:
             return Rendered(_placeholder(image, job.output), {"render": clock() - began})
-        still = _decode_still(image, job.transform)
+        still = decode_still(image, job.transform)
         budget.check()
         decoded = clock() - began
         t, found = job.transform, None
@@ -119,8 +118,8 @@ def decode(data: bytes, job: RenderJob) -> Decoded:
     same version and DCT scale starts from too (render/shared.py); `render` does both."""
     budget = Budget(job.budget)
     with _judged(job), open_image(data, job.decoders, job.max_pixels, budget) as image:
-        _check_scans(image, data, job.max_jpeg_scans)
-        still = _decode_still(image, job.transform)
+        check_scans(image, data, job.max_jpeg_scans)
+        still = decode_still(image, job.transform)
         budget.check()
         return still
 
@@ -180,7 +179,7 @@ def _placeholder(image: Image.Image, output: OutputFormat) -> bytes:
     """The whole upright image's hash, from a decode at most PLACEHOLDER_SIDE on a side
     (a JPEG at its smallest DCT scale): the hashes keep only the lowest frequencies."""
     side = PLACEHOLDER_SIDE
-    decoded = _decode_still(image, Transform(width=side, height=side))
+    decoded = decode_still(image, Transform(width=side, height=side))
     left, top, right, bottom = (round(edge) for edge in decoded.region)
     still = decoded.frame.crop((left, top, right, bottom))  # without a DCT scale's edge blocks
     from imgproxy.render import placeholders  # numpy: the `placeholders` extra (params.py)
@@ -200,10 +199,10 @@ def _analysis_frame(
     if image.format not in DCT_SCALED:
         return still  # decoded whole, whatever the output size
     with open_image(data, job.decoders, job.max_pixels, budget) as again:
-        turn, source, stored = _draft_still(again, SMART_ANALYSIS)
+        turn, source, stored = draft_still(again, SMART_ANALYSIS)
         if again.size == image.size:  # the same DCT scale: the same pixels
             return still
-        return _load_still(again, turn, source, stored)
+        return load_still(again, turn, source, stored)
 
 
 def _smart_point(decoded: Decoded) -> tuple[float, float]:
@@ -212,82 +211,6 @@ def _smart_point(decoded: Decoded) -> tuple[float, float]:
     left, top, right, bottom = decoded.region
     kept = decoded.frame.crop((round(left), round(top), round(right), round(bottom)))
     return smart_point(kept)
-
-
-def _check_scans(image: Image.Image, data: bytes, limit: int) -> None:
-    """libjpeg walks every block of the image once per scan, however few bytes a scan has:
-    a flood of scans is work out of all proportion to the file, refused before decoding."""
-    if image.format in ("JPEG", "MPO") and jpeg_scans(data, limit + 1) > limit:
-        raise TooLarge(f"the JPEG has more than {limit} scans (or segments)")
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """An upright RGB/RGBA frame, possibly decoded at 1/2, 1/4 or 1/8 scale."""
-
-    frame: Image.Image
-    icc: bytes | None
-    source: tuple[int, int]  # the upright full-size dimensions: geometry is planned on these
-    region: Box  # where the whole source lies in `frame` (the DCT scale, edge blocks aside)
-
-
-def _decode_still(image: Image.Image, t: Transform) -> Decoded:
-    """Decode (a JPEG at a DCT scale when it will be shrunk), orient, convert to RGB(A)."""
-    return _load_still(image, *_draft_still(image, t))
-
-
-def _draft_still(image: Image.Image, t: Transform) -> tuple[int, tuple[int, int], Box]:
-    """The orientation, the upright full size, and where the source will lie in the stored
-    decode: a JPEG's DCT scale is chosen here, before any pixel is decoded."""
-    turn = orientation(image)
-    source = _upright(image.size, turn)
-    stored = (0.0, 0.0, float(image.width), float(image.height))
-    if image.format in DCT_SCALED and (t.width or t.height) and t.trim is None:
-        # (trim compares pixels: it sees the source's own, not a scaled decode's)
-        stored = _draft(image, t, turn, source)
-    return turn, source, stored
-
-
-def _load_still(image: Image.Image, turn: int, source: tuple[int, int], stored: Box) -> Decoded:
-    image.load()
-    rgb, icc = to_rgb(orient(image, turn))
-    return Decoded(rgb, icc, source, _orient_region(stored, image.size, turn))
-
-
-def _draft(image: Image.Image, t: Transform, turn: int, source: tuple[int, int]) -> Box:
-    """Shrink on load, as libvips and thumbor do: the smallest DCT scale (1/2, 1/4, 1/8) at
-    which the kept region (of the crop, turned by rot) still has at least the output's pixels
-    on each axis; Lanczos does the rest. Returns where the source lies in the stored
-    (unrotated) decoded image."""
-    want = decode_size(source, unturned(plan_transform(source, t), t.rotate))
-    if swaps_axes(turn):
-        want = (want[1], want[0])
-    full = (0.0, 0.0, float(image.width), float(image.height))
-    if want[0] >= image.width and want[1] >= image.height:
-        return full
-    drafted = image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else None, want)
-    return drafted[1] if drafted is not None else full
-
-
-def _upright(size: tuple[int, int], turn: int) -> tuple[int, int]:
-    return (size[1], size[0]) if swaps_axes(turn) else size
-
-
-# A DCT-scaled decode rounds each side up, so its last stored column and row are part
-# padding. These EXIF orientations turn one of them into the upright frame's left (top)
-# edge, so the source starts that fraction of a pixel in.
-_PADDED_LEFT = frozenset({2, 3, 6, 7})
-_PADDED_TOP = frozenset({3, 4, 7, 8})
-
-
-def _orient_region(stored: Box, decoded: tuple[int, int], turn: int) -> Box:
-    width, height = stored[2], stored[3]
-    frame_w, frame_h = decoded
-    if swaps_axes(turn):
-        width, height, frame_w, frame_h = height, width, frame_h, frame_w
-    left = frame_w - width if turn in _PADDED_LEFT else 0.0
-    top = frame_h - height if turn in _PADDED_TOP else 0.0
-    return (left, top, left + width, top + height)
 
 
 def _transform(decoded: Decoded, t: Transform, job: RenderJob) -> Image.Image:

@@ -13,7 +13,7 @@ from imgproxy.errors import BadRequest
 from imgproxy.formats import OutputFormat
 from imgproxy.params import build_transform
 from imgproxy.render import RenderJob, render
-from imgproxy.render import _decode_still as decode_still
+from imgproxy.render.decoding import decode_still
 from imgproxy.render.operations import BLUR_DIRECT_SIGMA, blur, blur_plan
 from tests.support import images
 

@@ -14,7 +14,7 @@ from imgproxy.errors import ConfigError, Undecodable
 from imgproxy.formats import OutputFormat
 from imgproxy.params import Transform, build_transform
 from imgproxy.render import RenderJob, probe, render
-from imgproxy.render import _decode_still as decode_still
+from imgproxy.render.decoding import decode_still
 from tests.support import Serve, images, settings_for
 
 DECODERS = ("GIF", "JPEG", "PNG", "WEBP")

@@ -19,8 +19,9 @@ from PIL import Image, ImageOps
 from imgproxy.formats import OutputFormat
 from imgproxy.geometry import plan
 from imgproxy.params import Fit, Transform, build_transform
-from imgproxy.render import RenderJob, _decode_still, render
+from imgproxy.render import RenderJob, render
 from imgproxy.render.crop import place
+from imgproxy.render.decoding import decode_still
 from tests.support import images
 
 MEDIA = Path(__file__).resolve().parents[2] / "examples" / "media"
@@ -181,7 +182,7 @@ def test_the_smallest_dct_scale_that_covers_the_output_is_decoded(
 ) -> None:
     data = _flat_jpeg(stored, orientation)
     with Image.open(io.BytesIO(data)) as image:
-        assert _decode_still(image, transform).frame.size == frame
+        assert decode_still(image, transform).frame.size == frame
 
 
 def _flat_jpeg(size: tuple[int, int], orientation: int) -> bytes:
@@ -214,7 +215,7 @@ def test_draft_scale_is_what_a_render_sees() -> None:
     """The resize step gets the 1/8 frame for 6 MP -> 300 px (a revert to 1/4 fails here)."""
     data = photo_jpeg("coffee.png", SIX_MP)
     with Image.open(io.BytesIO(data)) as image:
-        decoded = _decode_still(image, Transform(width=300, height=300))
+        decoded = decode_still(image, Transform(width=300, height=300))
     assert decoded.frame.size == (375, 250)
     assert decoded.source == SIX_MP
     assert decoded.region == (0.0, 0.0, 375.0, 250.0)
@@ -231,7 +232,7 @@ def test_an_mpo_is_shrunk_on_load_like_the_jpeg_it_is() -> None:
     mpo = buffer.getvalue()
     with Image.open(io.BytesIO(mpo)) as image:
         assert image.format == "MPO"
-        decoded = _decode_still(image, Transform(width=300, height=300))
+        decoded = decode_still(image, Transform(width=300, height=300))
     assert decoded.frame.size == (375, 250)
     t = build_transform({"w": "300"}, 4096)
     job = RenderJob(t, OutputFormat.JPEG, 80, DECODERS, False, 50_000_000)
