@@ -1,19 +1,24 @@
 """`/metrics` as Prometheus reads it (server/exposition.py writes the text format itself):
-every family parsed by prometheus_client's own parser, hostile label values escaped, and
-the workers' snapshots summed, a dead worker's counts kept and its gauges left out."""
+a real server's scrape checked by Prometheus's own promtool, every family parsed by
+prometheus_client's parser, hostile label values escaped, and the workers' snapshots summed,
+a dead worker's counts kept and its gauges left out."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from imgproxy.metrics import Metrics
 from imgproxy.server import exposition
 from imgproxy.server.exposition import METRICS_ENV, Exposition, forget
+from tests.support import images, need_binary, write_config
+from tests.support.processes import served
 
 
 def counted(depth: int = 0, running: int = 0) -> Metrics:
@@ -99,3 +104,27 @@ def test_workers_are_summed_and_a_dead_ones_gauges_leave(
     samples = parsed(here.render())
     assert samples[("imgproxy_requests_total", (("status", "200"),))] == 6
     assert samples[("imgproxy_render_queue_depth", ())] == 6
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_servers_scrape_passes_promtool(tmp_path: Path, workers: str) -> None:
+    """Prometheus's own parser and linter (`promtool check metrics`) on a real server's
+    /metrics, one worker's or the sum of two, after 200s, 304s, 404s and cache lookups."""
+    promtool = need_binary("promtool")
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "photo.jpg").write_bytes(images.jpeg((400, 300)))
+    with served(write_config(tmp_path, media), "--workers", workers) as server:
+        for n in range(8):
+            reply = httpx.get(f"{server.url}/media/photo.jpg?w={50 + n}")
+            assert reply.status_code == 200
+            etag = {"if-none-match": reply.headers["etag"]}
+            assert httpx.get(reply.url, headers=etag).status_code == 304
+        assert httpx.get(f"{server.url}/media/none.jpg").status_code == 404
+        scraped = httpx.get(f"{server.url}/metrics")
+    assert scraped.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=scraped.content, capture_output=True, timeout=30
+    )
+    assert checked.returncode == 0 and not checked.stdout and not checked.stderr, checked
+    assert b'imgproxy_requests_total{status="304"}' in scraped.content
