@@ -16,6 +16,7 @@ families; the tests read it with prometheus_client's own parser.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -112,12 +113,19 @@ def text(snapshots: Iterable[Samples], live: Iterable[Samples]) -> bytes:
 
 
 def _sum(snapshots: Iterable[Samples], families: Iterable[str]) -> Samples:
-    summed: Samples = {name: {} for name in families}
+    """Each sample summed exactly (fsum): a float sum in the order the files happen to be
+    listed rounded differently from one scrape to the next (0.1 + 0.2 + 0.3 against
+    0.3 + 0.2 + 0.1), and a `_sum` a hair lower than the last scrape's is a counter reset
+    to Prometheus, whose rate() then counts the whole sum again."""
+    addends: dict[str, dict[str, list[float]]] = {name: {} for name in families}
     for samples in snapshots:
-        for name, values in summed.items():
+        for name, values in addends.items():
             for sample, value in samples.get(name, {}).items():
-                values[sample] = values.get(sample, 0.0) + value
-    return summed
+                values.setdefault(sample, []).append(value)
+    return {
+        name: {sample: math.fsum(each) for sample, each in values.items()}
+        for name, values in addends.items()
+    }
 
 
 def _family(

@@ -128,3 +128,19 @@ def test_a_servers_scrape_passes_promtool(tmp_path: Path, workers: str) -> None:
     )
     assert checked.returncode == 0 and not checked.stdout and not checked.stderr, checked
     assert b'imgproxy_requests_total{status="304"}' in scraped.content
+
+
+def test_a_summed_sum_does_not_depend_on_the_order_files_are_read() -> None:
+    """Three workers' `_sum`s added in the order the files were listed: 0.1 + 0.2 + 0.3 and
+    0.3 + 0.2 + 0.1 differ in the last bit, and a scrape that listed them in the other order
+    than the last one showed a lower `_sum` (a counter reset to Prometheus's rate())."""
+    snapshots = []
+    for seconds in (0.1, 0.2, 0.3):
+        m = Metrics(queue_depth=lambda: 0, in_flight=lambda: 0)
+        m.response(200, seconds)
+        snapshots.append(exposition.snapshot(m))
+    sums = {
+        parsed(exposition.text(order, []))[("imgproxy_request_duration_seconds_sum", ())]
+        for order in (snapshots, snapshots[::-1], snapshots[1:] + snapshots[:1])
+    }
+    assert len(sums) == 1, sums
