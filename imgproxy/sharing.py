@@ -155,9 +155,13 @@ class SharedDecodes:
         # one's would leave this worker's core idle behind it (unique widths of one hot photo
         # under 24 clients all went to the worker that first claimed it, which then did 87-91 %
         # of the work).
-        lane = source.mount.name
-        peers = self.peers
-        if ask and peers and key not in self._flights and not self._executor.can_start(lane):
+        peers, lane = self.peers, source.mount.name
+        if (
+            ask
+            and peers
+            and key not in self._flights
+            and not self._executor.can_start(lane, render.working_bytes(source.info, job))
+        ):
             rendered = await peers.render(key, source, job)
             if rendered is not None:
                 return rendered, 0.0

@@ -168,10 +168,16 @@ class RenderExecutor:
                     lambda _: loop.call_soon_threadsafe(self._free_late, place, share)
                 )
 
-    def can_start(self, lane: str) -> bool:
-        """Whether a request of `lane` would take a place now, with none waiting ahead."""
+    def can_start(self, lane: str, nbytes: int) -> bool:
+        """Whether a request of `lane` needing `nbytes` would start now: a place with none
+        waiting ahead, its bytes free and a thread idle. A free place alone is not enough: a
+        place of one store is free while another store's renders hold every thread, or a
+        large decode holds the in-flight budget, and the request then waits for those."""
         place = self._lanes.get(lane)
-        return place is None or bool(place.free and not place.first and not place.waiting)
+        if place is not None and not (place.free and not place.first and not place.waiting):
+            return False
+        share = min(max(nbytes, 0), self.budget)
+        return not self._waiters and self._free_bytes >= share and not self._cpu.locked()
 
     @asynccontextmanager
     async def queued_for(self, lane: str) -> AsyncIterator[None]:

@@ -12,7 +12,9 @@ import os
 import pickle
 import socket
 import struct
+import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -150,6 +152,50 @@ def test_only_a_worker_that_cannot_start_a_job_sends_it_to_a_peer(tmp_path: Path
         assert peers.asked == 1  # idle: rendered here without asking
 
     asyncio.run(busy_then_idle())
+    asyncio.run(services.close())
+
+
+def test_a_worker_whose_bytes_or_threads_are_taken_sends_the_job_to_its_peer(
+    tmp_path: Path,
+) -> None:
+    """A free place of the store was taken for "can start": with the in-flight budget held
+    (a large decode) or every render thread busy with another store's renders, the job was
+    rendered here and waited for them, while the peer that leads its decode had it in hand."""
+    services, source, job, _ = _one_worker(tmp_path)
+    peers = services.decodes.peers = _Asked()
+    executor = services.executor
+
+    async def asked_while(held: contextlib.AbstractAsyncContextManager[object]) -> int:
+        before = peers.asked
+        async with held:
+            waiting = asyncio.create_task(services.decodes.render(source, job))
+            await asyncio.sleep(0.05)
+            asked = peers.asked - before
+        await waiting  # refused by the peer: rendered here once freed
+        return asked
+
+    @contextlib.asynccontextmanager
+    async def threads_busy() -> AsyncIterator[None]:
+        """Every render thread running another store's render until the block ends."""
+        release = threading.Event()
+        async with contextlib.AsyncExitStack() as stack:
+            running = []
+            for _ in range(executor.concurrency):
+                slot = await stack.enter_async_context(executor.slot(0, lane="other"))
+                running.append(asyncio.create_task(slot.run(release.wait)))
+            await asyncio.sleep(0.05)
+            try:
+                yield
+            finally:
+                release.set()
+                await asyncio.gather(*running)
+
+    async def scenarios() -> None:
+        assert await asked_while(executor.reserve(executor.budget)) == 1
+        assert await asked_while(threads_busy()) == 1
+        assert await asked_while(contextlib.nullcontext()) == 0  # idle: rendered here
+
+    asyncio.run(scenarios())
     asyncio.run(services.close())
 
 
