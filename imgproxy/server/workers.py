@@ -269,6 +269,9 @@ def _roll(
         running[index] = new
         old.terminate()  # uvicorn stops accepting, then finishes its requests
         old.join(30)
+        if old.is_alive():  # as at shutdown; and its counts move only once it has exited
+            old.kill()
+            old.join()
         forget(old.pid)
     log.info("SIGHUP: configuration reloaded; %d workers replaced", len(running))
 
