@@ -260,20 +260,26 @@ def _roll(
         deadline = time.monotonic() + READY_WAIT
         while new.pid not in _drain(ready):
             if not new.is_alive() or time.monotonic() > deadline:
-                new.terminate()
-                new.join(30)
+                _stop(new)
                 reason = _last(reasons) or f"exit status {new.exitcode}"
                 log.error("SIGHUP: a new worker did not start, the others stay: %s", reason)
                 return
             time.sleep(0.05)
         running[index] = new
-        old.terminate()  # uvicorn stops accepting, then finishes its requests
-        old.join(30)
-        if old.is_alive():  # as at shutdown; and its counts move only once it has exited
-            old.kill()
-            old.join()
-        forget(old.pid)
+        _stop(old)
     log.info("SIGHUP: configuration reloaded; %d workers replaced", len(running))
+
+
+def _stop(worker: BaseProcess) -> None:
+    """SIGTERM (uvicorn stops accepting, then finishes its requests), SIGKILL 30 s later as at
+    shutdown; then its counts join the dead workers' (only once it has exited: a live worker
+    would write its file again)."""
+    worker.terminate()
+    worker.join(30)
+    if worker.is_alive():
+        worker.kill()
+        worker.join()
+    forget(worker.pid)
 
 
 def _drain(queue: SimpleQueue[int]) -> list[int]:
