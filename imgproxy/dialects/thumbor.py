@@ -16,9 +16,10 @@ import re
 from collections.abc import Callable, Mapping
 from urllib.parse import unquote, unquote_to_bytes
 
-from imgproxy.dialects.thumbor_filters import Meaning, apply_filters, number_text, show
+from imgproxy.dialects.thumbor_filters import Meaning, apply_filters, number_text
 from imgproxy.dialects.translation import Translation
 from imgproxy.errors import BadRequest, BadSignature
+from imgproxy.param_values import show
 from imgproxy.settings import Settings, ThumborDialectSettings
 from imgproxy.store_options import HttpOptions
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from imgproxy.dialects.colours import NAMED
 from imgproxy.errors import BadRequest
+from imgproxy.param_values import show
 
 _FILTER = re.compile(r"(\w+)\((.*)\)", re.DOTALL)
 _DIGITS = re.compile(r"\d{1,9}")
@@ -218,8 +219,3 @@ _FILTERS: dict[str, Callable[[list[str], Meaning], None]] = {
 
 def number_text(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
-
-
-def show(value: str) -> str:
-    """A value quoted for an error message: escaped and cut, so hostile input stays inert."""
-    return repr(value if len(value) <= 40 else value[:40] + "…")
