@@ -18,7 +18,15 @@ from pathlib import Path
 import imgproxy
 
 PACKAGE = Path(imgproxy.__file__).parent
-GROUPED = ("cache", "contrib", "dialects", "render", "server", "stores")  # drawn as one room each
+GROUPED = (
+    "cache",
+    "contrib",
+    "dialects",
+    "headers",
+    "render",
+    "server",
+    "stores",
+)  # drawn as one room each
 
 # Top to bottom. A module may import from its own layer or the ones below, never above.
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -37,7 +45,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     )),
     ("values", "plain values and pure functions", (
         "settings", "errors", "messages", "facts", "formats", "conditional", "memo", "metrics",
-        "timing", "forks", "extras", "logs", "coercion", "store_options", "headers", "version",
+        "timing", "forks", "extras", "logs", "coercion", "store_options", "headers/", "version",
     )),
 )  # fmt: skip
 WIDTH = 80
