@@ -15,19 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from itertools import islice
 
-from imgproxy.headers.av1 import OBUS_READ, av1_frame_size
 from imgproxy.headers.binary import Check, never, u16le, u24le, u32be
-from imgproxy.headers.bmff import ENTRIES_READ, MAX_DECODES, bmff_sizes
+from imgproxy.headers.bmff import MAX_DECODES, bmff_sizes
 from imgproxy.headers.decodes import MAX_DERIVED_DEPTH, ItemWork, item_work
-from imgproxy.headers.jpeg import (
-    COEFFICIENT_BYTES,
-    MAX_EXIF_SEGMENTS,
-    MAX_JPEG_SEGMENTS,
-    JpegFrame,
-    jpeg_frame,
-    jpeg_scans,
-    jpeg_size,
-)
+from imgproxy.headers.jpeg import MAX_EXIF_SEGMENTS, JpegFrame, jpeg_frame, jpeg_scans, jpeg_size
 from imgproxy.headers.raster import (
     TIFF_MAGIC,
     TIFF_PAGES_CHECKED,
@@ -39,17 +30,11 @@ from imgproxy.headers.raster import (
 )
 
 __all__ = [
-    "COEFFICIENT_BYTES",
-    "ENTRIES_READ",
     "MAX_DECODES",
     "MAX_DERIVED_DEPTH",
     "MAX_EXIF_SEGMENTS",
-    "MAX_JPEG_SEGMENTS",
-    "OBUS_READ",
-    "TIFF_PAGES_CHECKED",
     "ItemWork",
     "JpegFrame",
-    "av1_frame_size",
     "count_frames",
     "declared_size",
     "gif_canvas",
