@@ -19,10 +19,10 @@ EDGES = {"asgi.py", "wsgi.py"}
 # Each optional dependency (an extra, pyproject.toml) is imported by these modules only, so
 # an install without it still imports and serves everything else.
 OPTIONAL = {
-    "uvicorn": {"cli.py", "workers.py", "connections.py"},
+    "uvicorn": {"serving.py", "workers.py", "connections.py"},
     "redis": {"redis.py"},
     "asyncpg": {"sql.py"},
-    "tqdm": {"cli.py"},
+    "tqdm": {"tools.py"},
     "obstore": {"s3.py", "objects.py"},
     "pi_heif": {"heif.py"},
 }

@@ -308,12 +308,12 @@ def test_serve_runs_only_on_the_uvicorn_releases_it_was_tested_with() -> None:
     and the range is the one the `server` extra installs."""
     import tomllib
 
-    from imgproxy.server import cli
+    from imgproxy.server import serving
 
-    assert cli.untested_uvicorn(importlib.metadata.version("uvicorn")) is None
-    assert cli.untested_uvicorn("0.55.9") is None
+    assert serving.untested_uvicorn(importlib.metadata.version("uvicorn")) is None
+    assert serving.untested_uvicorn("0.55.9") is None
     for version in ("0.33.0", "0.56.0", "1.0.0"):
-        refused = cli.untested_uvicorn(version)
+        refused = serving.untested_uvicorn(version)
         assert refused is not None and f"uvicorn {version}" in refused
         assert "uvicorn>=0.34,<0.56" in refused
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())

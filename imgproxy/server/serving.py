@@ -1,0 +1,124 @@
+"""`imgproxy serve`: what is refused or warned of before a server starts (an untested
+uvicorn, unsigned URLs on an address others reach, the demo beside keys), then the server:
+one uvicorn process, or workers under a supervisor (workers.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import importlib.util
+import ipaddress
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from imgproxy import logs
+from imgproxy.errors import ConfigError
+from imgproxy.extras import require
+from imgproxy.services import validate
+from imgproxy.settings import CONFIG_ENV, Settings
+
+# connections.py subclasses uvicorn's HTTP protocols, which are its internals: `serve` runs
+# only on the releases tested, the range the `server` extra allows (a test keeps them equal).
+UVICORN_TESTED = ((0, 34), (0, 56))  # from the first, up to and without the second
+
+
+def untested_uvicorn(version: str) -> str | None:
+    """Why this uvicorn cannot run `serve`, or None when it is a tested release."""
+    found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    low, high = UVICORN_TESTED
+    if low <= found < high:
+        return None
+    wanted = f"uvicorn>={low[0]}.{low[1]},<{high[0]}.{high[1]}"
+    return (
+        f"imgproxy serve is tested with {wanted}, and this is uvicorn {version}: its HTTP"
+        f" protocols, which imgproxy's connections extend, may differ. pip install '{wanted}'"
+    )
+
+
+def serve(
+    settings: Settings, args: argparse.Namespace, *, reload_refused: Callable[[], str | None]
+) -> int:
+    """`imgproxy serve`: one uvicorn process, or workers under a supervisor (workers.py);
+    `reload_refused` says why SIGHUP must not reload the configuration file as it is now."""
+    require("uvicorn", extra="server", feature="imgproxy serve")
+    refused = untested_uvicorn(importlib.metadata.version("uvicorn"))
+    if refused is not None:
+        print(f"imgproxy: {refused}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from imgproxy.server import connections, listening, workers
+
+    host = args.host or settings.server.host
+    asyncio.run(validate(settings))  # a bad store refuses to start here, not on first use
+    refuse_unsigned(settings, host)
+    _warn_about_the_demo(settings)
+    if args.config:
+        os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    fast = bool(importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools"))
+    server = settings.server
+    logs.configure(level=server.log_level, fmt=server.log_format)
+    options: dict[str, Any] = {
+        "loop": "uvloop" if fast else "asyncio",
+        "access_log": False,  # imgproxy's own (server.access_log) knows the store and tier
+        "log_config": None,  # uvicorn's loggers go to the handler logs.configure set up
+        "log_level": server.log_level,
+        "server_header": False,
+        **connections.uvicorn_options(fast=fast),  # head, idle and keep-alive limits
+    }
+    port = args.port if args.port is not None else settings.server.port
+    count = args.workers or settings.server.workers
+    os.environ["IMGPROXY_SERVER__WORKERS"] = str(count)  # the workers' settings share cores
+    os.environ[connections.MAX_HEADERS_ENV] = str(server.max_headers)  # read per connection
+    try:
+        lock, port = listening.claim(host, port)
+    except listening.AddressInUse as exc:
+        print(f"imgproxy: {exc}", file=sys.stderr)
+        return 1
+    with lock:  # held while serving: a second server on this address refuses to start
+        if count > 1:  # a socket per worker: the kernel spreads connections (workers.py)
+            return workers.supervise(host, port, count, options, check=reload_refused)
+        uvicorn.run(
+            "imgproxy.server.app:app_from_env", factory=True, host=host, port=port, **options
+        )
+    return 0
+
+
+DEMO_WARNING = """\
+imgproxy: WARNING: server.demo = true with security.keys set.
+imgproxy: WARNING: the demo page signs URLs with this server's own key: anyone who can open
+imgproxy: WARNING: it gets signed URLs, so signing protects nothing. Never expose the demo
+imgproxy: WARNING: publicly; turn it off (server.demo = false) outside local development.
+"""
+
+
+def _warn_about_the_demo(settings: Settings) -> None:
+    if settings.server.demo and settings.security.keys:
+        print(DEMO_WARNING, end="", file=sys.stderr, flush=True)
+
+
+def refuse_unsigned(settings: Settings, host: str) -> None:
+    """No keys on an address others reach is refused unless security.allow_unsigned says it
+    is meant: `keys = []` shipped to production would otherwise serve renditions made at
+    anyone's will, without a word. Loopback (the demo, a proxy in front) stays as easy."""
+    security = settings.security
+    if security.keys or security.allow_unsigned or _loopback(host):
+        return
+    raise ConfigError(
+        f"security.keys: empty, and server.host {host!r} is not loopback: anyone who reaches it"
+        " can have renditions made at will. Set security.keys (IMGPROXY_SECURITY__KEYS), or"
+        " security.allow_unsigned = true if unsigned URLs are intended"
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name other than localhost, or "" (every interface)
+        return False
