@@ -44,8 +44,9 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "inspection", "fetching", "cdn", "responsive", "hints",
     )),
     ("values", "plain values and pure functions", (
-        "settings", "errors", "messages", "facts", "formats", "conditional", "memo", "metrics",
-        "timing", "forks", "extras", "logs", "coercion", "store_options", "headers/", "version",
+        "settings", "sections", "errors", "messages", "facts", "formats", "conditional", "memo",
+        "metrics", "timing", "forks", "extras", "logs", "coercion", "store_options", "headers/",
+        "version",
     )),
 )  # fmt: skip
 WIDTH = 80
