@@ -23,7 +23,9 @@ for displaces frames kept only in case (lingering).
 With `peers` (`imgproxy serve`'s other workers, server/peers.py), a job whose decode no job
 here leads, but another worker does, is rendered there when this worker could not start it
 at once: the kernel spreads a page's connections over the workers, and alone each worker
-decoded its half of a page again; an idle worker renders it itself, so no core waits.
+decoded its half of a page again. An idle worker renders it itself, so no core waits: sent
+whenever a peer led the decode, unique widths of one hot photo under 24 clients all went to
+the worker that first claimed it, which then did 87-91 % of the work.
 
 Only the JPEG DCT scale decides a still job's decode (render/memory.py's `dct_scale`):
 jobs needing different scales do not share, since a 320 px rendition derived from a 1/2-scale
@@ -150,11 +152,7 @@ class SharedDecodes:
             job.max_pixels,
             job.max_jpeg_scans,
         )
-        # Sent to a peer that leads its decode only when this worker could not start the job
-        # at once: a busy worker's job joins the peer's decode and waits in its queue, an idle
-        # one's would leave this worker's core idle behind it (unique widths of one hot photo
-        # under 24 clients all went to the worker that first claimed it, which then did 87-91 %
-        # of the work).
+        # To a peer only from a worker that could not start the job (see the module's doc).
         peers, lane = self.peers, source.mount.name
         if (
             ask
