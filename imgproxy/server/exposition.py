@@ -19,7 +19,6 @@ families; the tests read it with prometheus_client's own parser.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -174,7 +173,7 @@ class Exposition:
 def _read(folder: Path) -> list[Samples]:
     """Each live worker's last snapshot, and the dead workers' counts."""
     found = []
-    with _locked(folder, fcntl.LOCK_SH):  # not while a dead worker's counts move
+    with _locked(folder, exclusive=False):  # not while a dead worker's counts move
         for path in folder.glob("*.json"):
             try:
                 found.append(json.loads(path.read_text()))
@@ -184,9 +183,12 @@ def _read(folder: Path) -> list[Samples]:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path, how: int) -> Iterator[None]:
+def _locked(folder: Path, *, exclusive: bool) -> Iterator[None]:
+    """flock: POSIX, as the workers that share these files are (one process needs none)."""
+    import fcntl
+
     with open(folder / LOCK, "a") as lock:
-        fcntl.flock(lock, how)
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield  # closing the file unlocks it
 
 
@@ -198,7 +200,7 @@ def forget(pid: int | None) -> None:
     if not folder or pid is None:
         return
     mine, dead = Path(folder, f"{pid}.json"), Path(folder, DEAD)
-    with _locked(Path(folder), fcntl.LOCK_EX):
+    with _locked(Path(folder), exclusive=True):
         try:
             samples = [json.loads(mine.read_text())]
         except (FileNotFoundError, ValueError):
