@@ -25,7 +25,7 @@ here leads, but another worker does, is rendered there when this worker could no
 at once: the kernel spreads a page's connections over the workers, and alone each worker
 decoded its half of a page again. An idle worker renders it itself, so no core waits: sent
 whenever a peer led the decode, unique widths of one hot photo under 24 clients all went to
-the worker that first claimed it, which then did 87-91 % of the work.
+the worker that first claimed it, which then did 86-91 % of the work.
 
 Only the JPEG DCT scale decides a still job's decode (render/memory.py's `dct_scale`):
 jobs needing different scales do not share, since a 320 px rendition derived from a 1/2-scale
