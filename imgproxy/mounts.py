@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from imgproxy.errors import BadRequest, ConfigError
-from imgproxy.params import parse_query, split_query
+from imgproxy.errors import ConfigError
 from imgproxy.policy import FormatPolicy
 from imgproxy.settings import RESERVED_STORE_NAMES, STORE_NAME, LimitsSettings, Settings
 from imgproxy.stores import Closeable, Store, build_store
@@ -59,21 +58,3 @@ async def close_stores(mounts: Mapping[str, Mounted]) -> None:
     for mount in mounts.values():
         if isinstance(mount.store, Closeable):
             await mount.store.close()
-
-
-def check_presets(settings: Settings) -> None:
-    """Every preset must parse, so a bad one refuses to start and names itself."""
-    for name in settings.presets:
-        _check_preset(name, settings)
-
-
-def _check_preset(name: str, settings: Settings) -> None:
-    try:
-        parse_query(
-            split_query(f"p={name}"),
-            presets=settings.presets,
-            max_dimension=settings.limits.max_output_dimension,
-            watermarks=settings.watermarks.keys(),
-        )
-    except BadRequest as exc:
-        raise ConfigError(f"presets.{name}: {exc.detail}") from None

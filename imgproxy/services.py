@@ -20,8 +20,9 @@ from imgproxy.errors import ConfigError
 from imgproxy.extras import require
 from imgproxy.messages import ImageRequest
 from imgproxy.metrics import Metrics
-from imgproxy.mounts import Mounted, check_presets, close_stores, mount_stores
+from imgproxy.mounts import Mounted, close_stores, mount_stores
 from imgproxy.policy import ANY
+from imgproxy.presets import check_presets
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.settings import CacheSettings, Settings
 from imgproxy.sharing import SharedDecodes

@@ -5,7 +5,6 @@ serving.py (`serve`) and tools.py (`check`, `sign`, `purge`, `warm`)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import importlib.resources
 import os
@@ -15,10 +14,17 @@ from collections.abc import Callable, Sequence
 from imgproxy import __version__
 from imgproxy.coercion import named
 from imgproxy.errors import ConfigError
-from imgproxy.mounts import check_presets
-from imgproxy.server import serving, tools
-from imgproxy.services import validate
+from imgproxy.presets import check_presets
+from imgproxy.server import serving
 from imgproxy.settings import CONFIG_ENV, Settings, unread_variables
+
+SIGN_HELP = """\
+URL is the path after the mount point, /STORE/PATH, with its query: /media/a.jpg?w=300.
+A missing leading slash is added (media/a.jpg?w=300 signs /media/a.jpg?w=300), and
+characters a browser percent-encodes (spaces, non-ASCII) are encoded first, so the
+printed URL is what the server will check. A full URL (http://host/...) is refused: its
+path includes the mount point, which only you know; pass the part after it.
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sign = commands.add_parser(
         "sign",
         help="sign a URL path such as /media/a.jpg?w=300",
-        description=tools.SIGN_HELP,
+        description=SIGN_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _config_option(sign)
@@ -92,19 +98,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imgproxy: invalid config: {exc}", file=sys.stderr)
         return 2
-    reload_refused = functools.partial(_reload_refused, args.config)
-    commands_by_name: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
-        "serve": functools.partial(serving.serve, reload_refused=reload_refused),
+    try:
+        return _command(args)(settings, args)
+    except ConfigError as exc:  # a store's value, say, that the environment set
+        print(f"imgproxy: {named(exc, settings.variables)}", file=sys.stderr)
+        return 2
+
+
+def _command(args: argparse.Namespace) -> Callable[[Settings, argparse.Namespace], int]:
+    """The command's function. The tools import the whole app, which `serve`'s supervisor
+    must not hold (serving.py), so they are imported only when one is run."""
+    if args.command == "serve":
+        reload_refused = functools.partial(_reload_refused, args.config)
+        return functools.partial(serving.serve, reload_refused=reload_refused)
+    from imgproxy.server import tools
+
+    tools_by_name: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "check": tools.check,
         "sign": tools.sign,
         "purge": tools.purge,
         "warm": tools.warm,
     }
-    try:
-        return commands_by_name[args.command](settings, args)
-    except ConfigError as exc:  # a store's value, say, that the environment set
-        print(f"imgproxy: {named(exc, settings.variables)}", file=sys.stderr)
-        return 2
+    return tools_by_name[args.command]
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -122,10 +137,10 @@ def _reload_refused(path: str | None) -> str | None:
     if path is None:
         return f"no configuration file (--config or ${CONFIG_ENV}) to reload"
     try:
-        asyncio.run(validate(_load(path)))  # what `serve` checks before it starts
+        settings = _load(path)
     except Exception as exc:  # whatever is wrong with the new file, the old one keeps serving
         return str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-    return None
+    return serving.validated_apart(settings)  # what `serve` checks before it starts
 
 
 # `imgproxy config --FLAG` prints the file config/ ships, so a pip install has them too:

@@ -99,15 +99,6 @@ def unsigned_bounds(settings: Settings) -> str:
     )
 
 
-SIGN_HELP = """\
-URL is the path after the mount point, /STORE/PATH, with its query: /media/a.jpg?w=300.
-A missing leading slash is added (media/a.jpg?w=300 signs /media/a.jpg?w=300), and
-characters a browser percent-encodes (spaces, non-ASCII) are encoded first, so the
-printed URL is what the server will check. A full URL (http://host/...) is refused: its
-path includes the mount point, which only you know; pass the part after it.
-"""
-
-
 def sign(settings: Settings, args: argparse.Namespace) -> int:
     security = settings.security
     if not security.keys:

@@ -337,25 +337,29 @@ def _only_line(result: subprocess.CompletedProcess[str]) -> str:
     return line
 
 
+VALIDATING = (("check",), ("serve",), ("serve", "--workers", "2"))
+
+
 def test_check_refuses_what_serve_cannot_build(tmp_path: Path) -> None:
     """check and serve go through one validation: a tier whose extra is missing, a disk
     folder that cannot be made (serve's 53-line traceback, which never named the key) and a
-    format no decoder reads are one line each, from both, and check creates nothing."""
+    format no decoder reads are one line each, from both, and check creates nothing. With
+    workers, a child process validates (serving.validated_apart): the same line."""
     (tmp_path / "pics").mkdir()
     (tmp_path / "a-file").write_text("")
     store = '[stores.pics]\nkind = "fs"\nroot = "pics"\n'
     config = tmp_path / "imgproxy.toml"
     config.write_text(f'[cache]\ndisk_path = "a-file/cache"\n{store}')
-    for command in ("check", "serve"):
-        line = _only_line(imgproxy(command, "--config", str(config)))
+    for command in VALIDATING:
+        line = _only_line(imgproxy(*command, "--config", str(config)))
         folder = tmp_path / "a-file"
         assert (
             line
             == f"imgproxy: cache.disk_path: cannot create {folder}/cache: {folder} is not a folder"
         )
     config.write_text(f'[cache]\ns3_bucket = "renditions"\n{store}')
-    for command in ("check", "serve"):
-        line = _only_line(_without_module("obstore", command, "--config", str(config)))
+    for command in VALIDATING:
+        line = _only_line(_without_module("obstore", *command, "--config", str(config)))
         assert (
             line
             == "imgproxy: cache.s3_bucket needs the 's3' extra: pip install 'imgproxy-server[s3]'"
@@ -372,8 +376,8 @@ def test_check_refuses_what_serve_cannot_build(tmp_path: Path) -> None:
         ),
     ):
         config.write_text(policy + store)
-        for command in ("check", "serve"):
-            line = _only_line(imgproxy(command, "--config", str(config)))
+        for command in VALIDATING:
+            line = _only_line(imgproxy(*command, "--config", str(config)))
             assert line.startswith(f"imgproxy: {key}: '") and "is not a format Pillow reads" in line
     config.write_text('[policy]\napproved_image_formats = ["PCX", "*"]\n' + store)
     assert imgproxy("check", "--config", str(config)).returncode == 0

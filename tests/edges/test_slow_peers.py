@@ -22,9 +22,9 @@ import httpx
 import pytest
 import uvicorn
 
-from imgproxy.server import cli, connections
+from imgproxy.server import cli, connection_limits, connections
 from imgproxy.server.app import CONFIG_ENV
-from imgproxy.server.connections import HEAD_TIMEOUT_ENV, MAX_HEADERS_ENV, Deadlines
+from imgproxy.server.connection_limits import HEAD_TIMEOUT_ENV, MAX_HEADERS_ENV, Deadlines
 from tests.support import images
 from tests.support.processes import free_port, running
 
@@ -374,7 +374,7 @@ def test_clients_that_never_read_an_original_hold_no_more_than_the_budget(
 
 
 def test_the_keep_alive_cap_ends_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(connections, "KEEP_ALIVE_REQUESTS", 3)
+    monkeypatch.setattr(connection_limits, "KEEP_ALIVE_REQUESTS", 3)
     loop = asyncio.new_event_loop()
     try:
         deadlines = Deadlines(loop, asyncio.Transport())
@@ -402,7 +402,7 @@ class Big:
 def test_a_client_that_reads_nothing_is_dropped(
     protocol: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(connections, "SEND_TIMEOUT", 0.5)
+    monkeypatch.setattr(connection_limits, "SEND_TIMEOUT", 0.5)
     listener = socket.create_server(("127.0.0.1", 0))
     config = uvicorn.Config(Big(), http=getattr(connections, protocol), log_level="warning")
     server = uvicorn.Server(config)
@@ -442,7 +442,7 @@ def test_serve_installs_the_limits_and_warns_about_a_signing_demo(
     )
     assert cli.main(["serve", "--config", str(config), "--port", "0"]) == 0
     assert ran["http"].startswith("imgproxy.server.connections:")
-    assert ran["timeout_keep_alive"] == connections.KEEP_ALIVE_TIMEOUT
+    assert ran["timeout_keep_alive"] == connection_limits.KEEP_ALIVE_TIMEOUT
     assert ran["ws"] == "none"
     assert os.environ[MAX_HEADERS_ENV] == "50"  # what each connection reads
     err = capsys.readouterr().err
@@ -514,7 +514,7 @@ def test_the_head_deadline_is_one_timer_that_follows_each_new_head() -> None:
     awaited = loop.now
     loop.fire()  # the first head's deadline: a later head is awaited, not yet for long
     assert not transport.closed
-    assert loop.timers[0][0] == awaited + connections.HEAD_SECONDS
+    assert loop.timers[0][0] == awaited + connection_limits.HEAD_SECONDS
     loop.fire()
     assert transport.closed
 
@@ -527,4 +527,4 @@ def test_a_complete_head_disarms_the_deadline() -> None:
     loop.fire()
     assert not transport.closed and not loop.timers
     deadlines.await_head()  # the answer sent: the next head's deadline is armed again
-    assert loop.timers[0][0] == loop.now + connections.HEAD_SECONDS
+    assert loop.timers[0][0] == loop.now + connection_limits.HEAD_SECONDS

@@ -298,6 +298,28 @@ def test_purge_reaches_the_memory_of_every_running_worker(tmp_path: Path) -> Non
         assert sample(text, 'imgproxy_cache_misses_total{tier="memory"}') == 4
 
 
+def test_the_supervisor_holds_neither_the_app_nor_uvicorn(tmp_path: Path) -> None:
+    """The supervisor serves nothing: it validated the stores itself, importing the app,
+    Pillow and uvicorn, and held 35 MiB RSS beside workers of 30. A child validates now."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(images.jpeg((40, 30)))
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(f'[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n')
+    port = free_port()
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
+    with running([*command, "--workers", "2", "--port", str(port)], port, "serve") as server:
+        workers = both_listening(server, port)
+        assert httpx.get(f"http://127.0.0.1:{port}/media/photo.jpg?w=20").status_code == 200
+
+        def mapped(pid: int) -> str:
+            return Path(f"/proc/{pid}/maps").read_text()
+
+        for library in ("PIL/_imaging", "uvloop/loop", "httptools/parser"):
+            assert library in mapped(workers[0].pid)
+            assert library not in mapped(server.pid), library
+
+
 def test_sighup_reloads_worker_by_worker_without_dropping_a_request(tmp_path: Path) -> None:
     """SIGHUP did nothing useful (the supervisor died of it): a config change needed a
     restart, which drops what is in flight. Now a new preset serves after it, a broken file
@@ -344,13 +366,15 @@ def test_sighup_reloads_worker_by_worker_without_dropping_a_request(tmp_path: Pa
         for _ in range(6):  # new connections: both new workers know the preset
             assert httpx.get(f"{base}/media/photo.jpg?p=tiny").status_code == 200
 
-        config.write_text("[presets\n")  # broken: refused, and the running one stays
         renewed = {w.pid for w in workers_of(server)}
-        server.send_signal(signal.SIGHUP)
-        time.sleep(2)
-        assert {w.pid for w in workers_of(server)} == renewed
-        for _ in range(6):
-            assert httpx.get(f"{base}/media/photo.jpg?p=tiny").status_code == 200
+        (tmp_path / "a-file").write_text("")
+        for broken in ("[presets\n", f'[cache]\ndisk_path = "{tmp_path}/a-file/cache"\n{store}'):
+            config.write_text(broken)  # refused (a store only a child builds), the old one stays
+            server.send_signal(signal.SIGHUP)
+            time.sleep(2)
+            assert {w.pid for w in workers_of(server)} == renewed
+            for _ in range(6):
+                assert httpx.get(f"{base}/media/photo.jpg?p=tiny").status_code == 200
         done.set()
         for client in clients:
             client.join(10)
@@ -360,5 +384,7 @@ def test_sighup_reloads_worker_by_worker_without_dropping_a_request(tmp_path: Pa
         _, errors = server.communicate(timeout=60)
     stderr = errors.decode()
     assert "SIGHUP: configuration reloaded; 2 workers replaced" in stderr
-    assert "SIGHUP: the configuration is refused, the running one stays" in stderr
+    refused = "SIGHUP: the configuration is refused, the running one stays: "
+    assert stderr.count(refused) == 2
+    assert f"{refused}cache.disk_path: cannot create {tmp_path}/a-file/cache" in stderr
     assert server.returncode == 0, stderr[-3000:]

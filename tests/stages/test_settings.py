@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from imgproxy.errors import ConfigError
-from imgproxy.mounts import check_presets
+from imgproxy.presets import check_presets
 from imgproxy.settings import FOREIGN_VARIABLES, Settings, unread_variables
 from imgproxy.store_options import FsOptions
 from imgproxy.stores import Closeable, FileSystemStore, build_store

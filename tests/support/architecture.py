@@ -39,8 +39,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "targets", "source", "sharing", "variant", "watermarks",
     )),
     ("parts", "one concern each", (
-        "cache/", "dialects/", "render/", "stores/", "mounts", "response", "urls", "params",
-        "param_values", "paths", "geometry", "signing", "policy", "negotiation", "job",
+        "cache/", "dialects/", "render/", "stores/", "mounts", "presets", "response", "urls",
+        "params", "param_values", "paths", "geometry", "signing", "policy", "negotiation", "job",
         "inspection", "fetching", "cdn", "responsive", "hints",
     )),
     ("values", "plain values and pure functions", (
