@@ -21,7 +21,7 @@ EDGES = {"asgi.py", "wsgi.py"}
 OPTIONAL = {
     "uvicorn": {"serving.py", "workers.py", "connections.py"},
     "redis": {"redis.py"},
-    "asyncpg": {"sql.py"},
+    "asyncpg": {"postgres.py"},
     "tqdm": {"tools.py"},
     "obstore": {"s3.py", "objects.py"},
     "pi_heif": {"heif.py"},

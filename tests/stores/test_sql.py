@@ -13,7 +13,9 @@ import pytest
 from imgproxy.errors import ConfigError
 from imgproxy.settings import Settings
 from imgproxy.stores import SQLStore, build_store
-from imgproxy.stores.sql import Columns, PostgresStore, SQLiteStore, timestamp
+from imgproxy.stores.postgres import PostgresStore
+from imgproxy.stores.sql_rows import Columns, timestamp
+from imgproxy.stores.sqlite import SQLiteStore
 from tests.support import images
 from tests.support.stores import TABLE
 
