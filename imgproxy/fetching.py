@@ -94,7 +94,8 @@ def _store(settings: Settings, store: str | None) -> StoreSettings | None:
 def _client(options: HttpOptions, settings: Settings, url: str) -> HTTPStore:
     """Loaded on use: an app that never fetches never imports httpx. A `url` that is no
     URL to fetch is a 400 before a client (and its TLS context) is built."""
-    from imgproxy.stores.http import HTTPStore, requested_url
+    from imgproxy.stores.http import HTTPStore
+    from imgproxy.stores.http_urls import requested_url
 
     requested_url(url)
     return HTTPStore.from_settings(
