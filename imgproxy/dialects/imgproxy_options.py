@@ -2,8 +2,8 @@
 
 Options apply in URL order, a later one overriding an earlier one as in imgproxy; meta-options
 (`resize`, `size`) set the options they stand for. Parsing is a table of small functions, each
-raising a 400 that names the option as written; imgproxy_params maps the state onto the native
-parameters once every option is known.
+raising a 400 that names the option as written, its arguments read by imgproxy_arguments;
+imgproxy_params maps the state onto the native parameters once every option is known.
 """
 
 from __future__ import annotations
@@ -13,21 +13,17 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from imgproxy.dialects.imgproxy_arguments import (
+    GRAVITIES,
+    arity,
+    boolean,
+    gravity,
+    integer,
+    number,
+)
 from imgproxy.errors import BadRequest
 from imgproxy.param_values import show
 
-# imgproxy's gravity names -> the native `g` values (SPEC §2.1).
-GRAVITIES = {
-    "no": "n",
-    "so": "s",
-    "ea": "e",
-    "we": "w",
-    "noea": "ne",
-    "nowe": "nw",
-    "soea": "se",
-    "sowe": "sw",
-    "ce": "center",
-}
 # imgproxy's resizing types -> the native `fit` (`auto` chooses by the source's orientation).
 # fill-down is exactly cover (a source smaller than the box keeps the box's shape); fill too,
 # except there: imgproxy cuts each side to the box without keeping its shape.
@@ -40,14 +36,9 @@ FORMATS = {
     "avif": "avif",
     "gif": "gif",
 }
-TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})  # Go's strconv.ParseBool
-FALSE = frozenset({"", "0", "f", "F", "false", "FALSE", "False"})
 
-Gravity = tuple[str, float, float]  # a native `g` value, and fx, fy for `focal`
 State = dict[str, Any]  # an option's canonical name -> its parsed value, the last one wins
 
-_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,9}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})")
-_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
 _HEX = re.compile(r"[0-9a-fA-F]{6}|[0-9a-fA-F]{3}")
 _CACHEBUSTER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -71,49 +62,9 @@ def output_format(raw: str, option: str) -> str:
     return FORMATS[raw]
 
 
-def _args(name: str, args: Sequence[str], low: int, high: int) -> None:
-    if not low <= len(args) <= high:
-        raise BadRequest(f"{show(name)}: takes {low}..{high} arguments, got {len(args)}")
-
-
-def _number(raw: str, name: str, low: float = 0.0, high: float = math.inf) -> float:
-    if not _NUMBER.fullmatch(raw) or not low <= float(raw) <= high:
-        raise BadRequest(f"{show(name)}: must be a number {low:g}..{high:g}, got {show(raw)}")
-    return float(raw)
-
-
-def _integer(raw: str, name: str, low: int = 0, high: int = 10**9) -> int:
-    if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
-        raise BadRequest(f"{show(name)}: must be an integer {low}..{high}, got {show(raw)}")
-    return int(raw)
-
-
-def _boolean(raw: str, name: str) -> bool:
-    if raw not in TRUE and raw not in FALSE:
-        raise BadRequest(f"{show(name)}: must be 1, t, true, 0, f or false; got {show(raw)}")
-    return raw in TRUE
-
-
-def _gravity(args: Sequence[str], name: str) -> Gravity:
-    """`ce`, `no:0:0`, `sm`, `fp:0.3:0.6` -> a native gravity; offsets must be 0."""
-    kind = args[0]
-    if kind == "sm":
-        _args(name, args, 1, 1)
-        return ("smart", 0.0, 0.0)
-    if kind == "fp":
-        _args(name, args, 3, 3)
-        return ("focal", _number(args[1], name, 0, 1), _number(args[2], name, 0, 1))
-    if kind not in GRAVITIES:
-        raise BadRequest(f"{show(name)}: gravity must be {', '.join(GRAVITIES)}, sm or fp:X:Y")
-    _args(name, args, 1, 3)
-    if any(_number(offset, name, -math.inf) != 0 for offset in args[1:]):
-        raise BadRequest(f"{show(name)}: gravity offsets are not supported")
-    return (GRAVITIES[kind], 0.0, 0.0)
-
-
 def _size(state: State, name: str, args: Sequence[str]) -> None:
     """`width:height:enlarge:extend[:gravity...]`, empty arguments left as they were."""
-    _args(name, args, 1, 7)
+    arity(name, args, 1, 7)
     setters: list[Callable[[State, str, list[str]], None]] = [
         _width,
         _height,
@@ -127,7 +78,7 @@ def _size(state: State, name: str, args: Sequence[str]) -> None:
 
 
 def _resize(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 8)
+    arity(name, args, 1, 8)
     if args[0]:
         _resizing_type(state, name, args[:1])
     if len(args) > 1:
@@ -135,62 +86,62 @@ def _resize(state: State, name: str, args: list[str]) -> None:
 
 
 def _resizing_type(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)
+    arity(name, args, 1, 1)
     if args[0] not in FITS:
         raise BadRequest(f"{show(name)}: resizing type must be {', '.join(FITS)}")
     state["resizing_type"] = args[0]
 
 
 def _width(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)
-    state["width"] = _integer(args[0], name)
+    arity(name, args, 1, 1)
+    state["width"] = integer(args[0], name)
 
 
 def _height(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)
-    state["height"] = _integer(args[0], name)
+    arity(name, args, 1, 1)
+    state["height"] = integer(args[0], name)
 
 
 def _enlarge(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)
-    state["enlarge"] = _boolean(args[0], name)
+    arity(name, args, 1, 1)
+    state["enlarge"] = boolean(args[0], name)
 
 
 def _extend(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 4)
-    state["extend"] = _boolean(args[0], name)
-    if len(args) > 1 and _gravity(args[1:], name)[0] != "center":
+    arity(name, args, 1, 4)
+    state["extend"] = boolean(args[0], name)
+    if len(args) > 1 and gravity(args[1:], name)[0] != "center":
         raise BadRequest(f"{show(name)}: only the centre gravity is supported")
 
 
 def _dpr(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)
-    state["dpr"] = _number(args[0], name, 1, 4)
+    arity(name, args, 1, 1)
+    state["dpr"] = number(args[0], name, 1, 4)
 
 
 def _gravity_option(state: State, name: str, args: list[str]) -> None:
-    state["gravity"] = _gravity(args, name)
+    state["gravity"] = gravity(args, name)
 
 
 def _crop_option(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 5)
-    width = _number(args[0], name)
-    height = _number(args[1], name) if len(args) > 1 else 0.0
-    gravity = _gravity(args[2:], name) if len(args) > 2 else None
-    state["crop"] = (width, height, gravity)
+    arity(name, args, 1, 5)
+    width = number(args[0], name)
+    height = number(args[1], name) if len(args) > 1 else 0.0
+    where = gravity(args[2:], name) if len(args) > 2 else None
+    state["crop"] = (width, height, where)
 
 
 def _trim(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 4)
-    if any(args[1:2]) or any(_boolean(raw, name) for raw in args[2:]):
+    arity(name, args, 1, 4)
+    if any(args[1:2]) or any(boolean(raw, name) for raw in args[2:]):
         raise BadRequest(f"{show(name)}: only the threshold is supported (no colour, no equal)")
-    state["trim"] = round(_number(args[0], name, 0, 255))
+    state["trim"] = round(number(args[0], name, 0, 255))
 
 
 def _padding(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 4)
+    arity(name, args, 1, 4)
     top = right = bottom = left = 0
-    values = [_integer(raw, name, 0, 1024) if raw else None for raw in args]
+    values = [integer(raw, name, 0, 1024) if raw else None for raw in args]
     values += [None] * (4 - len(values))
     if values[0] is not None:
         top = right = bottom = left = values[0]
@@ -204,37 +155,37 @@ def _padding(state: State, name: str, args: list[str]) -> None:
 
 
 def _rotate(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)
-    angle = _integer(args[0], name, -(10**6), 10**6)
+    arity(name, args, 1, 1)
+    angle = integer(args[0], name, -(10**6), 10**6)
     if angle % 90:
         raise BadRequest(f"{show(name)}: only multiples of 90 are supported")
     state["rot"] = angle % 360 or None
 
 
 def _flip(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 2)
-    axes = "".join(axis for axis, raw in zip("hv", args, strict=False) if _boolean(raw, name))
+    arity(name, args, 1, 2)
+    axes = "".join(axis for axis, raw in zip("hv", args, strict=False) if boolean(raw, name))
     state["flip"] = axes or None
 
 
 def _filter(key: str, high: float) -> Callable[[State, str, list[str]], None]:
     def apply(state: State, name: str, args: list[str]) -> None:
-        _args(name, args, 1, 1)
-        state[key] = _number(args[0], name, 0, high) or None  # imgproxy: 0 is off
+        arity(name, args, 1, 1)
+        state[key] = number(args[0], name, 0, high) or None  # imgproxy: 0 is off
 
     return apply
 
 
 def _pixelate(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)
-    size = _integer(args[0], name, 0, 256)
+    arity(name, args, 1, 1)
+    size = integer(args[0], name, 0, 256)
     state["pixelate"] = size if size > 1 else None  # a 1-pixel block changes nothing
 
 
 def _background(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 3)
+    arity(name, args, 1, 3)
     if len(args) == 3:
-        state["bg"] = "".join(f"{_integer(raw, name, 0, 255):02x}" for raw in args)
+        state["bg"] = "".join(f"{integer(raw, name, 0, 255):02x}" for raw in args)
     elif not args[0]:
         state["bg"] = None  # imgproxy: no background manipulation; ours: the default
     elif _HEX.fullmatch(args[0]):
@@ -244,44 +195,44 @@ def _background(state: State, name: str, args: list[str]) -> None:
 
 
 def _quality(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)
-    state["q"] = _integer(args[0], name, 0, 100) or None  # 0: the format's default
+    arity(name, args, 1, 1)
+    state["q"] = integer(args[0], name, 0, 100) or None  # 0: the format's default
 
 
 def _format(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)
+    arity(name, args, 1, 1)
     state["fm"] = output_format(args[0], name)
 
 
 def _watermark_option(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 5)
-    opacity = _number(args[0], name, 0, 1)
+    arity(name, args, 1, 5)
+    opacity = number(args[0], name, 0, 1)
     position = None
     if len(args) > 1 and args[1]:
         if args[1] not in GRAVITIES:
             raise BadRequest(f"{show(name)}: position must be one of {', '.join(GRAVITIES)}")
         position = GRAVITIES[args[1]]
-    if any(_number(raw, name, -math.inf) != 0 for raw in args[2:4] if raw):
+    if any(number(raw, name, -math.inf) != 0 for raw in args[2:4] if raw):
         raise BadRequest(f"{show(name)}: offsets are not supported")
-    scale = _number(args[4], name, 0, 1) if len(args) > 4 and args[4] else None
+    scale = number(args[4], name, 0, 1) if len(args) > 4 and args[4] else None
     state["watermark"] = (opacity, position, scale)
 
 
 def _preset(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)  # the native `p` names one preset
+    arity(name, args, 1, 1)  # the native `p` names one preset
     state["p"] = args[0] or None
 
 
 def _cachebuster(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)
+    arity(name, args, 1, 1)
     if args[0] and not _CACHEBUSTER.fullmatch(args[0]):
         raise BadRequest(f"{show(name)}: must be 1..64 of A-Z a-z 0-9 . _ -")
     state["v"] = args[0] or None
 
 
 def _strip_metadata(state: State, name: str, args: list[str]) -> None:
-    _args(name, args, 1, 1)
-    _boolean(args[0], name)  # outputs never carry EXIF/XMP either way (SPEC §2.1)
+    arity(name, args, 1, 1)
+    boolean(args[0], name)  # outputs never carry EXIF/XMP either way (SPEC §2.1)
 
 
 _APPLY: dict[str, Callable[[State, str, list[str]], None]] = {

@@ -6,7 +6,8 @@ Decided once every option is known: the crop's gravity defaults to `gravity`, pa
 
 from __future__ import annotations
 
-from imgproxy.dialects.imgproxy_options import FITS, Gravity, State
+from imgproxy.dialects.imgproxy_arguments import Gravity
+from imgproxy.dialects.imgproxy_options import FITS, State
 from imgproxy.errors import BadRequest
 from imgproxy.settings import WatermarkSettings
 
