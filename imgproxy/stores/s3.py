@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,8 @@ from imgproxy.errors import (
     UpstreamTimeout,
 )
 from imgproxy.store_options import S3Options
-from imgproxy.stores.base import StoredFile, first_bytes, focal_point
+from imgproxy.stores.base import StoredFile, first_bytes
+from imgproxy.stores.s3_metadata import approved_in, focal_in
 
 extras.require("obstore", extra="s3", feature="s3 stores")
 import obstore  # noqa: E402
@@ -52,13 +53,6 @@ if TYPE_CHECKING:
 REFUSALS = (PreconditionError, InvalidPathError, PermissionDeniedError, UnauthenticatedError)
 # obstore raises Python's own FileNotFoundError for a 404 (its NotFoundError for some paths).
 MISSING = (NotFoundError, FileNotFoundError)
-FOCAL_METADATA = "focal"
-# obstore hands user metadata over without S3's `x-amz-meta-` prefix: boto3's
-# Metadata={"approved": "true"}, the aws CLI's --metadata and the consoles send
-# `x-amz-meta-approved`, which arrives as "approved". An object written through obstore's own
-# attributes under the whole header name ("x-amz-meta-approved") has that as its metadata
-# name (its header is sent twice-prefixed), so that spelling is read too, after the real one.
-METADATA_PREFIX = "x-amz-meta-"
 MAX_KEY_BYTES = 1024  # S3's own limit on a key
 CHUNK = 256 * 1024  # streamed in pieces: the byte cap stops a big object early
 BUCKET_SEEN_FOR = 60.0  # seconds a bucket found to exist is not asked about again
@@ -162,9 +156,9 @@ class S3Store:
         size = meta["size"]
         modified = meta["last_modified"].timestamp()
         version = f"s3:{e_tag}" if e_tag else f"s3-lm:{modified!r}:{size}"
-        approved = _approval(found.attributes, self.approved_metadata, self.approved)
+        approved = approved_in(found.attributes, self.approved_metadata, self.approved)
         name = path.rsplit("/", 1)[-1]
-        focal = _focal(found.attributes)
+        focal = focal_in(found.attributes)
         return StoredFile(path, version, approved, size, modified, name, focal)
 
     async def head(self, file: StoredFile, size: int) -> bytes:
@@ -256,35 +250,6 @@ def _key(path: str, room: int = MAX_KEY_BYTES) -> str:
     if "\\" in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
         raise BadRequest("path: control characters and backslashes are not allowed")
     return path
-
-
-def _metadata(attributes: Mapping[str, Any], name: str) -> str | None:
-    """User metadata `name` (`x-amz-meta-<name>` on the wire), in either spelling obstore
-    surfaces it (see METADATA_PREFIX); S3 metadata names are case-insensitive."""
-    found = {key.lower(): value for key, value in attributes.items() if isinstance(value, str)}
-    for spelling in (name, METADATA_PREFIX + name):
-        if spelling in found:
-            return found[spelling]
-    return None
-
-
-def _approval(attributes: Mapping[str, Any], name: str, default: bool) -> bool:
-    """`x-amz-meta-approved: true|false` wins over the store's default (SPEC §12.1)."""
-    value = _metadata(attributes, name)
-    answer = (value or "").strip().lower()
-    if answer in ("true", "1", "yes"):
-        return True
-    if answer in ("false", "0", "no"):
-        return False
-    return default
-
-
-def _focal(attributes: Mapping[str, Any]) -> tuple[float, float] | None:
-    """`x-amz-meta-focal: 0.3,0.6`: the subject's place, as fractions (SPEC §13)."""
-    value = _metadata(attributes, FOCAL_METADATA)
-    if value is not None and value.count(",") == 1:
-        return focal_point(*value.split(","))
-    return None
 
 
 def _failed(exc: BaseException) -> ImageProxyError:
