@@ -45,23 +45,29 @@ def both_listening(server: subprocess.Popen[bytes], port: int) -> list[psutil.Pr
     raise AssertionError("two listening workers did not start")
 
 
+def two_workers(tmp_path: Path, size: tuple[int, int], settings: str = "") -> tuple[list[str], int]:
+    """`imgproxy serve --workers 2` on a free port, its store `media` holding one JPEG,
+    photo.jpg, of `size`; `settings` go before the store's table. The command and port."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(images.jpeg(size))
+    config = tmp_path / "imgproxy.toml"
+    config.write_text(
+        f'{settings}[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n'
+    )
+    port = free_port()
+    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers"]
+    return [*command, "2", "--port", str(port)], port
+
+
 def cpu(worker: psutil.Process) -> float:
     times = worker.cpu_times()
     return float(times.user + times.system)
 
 
 def test_two_workers_share_cold_renders_and_survive_a_crash(tmp_path: Path) -> None:
-    folder = tmp_path / "media"
-    folder.mkdir()
-    (folder / "photo.jpg").write_bytes(images.jpeg((1600, 1200)))
-    config = tmp_path / "imgproxy.toml"
-    config.write_text(
-        f'[limits]\nrender_concurrency = 1\n[stores.media]\nkind = "fs"\nroot = "{folder}"\n'
-        "approved = true\n"
-    )
-    port = free_port()
-    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers"]
-    with running([*command, "2", "--port", str(port)], port, "imgproxy") as server:
+    command, port = two_workers(tmp_path, (1600, 1200), "[limits]\nrender_concurrency = 1\n")
+    with running(command, port, "imgproxy") as server:
         base = f"http://127.0.0.1:{port}"
         workers = both_listening(server, port)
         time.sleep(0.5)  # both event loops running
@@ -182,14 +188,8 @@ def test_workers_failing_at_start_stop_the_server_with_the_reason(tmp_path: Path
 def test_metrics_sum_every_worker(tmp_path: Path) -> None:
     """SPEC §12.2: /metrics answers for the whole server, whichever worker is asked, and
     still counts what a worker that died had counted."""
-    folder = tmp_path / "media"
-    folder.mkdir()
-    (folder / "photo.jpg").write_bytes(images.jpeg((400, 300)))
-    config = tmp_path / "imgproxy.toml"
-    config.write_text(f'[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n')
-    port = free_port()
-    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers"]
-    with running([*command, "2", "--port", str(port)], port, "imgproxy") as server:
+    command, port = two_workers(tmp_path, (400, 300))
+    with running(command, port, "imgproxy") as server:
         base = f"http://127.0.0.1:{port}"
         both_listening(server, port)
         for n in range(30):  # a new connection each: both workers answer some
@@ -257,17 +257,10 @@ def pinned_connections(
 def test_purge_reaches_the_memory_of_every_running_worker(tmp_path: Path) -> None:
     """Without Redis, `imgproxy purge` used to clear the disk tier and say so while both
     workers went on serving the rendition from memory: now each drops it, and says how many."""
-    folder = tmp_path / "media"
-    folder.mkdir()
-    (folder / "photo.jpg").write_bytes(images.jpeg((400, 300)))
+    cache = '[cache]\nmemory_bytes = 33554432\ndisk_path = "cache"\n'
+    command, port = two_workers(tmp_path, (400, 300), cache)
     config = tmp_path / "imgproxy.toml"
-    config.write_text(
-        '[cache]\nmemory_bytes = 33554432\ndisk_path = "cache"\n'
-        f'[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n'
-    )
-    port = free_port()
-    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config), "--workers"]
-    with running([*command, "2", "--port", str(port)], port, "imgproxy") as server:
+    with running(command, port, "imgproxy") as server:
         pinned = pinned_connections(both_listening(server, port), port)
 
         def get(connection: http.client.HTTPConnection) -> int:
@@ -301,14 +294,8 @@ def test_purge_reaches_the_memory_of_every_running_worker(tmp_path: Path) -> Non
 def test_the_supervisor_holds_neither_the_app_nor_uvicorn(tmp_path: Path) -> None:
     """The supervisor serves nothing: it validated the stores itself, importing the app,
     Pillow and uvicorn, and held 35 MiB RSS beside workers of 30. A child validates now."""
-    folder = tmp_path / "media"
-    folder.mkdir()
-    (folder / "photo.jpg").write_bytes(images.jpeg((40, 30)))
-    config = tmp_path / "imgproxy.toml"
-    config.write_text(f'[stores.media]\nkind = "fs"\nroot = "{folder}"\napproved = true\n')
-    port = free_port()
-    command = [sys.executable, "-m", "imgproxy", "serve", "--config", str(config)]
-    with running([*command, "--workers", "2", "--port", str(port)], port, "serve") as server:
+    command, port = two_workers(tmp_path, (40, 30))
+    with running(command, port, "serve") as server:
         workers = both_listening(server, port)
         assert httpx.get(f"http://127.0.0.1:{port}/media/photo.jpg?w=20").status_code == 200
 
