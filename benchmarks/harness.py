@@ -115,6 +115,16 @@ def tree_cpu(server: psutil.Process) -> dict[int, float]:
     return seconds
 
 
+def tree_pss(server: psutil.Process) -> int:
+    """Bytes of PSS of every live process in the server's tree: what the server as a whole
+    costs the machine, its processes' shared pages counted once between them."""
+    total = 0
+    for proc in [server, *server.children(recursive=True)]:
+        with suppress(psutil.NoSuchProcess):
+            total += proc.memory_full_info().pss
+    return total
+
+
 def _busy_seconds() -> float:
     """CPU seconds the whole machine spent busy (all cores, idle and iowait excluded)."""
     times = psutil.cpu_times()
@@ -128,6 +138,8 @@ class Probe:
 
     server: psutil.Process
     period: float = 0.05
+    pss: bool = False  # also the whole tree's PSS at the start (reads every smaps: slower)
+    base_pss: int = 0
     cpu_seconds: float = 0.0
     busiest_share: float = 0.0  # the busiest worker's part of the workers' CPU time
     other_cores: float = 0.0  # mean cores busy outside the server: load generator, others
@@ -142,6 +154,8 @@ class Probe:
         for proc in self._workers:
             self.base_rss[proc.pid] = proc.memory_info().rss
         self.peak_rss = dict(self.base_rss)
+        if self.pss:
+            self.base_pss = tree_pss(self.server)
         self._before = tree_cpu(self.server)
         self._machine_before = _busy_seconds()
         self._began = time.monotonic()

@@ -411,7 +411,7 @@ def big_source_rss(
                 folder = link_round(data, [source], f"burst-{r}-{contender.name}")
                 path = contender.template(folder).format(n="{n}", w=WIDTH, fm="jpeg")
                 urls = [contender.base + path.format(n=i) for i in range(concurrent)]
-                with Probe(contender.server) as probe:
+                with Probe(contender.server, pss=True) as probe:
                     began = time.perf_counter()
                     statuses = burst(urls)
                     wall = time.perf_counter() - began
@@ -420,6 +420,7 @@ def big_source_rss(
                     {
                         "peak_rss_mib": probe.peak_rss_mib,
                         "base_rss_mib": probe.base_rss_mib,
+                        "idle_pss_mib": probe.base_pss / 2**20,
                         "wall_s": wall,
                         "ok": float(statuses.count(200)),
                         "cpu_ms_per_req": 1000 * probe.cpu_seconds / concurrent,
@@ -446,6 +447,7 @@ def table(rows: list[dict[str, object]]) -> str:
         "CPU ms/req": "cpu_ms_per_req",
         "peak RSS/worker MiB": "peak_rss_mib",
         "idle RSS/worker MiB": "base_rss_mib",
+        "idle PSS/server MiB": "idle_pss_mib",
         "busiest worker's CPU share": "busiest_worker_cpu_share",
         "wall s": "wall_s",
         "200s": "ok",
