@@ -36,10 +36,10 @@ from imgproxy.response import (
 from imgproxy.settings import LimitsSettings
 from imgproxy.stores import StoredFile
 from imgproxy.stores.base import focal_point
+from imgproxy.targets import URL_CHARS, Target, url_chars
 
 if TYPE_CHECKING:  # only their attributes are read here; importing source would load Pillow
     from imgproxy.source import Source
-    from imgproxy.targets import Target
     from imgproxy.watermarks import Mark
 
 PLACEHOLDER_CACHE_CONTROL = "public, max-age=60"
@@ -82,7 +82,9 @@ class Variants:
         self.avif_speed = avif_speed
         self.webp_effort = webp_effort
         self.client_hints = client_hints
-        self._known: Memo[tuple[object, ...], Variant] = Memo(20_000)
+        self._known: Memo[tuple[object, ...], Variant] = Memo(
+            20_000, weigh=_url_chars, max_weight=URL_CHARS
+        )
 
     def choose(
         self,
@@ -151,6 +153,13 @@ class Variants:
         if default is not None:
             return default
         return OutputFormat.PNG if info.has_alpha else OutputFormat.JPEG
+
+
+def _url_chars(ident: tuple[object, ...]) -> int:
+    """A variant's weight: its URL's (the ident's first item is the Target's key)."""
+    key = ident[0]
+    assert isinstance(key, tuple)
+    return url_chars(key)
 
 
 @functools.lru_cache(maxsize=1024)
