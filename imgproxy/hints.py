@@ -23,6 +23,8 @@ ACCEPT_CH = "Sec-CH-DPR, Sec-CH-Width, DPR, Width"
 DPR_STEP = 0.25  # 1, 1.25, ... 4: 13 values
 WIDTH_STEP = 64  # widths rounded up to this: at most max_output_dimension / 64 values
 _NUMBER = re.compile(r"[0-9]{1,3}(\.[0-9]{1,8})?")
+# ASCII digits only: str.isdigit() also says yes to latin-1's "²³¹", which int() refuses.
+_WIDTH = re.compile(r"[0-9]{1,9}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,7 @@ def read(request: ImageRequest, max_dimension: int) -> Hints:
     if dpr_text and _NUMBER.fullmatch(dpr_text.strip()):
         value = min(max(float(dpr_text), 1.0), 4.0)
         dpr = round(value / DPR_STEP) * DPR_STEP
-    if width_text and width_text.strip().isdigit() and len(width_text.strip()) <= 9:
+    if width_text and _WIDTH.fullmatch(width_text.strip()):
         value = max(int(width_text), 1)
         width = min(math.ceil(value / WIDTH_STEP) * WIDTH_STEP, max_dimension)
     return Hints(dpr if dpr != 1.0 else None, width)

@@ -47,3 +47,29 @@ def test_long_urls_do_not_grow_a_worker(tmp_path: Path, media: Path) -> None:
         grown = worker.memory_info().rss - before
     assert statuses == {404: 300, 200: 300}
     assert grown < 24 * 2**20, f"{grown / 2**20:.1f} MiB for 600 long URLs"
+
+
+def test_a_width_hint_of_superscript_digits_is_ignored(tmp_path: Path, media: Path) -> None:
+    """`Width: ²` (latin-1 0xB2, which str.isdigit() calls a digit and int() refuses) was a
+    500 with a traceback on every request of a server with client hints on."""
+    config = write_config(tmp_path, media, server={"client_hints": True})
+    hostile = [b"\xb2", b"1\xb2", b"\xb9\xb2\xb3", b"64\xb3"]
+
+    async def send_all(base: str) -> dict[int, int]:
+        found: dict[int, int] = {}
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+
+            async def one(name: bytes, value: bytes) -> None:
+                response = await client.get("/media/photo.jpg?w=300", headers=[(name, value)])
+                found[response.status_code] = found.get(response.status_code, 0) + 1
+
+            sends = [(name, value) for name in (b"width", b"sec-ch-width") for value in hostile]
+            await asyncio.gather(*(one(name, value) for name, value in sends * 4))
+        return found
+
+    with served(config) as server:
+        statuses = asyncio.run(send_all(server.url))
+        plain = httpx.get(server.url + "/media/photo.jpg?w=300")
+        assert plain.status_code == 200
+    assert statuses == {200: 32}
+    assert "Traceback" not in server.stderr
