@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import psutil
 
-from tests.support import write_config
-from tests.support.processes import served
+from tests.support import images, write_config
+from tests.support.processes import sampled_rss, served
 
 LONG = 60_000  # characters of one URL: within the request head's 64 KiB
 CLIENTS = 16
@@ -73,3 +78,69 @@ def test_a_width_hint_of_superscript_digits_is_ignored(tmp_path: Path, media: Pa
         assert plain.status_code == 200
     assert statuses == {200: 32}
     assert "Traceback" not in server.stderr
+
+
+def _answers(conn: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """`count` responses read off `conn` in order: each one's status and body."""
+    buffer = b""
+    found: list[tuple[int, bytes]] = []
+    while len(found) < count:
+        while b"\r\n\r\n" not in buffer:
+            chunk = conn.recv(65536)
+            assert chunk, f"closed after {len(found)} answers"
+            buffer += chunk
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)[1])  # type: ignore[index]
+        while len(buffer) < length:
+            chunk = conn.recv(65536)
+            assert chunk, f"closed in answer {len(found)}"
+            buffer += chunk
+        found.append((int(head.split(b" ", 2)[1]), buffer[:length]))
+        buffer = buffer[length:]
+    return found
+
+
+def test_pipelined_requests_hold_no_more_than_their_cap(tmp_path: Path, media: Path) -> None:
+    """Clients that pipeline tiny requests and read nothing: uvicorn parsed and queued every
+    request that arrived, reading on after each answer, so one connection sending 50 MB of
+    `GET /healthz` held 3.7 GB; 4 sending 1 MB each grew the worker by 300 MB."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    config = write_config(tmp_path, media)
+
+    def flood(port: int) -> None:
+        conn = socket.create_connection(("127.0.0.1", port), timeout=20)
+        with conn, contextlib.suppress(OSError):  # closed after KEEP_ALIVE_REQUESTS answers
+            conn.sendall(request * (2**20 // len(request)))
+            time.sleep(1)
+
+    with served(config) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        worker = psutil.Process(server.process.pid)
+        before = worker.memory_info().rss
+        with sampled_rss(worker) as peak, ThreadPoolExecutor(4) as pool:
+            list(pool.map(flood, [port] * 4))
+        assert httpx.get(server.url + "/healthz").status_code == 200
+    grown = peak[0] - before
+    assert grown < 32 * 2**20, f"{grown / 2**20:.0f} MiB for 4 MB of pipelined requests"
+
+
+def test_pipelined_requests_are_all_answered_in_order(tmp_path: Path, media: Path) -> None:
+    """Past the cap, the held requests are parsed as the earlier ones are answered: each gets
+    its own answer, in order, also when the client half-closes right after sending them."""
+    config = write_config(tmp_path, media)
+    widths = list(range(8, 128))
+    requests = b"".join(
+        f"GET /media/photo.jpg?w={w}&fm=png HTTP/1.1\r\nHost: x\r\n\r\n".encode() for w in widths
+    )
+    with served(config) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        for half_close in (False, True):
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+                conn.sendall(requests)
+                if half_close:
+                    conn.shutdown(socket.SHUT_WR)
+                answers = _answers(conn, len(widths))
+                if half_close:
+                    assert conn.recv(1) == b""  # then closed
+            assert [status for status, _ in answers] == [200] * len(widths)
+            assert [images.decode(body).size[0] for _, body in answers] == widths
