@@ -81,7 +81,12 @@ class ImageProxy:
             native=self._native(scope, receive) if self._native is not None else None,
         )
         response = await pipeline.serve(self.services, request, arrived=scope.get(ARRIVED))
-        await send_response(response, send, head=scope["method"] == "HEAD")
+        head = scope["method"] == "HEAD"
+        if len(response.body) > SEND_PIECE and not head:  # may outlast a slow client's reads
+            with self.services.executor.sending(response.body):
+                await send_response(response, send, head=head)
+        else:
+            await send_response(response, send, head=head)
 
     async def warm(
         self, store: str, path: str, presets: Sequence[str]
@@ -157,6 +162,12 @@ def _encoded(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
     return encoded
 
 
+# A body larger than this is sent in pieces of it, copies: a server keeps what a slow client
+# has not read yet, and a piece it keeps holds only itself, never the whole body alive; the
+# body stays counted in the in-flight budget until its last piece is handed over.
+SEND_PIECE = 256 * 1024
+
+
 async def send_response(response: ImageResponse, send: Send, *, head: bool) -> None:
     """Servers only read the header list they are given, so a shared one is safe."""
     await send(
@@ -167,8 +178,15 @@ async def send_response(response: ImageResponse, send: Send, *, head: bool) -> N
         }
     )
     rest = response.rest
-    if rest is None:
-        await send({"type": "http.response.body", "body": b"" if head else response.body})
+    body = response.body
+    if rest is None and (head or len(body) <= SEND_PIECE):
+        await send({"type": "http.response.body", "body": b"" if head else body})
+        return
+    if rest is None:  # in pieces, each sent once the client took most of the last
+        for start in range(0, len(body), SEND_PIECE):
+            piece = body[start : start + SEND_PIECE]
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
         return
     try:  # a streamed original: the server sends a piece only once the client took most of the last
         if not head:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from typing import TypeVar
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
 
 from imgproxy.errors import Overloaded, Undecodable
 from imgproxy.forks import after_fork
@@ -124,6 +124,7 @@ class RenderExecutor:
         self._lanes: dict[str, _Lane] = {}  # by store name: as many as the configured stores
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._reclaimers: list[Callable[[], None]] = []
+        self._sending: dict[int, list[Any]] = {}  # id(body) -> [body, responses sending it]
         self._admitted = 0  # waiting or holding a slot, in any lane
         self.running = 0
 
@@ -218,6 +219,26 @@ class RenderExecutor:
 
     def give_back(self, nbytes: int) -> None:
         self._give(nbytes)
+
+    @contextmanager
+    def sending(self, body: bytes) -> Iterator[None]:
+        """`body`, a response's, counted in the in-flight budget while it is sent, so that a
+        client slow to read it holds its bytes inside the budget (SPEC §11.1): renders wait
+        for them. They exist already: counted at once, past the budget if need be, and once
+        however many responses send the same bytes (a memory hit's)."""
+        key = id(body)
+        held = self._sending.get(key)
+        if held is None:
+            self._sending[key] = held = [body, 0]
+            self._free_bytes -= len(body)
+        held[1] += 1
+        try:
+            yield
+        finally:
+            held[1] -= 1
+            if not held[1]:
+                del self._sending[key]
+                self._give(len(body))
 
     def on_wait(self, reclaim: Callable[[], None]) -> None:
         """`reclaim` gives back what `take_now` kept, and is called whenever a request has to

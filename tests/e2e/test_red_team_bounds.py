@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 import time
@@ -144,3 +145,43 @@ def test_pipelined_requests_are_all_answered_in_order(tmp_path: Path, media: Pat
                     assert conn.recv(1) == b""  # then closed
             assert [status for status, _ in answers] == [200] * len(widths)
             assert [images.decode(body).size[0] for _, body in answers] == widths
+
+
+def test_clients_that_never_read_renditions_hold_no_more_than_the_budget(
+    tmp_path: Path, media: Path
+) -> None:
+    """16 clients ask at once for distinct 4 MB renditions (noise as PNG) and read nothing:
+    each held its whole rendition past the budget (+76 MiB here under an 8 MiB budget and
+    tier; 20 of 8.6 MB: +194 MiB). Now a body being sent counts in the budget, so the
+    renders behind them wait; once the slow clients leave, renders run again."""
+    from PIL import Image
+
+    side = (1400, 1000)
+    Image.frombytes("RGB", side, os.urandom(side[0] * side[1] * 3)).save(
+        media / "noise.png", compress_level=1
+    )
+    budget = 8 * 2**20
+    config = write_config(
+        tmp_path, media, limits={"inflight_bytes": budget}, cache={"memory_bytes": budget}
+    )
+    with served(config) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        worker = psutil.Process(server.process.pid)
+        first = httpx.get(server.url + "/media/noise.png?w=1399&fm=png", timeout=30)
+        assert first.status_code == 200 and len(first.content) > 3_000_000
+        before = worker.memory_info().rss
+        slow = []
+        with sampled_rss(worker) as peak:
+            for n in range(16):
+                conn = socket.socket()
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                conn.connect(("127.0.0.1", port))
+                conn.sendall(f"GET /media/noise.png?w={1398 - n}&fm=png HTTP/1.1\r\n\r\n".encode())
+                slow.append(conn)
+            time.sleep(6)  # every render done, before: each body held for its client
+        for conn in slow:
+            conn.close()
+        after = httpx.get(server.url + "/media/noise.png?w=300&fm=png", timeout=60)
+        assert after.status_code == 200
+    grown = peak[0] - before
+    assert grown < budget * 2 + 24 * 2**20, f"{grown / 2**20:.0f} MiB"
