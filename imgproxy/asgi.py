@@ -82,7 +82,9 @@ class ImageProxy:
         )
         response = await pipeline.serve(self.services, request, arrived=scope.get(ARRIVED))
         head = scope["method"] == "HEAD"
-        if len(response.body) > SEND_PIECE and not head:  # may outlast a slow client's reads
+        # A body that may outlast a slow client's reads (a streamed original's pieces are
+        # counted as it streams them).
+        if len(response.body) > SEND_PIECE and not head and response.rest is None:
             with self.services.executor.sending(response.body):
                 await send_response(response, send, head=head)
         else:
