@@ -32,12 +32,16 @@ class ServerSettings:
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
     max_headers: int = 100  # request headers of one head (`serve`): 400 and close beyond
+    # open client connections of one worker (`serve`): past it, the one that has waited
+    # longest for a request head is closed (SPEC §11.1; an idle one holds about 8 KiB)
+    max_connections: int = 4096
     ready_timeout: float = 2.0  # seconds each store and tier has to answer /readyz
     client_hints: bool = False  # Sec-CH-DPR/DPR and Sec-CH-Width/Width shape renditions
 
     def check(self, prefix: str) -> None:
         require(0 <= self.port <= 65535, f"{prefix}.port", "must be 0..65535")
         require(self.max_headers >= 1, f"{prefix}.max_headers", "must be at least 1")
+        require(self.max_connections >= 1, f"{prefix}.max_connections", "must be at least 1")
         require(self.ready_timeout > 0, f"{prefix}.ready_timeout", "must be a positive number")
         require(self.workers >= 1, f"{prefix}.workers", "must be at least 1")
         levels, formats = ("debug", "info", "warning", "error"), ("text", "json")

@@ -22,6 +22,8 @@ SEND_TIMEOUT = 60.0  # a client that reads nothing of its answer for this long i
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers as received; larger: 400 and close
 MAX_HEADERS = 100  # server.max_headers, unless MAX_HEADERS_ENV says otherwise
 MAX_HEADERS_ENV = "IMGPROXY_SERVER__MAX_HEADERS"  # `serve` sets it from the settings
+MAX_CONNECTIONS = 4096  # server.max_connections, unless MAX_CONNECTIONS_ENV says otherwise
+MAX_CONNECTIONS_ENV = "IMGPROXY_SERVER__MAX_CONNECTIONS"  # `serve` sets it from the settings
 
 
 def head_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
@@ -41,6 +43,16 @@ def max_headers(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
     except ValueError:
         return MAX_HEADERS
     return count if count > 0 else MAX_HEADERS
+
+
+def max_connections(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
+    """MAX_CONNECTIONS, or a positive whole number from MAX_CONNECTIONS_ENV (read as
+    max_headers is)."""
+    try:
+        count = int(environ.get(MAX_CONNECTIONS_ENV) or MAX_CONNECTIONS)
+    except ValueError:
+        return MAX_CONNECTIONS
+    return count if count > 0 else MAX_CONNECTIONS
 
 
 def uvicorn_options(*, fast: bool) -> dict[str, Any]:
@@ -67,9 +79,16 @@ class Deadlines:
     connection if the head awaited then is still incomplete at its own deadline. Creating and
     cancelling a timer for every request cost about as much as the rest of a memory hit's edge."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        transport: asyncio.Transport,
+        waiting: dict[Deadlines, None] | None = None,
+    ) -> None:
         self.loop = loop
         self.transport = transport
+        # The server's connections now waiting for a head, longest first (insertion order).
+        self.waiting = {} if waiting is None else waiting
         self.head_since: float | None = None  # when the wait for the current head began
         self.timer: asyncio.TimerHandle | None = None  # the head deadline's check, if armed
         self.send: asyncio.TimerHandle | None = None
@@ -82,12 +101,14 @@ class Deadlines:
         if self.head_since is None and not self.transport.is_closing():
             self.head_since = self.loop.time()
             self.head_bytes = self.headers = 0
+            self.waiting[self] = None
             if self.timer is None:
                 self.timer = self.loop.call_later(HEAD_SECONDS, self._check_head)
 
     def head_complete(self) -> bool:
         """Stops the head deadline; True when this request is the connection's last."""
         self.head_since = None
+        self.waiting.pop(self, None)
         self.head_bytes = self.headers = 0
         self.requests += 1
         return self.requests >= KEEP_ALIVE_REQUESTS
@@ -117,3 +138,4 @@ class Deadlines:
                 timer.cancel()
         self.timer = self.send = None
         self.head_since = None
+        self.waiting.pop(self, None)

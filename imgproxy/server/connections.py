@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, cast
+import weakref
+from typing import TYPE_CHECKING, Any, cast
 
 import h11
 from uvicorn.config import Config
@@ -23,8 +24,12 @@ from imgproxy.server.connection_limits import (
     KEEP_ALIVE_REQUESTS,
     MAX_HEAD_BYTES,
     Deadlines,
+    max_connections,
     max_headers,
 )
+
+if TYPE_CHECKING:
+    from uvicorn.server import Protocols, ServerState
 
 HEADER_LINE = len(b":\r\n")  # what a header line has besides its name and value, at least
 TOO_LARGE = "the request head is too large"
@@ -35,6 +40,10 @@ ARRIVED = "imgproxy.arrived"  # the scope key asgi.ARRIVED reads: when the head 
 # FEED_BYTES, so a piece adds at most FEED_BYTES / 18 (the shortest request) more.
 PIPELINED = 16
 FEED_BYTES = 2048
+# Each server's connections waiting for a request head, longest first (Deadlines.waiting).
+_WAITING: weakref.WeakKeyDictionary[ServerState, dict[Deadlines, None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def keep_open_to_answer(cycle: Any) -> bool:
@@ -50,20 +59,40 @@ def keep_open_to_answer(cycle: Any) -> bool:
 
 class _Deadlined(asyncio.Protocol):
     """What both protocols add alike: the deadlines started with the connection, stopped with
-    it, the write-stall timer, and the coalescing transport (before uvicorn's in the MRO)."""
+    it, the write-stall timer, the coalescing transport (before uvicorn's in the MRO), and the
+    cap on open connections.
+
+    uvicorn accepts every connection the kernel hands it: each waiting for its head holds
+    about 8 KiB and a file descriptor for the head deadline, and a client opening thousands a
+    second held 5000 at once (37 MB), bounded by nothing but the descriptor limit. Past
+    `server.max_connections`, the connection that has waited longest for a head (idle
+    between requests, or dribbling one) is closed for the new one; when every one is busy
+    with a request, the new one is closed."""
 
     deadlines: Deadlines
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     coalescing: Coalescing
+    connections: set[Protocols]  # uvicorn's: every open connection of this server
+    server_state: ServerState
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         raw = cast(asyncio.Transport, transport)
-        self.deadlines = Deadlines(self.loop, raw)
+        waiting = _WAITING.setdefault(self.server_state, {})
+        self.deadlines = Deadlines(self.loop, raw, waiting)
         # uvicorn hands self.transport to each request's cycle, which writes the response.
         self.transport = self.coalescing = Coalescing(raw)
+        if len(self.connections) > max_connections():
+            # The longest wait for a head ends (a closed transport leaves `waiting` with its
+            # connection_lost); with none waiting, every other is busy: this one goes.
+            longest = next(iter(waiting), None)
+            if longest is None:
+                self.transport.close()
+                return
+            longest.cancel()
+            longest.transport.close()
         self.deadlines.await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:

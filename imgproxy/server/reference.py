@@ -31,6 +31,10 @@ MEANINGS = {
     "server.log_level": "`debug`, `info`, `warning` or `error`",
     "server.log_format": "`text`, or `json` for one object per line",
     "server.max_headers": "headers in one request head to `imgproxy serve`: 400 and close beyond",
+    "server.max_connections": (
+        "open client connections of one `imgproxy serve` worker: past it, the one that has"
+        " waited longest for a request head (idle or slow) is closed"
+    ),
     "server.ready_timeout": "seconds each store and cache tier has to answer `/readyz` (else 503)",
     "server.client_hints": (
         "`Sec-CH-DPR`/`DPR` multiplies a rendition's box (unless its URL names `dpr`) and"

@@ -84,6 +84,7 @@ def serve(
     port = args.port if args.port is not None else settings.server.port
     os.environ["IMGPROXY_SERVER__WORKERS"] = str(count)  # the workers' settings share cores
     os.environ[connection_limits.MAX_HEADERS_ENV] = str(server.max_headers)  # per connection
+    os.environ[connection_limits.MAX_CONNECTIONS_ENV] = str(server.max_connections)
     try:
         lock, port = listening.claim(host, port)
     except listening.AddressInUse as exc:

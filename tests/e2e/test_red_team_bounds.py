@@ -185,3 +185,36 @@ def test_clients_that_never_read_renditions_hold_no_more_than_the_budget(
         assert after.status_code == 200
     grown = peak[0] - before
     assert grown < budget * 2 + 24 * 2**20, f"{grown / 2**20:.0f} MiB"
+
+
+def test_connections_past_the_cap_close_the_longest_waiting(tmp_path: Path, media: Path) -> None:
+    """2000 connections that each send half a head (slowloris) from 40 clients at once: each
+    was kept until its head deadline, 5000 of them 37 MB and 5000 descriptors, bounded only
+    by the descriptor limit. Past `server.max_connections` the one that has waited longest
+    for its head is closed; a real request still gets its answer."""
+    config = write_config(tmp_path, media, server={"max_connections": 200})
+    with served(config) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        worker = psutil.Process(server.process.pid)
+        base_fds = worker.num_fds()
+        opened: list[socket.socket] = []
+
+        def dribble(_: int) -> None:
+            for _ in range(50):
+                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+                with contextlib.suppress(OSError):  # closed already: the cap at work
+                    conn.sendall(b"GET /media/photo.jpg HTTP/1.1\r\nHost: x\r\n")
+                opened.append(conn)
+
+        try:
+            with ThreadPoolExecutor(40) as pool:
+                list(pool.map(dribble, range(40)))
+            time.sleep(0.5)
+            held = worker.num_fds() - base_fds
+            answer = httpx.get(server.url + "/media/photo.jpg?w=20", timeout=10)
+        finally:
+            for conn in opened:
+                conn.close()
+    assert len(opened) == 2000
+    assert held <= 200 + 10, f"{held} descriptors for 2000 half-sent heads"
+    assert answer.status_code == 200
