@@ -25,7 +25,8 @@ URL_CHARS = 4 * 2**20
 
 
 def url_chars(key: tuple[str, str]) -> int:
-    """A Target's key's weight: its raw path and query, each kept once more decoded."""
+    """A Target's key's weight: the characters of its raw path and query (the Target keeps
+    the path once more, decoded: about twice this in bytes)."""
     return len(key[0]) + len(key[1])
 
 
