@@ -35,6 +35,15 @@ from imgproxy.stores.base import focal_point
 # (Exif with its thumbnail, an ICC profile) usually fit; when they do not, the whole file is
 # read, as for any other store.
 HEADER_BYTES = 64 * 1024
+# The facts remembered per version are bounded by their keys' characters too: a store path
+# can be 2000 characters (an http origin that answers any path), and 100 000 of them would
+# hold 200 MB beside facts of a few hundred bytes each.
+KNOWN_CHARS = 4 * 2**20
+
+
+def version_chars(ident: tuple[str, str, str]) -> int:
+    """A version's key's weight: the characters of its store's name, path and version."""
+    return len(ident[0]) + len(ident[1]) + len(ident[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +60,9 @@ class Sources:
     def __init__(self, executor: RenderExecutor, cache: TieredCache) -> None:
         self.executor = executor
         self.cache = cache
-        self._known: Memo[tuple[str, str, str], SourceInfo] = Memo(100_000)
+        self._known: Memo[tuple[str, str, str], SourceInfo] = Memo(
+            100_000, weigh=version_chars, max_weight=KNOWN_CHARS
+        )
         self._learning: SingleFlight[SourceInfo] = SingleFlight()
         self._points: Memo[str, tuple[float, float]] = Memo(100_000)
         self._judged: Memo[int, Source] = Memo(10_000)

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from imgproxy import pipeline, render
+from imgproxy import pipeline, render, source
 from imgproxy.errors import SourceChanged
 from imgproxy.messages import ImageRequest, ImageResponse
 from imgproxy.services import Services
 from imgproxy.source import HEADER_BYTES
+from imgproxy.stores import StoredFile
+from imgproxy.stores.filesystem import FileSystemStore
 from tests.support import KEY, CountingStore, images, settings_for
 
 
@@ -212,3 +216,34 @@ def test_a_new_photo_is_learned_from_its_head_and_read_once(media: Path) -> None
 def noisy_gif() -> bytes:
     frames = [Image.effect_noise((300, 200), 60 + n).convert("P") for n in range(3)]
     return images.encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+
+
+class EveryPath(FileSystemStore):
+    """One image under every path, as an http origin that answers any path does."""
+
+    async def stat(self, path: str) -> StoredFile:
+        return dataclasses.replace(await super().stat("photo.jpg"), path=path)
+
+    async def head(self, file: StoredFile, size: int) -> bytes:
+        return await super().head(dataclasses.replace(file, path="photo.jpg"), size)
+
+    async def open(self, file: StoredFile) -> AsyncIterator[bytes]:
+        async for chunk in super().open(dataclasses.replace(file, path="photo.jpg")):
+            yield chunk
+
+
+def test_the_facts_of_long_paths_are_bounded_by_their_characters(
+    media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The facts of each version were kept by count alone (100 000): 2000-character paths
+    of an origin that answers any path would have held 200 MB. Here, at a bound of 100 000
+    characters, 300 paths of 1000."""
+    monkeypatch.setattr(source, "KNOWN_CHARS", 100_000)
+    services = Services.build(
+        settings_for(media), stores={"media": EveryPath(media, approved=True)}
+    )
+    for n in range(300):
+        assert get(services, f"/media/{n:04d}{'x' * 1000}.jpg", "fm=json").status == 200
+    known = services.sources._known
+    assert 0 < sum(map(source.version_chars, known)) <= 100_000, len(known)
+    asyncio.run(services.close())
