@@ -205,8 +205,10 @@ _PARTS: tuple[tuple[str, Part], ...] = (
 
 def _params(meaning: Meaning) -> dict[str, str]:
     """The native parameters, with thumbor's after-fitting rotation moved before fitting,
-    where `rot` acts: an odd quarter turn swaps the box, the flips and the crop's anchor."""
-    if meaning.filled_after_turn and meaning.fit_in:
+    where `rot` acts: an odd quarter turn swaps the box, the flips and the crop's anchor.
+    thumbor's fill() pads to the box as asked, so after an odd turn it pads (or cuts) the
+    turned image to the unturned box, with or without fit-in: not a native rendition."""
+    if meaning.filled_after_turn and (meaning.fit_in or meaning.width or meaning.height):
         raise BadRequest("thumbor filters: fill() after rotate() is not supported")
     params = dict(meaning.params)
     width, height = meaning.width, meaning.height
@@ -235,4 +237,8 @@ def _params(meaning: Meaning) -> dict[str, str]:
         params["g"] = _COMPASS[gravity]
     if meaning.special == "focal":
         params["fx"], params["fy"] = (number_text(round(value, 6)) for value in focal)
+    if not params:
+        # thumbor always re-encodes (never passes the original, or its EXIF and GPS, through;
+        # strip_exif() says so outright): with nothing else asked, the explicit default.
+        params["fit"] = "contain"
     return params

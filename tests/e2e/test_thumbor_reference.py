@@ -82,6 +82,10 @@ def servers(folder: Path) -> Iterator[tuple[str, str]]:
 
 PHOTOS = ["landscape.jpg", "portrait.png", "stripes.jpg", "rotated.jpg"]
 GEOMETRY: list[Any] = [
+    # No geometry: thumbor still re-encodes, the EXIF orientation applied and the tags gone.
+    {},
+    {"filters": ["strip_exif()"]},
+    {"crop": ((10, 10), (10, 50))},  # an empty box, ignored
     {"width": 300, "height": 300, "fit_in": True},
     {"width": 240, "height": 0, "fit_in": True},
     {"width": 0, "height": 150},

@@ -9,6 +9,7 @@ by hand. Rows needing native parameters of the `ops` branch run once those exist
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from libthumbor import CryptoURL
 from libthumbor.url_signers.base64_hmac_sha1 import UrlSigner
+from PIL import Image
 
 from imgproxy import ImageProxy
 from imgproxy.server.app import create_app
@@ -44,7 +46,7 @@ def sign(rest: str) -> str:
 
 
 EQUIVALENTS: list[Any] = [
-    ({}, "/media/photo.jpg"),
+    ({}, "/media/photo.jpg?fit=contain"),
     ({"width": 320, "height": 200}, "/media/photo.jpg?w=320&h=200&fit=cover"),
     ({"width": 200, "height": 200, "fit_in": True}, "/media/photo.jpg?w=200&h=200"),
     ({"width": 300}, "/media/photo.jpg?w=300"),
@@ -120,6 +122,23 @@ def test_a_thumbor_url_answers_as_its_native_url(
         answer = same_answer(http, *(pair if first == "thumbor" else pair[::-1]))
         again = http.get(thumbor(**options), headers={"if-none-match": answer.headers["etag"]})
         assert again.status_code == 304
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"filters": ["strip_exif()"]}, {"filters": ["strip_icc()", "no_upscale()"]}]
+)
+def test_a_thumbor_url_never_serves_the_exif_it_strips(
+    media: Path, serve: Serve, options: dict[str, Any]
+) -> None:
+    """thumbor re-encodes every answer: a URL without geometry (strip_exif() above all) is
+    the source turned upright, with no EXIF (no GPS), never the stored bytes."""
+    (media / "gps.jpg").write_bytes(images.jpeg_with_exif((64, 40), 6))
+    server = serve(create_app(settings_for(media, dialects=DIALECT)))
+    response = httpx.get(server.url + thumbor(image_url="gps.jpg", **options), timeout=30)
+    assert response.status_code == 200, response.text
+    answer = Image.open(io.BytesIO(response.content))
+    assert answer.size == (40, 64)
+    assert not answer.getexif()
 
 
 @pytest.fixture

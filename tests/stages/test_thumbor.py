@@ -45,7 +45,7 @@ def meaning(**options: Any) -> dict[str, str]:
 
 
 CASES: list[tuple[dict[str, Any], str]] = [
-    ({}, ""),
+    ({}, "fit=contain"),  # thumbor always re-encodes: never the original with its EXIF
     ({"width": 300, "height": 200}, "w=300&h=200&fit=cover"),
     ({"width": 300}, "w=300"),
     ({"height": 200}, "h=200"),
@@ -78,7 +78,8 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ({"filters": ["sharpen(2,1.0,true)"]}, "sharpen=1"),
     ({"filters": ["sharpen(1.5,0.5,false)"]}, "sharpen=0.5"),
     ({"filters": ["upscale()"]}, "enlarge=1"),
-    ({"filters": ["no_upscale()", "strip_exif()", "strip_icc()"]}, ""),
+    ({"filters": ["no_upscale()", "strip_exif()", "strip_icc()"]}, "fit=contain"),
+    ({"crop": ((10, 10), (10, 50))}, "fit=contain"),  # an empty box: ignored, as in thumbor
     (
         {"width": 30, "height": 20, "fit_in": True, "filters": ["fill(red)"]},
         "w=30&h=20&fit=pad&bg=ff0000",
@@ -103,7 +104,7 @@ CASES: list[tuple[dict[str, Any], str]] = [
     # the flips and the crop's anchor turn with it.
     ({"filters": ["rotate(90)"]}, "rot=270"),
     ({"filters": ["rotate(-90)"]}, "rot=90"),
-    ({"filters": ["rotate(180)", "rotate(180)"]}, ""),
+    ({"filters": ["rotate(180)", "rotate(180)"]}, "fit=contain"),
     ({"width": 300, "height": 200, "filters": ["rotate(90)"]}, "w=200&h=300&fit=cover&rot=270"),
     ({"width": 300, "height": 200, "filters": ["rotate(180)"]}, "w=300&h=200&fit=cover&rot=180"),
     (
@@ -230,7 +231,7 @@ def test_unsafe_only_when_allowed_and_a_key_is_needed_for_signed_urls() -> None:
     with pytest.raises(BadSignature, match="allow_unsafe"):
         dialect().translate("unsafe/300x200/photo.jpg", "")
     assert dialect(unsafe=True).translate("unsafe/photo.jpg", "") == Translation(
-        "media", "photo.jpg", {}
+        "media", "photo.jpg", {"fit": "contain"}
     )
     with pytest.raises(BadSignature, match="security_key"):
         dialect(key="", unsafe=True).translate(signed(width=10), "")
@@ -283,6 +284,13 @@ REFUSED = [
         {"width": 30, "height": 20, "fit_in": True, "filters": ["rotate(90)", "fill(red)"]},
         "fill() after rotate()",
     ),
+    # Without fit-in too: thumbor pads (or cuts) the turned image to the unturned box,
+    # 200x100 from a 100x200 turn, and 150x150 from `0x150` (measured on thumbor 7.8).
+    (
+        {"width": 200, "height": 100, "filters": ["rotate(90)", "fill(red)"]},
+        "fill() after rotate()",
+    ),
+    ({"height": 150, "filters": ["rotate(270)", "fill(white)"]}, "fill() after rotate()"),
 ]
 
 
@@ -319,9 +327,9 @@ def test_malformed_paths_are_400(rest: str) -> None:
 def test_an_option_thumbor_does_not_know_falls_through_into_the_image_path() -> None:
     """As in thumbor: `300x200x/` matches no option, so it is part of IMAGE (then a 404)."""
     found = dialect(unsafe=True).translate("unsafe/300x200x/photo.jpg", "")
-    assert found == Translation("media", "300x200x/photo.jpg", {})
+    assert found == Translation("media", "300x200x/photo.jpg", {"fit": "contain"})
     found = dialect(unsafe=True).translate("unsafe/filters:blur(3/photo.jpg", "")
-    assert found == Translation("media", "filters:blur(3/photo.jpg", {})
+    assert found == Translation("media", "filters:blur(3/photo.jpg", {"fit": "contain"})
     assert dialect(unsafe=True).translate("unsafe/300x200/", "").path == "300x200/"  # then 400
     traversal = dialect(unsafe=True).translate("unsafe/300x200/..%2F..%2Fetc/passwd", "")
     assert traversal.path == "../../etc/passwd"  # judged by paths.check_relative: 400
