@@ -35,6 +35,10 @@ STALE_TEMP_SECONDS = 3600
 PROBE_SOURCE = "imgproxy-readyz"  # a folder no source id makes (those are digests)
 TOUCH_EVERY = 60.0  # seconds: an atime is refreshed at most this often per file
 EVICT_TO = 0.9  # an eviction pass stops at this share of the budget
+# Every process sharing the folder counts only its own writes between scans: each scans again
+# once it has written this share of the budget, so N processes hold at most EVICT_TO + N times
+# it (two workers: the budget), not N budgets.
+RESCAN_SHARE = (1 - EVICT_TO) / 2
 # What a file or folder costs beyond its blocks: an inode (256 bytes on ext4, 512 on XFS),
 # which no st_blocks shows.
 INODE_BYTES = 512
@@ -51,6 +55,7 @@ class DiskTier:
         self.max_bytes = max_bytes
         self.block = _allocation_unit(self.root)
         self._written = 0  # bytes this process has added, ever (an eviction's scan misses some)
+        self._scanned_at = 0  # what _written was when the last scan began
         self._estimate = self._scan_usage()  # since the last scan, plus what we wrote
         self._evicting: asyncio.Task[None] | None = None
 
@@ -107,7 +112,9 @@ class DiskTier:
             raise
         self._written += added
         self._estimate += added
-        if self._estimate > self.max_bytes and self._evicting is None:
+        unseen = self._written - self._scanned_at  # other processes wrote alongside
+        over = self._estimate > self.max_bytes or unseen > self.max_bytes * RESCAN_SHARE
+        if over and self._evicting is None:
             self._evicting = asyncio.get_running_loop().create_task(self._evict())
 
     async def _create(self, temp: Path) -> tuple[AsyncBufferedIOBase, int]:
@@ -192,7 +199,7 @@ class DiskTier:
     async def _evict(self) -> None:
         try:
             while True:
-                written = self._written
+                written = self._scanned_at = self._written
                 self._estimate = await asyncio.to_thread(self._evict_oldest)
                 # What was written during the pass, which its scan may have missed.
                 self._estimate += self._written - written

@@ -262,6 +262,31 @@ def test_two_processes_evicting_one_disk_folder_lose_no_write(tmp_path: Path) ->
     asyncio.run(scenario())
 
 
+def test_processes_sharing_a_disk_folder_hold_one_budget_not_one_each(tmp_path: Path) -> None:
+    """Each process (here: each of four tiers) counts its own writes between scans: four that
+    each wrote 80% of the budget held 2.8 budgets, as none passed its own count. Each scans
+    again after a share of the budget, and the folder stays within it."""
+    root, budget = tmp_path / "c", 1 << 20
+    body = b"p" * 20_000  # with its two folders, about 30 KB on disk
+
+    async def scenario() -> None:
+        tiers = [DiskTier(root, max_bytes=budget) for _ in range(4)]
+
+        async def write(index: int) -> None:
+            for number in range(30):
+                key = CacheKey(f"S{index}x{number:04d}", f"R{number:05d}", "png")
+                await tiers[index].put(key, Rendition(body, "image/png"))
+
+        await asyncio.gather(*(write(index) for index in range(4)))
+        for tier in tiers:
+            while tier._evicting is not None:
+                await tier._evicting
+        assert len(list(root.rglob("*.png"))) > 10  # it was written, then evicted
+        assert disk_usage(root) <= budget
+
+    asyncio.run(scenario())
+
+
 def test_redis_outage_degrades_to_a_miss_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         dead = RedisTier("redis://127.0.0.1:1/0", ttl=60)
