@@ -10,6 +10,7 @@ see benchmarks/README.md.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from http import HTTPStatus
@@ -17,9 +18,9 @@ from typing import Any
 from urllib.parse import quote
 
 from imgproxy import pipeline
-from imgproxy.asgi import PATH_SAFE, ImageProxy
+from imgproxy.asgi import PATH_SAFE, SEND_PIECE, ImageProxy
 from imgproxy.forks import after_fork
-from imgproxy.messages import ImageRequest
+from imgproxy.messages import ImageRequest, ImageResponse
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -84,14 +85,47 @@ class ImageProxyMiddleware:
             client=_client(environ),
             native=environ if whole else None,
         )
-        serving = pipeline.serve(self.services, request)
-        future = asyncio.run_coroutine_threadsafe(serving, self.loop)
-        response = future.result()
+        future = asyncio.run_coroutine_threadsafe(self._answer(request), self.loop)
+        response, counted = future.result()
         status = HTTPStatus(response.status)
         start_response(f"{status.value} {status.phrase}", list(response.headers))
         if response.rest is not None:
             return _Streamed(response.body, response.rest, self.loop)
+        if counted is not None:
+            return _Counted(response.body, counted, self.loop)
         return [b""] if request.method == "HEAD" else [response.body]
+
+    async def _answer(
+        self, request: ImageRequest
+    ) -> tuple[ImageResponse, contextlib.ExitStack | None]:
+        """The response, and for a body that may outlast a slow client's reads, its count in
+        the in-flight budget, taken on the loop (the executor is the loop's), as under ASGI."""
+        response = await pipeline.serve(self.services, request)
+        body = response.body
+        if len(body) <= SEND_PIECE or response.rest is not None or request.method == "HEAD":
+            return response, None
+        counted = contextlib.ExitStack()
+        counted.enter_context(self.services.executor.sending(body))
+        return response, counted
+
+
+class _Counted:
+    """A large body, counted in the in-flight budget until the server closes it (PEP 3333:
+    however the sending ends): a server thread writing to a client that never reads holds
+    its bytes inside the budget, and renders wait for them (SPEC §11.1)."""
+
+    def __init__(
+        self, body: bytes, counted: contextlib.ExitStack, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._body = body
+        self._counted = counted
+        self._loop = loop
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._body
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._counted.close)
 
 
 class _Streamed:

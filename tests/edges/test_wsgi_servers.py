@@ -3,15 +3,18 @@ the master, then forks its workers, which must each serve images (none may hang)
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tests.support import images
-from tests.support.processes import free_port, running
+from tests.support.processes import free_port, running, sampled_rss
 
 APP = """
 from imgproxy import ImageProxy, Settings
@@ -132,3 +135,69 @@ def test_an_absolute_form_target_is_routed_by_its_path_alone(tmp_path: Path) -> 
         if (status, body) != expected[path]
     ]
     assert wrong == []
+
+
+BUDGETED = """
+from imgproxy import ImageProxy, Settings
+from imgproxy.wsgi import ImageProxyMiddleware
+
+
+def site(environ, start_response):
+    start_response("200 OK", [("content-type", "text/plain")])
+    return [b"site"]
+
+
+settings = Settings.from_mapping(
+    {{
+        "stores": {{"media": {{"kind": "fs", "root": {root!r}, "approved": True}}}},
+        "limits": {{"inflight_bytes": {budget}}},
+        "cache": {{"memory_bytes": {budget}}},
+    }},
+    env={{}},
+)
+application = ImageProxyMiddleware(site, ImageProxy(settings), prefix="/media")
+"""
+
+
+def test_threads_writing_to_clients_that_never_read_hold_no_more_than_the_budget(
+    tmp_path: Path,
+) -> None:
+    """16 clients ask gunicorn's threads at once for distinct 4 MB renditions (noise as PNG)
+    and read nothing: each thread held its whole rendition past the budget (+85 MiB under an
+    8 MiB budget and tier), where the ASGI app counts a body being sent. Now the WSGI edge
+    counts it too, until the server closes the body; once the clients leave, renders run."""
+    from PIL import Image
+
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    folder = tmp_path / "media"
+    folder.mkdir()
+    side = (1400, 1000)
+    noise = Image.frombytes("RGB", side, os.urandom(side[0] * side[1] * 3))
+    noise.save(folder / "noise.png", compress_level=1)
+    budget = 8 * 2**20
+    (tmp_path / "budgeted.py").write_text(BUDGETED.format(root=str(folder), budget=budget))
+    port = free_port()
+    threads = ["-k", "gthread", "--threads", "32", "-w", "1"]
+    command = [gunicorn, *threads, "-b", f"127.0.0.1:{port}", "budgeted:application"]
+    with running(command, port, "gunicorn", cwd=str(tmp_path)) as master:
+        base = f"http://127.0.0.1:{port}/media/media/noise.png"
+        first = httpx.get(base + "?w=1399&fm=png", timeout=30)
+        assert first.status_code == 200 and len(first.content) > 3_000_000
+        (worker,) = psutil.Process(master.pid).children()
+        before = worker.memory_info().rss
+        slow = []
+        with sampled_rss(worker) as peak:
+            for n in range(16):
+                conn = socket.socket()
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                conn.connect(("127.0.0.1", port))
+                request = f"GET /media/media/noise.png?w={1398 - n}&fm=png HTTP/1.1\r\n"
+                conn.sendall(f"{request}Host: pics\r\n\r\n".encode())
+                slow.append(conn)
+            time.sleep(6)  # every render done, before: each body held by its thread
+        for conn in slow:
+            conn.close()
+        after = httpx.get(base + "?w=300&fm=png", timeout=60)
+        assert after.status_code == 200
+    grown = peak[0] - before
+    assert grown < budget * 2 + 24 * 2**20, f"{grown / 2**20:.0f} MiB"
