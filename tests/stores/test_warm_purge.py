@@ -3,6 +3,8 @@ warm the requests a browser sends render nothing; after a purge they render agai
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -10,8 +12,11 @@ import pytest
 
 from imgproxy import ImageProxy, Settings, url_for
 from imgproxy.errors import ConfigError
+from imgproxy.maintenance import SOURCES_AHEAD, WarmSummary, warm
 from imgproxy.messages import ImageRequest
 from imgproxy.pipeline import serve
+from imgproxy.stores import StoredFile
+from imgproxy.stores.filesystem import FileSystemStore
 from tests.stores.test_contract import backend  # noqa: F401 - the fixture over every kind
 from tests.support import images
 from tests.support.stores import Backend
@@ -81,3 +86,50 @@ def test_warm_reports_a_failed_rendition_and_refuses_unknown_names(
         await proxy.close()
 
     backend.run(scenario())
+
+
+class _Watched(FileSystemStore):
+    """A real filesystem store that notes how far its listing runs ahead of the stats."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, approved=True)
+        self.listed = self.statted = self.most_ahead = 0
+
+    async def paths(self) -> AsyncIterator[str]:
+        self.listed = self.statted = 0  # each listing afresh
+        async for path in super().paths():
+            self.listed += 1
+            yield path
+
+    async def stat(self, path: str) -> StoredFile:
+        self.statted += 1
+        self.most_ahead = max(self.most_ahead, self.listed - self.statted)
+        return await super().stat(path)
+
+
+def test_warm_holds_a_few_sources_at_a_time_however_many_the_store_lists(
+    tmp_path: Path,
+) -> None:
+    """`imgproxy warm` over 2,000 files: it listed every path, then made a task for each,
+    before the first was stat'ed (100,000 files: 1.1 GB). Now the warming listing runs at
+    most SOURCES_AHEAD sources per render slot ahead of the renders; every file is warmed."""
+    folder = tmp_path / "many"
+    for number in range(2000):
+        (folder / f"d{number // 100:02d}").mkdir(parents=True, exist_ok=True)
+        (folder / f"d{number // 100:02d}" / f"{number:04d}.png").write_bytes(b"")
+    store = _Watched(folder)
+    settings = Settings.from_mapping({"presets": {"small": "w=20"}}, env={})
+    proxy = ImageProxy(settings, stores={"many": store})
+    totals: list[int] = []
+
+    async def run() -> WarmSummary:
+        try:
+            return await warm(proxy.services, "many", ["small"], on_total=totals.append)
+        finally:
+            await proxy.close()
+
+    summary = asyncio.run(run())
+    assert totals == [2000]  # counted before the first rendition
+    assert summary.failed == 2000  # empty files: each tried, each a refusal
+    slots = proxy.services.executor.concurrency
+    assert store.most_ahead <= slots * SOURCES_AHEAD, store.most_ahead
