@@ -88,7 +88,12 @@ class ImageProxyMiddleware:
         future = asyncio.run_coroutine_threadsafe(self._answer(request), self.loop)
         response, counted = future.result()
         status = HTTPStatus(response.status)
-        start_response(f"{status.value} {status.phrase}", list(response.headers))
+        try:
+            start_response(f"{status.value} {status.phrase}", list(response.headers))
+        except BaseException:  # no body is returned, so no close() will give the count back
+            if counted is not None:
+                self.loop.call_soon_threadsafe(counted.close)
+            raise
         if response.rest is not None:
             return _Streamed(response.body, response.rest, self.loop)
         if counted is not None:

@@ -3,16 +3,23 @@ the master, then forks its workers, which must each serve images (none may hang)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
 import time
+import wsgiref.util
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import psutil
+import pytest
+from PIL import Image
 
+from imgproxy import ImageProxy, Settings
+from imgproxy.render.executor import RenderExecutor
+from imgproxy.wsgi import ImageProxyMiddleware
 from tests.support import images
 from tests.support.processes import free_port, running, sampled_rss
 
@@ -201,3 +208,54 @@ def test_threads_writing_to_clients_that_never_read_hold_no_more_than_the_budget
         assert after.status_code == 200
     grown = peak[0] - before
     assert grown < budget * 2 + 24 * 2**20, f"{grown / 2**20:.0f} MiB"
+
+
+def test_a_body_counted_for_sending_is_given_back_when_start_response_fails(
+    tmp_path: Path,
+) -> None:
+    """A body over 256 KiB counts in limits.inflight_bytes until the server closes it; a
+    start_response that raised (a server refusing the headers, a client gone) got no body to
+    close, and the count stayed taken while anything kept the error's traceback (only the
+    count's frame going away gave it back, and then on the server's thread, not the loop)."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    noise = Image.frombytes("RGB", (700, 500), os.urandom(700 * 500 * 3))
+    noise.save(folder / "photo.png", compress_level=1)  # a rendition of ~1 MB: over 256 KiB
+    budget = 8 * 2**20
+    settings = Settings.from_mapping(
+        {
+            "stores": {"media": {"kind": "fs", "root": str(folder), "approved": True}},
+            "limits": {"inflight_bytes": budget},
+        },
+        env={},
+    )
+    app = ImageProxyMiddleware(lambda environ, start: [], ImageProxy(settings), prefix="/img")
+    environ: dict[str, object] = {}
+    wsgiref.util.setup_testing_defaults(environ)
+    environ.update(PATH_INFO="/img/media/photo.png", QUERY_STRING="fm=png&q=100")
+
+    def refuse(status: str, headers: list[tuple[str, str]]) -> None:
+        raise ConnectionResetError("the client left")
+
+    kept = []  # as a server that logs the error keeps its traceback, and the frames with it
+    for _ in range(3):
+        with pytest.raises(ConnectionResetError) as caught:
+            app(environ, refuse)
+        kept.append(caught)
+    executor = app.services.executor
+
+    def all_free() -> bool:
+        return asyncio.run_coroutine_threadsafe(_all_free(executor), app.loop).result()
+
+    deadline = time.monotonic() + 5
+    while not all_free():
+        assert time.monotonic() < deadline, "the sent bodies' count was never given back"
+        time.sleep(0.05)
+
+
+async def _all_free(executor: RenderExecutor) -> bool:
+    """Whether the whole budget is free (taken and given back at once, on the loop)."""
+    if not executor.take_now(executor.budget):
+        return False
+    executor.give_back(executor.budget)
+    return True
