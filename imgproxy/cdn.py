@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import httpx
 
-# A purge is a small request to a cache on the same network; one that hangs is down.
+# A purge is a small request to a cache on the same network; one that hangs is down. The
+# whole exchange has this deadline: httpx's own timeouts are per read, so a cache dribbling
+# its answer a byte at a time held a Django delete waiting for it without end.
 TIMEOUT_SECONDS = 5.0
 
 
@@ -44,7 +46,10 @@ async def _purge_one(http: httpx.AsyncClient, url: str, key: str) -> Answer:
     import httpx
 
     try:
-        response = await http.request("PURGE", url, headers={"xkey-purge": key})
+        async with asyncio.timeout(TIMEOUT_SECONDS):
+            response = await http.request("PURGE", url, headers={"xkey-purge": key})
+    except TimeoutError:
+        return Answer(url, False, f"no whole answer within {TIMEOUT_SECONDS:g} s")
     except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a URL httpx can't parse
         return Answer(url, False, f"{type(exc).__name__}: {str(exc) or 'no answer'}")
     detail = f"{response.status_code} {response.reason_phrase}".rstrip()
