@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from imgproxy.errors import BadRequest
-from imgproxy.params import Fit, Transform
+from imgproxy.params import Fit, Transform, normalise
 
 PLACEHOLDER_SIDE = 100  # ThumbHash's own bound; BlurHash averages it further down
 
@@ -142,3 +142,17 @@ def resolve_crop(t: Transform, source: tuple[int, int]) -> Transform:
             f"crop: the region {','.join(map(str, t.crop))} lies outside the {sw}x{sh} source"
         )
     return dataclasses.replace(t, crop=None if (x, y, w, h) == (0, 0, sw, sh) else (x, y, w, h))
+
+
+def focal_from_pixels(t: Transform, at: tuple[int, int, int], size: tuple[int, int]) -> Transform:
+    """A focal point a dialect gave in the source's pixels (x, y, then the quarter turns
+    counter-clockwise it moved before fitting), placed once the source's upright size is
+    known: the transform of the native URL with those fractions (`g=focal&fx=..&fy=..`, to 6
+    decimals as a dialect writes them). A point outside the source goes to its nearest edge,
+    where thumbor's crop, centred on it and kept inside the image, ends up too."""
+    x, y, turns = at
+    width, height = size
+    fx, fy = min(x / width, 1.0), min(y / height, 1.0)
+    for _ in range(turns):
+        fx, fy = fy, 1 - fx
+    return normalise(dataclasses.replace(t, focal=(round(fx, 6), round(fy, 6))))

@@ -256,10 +256,10 @@ def build_transform(values: Mapping[str, str], max_dimension: int) -> Transform:
         pad=parsed.get("pad", (0, 0, 0, 0)),
         watermark=parsed.get("wm"),
     )
-    return _normalise(transform)
+    return normalise(transform)
 
 
-def _normalise(t: Transform) -> Transform:
+def normalise(t: Transform) -> Transform:
     """Reset what cannot affect the result, so equal renditions compare equal."""
     if isinstance(t.format, OutputFormat) and t.format.is_placeholder:
         return Transform(format=t.format)  # the whole source's hash: geometry means nothing

@@ -38,6 +38,7 @@ class Target:
     mount: Mounted
     path: str
     query: Query
+    focal_at: tuple[int, int, int] | None = None  # a dialect's, in pixels (Translation)
 
 
 class Targets:
@@ -94,5 +95,6 @@ class Targets:
             watermarks=self.watermarks,
         )
         check_relative(meant.path)
-        target = self._known[(path, query)] = Target((path, query), mount, meant.path, parsed)
+        target = Target((path, query), mount, meant.path, parsed, meant.focal_at)
+        self._known[(path, query)] = target
         return target

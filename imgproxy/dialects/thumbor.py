@@ -91,7 +91,9 @@ class ThumborDialect:
                 unquote(match["filters"]), meaning, self.watermarks
             )  # decoded once, as thumbor does
         store, path = self._image(match["image"])
-        return Translation(store, path, _params(meaning))
+        at = meaning.focal_at
+        focal_at = None if at is None else (*at, meaning.turns)
+        return Translation(store, path, _params(meaning), focal_at)
 
     def _check(self, signature: str, signed: str) -> None:
         """thumbor's signature: base64url(HMAC-SHA1(security_key, the rest as sent)), padded;
@@ -235,7 +237,7 @@ def _params(meaning: Meaning) -> dict[str, str]:
         params["g"] = meaning.special
     elif gravity != (0, 0):
         params["g"] = _COMPASS[gravity]
-    if meaning.special == "focal":
+    if meaning.special == "focal" and meaning.focal_at is None:  # else placed once read
         params["fx"], params["fy"] = (number_text(round(value, 6)) for value in focal)
     if not params:
         # thumbor always re-encodes (never passes the original, or its EXIF and GPS, through;

@@ -46,6 +46,7 @@ class Meaning:
     special: str = ""
     focal: tuple[float, float] = (0.5, 0.5)
     crop: tuple[int, int, int, int] | None = None  # left, top, right, bottom
+    focal_at: tuple[int, int] | None = None  # focal() in source pixels, without a crop box
     turns: int = 0  # thumbor's rotate(): quarter turns counter-clockwise, after fitting
     filled_after_turn: bool = False
 
@@ -169,7 +170,9 @@ def _fill(args: list[str], meaning: Meaning) -> None:
 
 def _focal(args: list[str], meaning: Meaning) -> None:
     """focal(AxB:CxD): the box's centre, in source pixels. Native focal points are fractions
-    of the image being fitted, known here only when a crop box gives that image's size."""
+    of the image being fitted: of the crop box when the URL has one, else of the source,
+    whose size is known only once it is read (Translation.focal_at). A trimmed source's size
+    is known only once rendered: trim with focal() needs a crop box."""
     _arity("focal", args, 1, 1, "AxB:CxD")
     found = re.fullmatch(r"(\d{1,9})x(\d{1,9}):(\d{1,9})x(\d{1,9})", args[0])
     if found is None:
@@ -177,13 +180,16 @@ def _focal(args: list[str], meaning: Meaning) -> None:
     left, top, right, bottom = (int(n) for n in found.groups())
     if right <= left or bottom <= top:
         return  # thumbor ignores an empty box
-    if meaning.crop is None:
-        raise BadRequest(
-            "thumbor filter focal: needs a crop box (AxB:CxD/) in the URL on this server, "
-            "to place the point without the source's size"
-        )
-    x0, y0, x1, y1 = meaning.crop
     x, y = left + (right - left) // 2, top + (bottom - top) // 2
+    if meaning.crop is None:
+        if "trim" in meaning.params:
+            raise BadRequest(
+                "thumbor filter focal: with trim, needs a crop box (AxB:CxD/) in the URL on "
+                "this server, to place the point without the trimmed size"
+            )
+        meaning.special, meaning.focal_at = "focal", (x, y)
+        return
+    x0, y0, x1, y1 = meaning.crop
     if x0 <= x <= x1 and y0 <= y <= y1:  # thumbor drops a point outside the crop
         meaning.special = "focal"
         meaning.focal = ((x - x0) / (x1 - x0), (y - y0) / (y1 - y0))

@@ -15,6 +15,10 @@ class Translation:
     store: str
     path: str
     params: Mapping[str, str] = field(default_factory=dict)
+    # A focal point in the source's pixels (x, y, and the quarter turns counter-clockwise
+    # that `params` moved before fitting), with `g=focal` in params: placed as `fx`, `fy`
+    # once the source's size is known (geometry.focal_from_pixels).
+    focal_at: tuple[int, int, int] | None = None
 
 
 class Dialect(Protocol):

@@ -122,6 +122,12 @@ GEOMETRY: list[Any] = [
     pytest.param(
         {"width": 180, "height": 100, "flip": True, "filters": ["rotate(90)"]},
     ),
+    # focal() without a crop box: placed once the source's size is known (a point outside
+    # the portrait goes to its edge, as thumbor's crop does).
+    {"width": 150, "height": 150, "filters": ["focal(700x40:860x200)"]},
+    {"width": 300, "height": 100, "filters": ["focal(380x500:420x560)"]},
+    {"width": 100, "height": 260, "filters": ["focal(0x0:40x40)"]},
+    {"width": 200, "height": 120, "filters": ["focal(700x40:860x200)", "rotate(90)"]},
 ]
 
 

@@ -88,6 +88,19 @@ EQUIVALENTS: list[Any] = [
         "/media/photo.jpg?w=100&h=160&fit=cover&rot=270",
     ),
     pytest.param({"trim": True, "width": 50}, "/media/photo.jpg?trim=0&w=50"),
+    # focal() without a crop box: fractions of the 640x480 source, once it is read
+    (
+        {"width": 100, "height": 100, "filters": ["focal(100x200:140x280)"]},
+        "/media/photo.jpg?w=100&h=100&fit=cover&g=focal&fx=0.1875&fy=0.5",
+    ),
+    (
+        {"width": 160, "height": 100, "filters": ["focal(100x200:140x280)", "rotate(90)"]},
+        "/media/photo.jpg?w=100&h=160&fit=cover&g=focal&fx=0.5&fy=0.8125&rot=270",
+    ),
+    (
+        {"width": 100, "height": 100, "filters": ["focal(900x10:1000x20)"]},
+        "/media/photo.jpg?w=100&h=100&fit=cover&g=focal&fx=1&fy=0.03125",
+    ),
     pytest.param(
         {"width": 80, "filters": ["blur(3)", "sharpen(1,0.5,true)"]},
         "/media/photo.jpg?w=80&blur=3&sharpen=0.5",
@@ -227,7 +240,7 @@ def hostile() -> list[tuple[str, int]]:
         "filters:quality(0)/photo.jpg", "filters:quality(101)/photo.jpg",
         "filters:format(tiff)/photo.jpg", "filters:rotate(45)/photo.jpg",
         "filters:blur(99999999999)/photo.jpg", "filters:watermark(x.png,0,0,0)/photo.jpg",
-        "filters:focal(1x1:5x5)/photo.jpg",
+        "trim/filters:focal(1x1:5x5)/photo.jpg",
         "..%2F..%2Fetc%2Fpasswd", "%2e%2e/%2e%2e/etc/passwd", "sub%2F..%2F..%2Fx.jpg",
         "photo.jpg%00.png", "a%0a.jpg", "%5c..%5cwin.ini", "%ff%fe.jpg", "300x200/",
         "https://evil.example/x.jpg", "http%3A%2F%2F127.0.0.1%2Fx.jpg", "sub//a.jpg",

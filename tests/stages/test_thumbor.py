@@ -165,6 +165,23 @@ def test_libthumbor_urls_mean_these_native_params(options: dict[str, Any], query
     assert dict(dialect(unsafe=True).translate(unsafe, "").params) == params
 
 
+def test_a_focal_point_without_a_crop_box_waits_for_the_sources_size() -> None:
+    """focal(AxB:CxD) is in the source's pixels; native fx/fy are fractions, so without a
+    crop box the point travels beside the params (with the turns rotate() moved), and
+    variant.py places it once the source is read (it was a 400)."""
+    found = dialect().translate(
+        signed(width=50, height=40, filters=["focal(100x200:140x280)", "rotate(90)"]), ""
+    )
+    assert dict(found.params) == {"w": "40", "h": "50", "fit": "cover", "g": "focal", "rot": "270"}
+    assert found.focal_at == (120, 240, 1)
+    plain = dialect().translate(signed(width=50, filters=["focal(100x200:140x280)"]), "")
+    assert plain.focal_at == (120, 240, 0)
+    cropped = dialect().translate(
+        signed(crop=((100, 200), (140, 280)), width=50, filters=["focal(100x200:140x280)"]), ""
+    )
+    assert cropped.focal_at is None and cropped.params["fx"] == "0.5"
+
+
 def test_the_signature_is_thumbors_over_the_url_as_sent() -> None:
     """An independent HMAC over the percent-encoded rest; a `%3D` spelling of the padding is
     the same signature (thumbor unquotes it); the query string is ignored, as by thumbor."""
@@ -276,7 +293,7 @@ REFUSED = [
     ({"filters": ["rotate(45)"]}, "rotate"),
     ({"filters": ["rotate(1e3)"]}, "rotate"),
     ({"filters": ["upscale(1)"]}, "upscale"),
-    ({"filters": ["focal(10x10:20x20)"]}, "crop box"),
+    ({"trim": True, "filters": ["focal(10x10:20x20)"]}, "crop box"),
     ({"filters": ["focal(nonsense)"]}, "focal"),
     ({"filters": ["watermark(other.png,10,10,50)"]}, "watermark"),
     ({"filters": ["watermark(brand/logo.png)"]}, "watermark"),
