@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.support import images, write_config
+from tests.support import images, never_reading, write_config
 from tests.support.processes import sampled_rss, served
 
 LONG = 60_000  # characters of one URL: within the request head's 64 KiB
@@ -170,14 +170,8 @@ def test_clients_that_never_read_renditions_hold_no_more_than_the_budget(
         first = httpx.get(server.url + "/media/noise.png?w=1399&fm=png", timeout=30)
         assert first.status_code == 200 and len(first.content) > 3_000_000
         before = worker.memory_info().rss
-        slow = []
         with sampled_rss(worker) as peak:
-            for n in range(16):
-                conn = socket.socket()
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                conn.connect(("127.0.0.1", port))
-                conn.sendall(f"GET /media/noise.png?w={1398 - n}&fm=png HTTP/1.1\r\n\r\n".encode())
-                slow.append(conn)
+            slow = never_reading(port, [f"/media/noise.png?w={1398 - n}&fm=png" for n in range(16)])
             time.sleep(6)  # every render done, before: each body held for its client
         for conn in slow:
             conn.close()

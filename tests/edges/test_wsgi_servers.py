@@ -20,7 +20,7 @@ from PIL import Image
 from imgproxy import ImageProxy, Settings
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.wsgi import ImageProxyMiddleware
-from tests.support import images
+from tests.support import images, never_reading
 from tests.support.processes import free_port, running, sampled_rss
 
 APP = """
@@ -192,15 +192,9 @@ def test_threads_writing_to_clients_that_never_read_hold_no_more_than_the_budget
         assert first.status_code == 200 and len(first.content) > 3_000_000
         (worker,) = psutil.Process(master.pid).children()
         before = worker.memory_info().rss
-        slow = []
         with sampled_rss(worker) as peak:
-            for n in range(16):
-                conn = socket.socket()
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                conn.connect(("127.0.0.1", port))
-                request = f"GET /media/media/noise.png?w={1398 - n}&fm=png HTTP/1.1\r\n"
-                conn.sendall(f"{request}Host: pics\r\n\r\n".encode())
-                slow.append(conn)
+            targets = [f"/media/media/noise.png?w={1398 - n}&fm=png" for n in range(16)]
+            slow = never_reading(port, targets)
             time.sleep(6)  # every render done, before: each body held by its thread
         for conn in slow:
             conn.close()

@@ -97,6 +97,19 @@ def proxy_app(folder: Path, **sections: Any) -> ImageProxy:
     return ImageProxy(settings_for(folder, **sections))
 
 
+def never_reading(port: int, targets: list[str]) -> list[socket.socket]:
+    """One client per target that asks for it on loopback and reads nothing of its answer
+    (a 4 KB receive buffer): a server holds what the client has not taken. Close them."""
+    clients = []
+    for target in targets:
+        conn = socket.socket()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.connect(("127.0.0.1", port))
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: pics\r\n\r\n".encode())
+        clients.append(conn)
+    return clients
+
+
 def raw_get(url: str, target: str, headers: str = "", *, source: str = "") -> tuple[int, bytes]:
     """Send a request line exactly as written (httpx would normalise `..` away), from the
     `source` address when given (127.0.0.2: loopback on Linux, but another host to an ACL
