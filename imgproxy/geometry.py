@@ -144,6 +144,18 @@ def resolve_crop(t: Transform, source: tuple[int, int]) -> Transform:
     return dataclasses.replace(t, crop=None if (x, y, w, h) == (0, 0, sw, sh) else (x, y, w, h))
 
 
+def without_missing_crop(t: Transform, source: tuple[int, int]) -> Transform:
+    """`t` without its crop when the region lies wholly outside the source (as thumbor
+    ignores such a box), else `t` as it is: resolve_crop clips one that overlaps."""
+    if t.crop is None and t.crop_fractions is None:
+        return t
+    try:
+        resolve_crop(t, source)
+    except BadRequest:
+        return normalise(dataclasses.replace(t, crop=None, crop_fractions=None))
+    return t
+
+
 def focal_from_pixels(t: Transform, at: tuple[int, int, int], size: tuple[int, int]) -> Transform:
     """A focal point a dialect gave in the source's pixels (x, y, then the quarter turns
     counter-clockwise it moved before fitting), placed once the source's upright size is

@@ -39,6 +39,7 @@ class Target:
     path: str
     query: Query
     focal_at: tuple[int, int, int] | None = None  # a dialect's, in pixels (Translation)
+    crop_may_miss: bool = False  # a crop wholly outside the source is dropped (Translation)
 
 
 class Targets:
@@ -95,6 +96,8 @@ class Targets:
             watermarks=self.watermarks,
         )
         check_relative(meant.path)
-        target = Target((path, query), mount, meant.path, parsed, meant.focal_at)
+        target = Target(
+            (path, query), mount, meant.path, parsed, meant.focal_at, meant.crop_may_miss
+        )
         self._known[(path, query)] = target
         return target

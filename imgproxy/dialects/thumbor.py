@@ -93,7 +93,8 @@ class ThumborDialect:
         store, path = self._image(match["image"])
         at = meaning.focal_at
         focal_at = None if at is None else (*at, meaning.turns)
-        return Translation(store, path, _params(meaning), focal_at)
+        crops = meaning.crop is not None
+        return Translation(store, path, _params(meaning), focal_at, crop_may_miss=crops)
 
     def _check(self, signature: str, signed: str) -> None:
         """thumbor's signature: base64url(HMAC-SHA1(security_key, the rest as sent)), padded;

@@ -19,6 +19,9 @@ class Translation:
     # that `params` moved before fitting), with `g=focal` in params: placed as `fx`, `fy`
     # once the source's size is known (geometry.focal_from_pixels).
     focal_at: tuple[int, int, int] | None = None
+    # thumbor ignores a crop box wholly outside the source (the whole image is its answer);
+    # a native URL's is a 400. True: the native URL without that crop (variant.py).
+    crop_may_miss: bool = False
 
 
 class Dialect(Protocol):

@@ -122,6 +122,9 @@ GEOMETRY: list[Any] = [
     pytest.param(
         {"width": 180, "height": 100, "flip": True, "filters": ["rotate(90)"]},
     ),
+    # A crop box wholly outside a source (the portrait, 420 wide) is ignored by thumbor; it
+    # overlaps the landscape, and is clipped there.
+    pytest.param({"crop": ((800, 500), (1200, 900)), "width": 50}),
     # focal() without a crop box: placed once the source's size is known (a point outside
     # the portrait goes to its edge, as thumbor's crop does).
     {"width": 150, "height": 150, "filters": ["focal(700x40:860x200)"]},

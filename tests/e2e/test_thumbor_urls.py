@@ -88,6 +88,9 @@ EQUIVALENTS: list[Any] = [
         "/media/photo.jpg?w=100&h=160&fit=cover&rot=270",
     ),
     pytest.param({"trim": True, "width": 50}, "/media/photo.jpg?trim=0&w=50"),
+    # a crop box wholly outside the 640x480 source: thumbor ignores it (natively a 400)
+    ({"crop": ((700, 500), (900, 600)), "width": 100}, "/media/photo.jpg?w=100"),
+    ({"crop": ((600, 400), (900, 600)), "width": 20}, "/media/photo.jpg?crop=600,400,40,80&w=20"),
     # focal() without a crop box: fractions of the 640x480 source, once it is read
     (
         {"width": 100, "height": 100, "filters": ["focal(100x200:140x280)"]},
