@@ -20,6 +20,7 @@ from imgproxy.asgi import ImageProxy
 from imgproxy.render.probe import own_process_ceiling
 from imgproxy.server.claims import PEERS_ENV
 from imgproxy.server.exposition import CONTENT_TYPE_LATEST, Exposition
+from imgproxy.server.heap import return_freed_pixels
 from imgproxy.server.peers import WorkerPeers
 from imgproxy.server.purging import PurgeListener
 from imgproxy.server.readiness import ReadinessCheck
@@ -131,4 +132,5 @@ def app_from_env() -> StandaloneApp:
     settings = Settings.from_file(path) if path else Settings.from_mapping({})
     logs.configure(level=settings.server.log_level, fmt=settings.server.log_format)
     own_process_ceiling(settings)
+    return_freed_pixels()
     return create_app(settings)
