@@ -20,7 +20,7 @@ from imgproxy.asgi import ImageProxy
 from imgproxy.render.probe import own_process_ceiling
 from imgproxy.server.claims import PEERS_ENV
 from imgproxy.server.exposition import CONTENT_TYPE_LATEST, Exposition
-from imgproxy.server.heap import return_freed_pixels
+from imgproxy.server.heap import HeapTrimmer
 from imgproxy.server.peers import WorkerPeers
 from imgproxy.server.purging import PurgeListener
 from imgproxy.server.readiness import ReadinessCheck
@@ -40,6 +40,7 @@ class StandaloneApp:
         self.purges = PurgeListener(self.proxy.services)  # `imgproxy purge` reaches its memory
         peers = os.environ.get(PEERS_ENV)  # one of several workers: they share decodes
         self.peers = WorkerPeers(self.proxy.services, Path(peers)) if peers else None
+        self.trimmer: HeapTrimmer | None = None  # `imgproxy serve` sets it (app_from_env)
 
     async def _demo(self, scope: Scope, receive: Receive, send: Send) -> None:
         from imgproxy.server import demo  # its page and importlib.resources: 0.9 MiB a worker
@@ -73,22 +74,25 @@ class StandaloneApp:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """With several workers, each hands its counts to the others once a second; each
-        listens for `imgproxy purge` while it serves."""
-        flushing: asyncio.Task[None] | None = None
+        listens for `imgproxy purge` while it serves, and trims its heap when idle."""
+        background: list[asyncio.Task[None]] = []
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.purges.start()
                 if self.peers is not None:
                     await self.peers.start()
+                loop = asyncio.get_running_loop()
                 if self.exposition.shared:
-                    flushing = asyncio.get_running_loop().create_task(self._flush_forever())
+                    background.append(loop.create_task(self._flush_forever()))
+                if self.trimmer is not None:
+                    background.append(loop.create_task(self.trimmer.run_forever()))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if flushing is not None:
-                    flushing.cancel()
+                for task in background:
+                    task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await flushing
+                        await task
                 self.exposition.flush()
                 if self.peers is not None:
                     await self.peers.stop()
@@ -132,5 +136,6 @@ def app_from_env() -> StandaloneApp:
     settings = Settings.from_file(path) if path else Settings.from_mapping({})
     logs.configure(level=settings.server.log_level, fmt=settings.server.log_format)
     own_process_ceiling(settings)
-    return_freed_pixels()
-    return create_app(settings)
+    app = create_app(settings)
+    app.trimmer = HeapTrimmer(app.proxy.services.executor)  # the program's own process
+    return app
