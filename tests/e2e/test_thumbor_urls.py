@@ -140,6 +140,41 @@ def test_a_thumbor_url_answers_as_its_native_url(
         assert again.status_code == 304
 
 
+def test_urls_placed_once_the_source_is_read_agree_under_many_clients_at_once(
+    media: Path, serve: Serve
+) -> None:
+    """thumbor URLs whose native meaning needs the source's size (a focal() without a crop
+    box, a crop box outside it) and their native URLs, 48 clients at once on a cold server,
+    interleaved, then once more warm: one answer per rendition, the same bytes and ETag
+    whichever URL made it, and no other status than 200."""
+    pairs = [
+        (
+            thumbor(width=100, height=100, filters=["focal(100x200:140x280)"]),
+            "/media/photo.jpg?w=100&h=100&fit=cover&g=focal&fx=0.1875&fy=0.5",
+        ),
+        (
+            thumbor(crop=((700, 500), (900, 600)), width=100),
+            "/media/photo.jpg?w=100",
+        ),
+    ]
+    urls = [url for pair in pairs for url in pair] * 12
+    server = serve(create_app(settings_for(media, dialects=DIALECT)))
+
+    def get_all() -> list[httpx.Response]:
+        with httpx.Client(base_url=server.url, timeout=60) as http, ThreadPoolExecutor(48) as pool:
+            return list(pool.map(http.get, urls))
+
+    for answers in (get_all(), get_all()):
+        assert {answer.status_code for answer in answers} == {200}
+        for foreign, native in pairs:
+            same = {
+                (answer.headers["etag"], answer.content)
+                for url, answer in zip(urls, answers, strict=True)
+                if url in (foreign, native)
+            }
+            assert len(same) == 1, foreign
+
+
 @pytest.mark.parametrize(
     "options", [{}, {"filters": ["strip_exif()"]}, {"filters": ["strip_icc()", "no_upscale()"]}]
 )
