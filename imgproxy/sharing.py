@@ -227,16 +227,15 @@ class SharedDecodes:
     ) -> Rendered:
         """The job from the frame; its transform's pixels are kept for the flight's other
         jobs of that transform (a WebP beside a JPEG) while their bytes can be counted."""
-        t = job.transform
-        frame.enter(t)
+        key = frame.enter(job.transform)
         try:
-            return await slot.within(job.budget, frame.render, job)
+            return await slot.within(job.budget, frame.render, job, key)
         finally:
-            made = frame.leave(t)
+            made = frame.leave(key)
             if made and not (
                 flight is not None and flight.frame is frame and self._count(flight, made)
             ):
-                frame.drop(t)
+                frame.drop(key)
 
     def _slot(
         self, source: Source, job: RenderJob, *, first: bool = False

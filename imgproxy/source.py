@@ -154,11 +154,11 @@ class Sources:
         share = file.size or limits.max_source_bytes
         # A head is a short read and a header parse: ahead of the renders, so every rendition
         # of a new photo reaches its shared decode (sharing.py) while that is still running.
-        first = isinstance(mount.store, Peekable)
-        async with self.executor.slot(share, lane=mount.name, first=first) as slot:
+        peek = mount.store if isinstance(mount.store, Peekable) else None  # ~15 us a check
+        async with self.executor.slot(share, lane=mount.name, first=peek is not None) as slot:
             size: int | None = None  # the whole file's bytes, when only its head is read
-            if isinstance(mount.store, Peekable):  # judged before the file is read at all
-                data = await mount.store.head(file, HEADER_BYTES)
+            if peek is not None:  # judged before the file is read at all
+                data = await peek.head(file, HEADER_BYTES)
                 judge(data[:SNIFF_BYTES])
                 if not _facts_within(detected[0], data, file.size):
                     data = await _read(mount, file, lambda head: None)

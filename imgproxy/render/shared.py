@@ -51,37 +51,38 @@ class SharedFrame:
         """What the frame holds: Pillow keeps RGB and RGBA alike in 4 bytes a pixel."""
         return self.decoded.frame.width * self.decoded.frame.height * 4
 
-    def enter(self, t: Transform) -> None:
-        t = pixels(t)
+    def enter(self, t: Transform) -> Transform:
+        """The transform's pixels held for a job; returns their key, which `render`,
+        `leave` and `drop` take (one dataclasses.replace a job, not four)."""
+        key = pixels(t)
         with self._lock:
-            made = self._made.get(t) or self._made.setdefault(t, _Made())
+            made = self._made.get(key) or self._made.setdefault(key, _Made())
             made.users += 1
+        return key
 
-    def render(self, job: RenderJob) -> Rendered:
+    def render(self, job: RenderJob, key: Transform) -> Rendered:
         """Between `enter` and `leave` of the job's transform."""
         with self._lock:
-            made = self._made[pixels(job.transform)]
+            made = self._made[key]
         return finish(self.decoded, job, made.copy)
 
-    def leave(self, t: Transform) -> int:
+    def leave(self, key: Transform) -> int:
         """The bytes of the transform's pixels once no job holds them (0: none, or held)."""
-        t = pixels(t)
         with self._lock:
-            made = self._made[t]
+            made = self._made[key]
             made.users -= 1
             if made.users:
                 return 0
             if made.image is None:
-                del self._made[t]
+                del self._made[key]
                 return 0
             return made.image.width * made.image.height * 4
 
-    def drop(self, t: Transform) -> None:
-        t = pixels(t)
+    def drop(self, key: Transform) -> None:
         with self._lock:
-            made = self._made.get(t)
+            made = self._made.get(key)
             if made is not None and not made.users:
-                del self._made[t]
+                del self._made[key]
 
 
 def pixels(t: Transform) -> Transform:

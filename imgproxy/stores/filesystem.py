@@ -93,6 +93,15 @@ class FileSystemStore:
         self._resolved[path] = ((st.st_dev, st.st_ino), full)
         return full
 
+    def _full(self, file: StoredFile) -> str:
+        """The path `stat` resolved and confined for this version's inode (the version names
+        it), so a read resolves no symlink again; resolved afresh when not known. The read
+        then checks the file it opened against the version, as it always did."""
+        known = self._resolved.get(file.path)
+        if known is not None and known[0][1] == int(file.version.partition("-")[0], 16):
+            return known[1]
+        return self._resolve(file.path)
+
     async def stat(self, path: str) -> StoredFile:
         try:
             st = os.stat(self._prefix + path)  # a relative path: the URL stage checked it
@@ -162,7 +171,7 @@ class FileSystemStore:
         """The first `size` bytes of exactly this version, to sniff or to learn its facts
         from: a plain pread, microseconds on a local disk."""
         try:
-            fd = os.open(self._resolve(file.path), os.O_RDONLY | os.O_NONBLOCK)
+            fd = os.open(self._full(file), os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise NotFound("the file disappeared") from None
         except OSError as exc:  # as stat(): a file the server may not read is not found
@@ -183,7 +192,7 @@ class FileSystemStore:
         the open file is seen unchanged after reading it and the path still leads to it. Any
         difference raises SourceChanged. One hop to a thread for the whole read: a hop costs
         about what reading a 1 MB photo from the page cache does."""
-        full = self._resolve(file.path)
+        full = self._full(file)
         await _settle(_ctime_ns(file))
         loop = asyncio.get_running_loop()
         data = await loop.run_in_executor(None, self._read_version, full, file)
@@ -210,7 +219,7 @@ class FileSystemStore:
     async def stream(self, file: StoredFile) -> AsyncIterator[bytes]:
         """`open`'s bytes in PIECE pieces, for an original sent as its client reads it: each
         piece is yielded once the open file is seen unchanged after reading it."""
-        full = self._resolve(file.path)
+        full = self._full(file)
         try:
             async with aiofiles.open(full, "rb") as handle:
                 fd = handle.fileno()

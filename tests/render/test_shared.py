@@ -43,7 +43,7 @@ def test_jobs_of_one_dct_scale_get_their_lone_bytes_from_one_decode(orientation:
     for scale, members in groups.items():
         frame = SharedFrame(render.decode(data, job(members[0])))
         for t, output in itertools.product(members, (OutputFormat.JPEG, OutputFormat.WEBP)):
-            frame.enter(t)
-            shared = frame.render(job(t, output)).body
-            frame.leave(t)
+            key = frame.enter(t)
+            shared = frame.render(job(t, output), key).body
+            frame.leave(key)
             assert shared == render.render(data, job(t, output)).body, (scale, t, output)
