@@ -7,14 +7,14 @@ remembered: a repeat request (the hit path) skips all four.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from imgproxy.dialects import Dialect, Translation
 from imgproxy.errors import NotFound
 from imgproxy.memo import Memo
 from imgproxy.mounts import Mounted
-from imgproxy.params import Query, parse_query, query_pairs, to_params
+from imgproxy.params import Query, Transform, parse_query, query_pairs, to_params
 from imgproxy.paths import check_relative, parse_path
 from imgproxy.signing import Signer
 
@@ -40,6 +40,7 @@ class Target:
     query: Query
     focal_at: tuple[int, int, int] | None = None  # a dialect's, in pixels (Translation)
     crop_may_miss: bool = False  # a crop wholly outside the source is dropped (Translation)
+    sized: Callable[[Transform, tuple[int, int]], Transform] | None = None  # (Translation)
 
 
 class Targets:
@@ -97,7 +98,13 @@ class Targets:
         )
         check_relative(meant.path)
         target = Target(
-            (path, query), mount, meant.path, parsed, meant.focal_at, meant.crop_may_miss
+            (path, query),
+            mount,
+            meant.path,
+            parsed,
+            meant.focal_at,
+            meant.crop_may_miss,
+            meant.sized,
         )
         self._known[(path, query)] = target
         return target

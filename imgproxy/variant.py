@@ -122,6 +122,9 @@ class Variants:
             if target.crop_may_miss and t is not None:
                 t = without_missing_crop(t, info.size)
                 query = dataclasses.replace(query, transform=t)
+            if target.sized is not None and t is not None:
+                t = target.sized(t, info.size)
+                query = dataclasses.replace(query, transform=t)
             if target.focal_at is not None and t is not None:
                 t = focal_from_pixels(t, target.focal_at, info.size)
                 query = dataclasses.replace(query, transform=t)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import unquote
 
 from imgproxy.dialects.imgproxy_options import output_format, parse_options
-from imgproxy.dialects.imgproxy_params import native_params
+from imgproxy.dialects.imgproxy_params import native_params, sizing
 from imgproxy.dialects.translation import Translation
 from imgproxy.errors import BadRequest, BadSignature, ConfigError
 from imgproxy.settings import ImgproxyDialectSettings, Settings, WatermarkSettings
@@ -78,7 +78,8 @@ class ImgproxyUrls:
         self.check_signature(signature, "/" + signed)
         parts = signed.split("/")
         start = next((i for i, part in enumerate(parts) if ":" not in part), len(parts))
-        params = native_params(parse_options(parts[:start]), watermark=self.watermark)
+        state = parse_options(parts[:start])
+        params = native_params(state, watermark=self.watermark)
         store, path, extension = self.source(parts[start:])
         if extension:
             params["fm"] = output_format(extension, "extension")  # wins over `format`, as there
@@ -86,7 +87,8 @@ class ImgproxyUrls:
             # imgproxy always re-encodes (never passes the original, or its EXIF, through):
             # with no option that says how, the native equivalent is the explicit default.
             params["fit"] = "contain"
-        return Translation(store, path, params)
+        sized = sizing(state)
+        return Translation(store, path, params, sized=None if sized is None else sized.resolve)
 
     def check_signature(self, signature: str, signed: str) -> None:
         """imgproxy's signature: base64url(HMAC-SHA256(key, salt + path)[:size]), unpadded;

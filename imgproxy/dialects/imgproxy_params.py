@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from imgproxy.dialects.imgproxy_arguments import Gravity
 from imgproxy.dialects.imgproxy_options import FITS, State
+from imgproxy.dialects.imgproxy_sizing import Sizing
 from imgproxy.errors import BadRequest
 from imgproxy.settings import WatermarkSettings
 
@@ -54,17 +55,36 @@ def _geometry(state: State) -> dict[str, str]:
 
 
 def _fit(state: State, *, both: bool) -> str:
+    """The native fit; where the source's size decides more (`extend` with another type or
+    an open side, `force` with an open side), `sizing` says the rest."""
     kind = state.get("resizing_type", "fit")
-    extend = state.get("extend", False)
     if not both:
-        # One side open keeps the aspect whatever the type, except force, which keeps the
-        # source's own size on the open side (unknown until the source is read).
-        if kind == "force":
-            raise BadRequest("resizing_type: force with a 0 width or height is not supported")
-        return "contain"
-    if extend and kind != "fit":
-        raise BadRequest("extend: supported with resizing_type fit only")
-    return "pad" if extend else FITS[kind]
+        return "contain"  # one side open keeps the aspect whatever the type, but force
+    if state.get("extend", False) and kind == "fit":
+        return "pad"
+    return FITS[kind]
+
+
+def sizing(state: State) -> Sizing | None:
+    """What decides the answer once the source's size is known, for the URLs that need it
+    (imgproxy_sizing.py); None for the others. With trim, crop or flip the source's size
+    is not the one imgproxy sizes: such a URL keeps its plain mapping, or is a 400 where
+    it has none."""
+    box = (state.get("width", 0), state.get("height", 0))
+    kind = state.get("resizing_type", "fit")
+    enlarge, extend = bool(state.get("enlarge")), bool(state.get("extend"))
+    dpr = state.get("dpr", 1.0)
+    if not Sizing.needed(box, kind, enlarge, extend, dpr):
+        return None
+    if state.get("trim") is not None or "crop" in state or state.get("flip"):
+        if (extend and (kind != "fit" or not all(box))) or (kind == "force" and not all(box)):
+            raise BadRequest(
+                "extend (other than fit with both sides) and force with a 0 side: not"
+                " supported with trim, crop or flip"
+            )
+        return None
+    gravity = state.get("gravity") or ("center", 0.0, 0.0)
+    return Sizing(box, kind, enlarge, extend, dpr, gravity)
 
 
 def _native_gravity(gravity: Gravity) -> dict[str, str]:

@@ -3,8 +3,8 @@
 `/thumbor/{signature|unsafe}/[trim/][AxB:CxD/][fit-in/][-]Wx[-]H/[halign/][valign/][smart/]
 [filters:NAME(ARGS):.../]IMAGE`: thumbor's own signature over the URL as sent, then each part
 becomes native parameters, so the answer is the native URL's (bytes, ETag, cache entry).
-What this server cannot mean exactly (adaptive/full fit-in, `orig`, fill(auto)...) is a 400
-naming it, never a near miss.
+What this server cannot mean exactly (`orig`, fill(auto)...) is a 400 naming it, never a near
+miss; adaptive- and full-fit-in are sized once the source is read.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from urllib.parse import unquote, unquote_to_bytes
 
 from imgproxy.dialects.thumbor_filters import Meaning, apply_filters, number_text
+from imgproxy.dialects.thumbor_fit_in import FitIn
 from imgproxy.dialects.translation import Translation
 from imgproxy.errors import BadRequest, BadSignature
 from imgproxy.param_values import show
@@ -94,7 +95,15 @@ class ThumborDialect:
         at = meaning.focal_at
         focal_at = None if at is None else (*at, meaning.turns)
         crops = meaning.crop is not None
-        return Translation(store, path, _params(meaning), focal_at, crop_may_miss=crops)
+        sized = FitIn.of(meaning)
+        return Translation(
+            store,
+            path,
+            _params(meaning),
+            focal_at,
+            crop_may_miss=crops,
+            sized=None if sized is None else sized.resolve,
+        )
 
     def _check(self, signature: str, signed: str) -> None:
         """thumbor's signature: base64url(HMAC-SHA1(security_key, the rest as sent)), padded;
@@ -166,9 +175,9 @@ def _crop(raw: str, _: re.Match[str], meaning: Meaning) -> None:
 
 
 def _fit(raw: str, _: re.Match[str], meaning: Meaning) -> None:
-    if raw != "fit-in":
-        raise BadRequest(f"thumbor {raw}: not supported (it needs the source's size); use fit-in")
     meaning.fit_in = True
+    meaning.adaptive = raw.startswith("adaptive-")
+    meaning.full = "full-" in raw
 
 
 def _size(_: str, match: re.Match[str], meaning: Meaning) -> None:

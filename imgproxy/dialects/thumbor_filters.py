@@ -41,6 +41,8 @@ class Meaning:
     width: int = 0
     height: int = 0
     fit_in: bool = False
+    adaptive: bool = False  # adaptive-fit-in: the box turned to the source's orientation
+    full: bool = False  # full-fit-in: the image covers the box rather than fitting in it
     flip: tuple[bool, bool] = (False, False)  # horizontal, vertical: thumbor's, before rotate
     gravity: tuple[int, int] = (0, 0)  # -1/0/1 across and down; smart/focal go in `special`
     special: str = ""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from imgproxy.params import Transform
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,9 @@ class Translation:
     # thumbor ignores a crop box wholly outside the source (the whole image is its answer);
     # a native URL's is a 400. True: the native URL without that crop (variant.py).
     crop_may_miss: bool = False
+    # imgproxy's sizes, where they depend on the source's: the native transform for the
+    # source's upright size, made from the one `params` give (imgproxy_sizing.py).
+    sized: Callable[[Transform, tuple[int, int]], Transform] | None = None
 
 
 class Dialect(Protocol):

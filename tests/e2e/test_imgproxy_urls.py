@@ -158,7 +158,7 @@ def hostile_urls() -> list[tuple[str, int]]:
     cases = [(f"/imgproxy/{s}/w:50/plain/photo.jpg", 403) for s in bad_signatures]
     cases += [("/imgproxy/", 403), ("/imgproxy//w:50/plain/photo.jpg", 403)]
     bad_options = [
-        "zoom:2", "w:-5", "w:99999999", "h:1e9", "dpr:100", "dpr:0", "rs:auto:10:10:0:1",
+        "zoom:2", "w:-5", "w:99999999", "h:1e9", "dpr:100", "dpr:0", "rs:auto:10:10:0:1:no",
         "rs:fit:10:10:0:1:no", "g:fp:9:9", "c:50:50", "t:1:abc", "rot:45", "fl:maybe",
         "bl:1e308", "sh:-1", "pix:99999", "pd:99999", "bg:1:2", "q:1000", "f:exe", "wm:1",
         "pr:nope", "pr:a:b", "cb:" + "x" * 200, "w:" + "9" * 5000, "a:" * 300, ":::::",

@@ -131,6 +131,13 @@ GEOMETRY: list[Any] = [
     {"width": 300, "height": 100, "filters": ["focal(380x500:420x560)"]},
     {"width": 100, "height": 260, "filters": ["focal(0x0:40x40)"]},
     {"width": 200, "height": 120, "filters": ["focal(700x40:860x200)", "rotate(90)"]},
+    # Sized once the source is read: the box turned to the source's orientation, or the
+    # image covering it (enlarged past the source where the box asks).
+    {"width": 120, "height": 300, "adaptive_fit_in": True},
+    {"width": 300, "height": 200, "adaptive_fit_in": True},
+    {"width": 300, "height": 100, "full_fit_in": True},
+    {"width": 100, "height": 900, "full_fit_in": True},
+    {"width": 150, "height": 250, "adaptive_full_fit_in": True},
 ]
 
 

@@ -184,8 +184,8 @@ def test_options_map_onto_native_params(options: str, expected: dict[str, str]) 
         ("dpr:0.5", "'dpr'"),
         ("dpr:nan", "'dpr'"),
         ("el:maybe", "'el'"),
-        ("rs:force:300:0", "resizing_type"),
-        ("rs:fill:300:400:0:1", "extend"),
+        ("rs:force:300:0/t:10", "force with a 0 side"),  # sized by imgproxy after the trim
+        ("rs:fill:300:400:0:1/fl:1", "extend (other than fit"),
         ("ex:1:no", "'ex'"),
         ("g:xx", "'g'"),
         ("g:no:10:5", "'g'"),

@@ -270,8 +270,9 @@ def test_a_full_url_resolves_in_the_http_store_it_starts_with() -> None:
 
 
 REFUSED = [
-    ({"full_fit_in": True, "width": 30, "height": 20}, "full-fit-in"),
-    ({"adaptive_fit_in": True, "width": 30, "height": 20}, "adaptive-fit-in"),
+    ({"full_fit_in": True, "width": 30, "height": 0}, "full-fit-in"),
+    ({"adaptive_fit_in": True, "width": 30, "height": 20, "crop": ((1, 1), (9, 9))}, "crop box"),
+    ({"full_fit_in": True, "width": 30, "height": 20, "filters": ["fill(red)"]}, "fill()"),
     ({"trim": ("bottom-right", 0)}, "bottom-right"),
     ({"meta": True}, "meta"),
     ({"filters": ["brightness(10)"]}, "'brightness'"),

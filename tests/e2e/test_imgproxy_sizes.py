@@ -1,0 +1,165 @@
+"""imgproxy URLs whose sizes depend on the source's (SPEC §15.3), against a real `imgproxy
+serve`: imgproxy's own expected sizes (its processing_test.go, on its 200x100 geometry.png),
+in URLs made by the PyPI builder; where the image lands on the canvas; and the same
+rendition as the native URL that says the same, whichever is asked first."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.e2e.test_imgproxy_urls import KEY, SALT, case, sign
+from tests.support import images, write_config
+from tests.support.foreign_builder import build_urls
+from tests.support.processes import Served, served
+
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+
+# imgproxy's processing_test.go (v4), source 200x100: (width, height) -> the output size,
+# for each resizing type, plain, with enlarge, and with extend.
+FIT = {
+    "": [(50, 50, 50, 25), (50, 20, 40, 20), (20, 50, 20, 10), (300, 300, 200, 100),
+         (300, 50, 100, 50), (100, 300, 100, 50), (0, 50, 100, 50), (50, 0, 50, 25),
+         (0, 200, 200, 100), (300, 0, 200, 100)],
+    "el": [(50, 50, 50, 25), (50, 20, 40, 20), (20, 50, 20, 10), (300, 300, 300, 150),
+           (300, 125, 250, 125), (250, 300, 250, 125), (0, 50, 100, 50), (50, 0, 50, 25),
+           (0, 200, 400, 200), (300, 0, 300, 150)],
+    "ex": [(50, 50, 50, 50), (50, 20, 50, 20), (20, 50, 20, 50), (300, 300, 300, 300),
+           (300, 125, 300, 125), (250, 300, 250, 300), (0, 50, 100, 50), (50, 0, 50, 25),
+           (0, 200, 200, 200), (300, 0, 300, 100)],
+}  # fmt: skip
+FILL = {
+    "": [(50, 50, 50, 50), (50, 20, 50, 20), (20, 50, 20, 50), (300, 300, 200, 100),
+         (300, 50, 200, 50), (100, 300, 100, 100), (0, 50, 100, 50), (50, 0, 50, 25),
+         (0, 200, 200, 100), (300, 0, 200, 100)],
+    "el": [(50, 50, 50, 50), (50, 20, 50, 20), (20, 50, 20, 50), (300, 300, 300, 300),
+           (300, 125, 300, 125), (250, 300, 250, 300), (0, 50, 100, 50), (50, 0, 50, 25),
+           (0, 200, 400, 200), (300, 0, 300, 150)],
+    "ex": [(50, 50, 50, 50), (50, 20, 50, 20), (20, 50, 20, 50), (300, 300, 300, 300),
+           (300, 125, 300, 125), (250, 300, 250, 300), (300, 50, 300, 50),
+           (100, 300, 100, 300), (0, 50, 100, 50), (50, 0, 50, 25), (0, 200, 200, 200),
+           (300, 0, 300, 100)],
+}  # fmt: skip
+FILL_DOWN = {
+    "": [(50, 50, 50, 50), (50, 20, 50, 20), (20, 50, 20, 50), (300, 300, 100, 100),
+         (300, 125, 200, 83), (250, 300, 83, 100), (0, 50, 100, 50), (50, 0, 50, 25),
+         (0, 200, 200, 100), (300, 0, 200, 100)],
+    "el": FILL["el"],
+    "ex": FILL["ex"],
+}  # fmt: skip
+IMGPROXY_SIZES = [
+    (kind, extra, (w, h), (ow, oh))
+    for kind, table in (("fit", FIT), ("fill", FILL), ("fill-down", FILL_DOWN))
+    for extra, rows in table.items()
+    for w, h, ow, oh in rows
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("imgproxy-sizes")
+    media = root / "media"
+    media.mkdir()
+    geometry = Image.new("RGB", (200, 100), RED)
+    geometry.paste(BLUE, (100, 0, 200, 100))  # left half red, right half blue
+    geometry.save(media / "geometry.png")
+    (media / "photo.jpg").write_bytes(images.jpeg((640, 480)))
+    for index in range(4):
+        Image.new("RGB", (200, 100), RED).save(media / f"fresh{index}.png")
+    config = write_config(
+        root, media, **{"dialects.imgproxy": {"store": "media", "keys": [KEY], "salts": [SALT]}}
+    )
+    with served(config) as running:
+        yield running
+    assert "Traceback" not in running.stderr, running.stderr[-3000:]
+
+
+def size_of(response: httpx.Response) -> tuple[int, int]:
+    assert response.status_code == 200, response.text
+    return Image.open(io.BytesIO(response.content)).size
+
+
+def test_imgproxys_own_expected_sizes(server: Served) -> None:
+    cases = [
+        case("geometry.png", *(["ex:1"] if extra == "ex" else []), width=w, height=h,
+             resizing_type=kind, enlarge=extra == "el")
+        for kind, extra, (w, h), _ in IMGPROXY_SIZES
+    ]  # fmt: skip
+    urls = build_urls(KEY, SALT, cases)
+    with httpx.Client(base_url=server.url + "/imgproxy", timeout=30) as http:
+        got = {url: size_of(http.get(url)) for url in urls}
+    want = {url: expected for url, (*_, expected) in zip(urls, IMGPROXY_SIZES, strict=True)}
+    assert got == want
+    assert len(want) == 94
+
+
+@pytest.mark.parametrize(
+    ("options", "size"),
+    [
+        ("rs:force:50:0", (50, 100)),  # force keeps the source's side where the box's is 0
+        ("rs:force:0:40", (200, 40)),
+        ("rs:force:400:50", (200, 25)),  # no enlarge: scaled back until no side grows
+        ("rs:force:400:50:1", (400, 50)),
+        ("dpr:2/el:1", (400, 200)),  # dpr without a box enlarges, with enlarge only
+        ("dpr:2", (200, 100)),
+        ("rs:fill:300:50/rot:90", (100, 50)),  # sized after the rotation (100x200)
+        ("rs:auto:300:50", (200, 50)),  # auto is fill for two landscapes
+        ("rs:fill:300:50:0:1/pd:5", (310, 60)),  # imgproxy's padding after the extension
+    ],
+)
+def test_sizes_imgproxy_documents(server: Served, options: str, size: tuple[int, int]) -> None:
+    assert size_of(httpx.get(server.url + sign(f"/{options}/plain/geometry.png"))) == size
+
+
+def colour(image: Image.Image, x: int, y: int) -> tuple[int, int, int]:
+    pixel = image.convert("RGB").getpixel((x, y))
+    assert isinstance(pixel, tuple)
+    return (pixel[0], pixel[1], pixel[2])
+
+
+def test_the_image_is_kept_by_gravity_and_extended_about_the_centre(server: Served) -> None:
+    def get(options: str) -> Image.Image:
+        response = httpx.get(server.url + sign(f"/{options}/plain/geometry.png"))
+        assert response.status_code == 200, response.text
+        return Image.open(io.BytesIO(response.content))
+
+    west = get("rs:fill:60:100/g:we/f:png")  # 200x100 cut to 60x100 on its red side
+    assert west.size == (60, 100) and colour(west, 55, 50) == RED
+    east = get("rs:fill:60:100/g:ea/f:png")
+    assert east.size == (60, 100) and colour(east, 4, 50) == BLUE
+    framed = get("rs:fill:300:300:0:1/bg:00ff00/f:png")  # centred: 100 px above and below
+    assert framed.size == (300, 300)
+    assert colour(framed, 150, 99) == (0, 255, 0) and colour(framed, 150, 200) == (0, 255, 0)
+    assert colour(framed, 51, 100) == RED and colour(framed, 249, 199) == BLUE
+    assert colour(framed, 49, 150) == (0, 255, 0)
+
+
+def test_one_rendition_with_the_native_url_that_says_the_same(server: Served) -> None:
+    """A sized imgproxy URL and the native URL it becomes, asked at once in both orders:
+    one answer, the same bytes and ETag. A source large enough keeps its plain mapping."""
+    pairs = [
+        # imgproxy's centre: 25.5 px above rounds to even, 26
+        (sign("/rs:fill:300:50/plain/fresh0.png"),
+         "/media/fresh0.png?crop=0,26,200,50&w=200&h=50&fit=fill&enlarge=1"),
+        (sign("/rs:fill:300:300:0:1/plain/fresh1.png"),
+         "/media/fresh1.png?w=200&h=100&fit=fill&enlarge=1&pad=100,50,100,50"),
+        (sign("/rs:force:50:0/plain/fresh2.png"),
+         "/media/fresh2.png?w=50&h=100&fit=fill&enlarge=1"),
+        (sign("/rs:fill:120:90/plain/photo.jpg"), "/media/photo.jpg?w=120&h=90&fit=cover"),
+    ]  # fmt: skip
+
+    async def both(first: str, second: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            return await asyncio.gather(*(http.get(u) for u in [first, second] * 8))
+
+    for index, (foreign, native) in enumerate(pairs):
+        order = (foreign, native) if index % 2 else (native, foreign)
+        answers = asyncio.run(both(*order))
+        assert {a.status_code for a in answers} == {200}, answers[0].text
+        assert len({a.content for a in answers}) == 1, foreign
+        assert len({a.headers["etag"] for a in answers}) == 1, foreign
