@@ -7,14 +7,15 @@ remembered: a repeat request (the hit path) skips all four.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from imgproxy.dialects import Dialect, Translation
+from imgproxy.dialects.translation import Sized
 from imgproxy.errors import NotFound
 from imgproxy.memo import Memo
 from imgproxy.mounts import Mounted
-from imgproxy.params import Query, Transform, parse_query, query_pairs, to_params
+from imgproxy.params import Query, parse_query, query_pairs, to_params
 from imgproxy.paths import check_relative, parse_path
 from imgproxy.signing import Signer
 
@@ -38,9 +39,7 @@ class Target:
     mount: Mounted
     path: str
     query: Query
-    focal_at: tuple[int, int, int] | None = None  # a dialect's, in pixels (Translation)
-    crop_may_miss: bool = False  # a crop wholly outside the source is dropped (Translation)
-    sized: Callable[[Transform, tuple[int, int]], Transform] | None = None  # (Translation)
+    sized: Sized | None = None  # a dialect's meaning for the source's size (Translation)
 
 
 class Targets:
@@ -102,8 +101,6 @@ class Targets:
             mount,
             meant.path,
             parsed,
-            meant.focal_at,
-            meant.crop_may_miss,
             meant.sized,
         )
         self._known[(path, query)] = target

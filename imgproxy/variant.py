@@ -20,7 +20,7 @@ from imgproxy.cache import CacheKey
 from imgproxy.conditional import cache_control, http_date, make_etag, surrogate_key
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import AS_OUTPUT, OutputFormat
-from imgproxy.geometry import focal_from_pixels, resolve_crop, without_missing_crop
+from imgproxy.geometry import resolve_crop
 from imgproxy.job import DEFAULT_AVIF_SPEED, DEFAULT_WEBP_EFFORT, RenderJob
 from imgproxy.memo import Memo
 from imgproxy.messages import ImageRequest, ImageResponse
@@ -119,14 +119,8 @@ class Variants:
         variant = self._known.get(ident if hinted is None else (*ident, hinted))
         if variant is None:
             mount = source.mount
-            if target.crop_may_miss and t is not None:
-                t = without_missing_crop(t, info.size)
-                query = dataclasses.replace(query, transform=t)
             if target.sized is not None and t is not None:
                 t = target.sized(t, info.size)
-                query = dataclasses.replace(query, transform=t)
-            if target.focal_at is not None and t is not None:
-                t = focal_from_pixels(t, target.focal_at, info.size)
                 query = dataclasses.replace(query, transform=t)
             if hinted is not None:
                 assert t is not None

@@ -18,8 +18,9 @@ from urllib.parse import unquote, unquote_to_bytes
 
 from imgproxy.dialects.thumbor_filters import Meaning, apply_filters, number_text
 from imgproxy.dialects.thumbor_fit_in import FitIn
-from imgproxy.dialects.translation import Translation
+from imgproxy.dialects.translation import Sized, Translation, chain
 from imgproxy.errors import BadRequest, BadSignature
+from imgproxy.geometry import focal_from_pixels, without_missing_crop
 from imgproxy.param_values import show
 from imgproxy.settings import Settings, ThumborDialectSettings
 from imgproxy.store_options import HttpOptions
@@ -92,18 +93,7 @@ class ThumborDialect:
                 unquote(match["filters"]), meaning, self.watermarks
             )  # decoded once, as thumbor does
         store, path = self._image(match["image"])
-        at = meaning.focal_at
-        focal_at = None if at is None else (*at, meaning.turns)
-        crops = meaning.crop is not None
-        sized = FitIn.of(meaning)
-        return Translation(
-            store,
-            path,
-            _params(meaning),
-            focal_at,
-            crop_may_miss=crops,
-            sized=None if sized is None else sized.resolve,
-        )
+        return Translation(store, path, _params(meaning), sized=_sized(meaning))
 
     def _check(self, signature: str, signed: str) -> None:
         """thumbor's signature: base64url(HMAC-SHA1(security_key, the rest as sent)), padded;
@@ -213,6 +203,23 @@ _PARTS: tuple[tuple[str, Part], ...] = (
     ("valign", _valign),
     ("smart", _smart),
 )
+
+
+def _sized(meaning: Meaning) -> Sized | None:
+    """What thumbor decides from the source's size: whether a crop box misses it (thumbor
+    then ignores the box; a native URL's is a 400), where a focal() in its pixels falls as
+    fractions (with the turns `_params` moved), and adaptive or full fit-in's sizes."""
+    steps: list[Sized] = []
+    if meaning.crop is not None:
+        steps.append(without_missing_crop)
+    at = meaning.focal_at
+    if at is not None:
+        focal_at = (*at, meaning.turns)
+        steps.append(lambda t, size: focal_from_pixels(t, focal_at, size))
+    fit_in = FitIn.of(meaning)
+    if fit_in is not None:
+        steps.append(fit_in.resolve)
+    return chain(*steps)
 
 
 def _params(meaning: Meaning) -> dict[str, str]:

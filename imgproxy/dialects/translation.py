@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from imgproxy.params import Transform
 
+Sized = Callable[["Transform", tuple[int, int]], "Transform"]
+
 
 @dataclass(frozen=True, slots=True)
 class Translation:
@@ -18,16 +20,24 @@ class Translation:
     store: str
     path: str
     params: Mapping[str, str] = field(default_factory=dict)
-    # A focal point in the source's pixels (x, y, and the quarter turns counter-clockwise
-    # that `params` moved before fitting), with `g=focal` in params: placed as `fx`, `fy`
-    # once the source's size is known (geometry.focal_from_pixels).
-    focal_at: tuple[int, int, int] | None = None
-    # thumbor ignores a crop box wholly outside the source (the whole image is its answer);
-    # a native URL's is a 400. True: the native URL without that crop (variant.py).
-    crop_may_miss: bool = False
-    # imgproxy's sizes, where they depend on the source's: the native transform for the
-    # source's upright size, made from the one `params` give (imgproxy_sizing.py).
-    sized: Callable[[Transform, tuple[int, int]], Transform] | None = None
+    # What the URL means once the source's upright size is known, for the meanings that
+    # depend on it (a dialect's focal point in pixels, a crop that may miss, imgproxy's and
+    # thumbor's sizes): the native transform for that size, made from the one `params` give.
+    # variant.py applies it when it builds a variant.
+    sized: Sized | None = None
+
+
+def chain(*steps: Sized) -> Sized | None:
+    """The steps applied in turn; None for none."""
+    if len(steps) <= 1:
+        return steps[0] if steps else None
+
+    def sized(t: Transform, size: tuple[int, int]) -> Transform:
+        for step in steps:
+            t = step(t, size)
+        return t
+
+    return sized
 
 
 class Dialect(Protocol):

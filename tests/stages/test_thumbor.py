@@ -18,6 +18,7 @@ from imgproxy.dialects import Translation
 from imgproxy.dialects.colours import NAMED
 from imgproxy.dialects.thumbor import ThumborDialect
 from imgproxy.errors import BadRequest, BadSignature
+from imgproxy.params import parse_query
 from imgproxy.settings import ThumborDialectSettings
 from tests.support import images
 
@@ -167,19 +168,25 @@ def test_libthumbor_urls_mean_these_native_params(options: dict[str, Any], query
 
 def test_a_focal_point_without_a_crop_box_waits_for_the_sources_size() -> None:
     """focal(AxB:CxD) is in the source's pixels; native fx/fy are fractions, so without a
-    crop box the point travels beside the params (with the turns rotate() moved), and
-    variant.py places it once the source is read (it was a 400)."""
-    found = dialect().translate(
-        signed(width=50, height=40, filters=["focal(100x200:140x280)", "rotate(90)"]), ""
-    )
+    crop box the point is placed once the source's size is known (`sized`, applied by
+    variant.py), turned as rotate() turned the box (it was a 400)."""
+
+    def placed(options: dict[str, Any], size: tuple[int, int]) -> tuple[float, float] | None:
+        meant = dialect().translate(signed(**options), "")
+        t = parse_query(meant.params, presets={}, max_dimension=8192).transform
+        assert t is not None
+        return (meant.sized(t, size) if meant.sized else t).focal
+
+    turned = {"width": 50, "height": 40, "filters": ["focal(100x200:140x280)", "rotate(90)"]}
+    found = dialect().translate(signed(**turned), "")
     assert dict(found.params) == {"w": "40", "h": "50", "fit": "cover", "g": "focal", "rot": "270"}
-    assert found.focal_at == (120, 240, 1)
-    plain = dialect().translate(signed(width=50, filters=["focal(100x200:140x280)"]), "")
-    assert plain.focal_at == (120, 240, 0)
-    cropped = dialect().translate(
-        signed(crop=((100, 200), (140, 280)), width=50, filters=["focal(100x200:140x280)"]), ""
-    )
-    assert cropped.focal_at is None and cropped.params["fx"] == "0.5"
+    # The centre (120, 240) of a 400x600 source, turned a quarter counter-clockwise.
+    assert placed(turned, (400, 600)) == (0.4, 0.7)
+    plain = {"width": 50, "height": 40, "filters": ["focal(100x200:140x280)"]}
+    assert placed(plain, (400, 600)) == (0.3, 0.4)
+    cropped = {"crop": ((100, 200), (140, 280)), "width": 50, "filters": ["focal(100x200:140x280)"]}
+    assert dialect().translate(signed(**cropped), "").params["fx"] == "0.5"
+    assert placed(cropped, (400, 600)) == (0.5, 0.5)
 
 
 def test_the_signature_is_thumbors_over_the_url_as_sent() -> None:
