@@ -74,7 +74,8 @@ def sizing(state: State) -> Sizing | None:
     kind = state.get("resizing_type", "fit")
     enlarge, extend = bool(state.get("enlarge")), bool(state.get("extend"))
     dpr = state.get("dpr", 1.0)
-    if not Sizing.needed(box, kind, enlarge, extend, dpr):
+    padding = state.get("padding", (0, 0, 0, 0))
+    if not Sizing.needed(box, kind, enlarge, extend, dpr, any(padding)):
         return None
     if state.get("trim") is not None or "crop" in state or state.get("flip"):
         if (extend and (kind != "fit" or not all(box))) or (kind == "force" and not all(box)):
@@ -84,7 +85,7 @@ def sizing(state: State) -> Sizing | None:
             )
         return None
     gravity = state.get("gravity") or ("center", 0.0, 0.0)
-    return Sizing(box, kind, enlarge, extend, dpr, gravity)
+    return Sizing(box, kind, enlarge, extend, dpr, gravity, padding)
 
 
 def _native_gravity(gravity: Gravity) -> dict[str, str]:

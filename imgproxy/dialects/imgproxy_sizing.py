@@ -38,13 +38,24 @@ class Sizing:
     extend: bool
     dpr: float
     gravity: Gravity
+    padding: tuple[int, int, int, int]  # imgproxy's, before `dpr`: top, right, bottom, left
 
     @classmethod
     def needed(
-        cls, box: tuple[int, int], kind: str, enlarge: bool, extend: bool, dpr: float
+        cls,
+        box: tuple[int, int],
+        kind: str,
+        enlarge: bool,
+        extend: bool,
+        dpr: float,
+        padded: bool,
     ) -> bool:
-        """Whether the answer may depend on the source's size beyond what a native fit says."""
+        """Whether the answer may depend on the source's size beyond what a native fit says.
+        Without `enlarge`, imgproxy caps `dpr` to what the source allows, and the capped one
+        scales the extension's box and the padding."""
         both = all(box)
+        if dpr != 1 and not enlarge and (extend or padded):
+            return True
         if not any(box):
             return enlarge and dpr != 1  # dpr alone enlarges the source
         return (
@@ -57,10 +68,12 @@ class Sizing:
         """`t` (what the URL was mapped to) for a source of this upright size: unchanged
         when its plan has imgproxy's sizes, else the native transform that has them."""
         source = turned(size, t.rotate)
-        scaled, kept, canvas = self._plan(source)
+        scaled, kept, canvas, dpr = self._plan(source)
+        top_, right, bottom, left_ = (round(side * dpr) for side in self.padding)  # RoundToEven
+        padding = (top_, right, bottom, left_)
         planned = plan_region(size, t)
         if planned.size == kept and planned.canvas == canvas:
-            return t
+            return t if t.pad == padding else normalise(dataclasses.replace(t, pad=padding))
         if kept != scaled and self.gravity[0] == "smart":
             raise BadRequest("gravity: sm cannot crop a source smaller than the box")
         left, top = _position(scaled, kept, self.gravity)
@@ -73,7 +86,6 @@ class Sizing:
         whole = region == (0, 0, *size)
         pad_x, pad_y = canvas[0] - kept[0], canvas[1] - kept[1]
         before_x, before_y = _centred(pad_x), _centred(pad_y)
-        top_, right, bottom, left_ = t.pad
         return normalise(
             dataclasses.replace(
                 t,
@@ -94,9 +106,9 @@ class Sizing:
 
     def _plan(
         self, source: tuple[int, int]
-    ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        """imgproxy's scaled size, the part of it kept (cropped to the box) and the canvas
-        (extended to the box), for a source of this (rotated) size."""
+    ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], float]:
+        """imgproxy's scaled size, the part of it kept (cropped to the box), the canvas
+        (extended to the box) and the `dpr` it applies, for a source of this (rotated) size."""
         sw, sh = source
         bw, bh = self.box
         dw, dh = bw or sw, bh or sh
@@ -136,7 +148,7 @@ class Sizing:
         canvas = kept
         if self.extend and (target[0] > kept[0] or target[1] > kept[1]):
             canvas = (max(kept[0], target[0]), max(kept[1], target[1]))
-        return scaled, kept, canvas
+        return scaled, kept, canvas, dpr
 
 
 def _round(value: float) -> int:

@@ -110,6 +110,14 @@ def test_imgproxys_own_expected_sizes(server: Served) -> None:
         ("rs:fill:300:50/rot:90", (100, 50)),  # sized after the rotation (100x200)
         ("rs:auto:300:50", (200, 50)),  # auto is fill for two landscapes
         ("rs:fill:300:50:0:1/pd:5", (310, 60)),  # imgproxy's padding after the extension
+        # without enlarge, dpr is capped to what the source allows (1 here), and so are
+        # the extension's box and the padding it scales
+        ("rs:fit:300:300/dpr:2/pd:10", (220, 120)),
+        ("rs:fit:300:300:0:1/dpr:2", (300, 300)),
+        ("rs:fill:300:300:0:1/dpr:3/pd:1:2", (304, 302)),
+        ("dpr:2/pd:5", (210, 110)),
+        ("rs:fit:100:50/dpr:3/pd:5", (220, 120)),  # capped to 2, the source's 200x100
+        ("rs:fit:300:300:1/dpr:2/pd:5", (620, 320)),  # enlarge: the whole dpr
     ],
 )
 def test_sizes_imgproxy_documents(server: Served, options: str, size: tuple[int, int]) -> None:
