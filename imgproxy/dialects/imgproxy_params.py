@@ -75,7 +75,7 @@ def sizing(state: State) -> Sizing | None:
     enlarge, extend = bool(state.get("enlarge")), bool(state.get("extend"))
     dpr = state.get("dpr", 1.0)
     padding = state.get("padding", (0, 0, 0, 0))
-    if not Sizing.needed(box, kind, enlarge, extend, dpr, any(padding)):
+    if not Sizing.needed(box, kind, enlarge, extend, dpr):
         return None
     if state.get("trim") is not None or "crop" in state or state.get("flip"):
         if (extend and (kind != "fit" or not all(box))) or (kind == "force" and not all(box)):

@@ -42,26 +42,21 @@ class Sizing:
 
     @classmethod
     def needed(
-        cls,
-        box: tuple[int, int],
-        kind: str,
-        enlarge: bool,
-        extend: bool,
-        dpr: float,
-        padded: bool,
+        cls, box: tuple[int, int], kind: str, enlarge: bool, extend: bool, dpr: float
     ) -> bool:
         """Whether the answer may depend on the source's size beyond what a native fit says.
-        Without `enlarge`, imgproxy caps `dpr` to what the source allows, and the capped one
-        scales the extension's box and the padding."""
-        both = all(box)
-        if dpr != 1 and not enlarge and (extend or padded):
+        imgproxy scales each side by its own factor and, without `enlarge`, caps `dpr` to
+        what the source allows (the capped one scales the extension's box and the padding):
+        any `dpr` is sized once the source is read."""
+        if dpr != 1:
             return True
         if not any(box):
-            return enlarge and dpr != 1  # dpr alone enlarges the source
+            return False
+        both = all(box)
         return (
             (extend and (kind != "fit" or not both))
             or (kind == "force" and (not both or not enlarge))
-            or (kind in ("fill", "auto") and both and not enlarge)
+            or (kind in ("fill", "fill-down", "auto") and both and not enlarge)
         )
 
     def resolve(self, t: Transform, size: tuple[int, int]) -> Transform:
@@ -71,29 +66,24 @@ class Sizing:
         scaled, kept, canvas, dpr = self._plan(source)
         top_, right, bottom, left_ = (round(side * dpr) for side in self.padding)  # RoundToEven
         padding = (top_, right, bottom, left_)
+        shown = (min(kept[0], canvas[0]), min(kept[1], canvas[1]))
         planned = plan_region(size, t)
-        if planned.size == kept and planned.canvas == canvas:
+        if planned.size == shown and planned.canvas == canvas:
             return t if t.pad == padding else normalise(dataclasses.replace(t, pad=padding))
         if kept != scaled and self.gravity[0] == "smart":
             raise BadRequest("gravity: sm cannot crop a source smaller than the box")
         left, top = _position(scaled, kept, self.gravity)
-        fx, fy = scaled[0] / source[0], scaled[1] / source[1]
-        region = _unturned(
-            (round(left / fx), round(top / fy), round(kept[0] / fx), round(kept[1] / fy)),
-            source,
-            t.rotate,
-        )
-        whole = region == (0, 0, *size)
-        pad_x, pad_y = canvas[0] - kept[0], canvas[1] - kept[1]
+        region = _unturned(_in_source((left, top, *shown), scaled, source), source, t.rotate)
+        pad_x, pad_y = canvas[0] - shown[0], canvas[1] - shown[1]
         before_x, before_y = _centred(pad_x), _centred(pad_y)
         return normalise(
             dataclasses.replace(
                 t,
-                width=kept[0],
-                height=kept[1],
+                width=shown[0],
+                height=shown[1],
                 fit=Fit.FILL,
                 enlarge=True,
-                crop=None if whole else region,
+                crop=None if region == (0, 0, *size) else region,
                 crop_fractions=None,
                 pad=(
                     top_ + before_y,
@@ -147,8 +137,20 @@ class Sizing:
         kept = (min(scaled[0], crop[0] or scaled[0]), min(scaled[1], crop[1] or scaled[1]))
         canvas = kept
         if self.extend and (target[0] > kept[0] or target[1] > kept[1]):
-            canvas = (max(kept[0], target[0]), max(kept[1], target[1]))
+            # The box, whole: a side of the image longer than the box's is cut to it, from
+            # its start (imgproxy embeds at offset 0 there: a fill-down crop rounded to 0).
+            canvas = (target[0] or kept[0], target[1] or kept[1])
         return scaled, kept, canvas, dpr
+
+
+def _in_source(
+    region: tuple[int, int, int, int], scaled: tuple[int, int], source: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A region of the scaled image as one of the source, at least a pixel, inside it."""
+    (x, y, w, h), (sw, sh) = region, source
+    fx, fy = scaled[0] / sw, scaled[1] / sh
+    x, y = min(round(x / fx), sw - 1), min(round(y / fy), sh - 1)
+    return (x, y, max(1, min(round(w / fx), sw - x)), max(1, min(round(h / fy), sh - y)))
 
 
 def _round(value: float) -> int:
