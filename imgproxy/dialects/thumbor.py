@@ -247,6 +247,10 @@ def _params(meaning: Meaning) -> dict[str, str]:
         params["h"] = str(height)
     if width and height and not meaning.fit_in:
         params["fit"] = "cover"
+    if meaning.fit_in and not (width and height):
+        # thumbor's upscale() enlarges only an image smaller than both sides of the box:
+        # never past a fit-in box with a side of 0.
+        params.pop("enlarge", None)
     flip = ("h" if hflip else "") + ("v" if vflip else "")
     if flip:
         params["flip"] = flip

@@ -138,6 +138,8 @@ GEOMETRY: list[Any] = [
     {"width": 300, "height": 100, "full_fit_in": True},
     {"width": 100, "height": 900, "full_fit_in": True},
     {"width": 150, "height": 250, "adaptive_full_fit_in": True},
+    # upscale() enlarges only past both sides of a box: not with fit-in and a side of 0.
+    {"width": 1000, "height": 0, "fit_in": True, "filters": ["upscale()"]},
 ]
 
 
