@@ -156,15 +156,12 @@ def without_missing_crop(t: Transform, source: tuple[int, int]) -> Transform:
     return t
 
 
-def focal_from_pixels(t: Transform, at: tuple[int, int, int], size: tuple[int, int]) -> Transform:
-    """A focal point a dialect gave in the source's pixels (x, y, then the quarter turns
-    counter-clockwise it moved before fitting), placed once the source's upright size is
-    known: the transform of the native URL with those fractions (`g=focal&fx=..&fy=..`, to 6
-    decimals as a dialect writes them). A point outside the source goes to its nearest edge,
-    where thumbor's crop, centred on it and kept inside the image, ends up too."""
-    x, y, turns = at
-    width, height = size
+def focal_from_pixels(t: Transform, at: tuple[int, int], size: tuple[int, int]) -> Transform:
+    """A focal point a dialect gave in the source's pixels, placed once the source's upright
+    size is known: the transform of the native URL with those fractions of the whole source
+    (`g=focal&fx=..&fy=..`, to 6 decimals as a dialect writes them), which the renderer moves
+    into the cropped, trimmed and turned region itself. A point outside the source goes to its
+    nearest edge, where thumbor's crop, centred on it and kept inside the image, ends up too."""
+    (x, y), (width, height) = at, size
     fx, fy = min(x / width, 1.0), min(y / height, 1.0)
-    for _ in range(turns):
-        fx, fy = fy, 1 - fx
     return normalise(dataclasses.replace(t, focal=(round(fx, 6), round(fy, 6))))

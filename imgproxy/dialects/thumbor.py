@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from urllib.parse import unquote, unquote_to_bytes
 
-from imgproxy.dialects.thumbor_filters import Meaning, apply_filters, number_text
+from imgproxy.dialects.thumbor_filters import Meaning, apply_filters
 from imgproxy.dialects.thumbor_fit_in import FitIn
 from imgproxy.dialects.translation import Sized, Translation, chain
 from imgproxy.errors import BadRequest, BadSignature
@@ -208,14 +208,13 @@ _PARTS: tuple[tuple[str, Part], ...] = (
 def _sized(meaning: Meaning) -> Sized | None:
     """What thumbor decides from the source's size: whether a crop box misses it (thumbor
     then ignores the box; a native URL's is a 400), where a focal() in its pixels falls as
-    fractions (with the turns `_params` moved), and adaptive or full fit-in's sizes."""
+    fractions of the whole source, and adaptive or full fit-in's sizes."""
     steps: list[Sized] = []
     if meaning.crop is not None:
         steps.append(without_missing_crop)
     at = meaning.focal_at
     if at is not None:
-        focal_at = (*at, meaning.turns)
-        steps.append(lambda t, size: focal_from_pixels(t, focal_at, size))
+        steps.append(lambda t, size: focal_from_pixels(t, at, size))
     fit_in = FitIn.of(meaning)
     if fit_in is not None:
         steps.append(fit_in.resolve)
@@ -231,11 +230,10 @@ def _params(meaning: Meaning) -> dict[str, str]:
         raise BadRequest("thumbor filters: fill() after rotate() is not supported")
     params = dict(meaning.params)
     width, height = meaning.width, meaning.height
-    (hflip, vflip), gravity, focal = meaning.flip, meaning.gravity, meaning.focal
+    (hflip, vflip), gravity = meaning.flip, meaning.gravity
     for _ in range(meaning.turns):  # each a quarter turn counter-clockwise
         width, height, hflip, vflip = height, width, vflip, hflip
         gravity = (gravity[1], -gravity[0])
-        focal = (focal[1], 1 - focal[0])
     if meaning.turns:
         params["rot"] = str((4 - meaning.turns) * 90)
     if meaning.crop is not None:
@@ -258,8 +256,6 @@ def _params(meaning: Meaning) -> dict[str, str]:
         params["g"] = meaning.special
     elif gravity != (0, 0):
         params["g"] = _COMPASS[gravity]
-    if meaning.special == "focal" and meaning.focal_at is None:  # else placed once read
-        params["fx"], params["fy"] = (number_text(round(value, 6)) for value in focal)
     if not params:
         # thumbor always re-encodes (never passes the original, or its EXIF and GPS, through;
         # strip_exif() says so outright): with nothing else asked, the explicit default.

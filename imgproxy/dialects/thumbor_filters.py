@@ -46,9 +46,8 @@ class Meaning:
     flip: tuple[bool, bool] = (False, False)  # horizontal, vertical: thumbor's, before rotate
     gravity: tuple[int, int] = (0, 0)  # -1/0/1 across and down; smart/focal go in `special`
     special: str = ""
-    focal: tuple[float, float] = (0.5, 0.5)
     crop: tuple[int, int, int, int] | None = None  # left, top, right, bottom
-    focal_at: tuple[int, int] | None = None  # focal() in source pixels, without a crop box
+    focal_at: tuple[int, int] | None = None  # focal() in source pixels
     turns: int = 0  # thumbor's rotate(): quarter turns counter-clockwise, after fitting
     filled_after_turn: bool = False
 
@@ -172,9 +171,9 @@ def _fill(args: list[str], meaning: Meaning) -> None:
 
 def _focal(args: list[str], meaning: Meaning) -> None:
     """focal(AxB:CxD): the box's centre, in source pixels. Native focal points are fractions
-    of the image being fitted: of the crop box when the URL has one, else of the source,
-    whose size is known only once it is read (Translation.focal_at). A trimmed source's size
-    is known only once rendered: trim with focal() needs a crop box."""
+    of the whole upright source (the renderer moves them into the crop and the turn), whose
+    size is known only once it is read (Translation.sized). Where thumbor places a point in
+    a trimmed source is not checked here: trim with focal() needs a crop box."""
     _arity("focal", args, 1, 1, "AxB:CxD")
     found = re.fullmatch(r"(\d{1,9})x(\d{1,9}):(\d{1,9})x(\d{1,9})", args[0])
     if found is None:
@@ -193,8 +192,7 @@ def _focal(args: list[str], meaning: Meaning) -> None:
         return
     x0, y0, x1, y1 = meaning.crop
     if x0 <= x <= x1 and y0 <= y <= y1:  # thumbor drops a point outside the crop
-        meaning.special = "focal"
-        meaning.focal = ((x - x0) / (x1 - x0), (y - y0) / (y1 - y0))
+        meaning.special, meaning.focal_at = "focal", (x, y)
 
 
 def _nothing(name: str, doc: str) -> Callable[[list[str], Meaning], None]:

@@ -131,6 +131,15 @@ GEOMETRY: list[Any] = [
     {"width": 300, "height": 100, "filters": ["focal(380x500:420x560)"]},
     {"width": 100, "height": 260, "filters": ["focal(0x0:40x40)"]},
     {"width": 200, "height": 120, "filters": ["focal(700x40:860x200)", "rotate(90)"]},
+    {"width": 110, "height": 130, "filters": ["focal(84x368:88x423)", "rotate(180)"]},
+    {"width": 300, "height": 100, "filters": ["focal(200x600:220x620)", "rotate(270)"]},
+    # focal() with a crop box: the native point is a fraction of the whole source.
+    {
+        "crop": ((100, 0), (400, 100)),
+        "width": 100,
+        "height": 100,
+        "filters": ["focal(290x40:310x60)"],
+    },
     # Sized once the source is read: the box turned to the source's orientation, or the
     # image covering it (enlarged past the source where the box asks).
     {"width": 120, "height": 300, "adaptive_fit_in": True},

@@ -98,7 +98,7 @@ EQUIVALENTS: list[Any] = [
     ),
     (
         {"width": 160, "height": 100, "filters": ["focal(100x200:140x280)", "rotate(90)"]},
-        "/media/photo.jpg?w=100&h=160&fit=cover&g=focal&fx=0.5&fy=0.8125&rot=270",
+        "/media/photo.jpg?w=100&h=160&fit=cover&g=focal&fx=0.1875&fy=0.5&rot=270",
     ),
     (
         {"width": 100, "height": 100, "filters": ["focal(900x10:1000x20)"]},

@@ -124,7 +124,8 @@ CASES: list[tuple[dict[str, Any], str]] = [
         {"width": 30, "height": 20, "flip": True, "filters": ["rotate(90)"]},
         "w=20&h=30&fit=cover&flip=v&rot=270",
     ),
-    # focal(): the box's centre as fractions of the cropped source
+    # focal(): the box's centre, placed once the source is read (fractions of the whole
+    # source: the renderer moves them into the crop and the turn)
     (
         {
             "crop": ((100, 0), (500, 200)),
@@ -132,7 +133,7 @@ CASES: list[tuple[dict[str, Any], str]] = [
             "height": 50,
             "filters": ["focal(150x50:250x150)"],
         },
-        "crop=100,0,400,200&w=50&h=50&fit=cover&g=focal&fx=0.25&fy=0.5",
+        "crop=100,0,400,200&w=50&h=50&fit=cover&g=focal",
     ),
     (
         {
@@ -150,7 +151,7 @@ CASES: list[tuple[dict[str, Any], str]] = [
             "height": 50,
             "filters": ["focal(0x0:100x200)", "rotate(90)"],
         },
-        "crop=0,0,400,200&w=50&h=50&fit=cover&g=focal&fx=0.5&fy=0.875&rot=270",
+        "crop=0,0,400,200&w=50&h=50&fit=cover&g=focal&rot=270",
     ),
     ({"filters": ["watermark(brand/logo.png,10,10,50)"]}, "wm=logo"),
     ({"filters": ["watermark('brand/logo.png', 10, -10, 50, 20, none)"]}, "wm=logo"),
@@ -167,9 +168,10 @@ def test_libthumbor_urls_mean_these_native_params(options: dict[str, Any], query
 
 
 def test_a_focal_point_without_a_crop_box_waits_for_the_sources_size() -> None:
-    """focal(AxB:CxD) is in the source's pixels; native fx/fy are fractions, so without a
-    crop box the point is placed once the source's size is known (`sized`, applied by
-    variant.py), turned as rotate() turned the box (it was a 400)."""
+    """focal(AxB:CxD) is in the source's pixels; native fx/fy are fractions of the whole
+    upright source, so the point is placed once the source's size is known (`sized`, applied
+    by variant.py), with or without a crop box or rotate(): the renderer moves it into the
+    crop and turns it with the image."""
 
     def placed(options: dict[str, Any], size: tuple[int, int]) -> tuple[float, float] | None:
         meant = dialect().translate(signed(**options), "")
@@ -180,13 +182,18 @@ def test_a_focal_point_without_a_crop_box_waits_for_the_sources_size() -> None:
     turned = {"width": 50, "height": 40, "filters": ["focal(100x200:140x280)", "rotate(90)"]}
     found = dialect().translate(signed(**turned), "")
     assert dict(found.params) == {"w": "40", "h": "50", "fit": "cover", "g": "focal", "rot": "270"}
-    # The centre (120, 240) of a 400x600 source, turned a quarter counter-clockwise.
-    assert placed(turned, (400, 600)) == (0.4, 0.7)
+    # The centre (120, 240) of a 400x600 source, as it is: `rot` turns it with the image.
+    assert placed(turned, (400, 600)) == (0.3, 0.4)
     plain = {"width": 50, "height": 40, "filters": ["focal(100x200:140x280)"]}
     assert placed(plain, (400, 600)) == (0.3, 0.4)
-    cropped = {"crop": ((100, 200), (140, 280)), "width": 50, "filters": ["focal(100x200:140x280)"]}
-    assert dialect().translate(signed(**cropped), "").params["fx"] == "0.5"
-    assert placed(cropped, (400, 600)) == (0.5, 0.5)
+    cropped = {
+        "crop": ((100, 200), (140, 280)),
+        "width": 50,
+        "height": 50,
+        "filters": ["focal(100x200:140x280)"],
+    }
+    assert "fx" not in dialect().translate(signed(**cropped), "").params
+    assert placed(cropped, (400, 600)) == (0.3, 0.4)
 
 
 def test_the_signature_is_thumbors_over_the_url_as_sent() -> None:
