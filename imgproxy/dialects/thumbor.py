@@ -10,6 +10,7 @@ miss; adaptive- and full-fit-in are sized once the source is read.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -20,8 +21,9 @@ from imgproxy.dialects.thumbor_filters import Meaning, apply_filters
 from imgproxy.dialects.thumbor_fit_in import FitIn
 from imgproxy.dialects.translation import Sized, Translation, chain
 from imgproxy.errors import BadRequest, BadSignature
-from imgproxy.geometry import focal_from_pixels, without_missing_crop
+from imgproxy.geometry import focal_from_pixels, turned, without_missing_crop
 from imgproxy.param_values import show
+from imgproxy.params import Transform, normalise
 from imgproxy.settings import Settings, ThumborDialectSettings
 from imgproxy.store_options import HttpOptions
 
@@ -210,6 +212,8 @@ def _sized(meaning: Meaning) -> Sized | None:
     then ignores the box; a native URL's is a 400), where a focal() in its pixels falls as
     fractions of the whole source, and adaptive or full fit-in's sizes."""
     steps: list[Sized] = []
+    if meaning.no_upscale and (meaning.width or meaning.height):
+        steps.append(_capped)
     if meaning.crop is not None:
         steps.append(without_missing_crop)
     at = meaning.focal_at
@@ -219,6 +223,16 @@ def _sized(meaning: Meaning) -> Sized | None:
     if fit_in is not None:
         steps.append(fit_in.resolve)
     return chain(*steps)
+
+
+def _capped(t: Transform, size: tuple[int, int]) -> Transform:
+    """thumbor's no_upscale(): each side of the box at most the source's (upright, before
+    any crop; the box and the source turned alike by `rot`)."""
+    width, height = turned(size, t.rotate)
+    capped = (t.width and min(t.width, width), t.height and min(t.height, height))
+    if capped == (t.width, t.height):
+        return t
+    return normalise(dataclasses.replace(t, width=capped[0], height=capped[1]))
 
 
 def _params(meaning: Meaning) -> dict[str, str]:

@@ -48,6 +48,7 @@ class Meaning:
     special: str = ""
     crop: tuple[int, int, int, int] | None = None  # left, top, right, bottom
     focal_at: tuple[int, int] | None = None  # focal() in source pixels
+    no_upscale: bool = False  # the box capped at the source's size, side by side
     turns: int = 0  # thumbor's rotate(): quarter turns counter-clockwise, after fitting
     filled_after_turn: bool = False
 
@@ -203,6 +204,13 @@ def _nothing(name: str, doc: str) -> Callable[[list[str], Meaning], None]:
     return accept
 
 
+def _no_upscale(args: list[str], meaning: Meaning) -> None:
+    """Never enlarging is the default here; thumbor's filter also caps each side of the box
+    at the source's, whatever the fit (Translation.sized)."""
+    _arity("no_upscale", args, 0, 0, "")
+    meaning.no_upscale = True
+
+
 def _upscale(args: list[str], meaning: Meaning) -> None:
     _arity("upscale", args, 0, 0, "")
     meaning.params["enlarge"] = "1"
@@ -217,7 +225,7 @@ _FILTERS: dict[str, Callable[[list[str], Meaning], None]] = {
     "fill": _fill,
     "focal": _focal,
     "upscale": _upscale,
-    "no_upscale": _nothing("no_upscale", "never enlarging is the default here"),
+    "no_upscale": _no_upscale,
     "strip_exif": _nothing("strip_exif", "outputs never carry EXIF"),
     "strip_icc": _nothing("strip_icc", "a profile is kept or converted to sRGB"),
 }

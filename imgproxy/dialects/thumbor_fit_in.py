@@ -18,7 +18,6 @@ class FitIn:
     depend on the source's size: mapped as fit-in, then sized as thumbor's
     transformer.fit_in_resize sizes them once the source is read (Translation.sized)."""
 
-    box: tuple[int, int]
     adaptive: bool
     full: bool
 
@@ -32,10 +31,13 @@ class FitIn:
                 "thumbor adaptive- and full-fit-in: supported with both sides given, and"
                 " without trim, a crop box, rotate() or fill()"
             )
-        return cls((meaning.width, meaning.height), meaning.adaptive, meaning.full)
+        return cls(meaning.adaptive, meaning.full)
 
     def resolve(self, t: Transform, size: tuple[int, int]) -> Transform:
-        (sw, sh), (tw, th) = size, self.box
+        """The box is the transform's (thumbor's, as no_upscale() may have capped it)."""
+        if not (t.width and t.height):  # `of` refused an open side
+            return t
+        (sw, sh), (tw, th) = size, (t.width, t.height)
         if self.adaptive and ((sw < sh and tw > th) or (sw > sh and tw < th)):
             tw, th = th, tw
         sign = -1 if self.full else 1

@@ -147,6 +147,12 @@ GEOMETRY: list[Any] = [
     {"width": 300, "height": 100, "full_fit_in": True},
     {"width": 100, "height": 900, "full_fit_in": True},
     {"width": 150, "height": 250, "adaptive_full_fit_in": True},
+    # no_upscale() caps each side of the box at the source's, before any fit.
+    {"width": 97, "height": 982, "filters": ["no_upscale()"]},
+    {"width": 1594, "height": 42, "valign": "bottom", "filters": ["no_upscale()"]},
+    {"width": 880, "height": 111, "full_fit_in": True, "filters": ["no_upscale()"]},
+    {"width": 356, "height": 700, "halign": "right", "filters": ["upscale()", "no_upscale()"]},
+    {"width": 90, "height": 1000, "filters": ["no_upscale()", "rotate(90)"]},
     # upscale() enlarges only past both sides of a box: not with fit-in and a side of 0.
     {"width": 1000, "height": 0, "fit_in": True, "filters": ["upscale()"]},
 ]
