@@ -10,7 +10,6 @@ miss; adaptive- and full-fit-in are sized once the source is read.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import hmac
 import re
@@ -18,12 +17,10 @@ from collections.abc import Callable, Mapping
 from urllib.parse import unquote, unquote_to_bytes
 
 from imgproxy.dialects.thumbor_filters import Meaning, apply_filters
-from imgproxy.dialects.thumbor_fit_in import FitIn
-from imgproxy.dialects.translation import Sized, Translation, chain
+from imgproxy.dialects.thumbor_sizing import sized
+from imgproxy.dialects.translation import Translation
 from imgproxy.errors import BadRequest, BadSignature
-from imgproxy.geometry import focal_from_pixels, turned, without_missing_crop
 from imgproxy.param_values import show
-from imgproxy.params import Transform, normalise
 from imgproxy.settings import Settings, ThumborDialectSettings
 from imgproxy.store_options import HttpOptions
 
@@ -95,7 +92,7 @@ class ThumborDialect:
                 unquote(match["filters"]), meaning, self.watermarks
             )  # decoded once, as thumbor does
         store, path = self._image(match["image"])
-        return Translation(store, path, _params(meaning), sized=_sized(meaning))
+        return Translation(store, path, _params(meaning), sized=sized(meaning))
 
     def _check(self, signature: str, signed: str) -> None:
         """thumbor's signature: base64url(HMAC-SHA1(security_key, the rest as sent)), padded;
@@ -205,34 +202,6 @@ _PARTS: tuple[tuple[str, Part], ...] = (
     ("valign", _valign),
     ("smart", _smart),
 )
-
-
-def _sized(meaning: Meaning) -> Sized | None:
-    """What thumbor decides from the source's size: whether a crop box misses it (thumbor
-    then ignores the box; a native URL's is a 400), where a focal() in its pixels falls as
-    fractions of the whole source, and adaptive or full fit-in's sizes."""
-    steps: list[Sized] = []
-    if meaning.no_upscale and (meaning.width or meaning.height):
-        steps.append(_capped)
-    if meaning.crop is not None:
-        steps.append(without_missing_crop)
-    at = meaning.focal_at
-    if at is not None:
-        steps.append(lambda t, size: focal_from_pixels(t, at, size))
-    fit_in = FitIn.of(meaning)
-    if fit_in is not None:
-        steps.append(fit_in.resolve)
-    return chain(*steps)
-
-
-def _capped(t: Transform, size: tuple[int, int]) -> Transform:
-    """thumbor's no_upscale(): each side of the box at most the source's (upright, before
-    any crop; the box and the source turned alike by `rot`)."""
-    width, height = turned(size, t.rotate)
-    capped = (t.width and min(t.width, width), t.height and min(t.height, height))
-    if capped == (t.width, t.height):
-        return t
-    return normalise(dataclasses.replace(t, width=capped[0], height=capped[1]))
 
 
 def _params(meaning: Meaning) -> dict[str, str]:

@@ -153,6 +153,10 @@ GEOMETRY: list[Any] = [
     {"width": 880, "height": 111, "full_fit_in": True, "filters": ["no_upscale()"]},
     {"width": 356, "height": 700, "halign": "right", "filters": ["upscale()", "no_upscale()"]},
     {"width": 90, "height": 1000, "filters": ["no_upscale()", "rotate(90)"]},
+    # fill() pads fit-in's image to the one side asked.
+    {"width": 1000, "height": 0, "fit_in": True, "filters": ["fill(000000)"]},
+    {"width": 0, "height": 900, "fit_in": True, "filters": ["fill(red)"]},
+    {"crop": ((40, 30), (240, 130)), "width": 300, "fit_in": True, "filters": ["fill(red)"]},
     # upscale() enlarges only past both sides of a box: not with fit-in and a side of 0.
     {"width": 1000, "height": 0, "fit_in": True, "filters": ["upscale()"]},
 ]
