@@ -129,11 +129,7 @@ class Sizing:
         target = (_round(bw * dpr), _round(bh * dpr))
         crop = target
         if self.kind == "fill-down" and not self.enlarge and all(target):
-            across, down = target[0] / scaled[0], target[1] / scaled[1]
-            if across > down and across > 1:
-                crop = (scaled[0], _round(scaled[0] * target[1] / target[0]))
-            elif down > across and down > 1:
-                crop = (_round(scaled[1] * target[0] / target[1]), scaled[1])
+            crop = _fill_down_crop(scaled, target)
         kept = (min(scaled[0], crop[0] or scaled[0]), min(scaled[1], crop[1] or scaled[1]))
         canvas = kept
         if self.extend and (target[0] > kept[0] or target[1] > kept[1]):
@@ -141,6 +137,17 @@ class Sizing:
             # its start (imgproxy embeds at offset 0 there: a fill-down crop rounded to 0).
             canvas = (target[0] or kept[0], target[1] or kept[1])
         return scaled, kept, canvas, dpr
+
+
+def _fill_down_crop(scaled: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
+    """fill-down on an image smaller than the box: the box's shape, as large as the image
+    allows (a side that rounds to 0 is not cropped at all, as in imgproxy)."""
+    across, down = target[0] / scaled[0], target[1] / scaled[1]
+    if across > down and across > 1:
+        return (scaled[0], _round(scaled[0] * target[1] / target[0]))
+    if down > across and down > 1:
+        return (_round(scaled[1] * target[0] / target[1]), scaled[1])
+    return target
 
 
 def _in_source(
