@@ -157,7 +157,10 @@ def test_dead_workers_files_stay_few_and_no_count_goes_back_while_scraped(
     and a half-written snapshot the dead worker left goes with it."""
     monkeypatch.setenv(METRICS_ENV, str(tmp_path))
     dead = 300
-    for pid in range(1000, 1000 + dead):
+    # Never this process's own pid (a fresh machine's pids are this low): its live file
+    # would replace a dead one's.
+    pids = [pid for pid in range(1000, 1000 + dead + 1) if pid != os.getpid()][:dead]
+    for pid in pids:
         (tmp_path / f"{pid}.json").write_text(json.dumps(exposition.snapshot(counted())))
         (tmp_path / f"{pid}.json.tmp").write_text("{half a snapsh")  # killed mid-flush
     here = Exposition(counted())
@@ -165,7 +168,7 @@ def test_dead_workers_files_stay_few_and_no_count_goes_back_while_scraped(
     total = 2 * (dead + 1)
 
     def dying() -> None:
-        for pid in range(1000, 1000 + dead):
+        for pid in pids:
             forget(pid)
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
