@@ -95,6 +95,20 @@ def turned(size: tuple[_Side, _Side], rotate: int) -> tuple[_Side, _Side]:
     return (size[1], size[0]) if rotate in (90, 270) else size
 
 
+def unturn(rect: Region, size: tuple[int, int], degrees: int) -> Region:
+    """A rectangle of an image turned clockwise by `degrees` (of `size`), in the axes of
+    the image before it was turned."""
+    x, y, w, h = rect
+    turned_w, turned_h = size
+    if degrees == 90:
+        return (y, turned_w - x - w, h, w)
+    if degrees == 180:
+        return (turned_w - x - w, turned_h - y - h, w, h)
+    if degrees == 270:
+        return (turned_h - y - h, x, h, w)
+    return rect
+
+
 def plan_region(region: tuple[int, int], t: Transform) -> Geometry:
     """The fit of a (cropped, trimmed) region of `region` pixels, after its rotation."""
     return plan(turned(region, t.rotate), (t.width, t.height), t.fit, enlarge=t.enlarge)

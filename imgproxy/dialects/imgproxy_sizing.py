@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from imgproxy.dialects.imgproxy_arguments import Gravity
 from imgproxy.errors import BadRequest
-from imgproxy.geometry import plan_region, turned
+from imgproxy.geometry import plan_region, turned, unturn
 from imgproxy.params import Fit, Transform, normalise
 
 
@@ -73,7 +73,7 @@ class Sizing:
         if kept != scaled and self.gravity[0] == "smart":
             raise BadRequest("gravity: sm cannot crop a source smaller than the box")
         left, top = _position(scaled, kept, self.gravity)
-        region = _unturned(_in_source((left, top, *shown), scaled, source), source, t.rotate)
+        region = unturn(_in_source((left, top, *shown), scaled, source), source, t.rotate)
         pad_x, pad_y = canvas[0] - shown[0], canvas[1] - shown[1]
         before_x, before_y = _centred(pad_x), _centred(pad_y)
         return normalise(
@@ -188,19 +188,3 @@ def _position(image: tuple[int, int], inner: tuple[int, int], gravity: Gravity) 
         if "w" in sides:
             left = 0
     return max(0, min(left, width - iw)), max(0, min(top, height - ih))
-
-
-def _unturned(
-    region: tuple[int, int, int, int], turned_size: tuple[int, int], rotate: int
-) -> tuple[int, int, int, int]:
-    """A region of the source turned clockwise by `rotate`, as a region of the upright one
-    (a native crop comes before the rotation)."""
-    x, y, w, h = region
-    tw, th = turned_size
-    if rotate == 90:
-        return (y, tw - x - w, h, w)
-    if rotate == 180:
-        return (tw - x - w, th - y - h, w, h)
-    if rotate == 270:
-        return (th - y - h, x, h, w)
-    return region

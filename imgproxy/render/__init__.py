@@ -25,6 +25,7 @@ from imgproxy.geometry import (
     output_size,
     plan_region,
     turned,
+    unturn,
 )
 from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
@@ -42,7 +43,7 @@ from imgproxy.render.decoding import (
 )
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
 from imgproxy.render.memory import working_bytes
-from imgproxy.render.operations import after_fit, on_canvas, rotate, trim_region, turn_point, unturn
+from imgproxy.render.operations import after_fit, on_canvas, rotate, trim_region, turn_point
 from imgproxy.render.probe import check_items, identify, open_image, probe, unreadable
 from imgproxy.render.watermark import Stamp, stamper
 

@@ -40,20 +40,6 @@ def rotate(image: Image.Image, degrees: int) -> Image.Image:
     return image.transpose(_ROTATE[degrees]) if degrees else image
 
 
-def unturn(rect: Rect, size: tuple[int, int], degrees: int) -> Rect:
-    """A rectangle of an image turned clockwise by `degrees` (of `size`), in the axes of
-    the image before it was turned."""
-    x, y, w, h = rect
-    turned_w, turned_h = size
-    if degrees == 90:
-        return (y, turned_w - x - w, h, w)
-    if degrees == 180:
-        return (turned_w - x - w, turned_h - y - h, w, h)
-    if degrees == 270:
-        return (turned_h - y - h, x, h, w)
-    return rect
-
-
 def turn_point(point: tuple[float, float], degrees: int) -> tuple[float, float]:
     """A point given as fractions of an image, as fractions of it turned clockwise."""
     fx, fy = point
