@@ -96,12 +96,6 @@ class Targets:
             watermarks=self.watermarks,
         )
         check_relative(meant.path)
-        target = Target(
-            (path, query),
-            mount,
-            meant.path,
-            parsed,
-            meant.sized,
-        )
+        target = Target((path, query), mount, meant.path, parsed, meant.sized)
         self._known[(path, query)] = target
         return target
