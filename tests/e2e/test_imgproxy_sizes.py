@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -68,8 +69,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     geometry = Image.new("RGB", (200, 100), RED)
     geometry.paste(BLUE, (100, 0, 200, 100))  # left half red, right half blue
     geometry.save(media / "geometry.png")
-    (media / "photo.jpg").write_bytes(images.jpeg((640, 480)))
-    for index in range(4):
+    for name in ("photo.jpg", *(f"photo{n}.jpg" for n in range(8))):
+        (media / name).write_bytes(images.jpeg((640, 480)))
+    for index in range(8):
         Image.new("RGB", (200, 100), RED).save(media / f"fresh{index}.png")
     for width, height in ((1, 9), (2000, 3), (1, 1), (7, 5)):
         Image.new("RGB", (width, height), RED).save(media / f"s{width}x{height}.png")
@@ -170,27 +172,49 @@ def test_the_image_is_kept_by_gravity_and_extended_about_the_centre(server: Serv
     assert colour(framed, 49, 150) == (0, 255, 0)
 
 
-def test_one_rendition_with_the_native_url_that_says_the_same(server: Served) -> None:
-    """A sized imgproxy URL and the native URL it becomes, asked at once in both orders:
-    one answer, the same bytes and ETag. A source large enough keeps its plain mapping."""
+@pytest.mark.parametrize("first", ["imgproxy", "native"])
+def test_one_rendition_with_the_native_url_that_says_the_same(server: Served, first: str) -> None:
+    """A sized imgproxy URL and the native URL it becomes, asked at once on a source neither
+    has been asked for, the one or the other first: one answer, the same bytes and ETag. A
+    source large enough keeps its plain mapping."""
+    n = 0 if first == "imgproxy" else 1
     pairs = [
         # imgproxy's centre: 25.5 px above rounds to even, 26
-        (sign("/rs:fill:300:50/plain/fresh0.png"),
-         "/media/fresh0.png?crop=0,26,200,50&w=200&h=50&fit=fill&enlarge=1"),
-        (sign("/rs:fill:300:300:0:1/plain/fresh1.png"),
-         "/media/fresh1.png?w=200&h=100&fit=fill&enlarge=1&pad=100,50,100,50"),
-        (sign("/rs:force:50:0/plain/fresh2.png"),
-         "/media/fresh2.png?w=50&h=100&fit=fill&enlarge=1"),
-        (sign("/rs:fill:120:90/plain/photo.jpg"), "/media/photo.jpg?w=120&h=90&fit=cover"),
+        ("/rs:fill:300:50/plain/fresh{n}.png",
+         "/media/fresh{n}.png?crop=0,26,200,50&w=200&h=50&fit=fill&enlarge=1"),
+        ("/rs:fill:300:300:0:1/plain/fresh{n}.png",
+         "/media/fresh{n}.png?w=200&h=100&fit=fill&enlarge=1&pad=100,50,100,50"),
+        ("/rs:force:50:0/plain/fresh{n}.png", "/media/fresh{n}.png?w=50&h=100&fit=fill&enlarge=1"),
+        ("/rs:fill:120:90/plain/photo{n}.jpg", "/media/photo{n}.jpg?w=120&h=90&fit=cover"),
     ]  # fmt: skip
 
-    async def both(first: str, second: str) -> list[httpx.Response]:
+    async def both(urls: list[str]) -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-            return await asyncio.gather(*(http.get(u) for u in [first, second] * 8))
+            return await asyncio.gather(*(http.get(u) for u in urls * 8))
 
     for index, (foreign, native) in enumerate(pairs):
-        order = (foreign, native) if index % 2 else (native, foreign)
-        answers = asyncio.run(both(*order))
+        names = {"n": 2 * index + n}
+        urls = [sign(foreign.format(**names)), native.format(**names)]
+        answers = asyncio.run(both(urls if first == "imgproxy" else urls[::-1]))
         assert {a.status_code for a in answers} == {200}, answers[0].text
         assert len({a.content for a in answers}) == 1, foreign
         assert len({a.headers["etag"] for a in answers}) == 1, foreign
+
+
+def test_sized_urls_past_the_limits_many_at_once(server: Served) -> None:
+    """Sizes a URL takes from the source (dpr, extend, force, enlarge) stay within
+    limits.max_output_dimension (4096 here) and max_output_pixels: 48 such URLs at once get
+    their answer or a 400, never a 500, and the server answers on."""
+    options = [
+        "dpr:4/el:1", "rs:fill:4000:4000:1/dpr:4", "rs:force:4096:0:1/dpr:3",
+        "rs:fit:4096:4096:1:1", "rs:fill:4096:10:0:1/dpr:4/pd:500", "rs:auto:1:4096:1:1",
+    ]  # fmt: skip
+    urls = [sign(f"/{o}/plain/{f}") for o in options for f in ("photo.jpg", "s1x9.png")] * 4
+    with ThreadPoolExecutor(48) as pool:
+        answers = list(pool.map(lambda u: httpx.get(server.url + u, timeout=60), urls))
+    assert {a.status_code for a in answers} <= {200, 400}
+    assert 400 in {a.status_code for a in answers}
+    for answer in answers:
+        if answer.status_code == 200:
+            assert max(size_of(answer)) <= 4096
+    assert httpx.get(server.url + "/healthz").status_code == 200

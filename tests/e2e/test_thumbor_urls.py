@@ -104,6 +104,23 @@ EQUIVALENTS: list[Any] = [
         {"width": 100, "height": 100, "filters": ["focal(900x10:1000x20)"]},
         "/media/photo.jpg?w=100&h=100&fit=cover&g=focal&fx=1&fy=0.03125",
     ),
+    # sized as thumbor sizes them once the 640x480 source is read
+    (
+        {"width": 300, "height": 100, "full_fit_in": True},
+        "/media/photo.jpg?w=300&h=225&fit=fill&enlarge=1",
+    ),
+    (
+        {"width": 100, "height": 300, "adaptive_fit_in": True},
+        "/media/photo.jpg?w=133&h=100&fit=fill&enlarge=1",
+    ),
+    (
+        {"width": 900, "height": 100, "filters": ["no_upscale()"]},
+        "/media/photo.jpg?w=640&h=100&fit=cover",
+    ),
+    (
+        {"width": 900, "fit_in": True, "filters": ["fill(red)"]},
+        "/media/photo.jpg?w=900&bg=ff0000&pad=0,130,0,130",
+    ),
     pytest.param(
         {"width": 80, "filters": ["blur(3)", "sharpen(1,0.5,true)"]},
         "/media/photo.jpg?w=80&blur=3&sharpen=0.5",
@@ -144,9 +161,9 @@ def test_urls_placed_once_the_source_is_read_agree_under_many_clients_at_once(
     media: Path, serve: Serve
 ) -> None:
     """thumbor URLs whose native meaning needs the source's size (a focal() without a crop
-    box, a crop box outside it) and their native URLs, 48 clients at once on a cold server,
-    interleaved, then once more warm: one answer per rendition, the same bytes and ETag
-    whichever URL made it, and no other status than 200."""
+    box, a crop box outside it, full-fit-in, no_upscale()) and their native URLs, 48 clients
+    at once on a cold server, interleaved, then once more warm: one answer per rendition, the
+    same bytes and ETag whichever URL made it, and no other status than 200."""
     pairs = [
         (
             thumbor(width=100, height=100, filters=["focal(100x200:140x280)"]),
@@ -156,8 +173,16 @@ def test_urls_placed_once_the_source_is_read_agree_under_many_clients_at_once(
             thumbor(crop=((700, 500), (900, 600)), width=100),
             "/media/photo.jpg?w=100",
         ),
+        (
+            thumbor(width=300, height=100, full_fit_in=True),
+            "/media/photo.jpg?w=300&h=225&fit=fill&enlarge=1",
+        ),
+        (
+            thumbor(width=900, height=100, filters=["no_upscale()"]),
+            "/media/photo.jpg?w=640&h=100&fit=cover",
+        ),
     ]
-    urls = [url for pair in pairs for url in pair] * 12
+    urls = [url for pair in pairs for url in pair] * 6
     server = serve(create_app(settings_for(media, dialects=DIALECT)))
 
     def get_all() -> list[httpx.Response]:
