@@ -200,6 +200,31 @@ def test_urls_placed_once_the_source_is_read_agree_under_many_clients_at_once(
             assert len(same) == 1, foreign
 
 
+def test_sized_urls_past_the_limits_many_at_once(media: Path, serve: Serve) -> None:
+    """full-fit-in enlarges past the box, and past limits.max_output_dimension (4096) and
+    max_output_pixels when the box asks: 48 such URLs at once get their answer within the
+    limits or a 400, never a 500, and the server answers on."""
+    options: list[dict[str, Any]] = [
+        {"width": 9000, "height": 10, "full_fit_in": True},
+        {"width": 4096, "height": 1, "full_fit_in": True},
+        {"width": 10, "height": 4000, "adaptive_full_fit_in": True},
+        {"width": 4096, "height": 4096, "filters": ["no_upscale()", "upscale()"]},
+        {"width": 4096, "fit_in": True, "filters": ["fill(red)", "upscale()"]},
+        {"width": 3000, "height": 3000, "adaptive_fit_in": True, "filters": ["upscale()"]},
+    ]
+    urls = [thumbor(**o) for o in options] * 8
+    server = serve(create_app(settings_for(media, dialects=DIALECT)))
+    with httpx.Client(base_url=server.url, timeout=60) as http, ThreadPoolExecutor(48) as pool:
+        answers = list(pool.map(http.get, urls))
+        assert http.get("/healthz").status_code == 200
+    assert {a.status_code for a in answers} <= {200, 400}
+    assert {a.status_code for a in answers} == {200, 400}
+    for answer in answers:
+        if answer.status_code == 200:
+            size = Image.open(io.BytesIO(answer.content)).size
+            assert max(size) <= 4096 and size[0] * size[1] <= 16_777_216, size
+
+
 @pytest.mark.parametrize(
     "options", [{}, {"filters": ["strip_exif()"]}, {"filters": ["strip_icc()", "no_upscale()"]}]
 )
