@@ -123,7 +123,7 @@ EQUIVALENTS: list[Any] = [
     ),
     pytest.param(
         {"width": 80, "filters": ["blur(3)", "sharpen(1,0.5,true)"]},
-        "/media/photo.jpg?w=80&blur=3&sharpen=0.5",
+        "/media/photo.jpg?w=80&blur=1.84&sharpen=0.5",
     ),
 ]
 

@@ -73,9 +73,13 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ({"filters": ["format(jpg)"]}, "fm=jpeg"),
     ({"filters": ["quality(70)"]}, "q=70"),
     ({"filters": ["quality(70)", "format(png)"]}, "q=70&fm=png"),
-    ({"filters": ["blur(3)"]}, "blur=3"),
-    ({"filters": ["blur(4,1.5)"]}, "blur=1.5"),
-    ({"filters": ["blur(4, 0)"]}, "blur=4"),
+    # blur: the spread of thumbor's kernel (a Gaussian cut off at the radius, at most 150).
+    ({"filters": ["blur(3)"]}, "blur=1.84"),
+    ({"filters": ["blur(4,1.5)"]}, "blur=1.48"),
+    ({"filters": ["blur(4, 0)"]}, "blur=2.38"),
+    ({"filters": ["blur(200)"]}, "blur=83.64"),
+    ({"filters": ["blur(150,1000000)"]}, "blur=86.89"),  # all 301 weights equal
+    ({"filters": ["blur(1,0.2)"]}, "fit=contain"),  # a kernel of one pixel: no blur
     ({"filters": ["sharpen(2,1.0,true)"]}, "sharpen=1"),
     ({"filters": ["sharpen(1.5,0.5,false)"]}, "sharpen=0.5"),
     ({"filters": ["upscale()"]}, "enlarge=1"),
@@ -302,6 +306,7 @@ REFUSED = [
     ({"filters": ["quality(99999999999999999999)"]}, "quality"),
     ({"filters": ["blur()"]}, "blur"),
     ({"filters": ["blur(1,2,3)"]}, "blur"),
+    ({"filters": ["blur(0)"]}, "radius"),
     ({"filters": ["blur(2)", "blur(3)"]}, "more than once"),
     ({"filters": ["sharpen(1,1)"]}, "sharpen"),
     ({"filters": ["sharpen(1,1,maybe)"]}, "sharpen"),
