@@ -1,6 +1,7 @@
 """thumbor's meanings that depend on the source's size (SPEC §15.2), as Translation.sized:
-no_upscale()'s cap, a crop box that misses, focal() in pixels, adaptive- and full-fit-in,
-fill() with one side open. Each is placed once the source is read, as thumbor places it."""
+no_upscale()'s cap, a crop box that misses, focal() in pixels, fit-in's rounding,
+adaptive- and full-fit-in, fill() with one side open. Each is placed once the source is
+read, as thumbor places it."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from imgproxy.params import Fit, Transform, normalise
 def sized(meaning: Meaning) -> Sized | None:
     """What thumbor decides from the source's size, in its order: no_upscale()'s cap on the
     box, whether a crop box misses the source (thumbor then ignores it; a native URL's is a
-    400), where a focal() in its pixels falls as fractions of the whole source, adaptive or
-    full fit-in's sizes, and fill()'s padding on a fit-in box with one side open."""
+    400), where a focal() in its pixels falls as fractions of the whole source, fit-in's
+    sizes (plain, adaptive or full), and fill()'s padding on a fit-in box with one side open."""
     steps: list[Sized] = []
     if meaning.no_upscale and (meaning.width or meaning.height):
         steps.append(_capped)
@@ -36,10 +37,38 @@ def sized(meaning: Meaning) -> Sized | None:
     fit_in = FitIn.of(meaning)
     if fit_in is not None:
         steps.append(fit_in.resolve)
+    elif meaning.fit_in and meaning.params.get("fit") != "pad" and "trim" not in meaning.params:
+        steps.append(_fitted_as_thumbor)
     filled = meaning.fit_in and meaning.params.get("fit") == "pad"
     if filled and bool(meaning.width) != bool(meaning.height):
         steps.append(_filled_open_side)
     return chain(*steps)
+
+
+def _fitted_as_thumbor(t: Transform, size: tuple[int, int]) -> Transform:
+    """fit-in's size rounded as thumbor rounds it, where the native fit (half to even
+    throughout) comes out a pixel apart: an open side of the box from the region's aspect
+    (half to even), the fitted side (half up), upscale()'s enlargement (cut to whole
+    pixels). A box with one side open is never enlarged (upscale() needs both)."""
+    width, height = t.width or 0, t.height or 0
+    if not (width or height):
+        return t
+    region = crop_region(size, t)[2:]
+    rw, rh = turned(region, t.rotate)
+    bw = width or round(height * rw / rh)
+    bh = height or round(width * rh / rw)
+    if bw >= rw and bh >= rh:
+        fitted = (rw, rh)
+        if t.enlarge and width and height and rw < bw and rh < bh:
+            fitted = (bw, int(rh * bw / rw)) if rw / bw >= rh / bh else (int(rw * bh / rh), bh)
+    elif rw / bw >= rh / bh:  # thumbor's + 1e-5: halves round up
+        fitted = (bw, round(rh * bw / rw + 1e-5))
+    else:
+        fitted = (round(rw * bh / rh + 1e-5), bh)
+    w, h = max(1, fitted[0]), max(1, fitted[1])
+    if plan_region(region, t).size == (w, h):
+        return t
+    return normalise(dataclasses.replace(t, width=w, height=h, fit=Fit.FILL, enlarge=True))
 
 
 def _filled_open_side(t: Transform, size: tuple[int, int]) -> Transform:

@@ -157,6 +157,14 @@ GEOMETRY: list[Any] = [
     {"width": 1000, "height": 0, "fit_in": True, "filters": ["fill(000000)"]},
     {"width": 0, "height": 900, "fit_in": True, "filters": ["fill(red)"]},
     {"crop": ((40, 30), (240, 130)), "width": 300, "fit_in": True, "filters": ["fill(red)"]},
+    # fit-in's sizes rounded as thumbor rounds them: the fitted side half up (305x203, not
+    # 304), an open side from the aspect (half to even), then the fit (a height of 278 for
+    # 279 asked), upscale()'s enlargement cut to whole pixels (901x600, not 901x601).
+    {"width": 315, "height": 203, "fit_in": True},
+    {"width": 0, "height": 279, "fit_in": True},
+    {"width": 0, "height": 279, "fit_in": True, "filters": ["rotate(90)"]},
+    {"width": 901, "height": 1500, "fit_in": True, "filters": ["upscale()"]},
+    {"crop": ((40, 30), (340, 230)), "width": 0, "height": 139, "fit_in": True},
     # upscale() enlarges only past both sides of a box: not with fit-in and a side of 0.
     {"width": 1000, "height": 0, "fit_in": True, "filters": ["upscale()"]},
 ]

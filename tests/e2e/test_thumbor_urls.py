@@ -113,6 +113,11 @@ EQUIVALENTS: list[Any] = [
         {"width": 100, "height": 300, "adaptive_fit_in": True},
         "/media/photo.jpg?w=133&h=100&fit=fill&enlarge=1",
     ),
+    # fit-in rounds the fitted side's half up, as thumbor does: 150x112.5 is 150x113
+    (
+        {"width": 150, "height": 203, "fit_in": True},
+        "/media/photo.jpg?w=150&h=113&fit=fill&enlarge=1",
+    ),
     (
         {"width": 900, "height": 100, "filters": ["no_upscale()"]},
         "/media/photo.jpg?w=640&h=100&fit=cover",
@@ -161,9 +166,10 @@ def test_urls_placed_once_the_source_is_read_agree_under_many_clients_at_once(
     media: Path, serve: Serve
 ) -> None:
     """thumbor URLs whose native meaning needs the source's size (a focal() without a crop
-    box, a crop box outside it, full-fit-in, no_upscale()) and their native URLs, 48 clients
-    at once on a cold server, interleaved, then once more warm: one answer per rendition, the
-    same bytes and ETag whichever URL made it, and no other status than 200."""
+    box, a crop box outside it, full-fit-in, no_upscale(), fit-in at a half pixel) and their
+    native URLs, 48 clients at once on a cold server, interleaved, then once more warm: one
+    answer per rendition, the same bytes and ETag whichever URL made it, and no other status
+    than 200."""
     pairs = [
         (
             thumbor(width=100, height=100, filters=["focal(100x200:140x280)"]),
@@ -180,6 +186,10 @@ def test_urls_placed_once_the_source_is_read_agree_under_many_clients_at_once(
         (
             thumbor(width=900, height=100, filters=["no_upscale()"]),
             "/media/photo.jpg?w=640&h=100&fit=cover",
+        ),
+        (
+            thumbor(width=150, height=203, fit_in=True),
+            "/media/photo.jpg?w=150&h=113&fit=fill&enlarge=1",
         ),
     ]
     urls = [url for pair in pairs for url in pair] * 6
