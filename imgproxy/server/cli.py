@@ -1,6 +1,6 @@
-"""`imgproxy`: serve images, check a configuration, sign URLs, purge or warm a source's
-renditions, and print the configuration reference. The commands themselves live in
-serving.py (`serve`) and tools.py (`check`, `sign`, `purge`, `warm`)."""
+"""`imgproxy`, the console script. The commands themselves live in serving.py (`serve`) and
+tools.py (`check`, `sign`, `purge`, `warm`); `--help` shows DESCRIPTION, not this docstring,
+so a user reads what the commands do, not where they live."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ from imgproxy.presets import check_presets
 from imgproxy.server import serving
 from imgproxy.settings import CONFIG_ENV, Settings, unread_variables
 
+DESCRIPTION = (
+    "Serve images, check a configuration, sign URLs, purge or warm a source's renditions, "
+    "and print the configuration reference or a shipped deployment file."
+)
+
 SIGN_HELP = """\
 URL is the path after the mount point, /STORE/PATH, with its query: /media/a.jpg?w=300.
 A missing leading slash is added (media/a.jpg?w=300 signs /media/a.jpg?w=300), and
@@ -28,7 +33,7 @@ path includes the mount point, which only you know; pass the part after it.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="imgproxy", description=__doc__)
+    parser = argparse.ArgumentParser(prog="imgproxy", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"imgproxy {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 

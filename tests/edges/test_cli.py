@@ -168,6 +168,12 @@ def test_sign_refuses_what_is_not_a_store_path(tmp_path: Path, url: str, says: s
     assert says in result.stderr
 
 
+def test_help_says_what_the_commands_do_not_where_their_code_lives() -> None:
+    result = imgproxy("--help")
+    assert result.returncode == 0 and "sign URLs" in result.stdout
+    assert ".py" not in result.stdout
+
+
 def test_sign_help_documents_the_rules() -> None:
     result = imgproxy("sign", "--help")
     assert "leading slash" in result.stdout and "full URL" in result.stdout
