@@ -1,6 +1,7 @@
 """What the server learns about one version of a source: its detected format, displayed
-size, frames and bytes. Approval-independent, so it can be kept in the shared cache tiers
-and a restarted (or another) instance answers a hit or a 304 without reading the source.
+size, frames and bytes, and `?fm=json` written from them. Approval-independent, so it can be
+kept in the shared cache tiers and a restarted (or another) instance answers a hit or a 304
+without reading the source.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import builtins
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +63,22 @@ class SourceInfo:
         if min(info.width, info.height, info.frames, info.bytes) < 1 or info.coefficient_bytes < 0:
             return None
         return info
+
+
+def metadata_json(
+    info: SourceInfo, modified: float | None, approved: bool, original_etag: str
+) -> bytes:
+    """SPEC §5.1, from the header facts already known and the stored file's own: no decode."""
+    when = None if modified is None else datetime.fromtimestamp(modified, UTC).isoformat()
+    return json.dumps(
+        {
+            "width": info.width,
+            "height": info.height,
+            "format": info.format.lower(),
+            "frames": info.frames,
+            "bytes": info.bytes,
+            "approved": approved,
+            "modified": when,
+            "etag": original_etag,
+        }
+    ).encode()

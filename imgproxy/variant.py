@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from imgproxy import hints
 from imgproxy.cache import CacheKey
 from imgproxy.conditional import cache_control, http_date, make_etag, surrogate_key
-from imgproxy.facts import SourceInfo
+from imgproxy.facts import SourceInfo, metadata_json
 from imgproxy.formats import AS_OUTPUT, OutputFormat
 from imgproxy.geometry import resolve_crop
 from imgproxy.job import DEFAULT_AVIF_SPEED, DEFAULT_WEBP_EFFORT, RenderJob
@@ -188,65 +186,31 @@ def build_variant(
 ) -> Variant:
     t = query.transform
     ident = (store, file.path, file.version)
-    job, body = None, b""
-    modified = file.modified
+    job, modified = None, file.modified
     if t is None:
         check_frames(info, limits, animated_output=info.frames > 1)
         kind, etag = Kind.ORIGINAL, make_etag(*ident, Kind.ORIGINAL)
         extension, media_type = info.format.lower(), info.media_type
     elif t.metadata:
         kind, etag = Kind.METADATA, make_etag(*ident, Kind.METADATA)
-        body = metadata(file, info, make_etag(*ident, Kind.ORIGINAL))
         extension, media_type = "", "application/json"
     else:
         assert output is not None
-        if t.focal is None and t.gravity is Gravity.FOCAL:  # no fx/fy: the stored point
-            # A Python store's point is checked like a sidecar's (inf, NaN, out of range).
-            stored = focal_point(*file.focal) if file.focal else None
-            t = dataclasses.replace(t, focal=stored or CENTRE)  # in the job and the ETag
-        t = resolve_crop(t, info.size)  # in pixels: a crop's spellings share one rendition
-        quality = (t.quality or output.default_quality) if output.has_quality else None
-        animate = output.animates and info.frames > 1
-        check_frames(info, limits, animated_output=animate)
-        check_output(info, t, output, limits, animate=animate)  # 400: judged before any read
-        job = RenderJob(
-            t,
-            output,
-            quality,
-            decoders,
-            animate,
-            limits.max_source_pixels,
-            max_jpeg_scans=limits.max_jpeg_scans,
-            budget=limits.max_render_seconds,
-            avif_speed=avif_speed,
-            webp_effort=webp_effort,
-            max_output=(limits.max_output_dimension, limits.max_output_pixels),
-            mark=mark.job() if mark is not None and t.watermark else None,
-        )
-        kind = Kind.RENDITION
-        # The speed and effort change the bytes: part of an AVIF's or a WebP's identity (a
-        # WebP's only when not libwebp's default, so the ETags from before it stay).
-        speed = (f"speed={avif_speed}",) if output is OutputFormat.AVIF else ()
-        if output is OutputFormat.WEBP and webp_effort != DEFAULT_WEBP_EFFORT:
-            speed = (f"effort={webp_effort}",)
-        # The mark's version: replacing it changes every rendition that carries it (§15.1).
-        marked = mark.ident() if mark is not None and t.watermark else ()
-        etag = make_etag(*ident, t.canonical(), output, str(quality), *speed, *marked)
-        if marked and mark is not None:
+        job = _job(file, info, t, output, limits, decoders, avif_speed, webp_effort, mark)
+        kind, etag = Kind.RENDITION, _rendition_etag(ident, job, mark)
+        if job.mark is not None and mark is not None:
             modified = _later(file.modified, mark.source.file.modified)
         extension, media_type = output.value, output.media_type
+    vary = [
+        name for name, used in (("Accept", t and t.format == AUTO), (hints.VARY, hinted)) if used
+    ]
     headers = [
         ("etag", etag),
         ("cache-control", cache_control(caching, immutable=query.version is not None)),
         ("surrogate-key", surrogate_key(store, file.path)),
+        *([("last-modified", http_date(modified))] if modified is not None else []),
+        *([("vary", ", ".join(vary))] if vary else []),
     ]
-    if modified is not None:
-        headers.append(("last-modified", http_date(modified)))
-    vary = [
-        name for name, used in (("Accept", t and t.format == AUTO), (hints.VARY, hinted)) if used
-    ]
-    if vary:
-        headers.append(("vary", ", ".join(vary)))
     ready_304 = not_modified(headers)
     headers.append(("content-type", media_type))
     if kind is Kind.ORIGINAL:
@@ -258,6 +222,8 @@ def build_variant(
     if job is not None:
         key = CacheKey(surrogate_key(store, file.path), etag.strip('"'), job.output.value)
     if kind is Kind.METADATA:
+        original = make_etag(*ident, Kind.ORIGINAL)
+        body = metadata_json(info, file.modified, file.approved, original)
         response = image_response(status, body, tuple(headers))
     source_of_mark = mark.source if job is not None and job.mark is not None and mark else None
     return Variant(
@@ -265,26 +231,59 @@ def build_variant(
     )
 
 
+def _job(
+    file: StoredFile,
+    info: SourceInfo,
+    t: Transform,
+    output: OutputFormat,
+    limits: LimitsSettings,
+    decoders: tuple[str, ...] | None,
+    avif_speed: int,
+    webp_effort: int,
+    mark: Mark | None,
+) -> RenderJob:
+    """A rendition's job, its transform resolved for this version (the stored focal point,
+    the crop in pixels) and judged against the limits before any read (400s)."""
+    if t.focal is None and t.gravity is Gravity.FOCAL:  # no fx/fy: the stored point
+        # A Python store's point is checked like a sidecar's (inf, NaN, out of range).
+        stored = focal_point(*file.focal) if file.focal else None
+        t = dataclasses.replace(t, focal=stored or CENTRE)  # in the job and the ETag
+    t = resolve_crop(t, info.size)  # in pixels: a crop's spellings share one rendition
+    quality = (t.quality or output.default_quality) if output.has_quality else None
+    animate = output.animates and info.frames > 1
+    check_frames(info, limits, animated_output=animate)
+    check_output(info, t, output, limits, animate=animate)
+    return RenderJob(
+        t,
+        output,
+        quality,
+        decoders,
+        animate,
+        limits.max_source_pixels,
+        max_jpeg_scans=limits.max_jpeg_scans,
+        budget=limits.max_render_seconds,
+        avif_speed=avif_speed,
+        webp_effort=webp_effort,
+        max_output=(limits.max_output_dimension, limits.max_output_pixels),
+        mark=mark.job() if mark is not None and t.watermark else None,
+    )
+
+
+def _rendition_etag(ident: tuple[str, str, str], job: RenderJob, mark: Mark | None) -> str:
+    """Everything that decides a rendition's bytes. The speed and effort change them: part
+    of an AVIF's or a WebP's identity (a WebP's only when not libwebp's default, so the
+    ETags from before it stay). The mark's version: replacing it changes every rendition
+    that carries it (§15.1)."""
+    speed = (f"speed={job.avif_speed}",) if job.output is OutputFormat.AVIF else ()
+    if job.output is OutputFormat.WEBP and job.webp_effort != DEFAULT_WEBP_EFFORT:
+        speed = (f"effort={job.webp_effort}",)
+    marked = mark.ident() if mark is not None and job.mark is not None else ()
+    return make_etag(
+        *ident, job.transform.canonical(), job.output, str(job.quality), *speed, *marked
+    )
+
+
 def _later(one: float | None, other: float | None) -> float | None:
     """The later of two modification times; unknown if either is (no Last-Modified then
     rather than one that a changed mark would not move)."""
     return None if one is None or other is None else max(one, other)
-
-
-def metadata(file: StoredFile, info: SourceInfo, original_etag: str) -> bytes:
-    """SPEC §5.1, from the header facts already known: no decode."""
-    modified = None
-    if file.modified is not None:
-        modified = datetime.fromtimestamp(file.modified, UTC).isoformat()
-    return json.dumps(
-        {
-            "width": info.width,
-            "height": info.height,
-            "format": info.format.lower(),
-            "frames": info.frames,
-            "bytes": info.bytes,
-            "approved": file.approved,
-            "modified": modified,
-            "etag": original_etag,
-        }
-    ).encode()
