@@ -117,19 +117,11 @@ class Variants:
         variant = self._known.get(ident if hinted is None else (*ident, hinted))
         if variant is None:
             mount = source.mount
-            if target.sized is not None and t is not None:
-                t = target.sized(t, info.size)
-                query = dataclasses.replace(query, transform=t)
-            if hinted is not None:
-                assert t is not None
-                top = mount.limits.max_output_dimension
-                t = hints.apply(t, hinted, dpr_given=query.dpr_given, max_dimension=top)
-                query = dataclasses.replace(query, transform=t)
             variant = build_variant(
                 store=mount.name,
                 file=file,
                 info=info,
-                query=query,
+                query=_for_source(target, info.size, hinted, mount.limits.max_output_dimension),
                 output=output,
                 limits=mount.limits,
                 decoders=mount.policy.decoders(file.approved),
@@ -154,6 +146,22 @@ class Variants:
         if default is not None:
             return default
         return OutputFormat.PNG if info.has_alpha else OutputFormat.JPEG
+
+
+def _for_source(
+    target: Target, size: tuple[int, int], hinted: hints.Hints | None, max_dimension: int
+) -> Query:
+    """The URL's query for this source: its dialect's sizing (Target.sized) once the size is
+    known, then the client hints it used."""
+    query = target.query
+    t = query.transform
+    if t is None:
+        return query
+    if target.sized is not None:
+        t = target.sized(t, size)
+    if hinted is not None:
+        t = hints.apply(t, hinted, dpr_given=query.dpr_given, max_dimension=max_dimension)
+    return query if t is query.transform else dataclasses.replace(query, transform=t)
 
 
 def _url_chars(ident: tuple[object, ...]) -> int:
