@@ -31,58 +31,16 @@ printed URL is what the server will check. A full URL (http://host/...) is refus
 path includes the mount point, which only you know; pass the part after it.
 """
 
+PURGE_HELP = (
+    "Running workers of `imgproxy serve` on this host drop it from their memory (with "
+    "cache.disk_path; across hosts, cache.redis_url). Exit status: 0 renditions removed (or "
+    "every cache.purge_urls confirmed), 1 nothing cached for it, 2 bad input, 3 an HTTP cache "
+    "or a running worker failed (the tiers were purged)."
+)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="imgproxy", description=DESCRIPTION)
-    parser.add_argument("--version", action="version", version=f"imgproxy {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="run the standalone server")
-    _config_option(serve)
-    serve.add_argument("--host", help="overrides server.host")
-    serve.add_argument("--port", type=int, help="overrides server.port")
-    serve.add_argument("--workers", type=int, help="overrides server.workers")
-
-    check = commands.add_parser("check", help="validate a config and list its stores")
-    _config_option(check)
-
-    sign = commands.add_parser(
-        "sign",
-        help="sign a URL path such as /media/a.jpg?w=300",
-        description=SIGN_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _config_option(sign)
-    sign.add_argument("url", help="/STORE/PATH?QUERY: the path after the mount point")
-
-    purge = commands.add_parser(
-        "purge",
-        help="remove every cached rendition of a source",
-        description=(
-            "Running workers of `imgproxy serve` on this host drop it from their memory (with "
-            "cache.disk_path; across hosts, cache.redis_url). Exit status: 0 renditions "
-            "removed (or every cache.purge_urls confirmed), 1 nothing cached for it, 2 bad "
-            "input, 3 an HTTP cache or a running worker failed (the tiers were purged)."
-        ),
-    )
-    _config_option(purge)
-    purge.add_argument("source", metavar="STORE/PATH", help="e.g. media/photos/a.jpg")
-
-    warm = commands.add_parser("warm", help="pre-render a store's files for some presets")
-    _config_option(warm)
-    warm.add_argument("--store", required=True)
-    warm.add_argument("--preset", required=True, help="one name, or several: small,medium")
-
-    config = commands.add_parser(
-        "config", help="print the configuration reference or a shipped deployment file"
-    )
-    printed = config.add_mutually_exclusive_group()
-    printed.add_argument(
-        "--reference", action="store_true", help="every key: type, default, meaning (Markdown)"
-    )
-    for flag, (name, what) in DEPLOYMENT_FILES.items():
-        printed.add_argument(f"--{flag}", action="store_true", help=f"{what} ({name})")
-
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "config":  # needs no settings: it describes them
         return _config(parser, args)
@@ -108,6 +66,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:  # a store's value, say, that the environment set
         print(f"imgproxy: {named(exc, settings.variables)}", file=sys.stderr)
         return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgproxy", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"imgproxy {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the standalone server")
+    _config_option(serve)
+    serve.add_argument("--host", help="overrides server.host")
+    serve.add_argument("--port", type=int, help="overrides server.port")
+    serve.add_argument("--workers", type=int, help="overrides server.workers")
+
+    check = commands.add_parser("check", help="validate a config and list its stores")
+    _config_option(check)
+
+    sign = commands.add_parser(
+        "sign",
+        help="sign a URL path such as /media/a.jpg?w=300",
+        description=SIGN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _config_option(sign)
+    sign.add_argument("url", help="/STORE/PATH?QUERY: the path after the mount point")
+
+    purge = commands.add_parser(
+        "purge", help="remove every cached rendition of a source", description=PURGE_HELP
+    )
+    _config_option(purge)
+    purge.add_argument("source", metavar="STORE/PATH", help="e.g. media/photos/a.jpg")
+
+    warm = commands.add_parser("warm", help="pre-render a store's files for some presets")
+    _config_option(warm)
+    warm.add_argument("--store", required=True)
+    warm.add_argument("--preset", required=True, help="one name, or several: small,medium")
+
+    printed = commands.add_parser(
+        "config", help="print the configuration reference or a shipped deployment file"
+    ).add_mutually_exclusive_group()
+    printed.add_argument(
+        "--reference", action="store_true", help="every key: type, default, meaning (Markdown)"
+    )
+    for flag, (name, what) in DEPLOYMENT_FILES.items():
+        printed.add_argument(f"--{flag}", action="store_true", help=f"{what} ({name})")
+    return parser
 
 
 def _command(args: argparse.Namespace) -> Callable[[Settings, argparse.Namespace], int]:
