@@ -19,23 +19,21 @@ reload re-reads the configuration, not the code: an upgrade needs a restart.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
 import signal
-import socket
 import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import SimpleQueue
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from imgproxy.server import worker
 from imgproxy.server.claims import PEERS_ENV, make_table
 from imgproxy.server.exposition import METRICS_ENV, forget
 
@@ -50,6 +48,7 @@ FAST_FAILURES = 3
 READY_WAIT = 60.0  # seconds a reload waits for a new worker to serve before giving up
 # What the fork server imports before forking workers (one that is not installed is skipped).
 PRELOAD = [
+    "imgproxy.server.worker",
     "imgproxy.server.app",
     "imgproxy.server.connections",
     "uvicorn",
@@ -62,60 +61,6 @@ PRELOAD = [
     "PIL.GifImagePlugin",
     "PIL.WebPImagePlugin",
 ]
-
-
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _stop_when_orphaned(supervisor: Connection) -> None:
-    """A worker whose supervisor died without stopping it (SIGKILL, the OOM killer) stops
-    itself, gracefully: it would serve on for ever beside a restarted supervisor's workers.
-    `supervisor` is the read end of a pipe whose only write end the supervisor holds: it ends
-    when the supervisor does. (The worker's parent is the fork server, which lives on while
-    any worker does: it cannot tell.)"""
-    with contextlib.suppress(EOFError, OSError):
-        supervisor.recv()
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _say_when_ready(server: Any, ready: SimpleQueue[int]) -> None:
-    while not server.started:
-        time.sleep(0.02)
-    ready.put(os.getpid())
-
-
-def _worker(
-    host: str,
-    port: int,
-    options: dict[str, Any],
-    supervisor: Connection,
-    queues: tuple[SimpleQueue[str], SimpleQueue[int]],
-) -> None:
-    import threading
-
-    import uvicorn
-
-    reasons, ready = queues
-    threading.Thread(target=_stop_when_orphaned, args=(supervisor,), daemon=True).start()
-    try:
-        sock = reuse_port_socket(host, port)
-        config = uvicorn.Config("imgproxy.server.app:app_from_env", factory=True, **options)
-        server = uvicorn.Server(config)
-        threading.Thread(target=_say_when_ready, args=(server, ready), daemon=True).start()
-        server.run(sockets=[sock])
-    except Exception as exc:  # the traceback follows on stderr; the supervisor says why it stops
-        reasons.put(f"{type(exc).__name__}: {exc}")
-        raise
 
 
 class Starts:
@@ -153,26 +98,17 @@ def supervise(
     """Run `workers` processes on `port` (claimed by listening.py) until SIGINT/SIGTERM, or
     until they keep failing at start; returns the exit status. `check` says what is wrong
     with the configuration file as it is now (None: fine), before a reload."""
-    # /metrics sums every worker's file of counts in this directory (exposition.py).
-    shared = tempfile.TemporaryDirectory(prefix="imgproxy-metrics-")
-    os.environ[METRICS_ENV] = shared.name
-    # Where the workers claim decodes and send each other jobs (peers.py): private, as
-    # TemporaryDirectory makes it.
-    peers = Path(shared.name, "peers")
-    peers.mkdir(mode=0o700)
-    make_table(peers)
-    os.environ[PEERS_ENV] = str(peers)
+    shared = _shared_directory()
     context = multiprocessing.get_context("forkserver")  # no state inherited from this process
     context.set_forkserver_preload(PRELOAD)
     alive, holding = context.Pipe(duplex=False)  # EOF at alive once this process is gone
     reasons: SimpleQueue[str] = context.SimpleQueue()
     ready: SimpleQueue[int] = context.SimpleQueue()
     starts = Starts()
-    stopping = failed = reloading = False
 
     def start() -> BaseProcess:
         process = context.Process(
-            target=_worker,
+            target=worker.run,
             args=(host, port, options, alive, (reasons, ready)),
             daemon=False,
         )
@@ -180,65 +116,110 @@ def supervise(
         starts.began(process.pid)
         return process
 
-    def stop(signum: int, _: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    def reload(signum: int, _: FrameType | None) -> None:
-        nonlocal reloading
-        reloading = True
-
-    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
-    for name in (signal.SIGINT, signal.SIGTERM):
-        previous[name] = signal.signal(name, stop)
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
+    signals = _Signals()
     running = [start() for _ in range(workers)]
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     log.info("imgproxy serving on http://%s with %d workers (Press CTRL+C to quit)", where, workers)
+    ended: str | None = None
     try:
-        while not stopping:
-            if reloading:
-                reloading = False
+        while not signals.stopping and ended is None:
+            if signals.reloading:
+                signals.reloading = False
                 _roll(running, start, check(), ready, reasons)
                 starts.keep({process.pid for process in running})
-            for index, process in enumerate(running):
-                if not process.is_alive() and not stopping:
-                    if process.exitcode == 3:  # uvicorn could not start (e.g. port taken)
-                        stopping = True
-                        break
-                    if starts.failing(process.pid):
-                        reason = _last(reasons) or f"exit status {process.exitcode}"
-                        log.error(
-                            "workers failed %d times within %g s of their start; stopping: %s",
-                            FAST_FAILURES,
-                            FAST_FAILURE,
-                            reason,
-                        )
-                        stopping = failed = True
-                        break
-                    log.warning(
-                        "worker %s exited with %s; starting another", process.pid, process.exitcode
-                    )
-                    forget(process.pid)
-                    time.sleep(RESTART_PAUSE)
-                    running[index] = start()
+            ended = _restart_dead(running, start, starts, reasons, signals)
             time.sleep(0.2)
     finally:
-        for process in running:
-            if process.is_alive():
-                process.terminate()  # uvicorn shuts down gracefully on SIGTERM
-        for process in running:
-            process.join(30)
-            if process.is_alive():
-                process.kill()
+        _stop_all(running)
         holding.close()  # after the joins: a worker stopping is not told to stop again
-        for name, handler in previous.items():
-            signal.signal(name, handler)
+        signals.restore()
         os.environ.pop(METRICS_ENV, None)
         os.environ.pop(PEERS_ENV, None)
         shared.cleanup()
     clean = all(p.exitcode in (0, -signal.SIGTERM) for p in running)
-    return 0 if clean and not failed else 1
+    return 0 if clean and ended != FAILING else 1
+
+
+FAILING = "failing"  # workers keep failing at start: the server stops, exit status 1
+PORT_REFUSED = "port"  # uvicorn could not start (e.g. the port is taken): exit status 3
+
+
+class _Signals:
+    """SIGINT and SIGTERM stop the server, SIGHUP reloads it: flags the loop reads."""
+
+    def __init__(self) -> None:
+        self.stopping = self.reloading = False
+        self._previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None]
+        self._previous = {name: signal.signal(name, self._stop) for name in STOP_SIGNALS}
+        self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._reload)
+
+    def _stop(self, signum: int, _: FrameType | None) -> None:
+        self.stopping = True
+
+    def _reload(self, signum: int, _: FrameType | None) -> None:
+        self.reloading = True
+
+    def restore(self) -> None:
+        for name, handler in self._previous.items():
+            signal.signal(name, handler)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _shared_directory() -> tempfile.TemporaryDirectory[str]:
+    """Where /metrics sums every worker's file of counts (exposition.py), and, in `peers`,
+    where the workers claim decodes and send each other jobs (peers.py): private, as
+    TemporaryDirectory makes it."""
+    shared = tempfile.TemporaryDirectory(prefix="imgproxy-metrics-")
+    os.environ[METRICS_ENV] = shared.name
+    peers = Path(shared.name, "peers")
+    peers.mkdir(mode=0o700)
+    make_table(peers)
+    os.environ[PEERS_ENV] = str(peers)
+    return shared
+
+
+def _restart_dead(
+    running: list[BaseProcess],
+    start: Callable[[], BaseProcess],
+    starts: Starts,
+    reasons: SimpleQueue[str],
+    signals: _Signals,
+) -> str | None:
+    """Each worker that exited started again, unless the server must stop: FAILING when
+    workers keep failing at start, PORT_REFUSED when one could not serve on the port."""
+    for index, process in enumerate(running):
+        if process.is_alive() or signals.stopping:
+            continue
+        if process.exitcode == 3:
+            return PORT_REFUSED
+        if starts.failing(process.pid):
+            reason = _last(reasons) or f"exit status {process.exitcode}"
+            log.error(
+                "workers failed %d times within %g s of their start; stopping: %s",
+                FAST_FAILURES,
+                FAST_FAILURE,
+                reason,
+            )
+            return FAILING
+        log.warning("worker %s exited with %s; starting another", process.pid, process.exitcode)
+        forget(process.pid)
+        time.sleep(RESTART_PAUSE)
+        running[index] = start()
+    return None
+
+
+def _stop_all(running: list[BaseProcess]) -> None:
+    """SIGTERM to each (uvicorn shuts down gracefully), then SIGKILL to any still running
+    30 s later."""
+    for process in running:
+        if process.is_alive():
+            process.terminate()
+    for process in running:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
 
 
 def _roll(
