@@ -1,7 +1,7 @@
 """The only door to Pillow: source bytes + a RenderJob -> encoded rendition bytes.
 
 decode (JPEG DCT scaling via draft), orient, colour (render/decoding.py) -> crop, trim (the
-region kept) -> fit (resize, rot, fit=pad) -> flip, blur, sharpen, pixelate, pad
+region kept) -> fit (resize, rot, fit=pad; render/layout.py) -> flip, blur, sharpen, pixelate, pad
 (render/operations.py) -> wm (render/watermark.py) -> encode.
 Everything here is blocking and runs in the render executor's threads.
 """
@@ -18,20 +18,12 @@ from PIL import Image, ImageSequence
 
 from imgproxy.errors import BadRequest, TooLarge, Undecodable
 from imgproxy.formats import OutputFormat
-from imgproxy.geometry import (
-    PLACEHOLDER_SIDE,
-    Geometry,
-    crop_region,
-    output_size,
-    plan_region,
-    turned,
-    unturn,
-)
+from imgproxy.geometry import PLACEHOLDER_SIDE, Geometry, output_size
 from imgproxy.job import RenderJob
 from imgproxy.params import Gravity, Transform
-from imgproxy.policy import check_pixels, check_size
+from imgproxy.policy import check_pixels
 from imgproxy.render.budget import Budget
-from imgproxy.render.crop import SMART_SIDE, entropy_offset, place, smart_point
+from imgproxy.render.crop import SMART_SIDE, smart_point
 from imgproxy.render.decoding import (
     DCT_SCALED,
     Box,
@@ -42,8 +34,8 @@ from imgproxy.render.decoding import (
     load_still,
 )
 from imgproxy.render.encode import AVIF_AVAILABLE, encode
+from imgproxy.render.layout import apply_fit, kept_box, plan_kept, transformed
 from imgproxy.render.memory import working_bytes
-from imgproxy.render.operations import after_fit, on_canvas, rotate, trim_region, turn_point
 from imgproxy.render.probe import check_items, identify, open_image, probe, unreadable
 from imgproxy.render.watermark import Stamp, stamper
 
@@ -62,9 +54,6 @@ __all__ = [
     "working_bytes",
 ]
 
-# After the DCT-scaled decode, Pillow may box-reduce by an integer factor while at least
-# this much reduction is left for Lanczos (its thumbnail() default).
-REDUCING_GAP = 2.0
 # g=smart analyses a copy SMART_SIDE on its longer side: decoded at the DCT scale this asks.
 SMART_ANALYSIS = Transform(width=SMART_SIDE, height=SMART_SIDE)
 
@@ -110,7 +99,7 @@ def render(data: bytes, job: RenderJob, mark: bytes | None = None) -> Rendered:
         if t.gravity is Gravity.SMART and t.focal is None:  # not known for this version
             analysed = _analysis_frame(data, job, image, still, budget)
             t = dataclasses.replace(t, focal=(found := _smart_point(analysed)))
-        body, timings = _finish(still, job, t, budget, _transform, stamp)
+        body, timings = _finish(still, job, t, budget, transformed, stamp)
         return Rendered(body, {"decode": decoded, **timings}, found)
 
 
@@ -131,7 +120,7 @@ def finish(
     transform: Callable[[Decoded, Transform, RenderJob], Image.Image],
 ) -> Rendered:
     """The finish stage alone: a still job's rendition from its decoded frame, the pixels
-    made by `transform` (`_transform`, or one shared by jobs of one transform)."""
+    made by `transform` (layout.transformed, or one shared by jobs of one transform)."""
     with _judged(job):
         budget = Budget(job.budget)
         body, timings = _finish(still, job, job.transform, budget, transform, lambda out: out)
@@ -150,7 +139,7 @@ def _finish(
     began = clock()
     out = stamp(transform(still, t, job))
     budget.check()
-    transformed = clock()
+    fitted = clock()
     body = encode(
         [out],
         job.output,
@@ -160,7 +149,7 @@ def _finish(
         avif_speed=job.avif_speed,
         webp_effort=job.webp_effort,
     )
-    return body, {"render": transformed - began, "encode": clock() - transformed}
+    return body, {"render": fitted - began, "encode": clock() - fitted}
 
 
 @contextmanager
@@ -214,78 +203,6 @@ def _smart_point(decoded: Decoded) -> tuple[float, float]:
     return smart_point(kept)
 
 
-def _transform(decoded: Decoded, t: Transform, job: RenderJob) -> Image.Image:
-    kept, geometry, t = _layout(decoded, t, job)
-    return _apply(kept.frame, geometry, _kept_box(kept, geometry, t), t)
-
-
-def _layout(decoded: Decoded, t: Transform, job: RenderJob) -> tuple[Decoded, Geometry, Transform]:
-    """The region the fit starts from (crop, then trim) as a Decoded of its own, its fit,
-    and the transform with the focal point moved into that region's turned frame."""
-    source = decoded.source
-    x, y, w, h = crop_region(source, t)
-    left, top, right, bottom = decoded.region
-    sx, sy = (right - left) / source[0], (bottom - top) / source[1]
-    if t.trim is not None:
-        x, y, w, h = trim_region(decoded.frame, (x, y, w, h), (left, top, sx, sy), t.trim)
-    box = (left + x * sx, top + y * sy, left + (x + w) * sx, top + (y + h) * sy)
-    kept = Decoded(decoded.frame, decoded.icc, (w, h), box)
-    geometry = plan_region((w, h), t)
-    if t.trim is not None:  # the region's real shape is known only now (SPEC §11.1)
-        size = output_size(geometry, t)
-        check_size(size, job.output, *job.max_output)
-    if t.focal is not None and _reframed(t):
-        fx, fy = t.focal  # of the whole source: of the region, then turned
-        inside = ((fx * source[0] - x) / w, (fy * source[1] - y) / h)
-        point = tuple(min(max(v, 0.0), 1.0) for v in inside)
-        t = dataclasses.replace(t, focal=turn_point((point[0], point[1]), t.rotate))
-    return kept, geometry, t
-
-
-def _reframed(t: Transform) -> bool:
-    """Whether the fit starts from other than the whole upright source, as it is."""
-    return bool(t.crop or t.crop_fractions or t.trim is not None or t.rotate)
-
-
-def _kept_box(decoded: Decoded, geometry: Geometry, t: Transform) -> Box:
-    """The kept region, planned in (turned) source pixels, as a box on the decoded frame."""
-    source = turned(decoded.source, t.rotate)
-    (sw, sh), (cw, ch) = source, geometry.crop
-    left, top, right, bottom = decoded.region
-    scale = ((right - left) / decoded.source[0], (bottom - top) / decoded.source[1])
-    sx, sy = turned(scale, t.rotate)
-    if geometry.crop == source:
-        x, y = 0, 0
-    elif t.gravity is Gravity.ENTROPY:  # found on the decoded pixels, then in source pixels
-        seen, origin = decoded.frame, (left, top)
-        if _reframed(t):  # the region alone, turned
-            kept = decoded.frame.crop((round(left), round(top), round(right), round(bottom)))
-            seen, origin = rotate(kept, t.rotate), (0.0, 0.0)
-        ex, ey = entropy_offset(seen, (max(1, round(cw * sx)), max(1, round(ch * sy))))
-        x = min(max(round((ex - origin[0]) / sx), 0), sw - cw)
-        y = min(max(round((ey - origin[1]) / sy), 0), sh - ch)
-    else:
-        x, y = place(source, geometry.crop, t.gravity, t.focal or (0.5, 0.5))
-    ux, uy, uw, uh = unturn((x, y, cw, ch), source, t.rotate)
-    ax, ay = scale
-    return (left + ux * ax, top + uy * ay, left + (ux + uw) * ax, top + (uy + uh) * ay)
-
-
-def _apply(image: Image.Image, geometry: Geometry, box: Box, t: Transform) -> Image.Image:
-    """Resize the kept box (in the frame's axes), turn it, fit it, then the operations
-    that follow the fit."""
-    size, crop = turned(geometry.size, t.rotate), turned(geometry.crop, t.rotate)
-    if geometry.size != geometry.crop:
-        image = image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
-    elif crop != image.size:  # no shrink-on-load here: the box is whole pixels
-        left, top = round(box[0]), round(box[1])
-        image = image.crop((left, top, left + crop[0], top + crop[1]))
-    image = rotate(image, t.rotate)
-    if geometry.canvas != geometry.size:
-        image = on_canvas(image, geometry.canvas, geometry.offset, t.background)
-    return after_fit(image, t)
-
-
 def _render_animation(image: Image.Image, job: RenderJob, budget: Budget, stamp: Stamp) -> bytes:
     """Every frame through the same geometry; durations and loop count kept. The frames'
     pixels count together against max_pixels, whatever size each frame turns out to be."""
@@ -301,11 +218,11 @@ def _render_animation(image: Image.Image, job: RenderJob, budget: Budget, stamp:
         rgba = frame.convert("RGBA")
         if geometry is None:  # the first frame's region (and trim) holds for every frame
             whole = (0.0, 0.0, float(rgba.width), float(rgba.height))
-            kept, geometry, t = _layout(Decoded(rgba, None, rgba.size, whole), t, job)
-            box = _kept_box(kept, geometry, t)
+            kept, geometry, t = plan_kept(Decoded(rgba, None, rgba.size, whole), t, job)
+            box = kept_box(kept, geometry, t)
             _check_frames(image, output_size(geometry, t), job)
         assert box is not None
-        frames.append(stamp(_apply(rgba, geometry, box, t)))
+        frames.append(stamp(apply_fit(rgba, geometry, box, t)))
         durations.append(int(frame.info.get("duration", 100)))
     budget.check()
     loop = int(image.info.get("loop", 0))

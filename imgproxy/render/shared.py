@@ -12,7 +12,8 @@ from PIL import Image
 
 from imgproxy.job import RenderJob
 from imgproxy.params import Transform
-from imgproxy.render import Decoded, Rendered, _transform, finish
+from imgproxy.render import Decoded, Rendered, finish
+from imgproxy.render.layout import transformed
 
 
 class _Made:
@@ -30,7 +31,7 @@ class _Made:
         Pillow's save() sets attributes on the image it saves."""
         with self.lock:  # a job asking meanwhile waits rather than resizing again
             if self.image is None:
-                self.image = _transform(decoded, t, job)
+                self.image = transformed(decoded, t, job)
             return self.image.copy()
 
 

@@ -19,10 +19,10 @@ from PIL import Image
 from imgproxy.job import MarkJob
 from imgproxy.render.budget import Budget
 from imgproxy.render.color import orient, orientation
+from imgproxy.render.layout import REDUCING_GAP
 from imgproxy.render.probe import open_image
 
 Stamp = Callable[[Image.Image], Image.Image]
-REDUCING_GAP = 2.0  # as render/__init__.py's resize
 # The marks scaled for recent output sizes, kept by this process so a new size of a popular
 # rendition does not decode the mark again: least recently used out past this many bytes of
 # pixels (a mark is never larger than its output, itself within limits.max_output_pixels).

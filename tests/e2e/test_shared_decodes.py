@@ -20,7 +20,7 @@ from imgproxy import ImageProxy, pipeline, render
 from imgproxy.job import RenderJob
 from imgproxy.messages import ImageRequest
 from imgproxy.params import Transform
-from imgproxy.render import Decoded
+from imgproxy.render import Decoded, layout
 from imgproxy.render.executor import RenderExecutor
 from imgproxy.services import Services
 from tests.stages.test_load import grainy_jpeg
@@ -79,13 +79,13 @@ def test_six_renditions_of_a_new_png_decode_it_once(
     media.mkdir()
     (media / "page.png").write_bytes(grainy_png((1600, 1000)))
     resized: list[int] = []
-    real = render._transform
+    real = layout.transformed
 
     def counted(decoded: Decoded, t: Transform, job: RenderJob) -> Image.Image:
         resized.append(t.width or 0)
         return real(decoded, t, job)
 
-    monkeypatch.setattr("imgproxy.render.shared._transform", counted)  # where it is called
+    monkeypatch.setattr("imgproxy.render.shared.transformed", counted)  # where it is called
     proxy = ImageProxy(settings_for(media))
     shared = concurrently(proxy, "/media/page.png", PAGE)
     assert proxy.services.metrics.decodes == 1
