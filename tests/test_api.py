@@ -19,7 +19,7 @@ EDGES = {"asgi.py", "wsgi.py"}
 # Each optional dependency (an extra, pyproject.toml) is imported by these modules only, so
 # an install without it still imports and serves everything else.
 OPTIONAL = {
-    "uvicorn": {"serving.py", "workers.py", "connections.py"},
+    "uvicorn": {"serving.py", "worker.py", "connections.py"},
     "redis": {"redis.py"},
     "asyncpg": {"postgres.py"},
     "tqdm": {"tools.py"},
