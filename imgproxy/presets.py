@@ -5,7 +5,8 @@ supervisor never builds."""
 from __future__ import annotations
 
 from imgproxy.errors import BadRequest, ConfigError
-from imgproxy.params import parse_query, split_query
+from imgproxy.params import parse_query
+from imgproxy.query_string import split_query
 from imgproxy.settings import Settings
 
 

@@ -15,8 +15,9 @@ from imgproxy.dialects.translation import Sized
 from imgproxy.errors import NotFound
 from imgproxy.memo import Memo
 from imgproxy.mounts import Mounted
-from imgproxy.params import Query, parse_query, query_pairs, to_params
+from imgproxy.params import Query, parse_query
 from imgproxy.paths import check_relative, parse_path
+from imgproxy.query_string import query_pairs, to_params
 from imgproxy.signing import Signer
 
 # Characters of the URLs a worker remembers, here and in each Variant (variant.py): 20 000

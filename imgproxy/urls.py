@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, urlsplit
 
-from imgproxy.params import split_query
+from imgproxy.query_string import split_query
 from imgproxy.settings import Settings
 from imgproxy.signing import canonical_query, message, signature
 

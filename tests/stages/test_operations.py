@@ -14,8 +14,9 @@ from imgproxy.errors import BadRequest
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import OutputFormat
 from imgproxy.geometry import decode_size, output_size, plan_transform, resolve_crop, unturned
-from imgproxy.params import Flip, Transform, parse_query, split_query
+from imgproxy.params import Flip, Transform, parse_query
 from imgproxy.policy import check_output
+from imgproxy.query_string import split_query
 from imgproxy.settings import LimitsSettings
 from imgproxy.stores import StoredFile
 from imgproxy.variant import build_variant

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from imgproxy.errors import BadRequest
 from imgproxy.formats import OutputFormat
-from imgproxy.params import AUTO, Fit, Gravity, Transform, parse_query, split_query
+from imgproxy.params import AUTO, Fit, Gravity, Transform, parse_query
+from imgproxy.query_string import split_query
 from tests.support import BAD
 
 PRESETS = {"small": "w=64&h=64&fit=cover", "auto": "w=100&fm=auto"}

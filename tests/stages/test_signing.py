@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from imgproxy import Settings, sign_url, srcset, url_for
 from imgproxy.errors import BadSignature
-from imgproxy.params import query_pairs
+from imgproxy.query_string import query_pairs
 from imgproxy.server.app import create_app
 from imgproxy.signing import Signer, message
 from tests.support import KEY, LiveServer, Serve, settings_for, spec_signature

@@ -15,7 +15,8 @@ from imgproxy.errors import BadRequest, ConfigError
 from imgproxy.facts import SourceInfo
 from imgproxy.formats import OutputFormat
 from imgproxy.mounts import Mounted, mount_stores
-from imgproxy.params import parse_query, split_query
+from imgproxy.params import parse_query
+from imgproxy.query_string import split_query
 from imgproxy.services import Services, check, validate
 from imgproxy.settings import LimitsSettings, WatermarkSettings
 from imgproxy.source import Source

@@ -40,8 +40,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     )),
     ("parts", "one concern each", (
         "cache/", "dialects/", "render/", "stores/", "mounts", "presets", "response", "urls",
-        "params", "param_values", "paths", "geometry", "signing", "policy", "negotiation", "job",
-        "inspection", "fetching", "cdn", "responsive", "hints",
+        "params", "param_values", "query_string", "paths", "geometry", "signing", "policy",
+        "negotiation", "job", "inspection", "fetching", "cdn", "responsive", "hints",
     )),
     ("values", "plain values and pure functions", (
         "settings", "sections", "errors", "messages", "facts", "formats", "conditional", "memo",
