@@ -2,34 +2,17 @@
 that arrive while a version is read and decoded, or within `render.decode_linger` seconds
 after, start from one decoded frame and make exactly the bytes a lone render makes.
 
-The first job of a version and scale leads: it takes a render slot, reads the source and
-decodes it. Every other waits for that decode holding nothing but its place in the queue
-(`limits.render_queue`: 503 beyond, as for a slot), then takes a slot of its own
-(its whole working memory, as if alone) and finishes on its own thread, so the renditions of
-one page still use every core. It takes that slot ahead of the requests that have begun
-nothing yet, so its frame is kept only until it runs: behind a queue of 30 other photos,
-each kept frame waited there, 16 MiB of them were soon full, and half were dropped (a page
-of new photos under 32 clients decoded 4.3 times a set, not 3). A frame kept past its
-leader's slot (for the jobs still waiting for theirs, or lingering) holds its bytes of
-`limits.inflight_bytes`, taken only if free at once and within `render.linger_bytes`;
-otherwise it is dropped and they decode alone.
-
-A frame lingers only for a version asked as a set: one of which this process has had two
-jobs (of any size) at once, as the renditions of a page's photo queue together under load.
-A source asked once, as most cold traffic is, keeps nothing past its render: a burst of 32
-new 24 MP photos held 4.5 MB more per worker while each decode lingered. A frame a job waits
-for displaces frames kept only in case (lingering).
-
-With `peers` (`imgproxy serve`'s other workers, server/peers.py), a job whose decode no job
-here leads, but another worker does, is rendered there when this worker could not start it
-at once: the kernel spreads a page's connections over the workers, and alone each worker
-decoded its half of a page again. An idle worker renders it itself, so no core waits: sent
-whenever a peer led the decode, unique widths of one hot photo under 24 clients all went to
-the worker that first claimed it, which then did 86-91 % of the work.
-
-Only the JPEG DCT scale decides a still job's decode (render/memory.py's `dct_scale`):
-jobs needing different scales do not share, since a 320 px rendition derived from a 1/2-scale
-decode differs from its own 1/8-scale one (SSIM 0.96 measured) and saves little CPU.
+The first job of a version and scale leads: it takes a render slot, reads and decodes. The
+others wait holding only their place in the queue (`limits.render_queue`: 503 beyond), then
+each takes a slot of its own, ahead of requests that have begun nothing (else the kept frames
+waited behind 30 other photos and half were dropped), and finishes on its own thread. A frame
+kept past its leader's slot holds its bytes of `limits.inflight_bytes`, within
+`render.linger_bytes`, or is dropped and they decode alone. It lingers only for a version
+asked as a set (two jobs at once): a source asked once, as most cold traffic is, keeps
+nothing past its render. With `peers` (server/peers.py), a job whose decode another worker
+leads is rendered there when this worker could not start it at once. Jobs needing another
+DCT scale do not share: a 320 px rendition derived from a 1/2-scale decode differs from its
+own 1/8-scale one (SSIM 0.96) and saves little CPU.
 """
 
 from __future__ import annotations
