@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import httpx
 from PIL import Image
 
+from imgproxy.asgi import ImageProxy
 from imgproxy.job import MarkJob
 from imgproxy.render.budget import Budget
 from imgproxy.render.watermark import ScaledMarks
-from tests.support import images
+from tests.support import images, settings_for
 
 MEMO_LIMIT = 256 * 1024
+TIER_BYTES = 512 * 1024
 
 
 def test_scaled_marks_hold_no_more_than_their_bound() -> None:
@@ -44,3 +49,54 @@ def test_scaled_marks_hold_no_more_than_their_bound() -> None:
         tracemalloc.stop()
     assert kept.bytes <= MEMO_LIMIT
     assert held < MEMO_LIMIT * 3 // 2, f"{held >> 10} KiB held by a {MEMO_LIMIT >> 10} KiB memo"
+
+
+def _held_after(media: Path, name: str, memory_bytes: int) -> int:
+    """Bytes a proxy holds after 4 URLs (a thumbor URL under four cache-busters, which thumbor
+    ignores) asked each of 250 tiny renditions, 96 clients at once."""
+    settings = settings_for(
+        media,
+        cache={"memory_bytes": memory_bytes},
+        dialects={"thumbor": {"store": "media", "allow_unsafe": True}},
+    )
+    urls = [
+        f"/thumbor/unsafe/{1 + n % 50}x{1 + n // 50}/{name}?cb={r}"
+        for n in range(250)
+        for r in range(4)
+    ]
+
+    async def flood(proxy: ImageProxy) -> None:
+        transport = httpx.ASGITransport(app=proxy)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            gate = asyncio.Semaphore(96)
+
+            async def one(url: str) -> None:
+                async with gate:
+                    assert (await client.get(url)).status_code == 200
+
+            await asyncio.gather(*(one(url) for url in urls))
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        proxy = ImageProxy(settings)
+        asyncio.run(flood(proxy))
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_ready_responses_count_against_the_memory_tier(tmp_path: Path) -> None:
+    """The memory tier counted each entry as its body plus 200 B, and each of the up to 4
+    ready 200s kept on it (one per URL sharing the rendition) as 400 B; measured, the entry
+    holds about 1.3 KB and each ready response about 950 B: renditions each asked by four
+    URLs held 2.25 times `cache.memory_bytes`. The tier's share is what the same requests
+    leave held with it, less what they leave without one."""
+    media = tmp_path / "media"
+    media.mkdir()
+    name = "p" * 96 + ".jpg"  # a Content-Disposition of 2 x 100 characters: still kept
+    (media / name).write_bytes(images.jpeg((64, 48)))
+    held = _held_after(media, name, TIER_BYTES) - _held_after(media, name, 0)
+    assert held < TIER_BYTES * 11 // 10, f"{held >> 10} KiB held by a {TIER_BYTES >> 10} KiB tier"
