@@ -100,3 +100,38 @@ def test_ready_responses_count_against_the_memory_tier(tmp_path: Path) -> None:
     (media / name).write_bytes(images.jpeg((64, 48)))
     held = _held_after(media, name, TIER_BYTES) - _held_after(media, name, 0)
     assert held < TIER_BYTES * 11 // 10, f"{held >> 10} KiB held by a {TIER_BYTES >> 10} KiB tier"
+
+
+def test_headers_sent_again_and_again_hold_no_more_than_their_bound(tmp_path: Path) -> None:
+    """The ASGI edge kept each response's encoded header list by the id of its tuple, 8192 of
+    them whatever their size: an original's headers are a new tuple each time, so one URL
+    asked over and over filled it (a 250-byte file name: 3.3 KB each, 27 MB a worker; an
+    http store's 2,000-character name: 41 MB). 3000 HEADs of one original, 32 at once."""
+    media = tmp_path / "media"
+    media.mkdir()
+    name = "n" * 246 + ".jpg"
+    (media / name).write_bytes(images.jpeg((64, 48)))
+    proxy = ImageProxy(settings_for(media))
+
+    async def heads() -> int:
+        transport = httpx.ASGITransport(app=proxy)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            assert (await client.head(f"/media/{name}")).status_code == 200
+            gate = asyncio.Semaphore(32)
+
+            async def one(_: int) -> None:
+                async with gate:
+                    assert (await client.head(f"/media/{name}")).status_code == 200
+
+            gc.collect()
+            before = tracemalloc.get_traced_memory()[0]
+            await asyncio.gather(*(one(n) for n in range(3000)))
+            gc.collect()
+            return tracemalloc.get_traced_memory()[0] - before
+
+    tracemalloc.start()
+    try:
+        held = asyncio.run(heads())
+    finally:
+        tracemalloc.stop()
+    assert held < 4 * 2**20, f"{held >> 20} MiB held after 3000 HEADs of one URL"
