@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable
 from urllib.parse import quote
 
-from imgproxy.cache import READY_PER_RENDITION, Headers, Rendition
+from imgproxy.cache import READY_HEADER_CHARS, READY_PER_RENDITION, Headers, Rendition
 from imgproxy.conditional import NOT_MODIFIED_HEADERS, ByteRange, RangeNotSatisfiable, parse_range
 from imgproxy.errors import ImageProxyError, MethodNotAllowed, Overloaded
 from imgproxy.messages import ImageResponse
@@ -33,6 +33,8 @@ def ready_response(found: Rendition, status: int, headers: Headers) -> ImageResp
     if kept is not None and kept[0] is headers and kept[1].status == status:
         return kept[1]
     response = image_response(status, found.body, headers)
+    if sum(len(name) + len(value) for name, value in headers) > READY_HEADER_CHARS:
+        return response  # heavier than the tier counts a kept response (memory.py)
     if len(found.responses) >= READY_PER_RENDITION:
         found.responses.clear()
     found.responses[id(headers)] = (headers, response)

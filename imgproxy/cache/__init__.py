@@ -21,6 +21,12 @@ Headers = tuple[tuple[str, str], ...]
 # A rendition is shared by a handful of URLs (fm=auto and the format it chose, with and
 # without `v`, a preset and its spelling): past this many, its kept responses start again.
 READY_PER_RENDITION = 4
+# What one kept response holds (its header tuple and pairs, the Variant's tuple it keeps
+# alive, the response object: measured about 950 B with 400 characters of header text), and
+# the header text past which a response is built for each hit instead of kept: a long file
+# name (Content-Disposition twice over) would hold more than the memory tier counts.
+READY_BYTES = 1280
+READY_HEADER_CHARS = 640
 
 FACTS_EXTENSION = "json"
 # A source's id as surrogate_key() makes it (base64url of a digest): the only names a tier

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from cachetools import LRUCache
 
-from imgproxy.cache import READY_PER_RENDITION, CacheKey, Rendition
+from imgproxy.cache import READY_BYTES, READY_PER_RENDITION, CacheKey, Rendition
 
-# Rough per-entry cost of the key, the value object and the LRU bookkeeping, plus the ready
-# responses a value may carry (response.ready_response: ~400 B each, bodies shared).
-ENTRY_OVERHEAD = 200 + READY_PER_RENDITION * 400
+# Per-entry cost of the key, the value object and the LRU bookkeeping (measured about
+# 1.3 KB), plus the ready responses a value may carry (response.ready_response, bodies
+# shared). Counted as 200 + 4 x 400 B, a tier of renditions each asked by four URLs held
+# 2.25 times its memory_bytes (SPEC §11.1).
+ENTRY_OVERHEAD = 1280 + READY_PER_RENDITION * READY_BYTES
 
 
 def _weight(value: Rendition) -> int:

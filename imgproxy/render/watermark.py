@@ -27,6 +27,11 @@ Stamp = Callable[[Image.Image], Image.Image]
 # rendition does not decode the mark again: least recently used out past this many bytes of
 # pixels (a mark is never larger than its output, itself within limits.max_output_pixels).
 MARK_MEMO_BYTES = 16 * 1024 * 1024
+# What an entry holds besides its pixels: the key, the OrderedDict node and the Image object
+# (measured: about 1 KiB; 260 B for a None). Counting pixels alone, outputs too small for the
+# mark (None, 0 bytes) and tiny marks (a few bytes) grew the memo past any bound: 131,072
+# distinct sizes under 32 px held 33 MB counted as 0 (SPEC §11.1).
+MARK_ENTRY_BYTES = 1024
 
 
 def stamper(mark: MarkJob | None, data: bytes | None, budget: Budget) -> Stamp:
@@ -92,7 +97,7 @@ class ScaledMarks:
                 self._kept.move_to_end(key)
                 return self._kept[key]
         made = prepared(mark, data, output, budget)  # outside the lock: threads decode at once
-        size = made.width * made.height * 4 if made is not None else 0
+        size = _weight(made)
         if mark.key and size <= self.limit:
             with self._lock:
                 if key not in self._kept:
@@ -100,12 +105,16 @@ class ScaledMarks:
                     self._bytes += size
                 while self._bytes > self.limit:
                     _, old = self._kept.popitem(last=False)
-                    self._bytes -= old.width * old.height * 4 if old is not None else 0
+                    self._bytes -= _weight(old)
         return made
 
     @property
     def bytes(self) -> int:
         return self._bytes
+
+
+def _weight(made: Image.Image | None) -> int:
+    return MARK_ENTRY_BYTES + (made.width * made.height * 4 if made is not None else 0)
 
 
 _SCALED = ScaledMarks(MARK_MEMO_BYTES)
