@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterable
 from urllib.parse import quote
@@ -100,9 +99,10 @@ def error_response(error: ImageProxyError) -> ImageResponse:
     return ImageResponse(error.status, tuple(headers), body)
 
 
-@functools.lru_cache(maxsize=4096)
 def content_disposition(filename: str, extension: str) -> str:
-    """`inline` with the stored name, its extension matched to what is actually sent."""
+    """`inline` with the stored name, its extension matched to what is actually sent. Made
+    once a Variant, which the variants' memo weighs with it: no cache of its own (one of
+    4096 names counted but not weighed held 16 MB with an http store's 2,000-character names)."""
     stem = filename.rsplit(".", 1)[0] if "." in filename else filename
     name = f"{stem or 'image'}.{extension}"
     # ASCII only: str.isalnum() admits every script, and a header value is latin-1 at most.

@@ -41,7 +41,7 @@ HEADER_BYTES = 64 * 1024
 KNOWN_CHARS = 4 * 2**20
 
 
-def version_chars(ident: tuple[str, str, str]) -> int:
+def version_chars(ident: tuple[str, str, str], _: object = None) -> int:
     """A version's key's weight: the characters of its store's name, path and version."""
     return len(ident[0]) + len(ident[1]) + len(ident[2])
 

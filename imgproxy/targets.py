@@ -26,7 +26,7 @@ from imgproxy.signing import Signer
 URL_CHARS = 4 * 2**20
 
 
-def url_chars(key: tuple[str, str]) -> int:
+def url_chars(key: tuple[str, str], _: object = None) -> int:
     """A Target's key's weight: the characters of its raw path and query (the Target keeps
     the path once more, decoded: about twice this in bytes)."""
     return len(key[0]) + len(key[1])

@@ -81,7 +81,7 @@ class Variants:
         self.webp_effort = webp_effort
         self.client_hints = client_hints
         self._known: Memo[tuple[object, ...], Variant] = Memo(
-            20_000, weigh=_url_chars, max_weight=URL_CHARS
+            20_000, weigh=_chars, max_weight=URL_CHARS
         )
 
     def choose(
@@ -164,11 +164,13 @@ def _for_source(
     return query if t is query.transform else dataclasses.replace(query, transform=t)
 
 
-def _url_chars(ident: tuple[object, ...]) -> int:
-    """A variant's weight: its URL's (the ident's first item is the Target's key)."""
+def _chars(ident: tuple[object, ...], variant: Variant) -> int:
+    """A variant's weight: its URL's (the ident's first item is the Target's key) and its
+    headers' text, where the stored name comes back (Content-Disposition, twice, the
+    non-ASCII escaped: up to 9 characters a character of the name)."""
     key = ident[0]
     assert isinstance(key, tuple)
-    return url_chars(key)
+    return url_chars(key) + sum(len(name) + len(value) for name, value in variant.headers)
 
 
 @functools.lru_cache(maxsize=1024)

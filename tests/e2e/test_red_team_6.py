@@ -7,14 +7,17 @@ import gc
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
+import pytest
 from PIL import Image
 
 from imgproxy.asgi import ImageProxy
 from imgproxy.job import MarkJob
 from imgproxy.render.budget import Budget
 from imgproxy.render.watermark import ScaledMarks
+from imgproxy.response import content_disposition
 from tests.support import images, settings_for
 
 MEMO_LIMIT = 256 * 1024
@@ -135,3 +138,58 @@ def test_headers_sent_again_and_again_hold_no_more_than_their_bound(tmp_path: Pa
     finally:
         tracemalloc.stop()
     assert held < 4 * 2**20, f"{held >> 20} MiB held after 3000 HEADs of one URL"
+
+
+MEMO_CHARS = 256 * 1024
+
+
+def test_distinct_long_names_hold_no_more_than_the_memos_weigh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variant keeps its headers, where the stored name comes back escaped (Content-
+    Disposition: up to 9 characters a character of the name), but the variants' memo weighed
+    its URL only, and Content-Disposition had a cache of its own, 4096 names counted and not
+    weighed (with an http store's 2,000-character names, 16 MB a worker). 2000 originals with
+    248-byte non-ASCII names, 32 HEADs at once, with the memos' weight bound made small: the
+    text the variants keep is within it, and the names' headers are kept nowhere else."""
+    for module in ("imgproxy.targets", "imgproxy.variant"):
+        monkeypatch.setattr(f"{module}.URL_CHARS", MEMO_CHARS)
+    media = tmp_path / "media"
+    media.mkdir()
+    first = media / "first.png"
+    first.write_bytes(images.encode(Image.new("RGB", (4, 4)), "PNG"))
+    names = [f"{'é' * 120}{n:04d}.png" for n in range(2000)]
+    for name in names:
+        (media / name).hardlink_to(first)
+    proxy = ImageProxy(settings_for(media))
+
+    async def heads() -> None:
+        transport = httpx.ASGITransport(app=proxy)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            gate = asyncio.Semaphore(32)
+
+            async def one(name: str) -> None:
+                async with gate:
+                    assert (await client.head(f"/media/{quote(name)}")).status_code == 200
+
+            await asyncio.gather(*(one(name) for name in names))
+
+    asyncio.run(heads())
+    text = 0
+    for ident, variant in proxy.services.variants._known.items():
+        key = ident[0]  # the Target's key: its raw path and query
+        assert isinstance(key, tuple)
+        text += sum(map(len, key)) + sum(len(k) + len(v) for k, v in variant.headers)
+    assert 0 < text <= MEMO_CHARS, f"{text} characters of URLs and headers kept"
+    # Written for a name, dropped by its variant: nothing of it stays.
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for name in names:
+            content_disposition(name, "webp")
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 64 * 1024, f"{held >> 10} KiB kept by 2000 names' Content-Disposition"
