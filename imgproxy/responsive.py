@@ -46,29 +46,68 @@ def picture(
     box_height = params.pop("h", None)
     limit = settings.limits.max_output_dimension
     source_width = width if not _enlarges(params) else None
-    candidates = _widths(widths, min(source_width or limit, limit))
-    first = candidates[0]
-    if box_height is not None and float(box_height) * candidates[-1] / first > limit:
-        # srcset scales h with each width from the first: cap the widths so h stays inside.
-        widest = max(1, int(limit * first / float(box_height)))
-        candidates = sorted({min(w, widest) for w in candidates})
-        first = candidates[0]
+    candidates = _candidates(widths, min(source_width or limit, limit), box_height, limit)
     if box_height is not None:
         params["h"] = box_height  # srcset scales it with each width from the first
-    shape = _aspect(params, first, box_height, width, height)
-    parts = ["<picture>"]
-    for fm, media_type in MODERN:
-        urls = srcset(store, path, candidates, settings=settings, mount=mount, fm=fm, **params)
-        parts.append(
-            f'<source type="{media_type}" srcset="{escape(urls)}" sizes="{escape(sizes)}">'
-        )
+    shape = _aspect(params, candidates[0], box_height, width, height)
+    sources = _sources(store, path, candidates, settings, mount=mount, sizes=sizes, params=params)
     legacy = {**params, **_fallback_format(path)}
     fallback = srcset(store, path, candidates, settings=settings, mount=mount, **legacy)
-    largest = candidates[-1]
+    sized = _sized(legacy, box_height, candidates)
+    src = url_for(store, path, settings=settings, mount=mount, w=candidates[-1], **sized)
+    img = _img(src, fallback, sizes=sizes, alt=alt, largest=candidates[-1], shape=shape)
+    return "".join(["<picture>", *sources, img, "</picture>"])
+
+
+def _candidates(
+    widths: Iterable[int | str] | str, cap: int, box_height: str | int | float | None, limit: int
+) -> list[int]:
+    """The widths, none above `cap`; with a box height, fewer when the widest would scale the
+    height past `limit` (srcset scales h with each width from the first)."""
+    candidates = _widths(widths, cap)
+    first = candidates[0]
+    if box_height is not None and float(box_height) * candidates[-1] / first > limit:
+        widest = max(1, int(limit * first / float(box_height)))
+        return sorted({min(w, widest) for w in candidates})
+    return candidates
+
+
+def _sources(
+    store: str,
+    path: str,
+    candidates: list[int],
+    settings: Settings,
+    *,
+    mount: str,
+    sizes: str,
+    params: dict[str, str | int | float],
+) -> list[str]:
+    """A `<source>` per modern format, AVIF first: the browser takes the first it shows."""
+    sources = []
+    for fm, media_type in MODERN:
+        urls = srcset(store, path, candidates, settings=settings, mount=mount, fm=fm, **params)
+        sources.append(
+            f'<source type="{media_type}" srcset="{escape(urls)}" sizes="{escape(sizes)}">'
+        )
+    return sources
+
+
+def _sized(
+    legacy: dict[str, str | int | float],
+    box_height: str | int | float | None,
+    candidates: list[int],
+) -> dict[str, str | int | float]:
+    """The `<img>`'s own `src` asks for the widest candidate: h scaled as srcset scales it."""
     sized = dict(legacy)
     if box_height is not None:
-        sized["h"] = max(1, round(float(box_height) * largest / first))
-    src = url_for(store, path, settings=settings, mount=mount, w=largest, **sized)
+        sized["h"] = max(1, round(float(box_height) * candidates[-1] / candidates[0]))
+    return sized
+
+
+def _img(
+    src: str, fallback: str, *, sizes: str, alt: str | None, largest: int, shape: float | None
+) -> str:
+    """The `<img>`, lazy, and sized when the shape is known (the page reserves the space)."""
     attributes = [
         f'src="{escape(src)}"',
         f'srcset="{escape(fallback)}"',
@@ -79,9 +118,7 @@ def picture(
     ]
     if shape is not None:
         attributes.append(f'width="{largest}" height="{max(1, round(largest / shape))}"')
-    parts.append(f"<img {' '.join(attributes)}>")
-    parts.append("</picture>")
-    return "".join(parts)
+    return f"<img {' '.join(attributes)}>"
 
 
 def _fallback_format(path: str) -> dict[str, str]:

@@ -75,28 +75,10 @@ class Services:
         return cls(
             settings=settings,
             mounts=mounts,
-            targets=Targets(
-                mounts,
-                Signer(settings.security),
-                settings.presets,
-                build_dialects(settings, mounts),
-                settings.watermarks.keys(),
-            ),
+            targets=_targets(settings, mounts),
             sources=sources,
-            decodes=SharedDecodes(
-                executor,
-                sources,
-                metrics,
-                linger=settings.render.decode_linger,
-                linger_bytes=settings.render.linger_bytes,
-            ),
-            variants=Variants(
-                cache_control=settings.cache.cache_control,
-                avif=render.AVIF_AVAILABLE,
-                avif_speed=settings.render.avif_speed,
-                webp_effort=settings.render.webp_effort,
-                client_hints=settings.server.client_hints,
-            ),
+            decodes=_decodes(settings, executor, sources, metrics),
+            variants=_variants(settings),
             cache=cache,
             executor=executor,
             metrics=metrics,
@@ -110,6 +92,44 @@ class Services:
         self.executor.shutdown()
         await self.cache.close()
         await close_stores(self.mounts)
+
+
+def _targets(settings: Settings, mounts: Mapping[str, Mounted]) -> Targets:
+    """The URL's judge: its keys, presets, dialects and watermark names are the deployment's,
+    so they are built once here, not per request."""
+    return Targets(
+        mounts,
+        Signer(settings.security),
+        settings.presets,
+        build_dialects(settings, mounts),
+        settings.watermarks.keys(),
+    )
+
+
+def _decodes(
+    settings: Settings, executor: RenderExecutor, sources: Sources, metrics: Metrics
+) -> SharedDecodes:
+    """Renditions of one version asked for at once share a decode (SPEC §11): it takes the
+    executor's render slots and reads through the same sources as a lone render."""
+    return SharedDecodes(
+        executor,
+        sources,
+        metrics,
+        linger=settings.render.decode_linger,
+        linger_bytes=settings.render.linger_bytes,
+    )
+
+
+def _variants(settings: Settings) -> Variants:
+    """The response side: headers and encoder options from settings, AVIF only where this
+    host's Pillow writes it."""
+    return Variants(
+        cache_control=settings.cache.cache_control,
+        avif=render.AVIF_AVAILABLE,
+        avif_speed=settings.render.avif_speed,
+        webp_effort=settings.render.webp_effort,
+        client_hints=settings.server.client_hints,
+    )
 
 
 def build_tiers(settings: Settings) -> list[CacheTier]:

@@ -86,18 +86,14 @@ def meta_items(data: bytes, start: int, end: int) -> Items:
     largest frame each AV1 item's sequence headers (its `av1C` and its data) allow."""
     boxes = {kind: (inner, stop) for kind, inner, stop in box_spans(data, start, end)}
     items = Items()
-    inner, stop = boxes.get(b"pitm", (0, 0))
-    if inner + 6 <= stop:
-        items.primary = int.from_bytes(
-            data[inner + 4 : inner + (6 if data[inner] == 0 else 8)], "big"
-        )
+    at, to = boxes.get(b"pitm", (0, 0))
+    if at + 6 <= to:
+        items.primary = int.from_bytes(data[at + 4 : at + (6 if data[at] == 0 else 8)], "big")
     entries = list(islice(_item_types(data, *boxes.get(b"iinf", (0, 0))), ENTRIES_READ + 1))
     locations = list(islice(_item_locations(data, *boxes.get(b"iloc", (0, 0))), ENTRIES_READ + 1))
     items.complete = len(entries) <= ENTRIES_READ and len(locations) <= ENTRIES_READ
-    for item, declared_type, hidden in entries[:ENTRIES_READ]:
-        items.types[item] = declared_type
-        if hidden:
-            items.hidden.add(item)
+    items.types = {item: declared_type for item, declared_type, _ in entries[:ENTRIES_READ]}
+    items.hidden = {item for item, _, hidden in entries[:ENTRIES_READ] if hidden}
     if b"iref" in boxes:
         references, complete = _references(data, *boxes[b"iref"])
         items.complete = items.complete and complete
@@ -114,30 +110,34 @@ def meta_items(data: bytes, start: int, end: int) -> Items:
                 _larger(items.frames, item, av1_frame_size(data, inner + 4, stop))
     stores = {0: (0, len(data)), 1: boxes.get(b"idat")}  # construction method -> bytes
     for item, method, spans in locations[:ENTRIES_READ]:
-        item_type, store = items.types.get(item), stores.get(method)
-        if store is None or not spans:
-            continue
-        origin, bound = store
-        if item_type == b"av01":  # the decoder is given the data: its sequence header counts
-            at, length = spans[0]
-            stop = min(origin + at + length, bound) if length else bound
-            _larger(items.frames, item, av1_frame_size(data, origin + at, stop))
-        if item_type not in _CANVAS_AT:
-            continue
-        head = b"".join(  # the item's first bytes, across its extents (0: to the end)
-            data[origin + at : min(origin + at + (length or 20), bound)] for at, length in spans
-        )[:20]
-        if len(head) < 4:
-            continue
-        size = 4 if head[1] & 1 else 2  # flags bit 0: 32-bit width and height
-        at = _CANVAS_AT[item_type]
-        tiles = (head[3] + 1, head[2] + 1) if item_type == b"grid" else (0, 0)
-        items.canvases[item] = _Canvas(
-            int.from_bytes(head[at : at + size], "big"),
-            int.from_bytes(head[at + size : at + 2 * size], "big"),
-            tiles,
-        )
+        store = stores.get(method)
+        if store is not None and spans:
+            _read_item_data(items, data, item, store, spans)
     return items
+
+
+def _read_item_data(
+    items: Items, data: bytes, item: int, store: tuple[int, int], spans: list[tuple[int, int]]
+) -> None:
+    """What a decoder reads of an item's data: an AV1 item's sequence header (the largest
+    frame it allows), a grid's or an overlay's canvas size."""
+    item_type, (origin, bound) = items.types.get(item), store
+    if item_type == b"av01":  # the decoder is given the data: its sequence header counts
+        at, length = spans[0]
+        stop = min(origin + at + length, bound) if length else bound
+        _larger(items.frames, item, av1_frame_size(data, origin + at, stop))
+    if item_type not in _CANVAS_AT:
+        return
+    head = b"".join(  # the item's first bytes, across its extents (0: to the end)
+        data[origin + at : min(origin + at + (length or 20), bound)] for at, length in spans
+    )[:20]
+    if len(head) < 4:
+        return
+    size, at = (4 if head[1] & 1 else 2), _CANVAS_AT[item_type]  # flags bit 0: 32-bit sizes
+    width = int.from_bytes(head[at : at + size], "big")
+    height = int.from_bytes(head[at + size : at + 2 * size], "big")
+    tiles = (head[3] + 1, head[2] + 1) if item_type == b"grid" else (0, 0)
+    items.canvases[item] = _Canvas(width, height, tiles)
 
 
 def _larger(sizes: dict[int, tuple[int, int]], item: int, size: tuple[int, int] | None) -> None:

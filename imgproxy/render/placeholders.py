@@ -25,6 +25,7 @@ BLURHASH_COMPONENTS = (4, 3)
 BASE83 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
 
 Floats = NDArray[np.float64]
+Terms = tuple[float, list[float], float]  # (DC, AC scaled into 0..1, the AC scale)
 
 
 def thumbhash(image: Image.Image) -> str:
@@ -59,15 +60,32 @@ def _basis(count: int, length: int, offset: float = 0.5) -> Floats:
 
 
 def _thumbhash(rgba: Floats) -> bytes:
+    """LPQA channels -> their DCT terms -> the header bytes, then every AC term as a nibble."""
+    h, w = rgba.shape[:2]
+    channels, has_alpha = _lpqa(rgba)
+    l_limit = 5 if has_alpha else 7
+    lx = max(1, round(l_limit * w / max(w, h)))
+    ly = max(1, round(l_limit * h / max(w, h)))
+    lum = _dct_terms(channels["l"], max(3, lx), max(3, ly))
+    p = _dct_terms(channels["p"], 3, 3)
+    q = _dct_terms(channels["q"], 3, 3)
+    out = _header(lum, p, q, has_alpha=has_alpha, lx=lx, ly=ly, landscape=w > h)
+    groups = [lum[1], p[1], q[1]]
+    if has_alpha:
+        a_dc, a_ac, a_scale = _dct_terms(channels["a"], 5, 5)
+        out.append(_round(15 * a_dc) | _round(15 * a_scale) << 4)
+        groups.append(a_ac)
+    return bytes(out + _nibbles(groups))
+
+
+def _lpqa(rgba: Floats) -> tuple[dict[str, Floats], bool]:
+    """The L, P, Q and alpha channels, and whether any pixel is (partly) transparent."""
     h, w = rgba.shape[:2]
     alpha = rgba[..., 3]
     total = alpha.sum()
     # The average colour, weighted by alpha; transparent pixels are composited onto it.
     average = (rgba[..., :3] * alpha[..., None]).sum(axis=(0, 1)) / total if total else np.zeros(3)
     has_alpha = bool(total < w * h)
-    l_limit = 5 if has_alpha else 7
-    lx = max(1, round(l_limit * w / max(w, h)))
-    ly = max(1, round(l_limit * h / max(w, h)))
     rgb = average * (1 - alpha[..., None]) + rgba[..., :3] * alpha[..., None]
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     channels = {
@@ -76,51 +94,57 @@ def _thumbhash(rgba: Floats) -> bytes:
         "q": r - g,
         "a": alpha,
     }
+    return channels, has_alpha
 
-    def encode(channel: Floats, nx: int, ny: int) -> tuple[float, list[float], float]:
-        terms = _basis(ny, h) @ channel @ _basis(nx, w).T / (w * h)  # [cy, cx]
-        dc, ac = 0.0, []
-        for cy in range(ny):
-            cx = 0
-            while cx * ny < nx * (ny - cy):  # a triangle of low frequencies
-                if cx or cy:
-                    ac.append(float(terms[cy, cx]))
-                else:
-                    dc = float(terms[0, 0])
-                cx += 1
-        scale = max((abs(f) for f in ac), default=0.0)
-        if scale:
-            ac = [0.5 + 0.5 / scale * f for f in ac]
-        return dc, ac, scale
 
-    l_dc, l_ac, l_scale = encode(channels["l"], max(3, lx), max(3, ly))
-    p_dc, p_ac, p_scale = encode(channels["p"], 3, 3)
-    q_dc, q_ac, q_scale = encode(channels["q"], 3, 3)
-    landscape = w > h
+def _dct_terms(channel: Floats, nx: int, ny: int) -> Terms:
+    """The DC and the triangle of low-frequency AC terms of `channel`, the ACs scaled into
+    0..1 by their largest magnitude (the scale, which the hash also stores)."""
+    h, w = channel.shape
+    terms = _basis(ny, h) @ channel @ _basis(nx, w).T / (w * h)  # [cy, cx]
+    dc, ac = 0.0, []
+    for cy in range(ny):
+        cx = 0
+        while cx * ny < nx * (ny - cy):  # a triangle of low frequencies
+            if cx or cy:
+                ac.append(float(terms[cy, cx]))
+            else:
+                dc = float(terms[0, 0])
+            cx += 1
+    scale = max((abs(f) for f in ac), default=0.0)
+    if scale:
+        ac = [0.5 + 0.5 / scale * f for f in ac]
+    return dc, ac, scale
+
+
+def _header(
+    lum: Terms, p: Terms, q: Terms, *, has_alpha: bool, lx: int, ly: int, landscape: bool
+) -> list[int]:
+    """The 5 header bytes: L, P and Q's DCs and scales, the alpha flag, the aspect ratio."""
     header24 = (
-        _round(63 * l_dc)
-        | _round(31.5 + 31.5 * p_dc) << 6
-        | _round(31.5 + 31.5 * q_dc) << 12
-        | _round(31 * l_scale) << 18
+        _round(63 * lum[0])
+        | _round(31.5 + 31.5 * p[0]) << 6
+        | _round(31.5 + 31.5 * q[0]) << 12
+        | _round(31 * lum[2]) << 18
         | int(has_alpha) << 23
     )
     header16 = (
         (ly if landscape else lx)
-        | _round(63 * p_scale) << 3
-        | _round(63 * q_scale) << 9
+        | _round(63 * p[2]) << 3
+        | _round(63 * q[2]) << 9
         | int(landscape) << 15
     )
-    out = [header24 & 255, (header24 >> 8) & 255, header24 >> 16, header16 & 255, header16 >> 8]
-    groups = [l_ac, p_ac, q_ac]
-    if has_alpha:
-        a_dc, a_ac, a_scale = encode(channels["a"], 5, 5)
-        out.append(_round(15 * a_dc) | _round(15 * a_scale) << 4)
-        groups.append(a_ac)
+    return [header24 & 255, (header24 >> 8) & 255, header24 >> 16, header16 & 255, header16 >> 8]
+
+
+def _nibbles(groups: list[list[float]]) -> list[int]:
+    """Every AC term as 4 bits, two to a byte, low nibble first."""
     nibbles = [_round(15 * f) for group in groups for f in group]
+    out = []
     for index in range(0, len(nibbles), 2):
         pair = nibbles[index : index + 2]
         out.append(pair[0] | (pair[1] << 4 if len(pair) == 2 else 0))
-    return bytes(out)
+    return out
 
 
 def _round(value: float) -> int:
