@@ -132,6 +132,9 @@ class CacheSettings:
     # older than s3_max_age is served, and sweeps delete those and the oldest past s3_bytes.
     s3_bytes: int = 10 * 1024 * 1024 * 1024
     s3_max_age: int = 30 * 24 * 3600  # seconds; the bucket's lifecycle rule backs it (README)
+    # GETs and PUTs a worker has in flight to the bucket, each on its own connection: past it
+    # a GET is a miss and a PUT skipped, so a stalled store holds this many, not one a request.
+    s3_concurrency: int = 32
     # HTTP caches (Varnish with xkey) told to drop a purged source's Surrogate-Key.
     purge_urls: tuple[str, ...] = ()
 
@@ -152,6 +155,7 @@ class CacheSettings:
         require(self.redis_bytes >= 1024 * 1024, f"{prefix}.redis_bytes", "must be >= 1 MiB")
         require(self.s3_bytes >= 1024 * 1024, f"{prefix}.s3_bytes", "must be >= 1 MiB")
         require(self.s3_max_age >= 1, f"{prefix}.s3_max_age", "must be >= 1 second")
+        require(self.s3_concurrency >= 1, f"{prefix}.s3_concurrency", "must be >= 1")
         require(
             not self.accel_redirect
             or (self.accel_redirect.startswith("/") and bool(self.disk_path)),

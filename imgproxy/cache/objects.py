@@ -5,6 +5,12 @@ Keys: `{prefix}{source}/{rendition}.{ext}`, so a purge lists one source's folder
 object is written by one PUT of the whole body, which S3 makes visible all at once or not at
 all: an instance killed mid-write leaves nothing half-written for another to serve. An outage
 opens a breaker for a few seconds, as for Redis, so requests do not each wait for a timeout.
+Until the first failure opens it (up to TIMEOUT when the store stalls: it accepts connections
+and never answers), at most `cache.s3_concurrency` GETs and PUTs are in flight in a process,
+each on its own connection; past that a GET is a miss and a PUT is skipped, never a wait, so
+a stall holds that many connections and requests, not one per request that arrived meanwhile.
+The readiness probe (one at a time: readiness shares its check) and the sweep (one at a time)
+are apart from it.
 
 Bounded by configuration, not by how many distinct URLs a fleet is asked for (SPEC §11.1):
 - `cache.s3_max_age`: a GET carries `If-Modified-Since` that age ago, so an older object is
@@ -31,6 +37,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -77,6 +84,8 @@ class ObjectStoreTier:
         )
         self.max_bytes = settings.s3_bytes
         self.max_age = settings.s3_max_age
+        self.concurrency = settings.s3_concurrency
+        self._in_flight = 0  # GETs and PUTs under way: at most `concurrency`
         self._open_until = 0.0
         self._written = 0  # bytes this process PUT since its last sweep began
         self._next_sweep = 0.0  # monotonic: the first write sweeps
@@ -84,6 +93,19 @@ class ObjectStoreTier:
 
     def _available(self) -> bool:
         return time.monotonic() >= self._open_until
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[bool]:
+        """Whether a request to the store may go out now (True: it holds one of
+        `concurrency` slots until the block ends); False, at once, when all are taken."""
+        if self._in_flight >= self.concurrency:
+            yield False
+            return
+        self._in_flight += 1
+        try:
+            yield True
+        finally:
+            self._in_flight -= 1
 
     def _failed(self, exc: Exception) -> None:
         if self._available():
@@ -96,10 +118,13 @@ class ObjectStoreTier:
             return None
         oldest = datetime.fromtimestamp(time.time() - self.max_age, UTC)
         try:
-            found = await obstore.get_async(
-                self.client, _path(key), options={"if_modified_since": oldest}
-            )
-            body = await found.bytes_async()
+            with self._slot() as free:
+                if not free:
+                    return None
+                found = await obstore.get_async(
+                    self.client, _path(key), options={"if_modified_since": oldest}
+                )
+                body = await found.bytes_async()
         except MISSING:
             return None
         except (BaseError, OSError) as exc:
@@ -118,15 +143,18 @@ class ObjectStoreTier:
         share = self.max_bytes // SWEEP_SHARE
         if self._sweeping is not None and self._written >= share:
             return  # its sweep is behind this process's writes: keep nothing more until done
-        self._written += len(value.body)  # counted before the PUT: concurrent puts see it
         try:
-            await obstore.put_async(
-                self.client,
-                _path(key),
-                value.body,
-                attributes={"Content-Type": value.media_type},
-                use_multipart=False,  # one PUT: the object appears whole or not at all
-            )
+            with self._slot() as free:
+                if not free:
+                    return
+                self._written += len(value.body)  # counted before the PUT: others see it
+                await obstore.put_async(
+                    self.client,
+                    _path(key),
+                    value.body,
+                    attributes={"Content-Type": value.media_type},
+                    use_multipart=False,  # one PUT: the object appears whole or not at all
+                )
         except (BaseError, OSError) as exc:
             self._failed(exc)
             return
