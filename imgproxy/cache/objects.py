@@ -5,12 +5,9 @@ Keys: `{prefix}{source}/{rendition}.{ext}`, so a purge lists one source's folder
 object is written by one PUT of the whole body, which S3 makes visible all at once or not at
 all: an instance killed mid-write leaves nothing half-written for another to serve. An outage
 opens a breaker for a few seconds, as for Redis, so requests do not each wait for a timeout.
-Until the first failure opens it (up to TIMEOUT when the store stalls: it accepts connections
-and never answers), at most `cache.s3_concurrency` GETs and PUTs are in flight in a process,
-each on its own connection; past that a GET is a miss and a PUT is skipped, never a wait, so
-a stall holds that many connections and requests, not one per request that arrived meanwhile.
-The readiness probe (one at a time: readiness shares its check) and the sweep (one at a time)
-are apart from it.
+Until the first failure opens it (up to TIMEOUT when the store stalls), at most
+`cache.s3_concurrency` GETs and PUTs are in flight in a worker, each on its own connection
+(inflight.py). The readiness probe and the sweep are apart from it: each runs one at a time.
 
 Bounded by configuration, not by how many distinct URLs a fleet is asked for (SPEC §11.1):
 - `cache.s3_max_age`: a GET carries `If-Modified-Since` that age ago, so an older object is
@@ -37,12 +34,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from imgproxy import extras
 from imgproxy.cache import SOURCE_ID, CacheKey, Rendition
+from imgproxy.cache.inflight import InFlight
 from imgproxy.settings import CacheSettings
 
 extras.require("obstore", extra="s3", feature="cache.s3_bucket")
@@ -84,8 +81,7 @@ class ObjectStoreTier:
         )
         self.max_bytes = settings.s3_bytes
         self.max_age = settings.s3_max_age
-        self.concurrency = settings.s3_concurrency
-        self._in_flight = 0  # GETs and PUTs under way: at most `concurrency`
+        self._in_flight = InFlight(settings.s3_concurrency)  # GETs and PUTs
         self._open_until = 0.0
         self._written = 0  # bytes this process PUT since its last sweep began
         self._next_sweep = 0.0  # monotonic: the first write sweeps
@@ -93,19 +89,6 @@ class ObjectStoreTier:
 
     def _available(self) -> bool:
         return time.monotonic() >= self._open_until
-
-    @contextlib.contextmanager
-    def _slot(self) -> Iterator[bool]:
-        """Whether a request to the store may go out now (True: it holds one of
-        `concurrency` slots until the block ends); False, at once, when all are taken."""
-        if self._in_flight >= self.concurrency:
-            yield False
-            return
-        self._in_flight += 1
-        try:
-            yield True
-        finally:
-            self._in_flight -= 1
 
     def _failed(self, exc: Exception) -> None:
         if self._available():
@@ -118,7 +101,7 @@ class ObjectStoreTier:
             return None
         oldest = datetime.fromtimestamp(time.time() - self.max_age, UTC)
         try:
-            with self._slot() as free:
+            with self._in_flight.slot() as free:
                 if not free:
                     return None
                 found = await obstore.get_async(
@@ -144,7 +127,7 @@ class ObjectStoreTier:
         if self._sweeping is not None and self._written >= share:
             return  # its sweep is behind this process's writes: keep nothing more until done
         try:
-            with self._slot() as free:
+            with self._in_flight.slot() as free:
                 if not free:
                     return
                 self._written += len(value.body)  # counted before the PUT: others see it

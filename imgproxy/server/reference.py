@@ -74,6 +74,10 @@ MEANINGS = {
     "cache.redis_url": "Redis tier and cross-instance render lock (`redis` extra); empty: off",
     "cache.redis_ttl": "seconds a rendition stays in Redis",
     "cache.redis_bytes": "what the fleet keeps in Redis (least recently used evicted)",
+    "cache.redis_concurrency": (
+        "calls one worker has in flight to Redis for requests: past it a read is a miss, a "
+        "write is skipped and a render is local, never a wait"
+    ),
     "cache.cache_control": "`Cache-Control` of 200s (`v=` URLs: a year, immutable)",
     "cache.accel_redirect": "location prefix for disk hits sent by nginx (`X-Accel-Redirect`)",
     "cache.lock_seconds": "a crashed renderer's fleet-wide render lock lapses after this",
