@@ -118,6 +118,9 @@ class CacheSettings:
     # What the fleet keeps in Redis, enforced by the tier itself (SPEC §11.1): least
     # recently used renditions go first, whatever rate distinct URLs arrive at.
     redis_bytes: int = 1024 * 1024 * 1024
+    # Calls a worker has in flight to Redis for requests, each on its own connection: past it
+    # a read is a miss, a write skipped and a render local, never a wait (a stall holds these).
+    redis_concurrency: int = 32
     cache_control: str = "public, max-age=86400"
     accel_redirect: str = ""
     lock_seconds: float = 30.0  # a crashed renderer's fleet-wide lock lapses after this
@@ -132,6 +135,9 @@ class CacheSettings:
     # older than s3_max_age is served, and sweeps delete those and the oldest past s3_bytes.
     s3_bytes: int = 10 * 1024 * 1024 * 1024
     s3_max_age: int = 30 * 24 * 3600  # seconds; the bucket's lifecycle rule backs it (README)
+    # GETs and PUTs a worker has in flight to the bucket, each on its own connection: past it
+    # a GET is a miss and a PUT skipped, so a stalled store holds this many, not one a request.
+    s3_concurrency: int = 32
     # HTTP caches (Varnish with xkey) told to drop a purged source's Surrogate-Key.
     purge_urls: tuple[str, ...] = ()
 
@@ -152,6 +158,8 @@ class CacheSettings:
         require(self.redis_bytes >= 1024 * 1024, f"{prefix}.redis_bytes", "must be >= 1 MiB")
         require(self.s3_bytes >= 1024 * 1024, f"{prefix}.s3_bytes", "must be >= 1 MiB")
         require(self.s3_max_age >= 1, f"{prefix}.s3_max_age", "must be >= 1 second")
+        require(self.redis_concurrency >= 1, f"{prefix}.redis_concurrency", "must be >= 1")
+        require(self.s3_concurrency >= 1, f"{prefix}.s3_concurrency", "must be >= 1")
         require(
             not self.accel_redirect
             or (self.accel_redirect.startswith("/") and bool(self.disk_path)),

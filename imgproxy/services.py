@@ -155,6 +155,7 @@ def build_tiers(settings: Settings) -> list[CacheTier]:
                 ttl=cache.redis_ttl,
                 max_bytes=cache.redis_bytes,
                 lock_seconds=cache.lock_seconds,
+                concurrency=cache.redis_concurrency,
             )
         )
     if cache.s3_bucket:

@@ -5,6 +5,9 @@ Keys: `{prefix}{source}/{rendition}.{ext}`, so a purge lists one source's folder
 object is written by one PUT of the whole body, which S3 makes visible all at once or not at
 all: an instance killed mid-write leaves nothing half-written for another to serve. An outage
 opens a breaker for a few seconds, as for Redis, so requests do not each wait for a timeout.
+Until the first failure opens it (up to TIMEOUT when the store stalls), at most
+`cache.s3_concurrency` GETs and PUTs are in flight in a worker, each on its own connection
+(inflight.py). The readiness probe and the sweep are apart from it: each runs one at a time.
 
 Bounded by configuration, not by how many distinct URLs a fleet is asked for (SPEC §11.1):
 - `cache.s3_max_age`: a GET carries `If-Modified-Since` that age ago, so an older object is
@@ -36,6 +39,7 @@ from datetime import UTC, datetime
 
 from imgproxy import extras
 from imgproxy.cache import SOURCE_ID, CacheKey, Rendition
+from imgproxy.cache.inflight import InFlight
 from imgproxy.settings import CacheSettings
 
 extras.require("obstore", extra="s3", feature="cache.s3_bucket")
@@ -77,6 +81,7 @@ class ObjectStoreTier:
         )
         self.max_bytes = settings.s3_bytes
         self.max_age = settings.s3_max_age
+        self._in_flight = InFlight(settings.s3_concurrency)  # GETs and PUTs
         self._open_until = 0.0
         self._written = 0  # bytes this process PUT since its last sweep began
         self._next_sweep = 0.0  # monotonic: the first write sweeps
@@ -96,10 +101,13 @@ class ObjectStoreTier:
             return None
         oldest = datetime.fromtimestamp(time.time() - self.max_age, UTC)
         try:
-            found = await obstore.get_async(
-                self.client, _path(key), options={"if_modified_since": oldest}
-            )
-            body = await found.bytes_async()
+            with self._in_flight.slot() as free:
+                if not free:
+                    return None
+                found = await obstore.get_async(
+                    self.client, _path(key), options={"if_modified_since": oldest}
+                )
+                body = await found.bytes_async()
         except MISSING:
             return None
         except (BaseError, OSError) as exc:
@@ -118,15 +126,18 @@ class ObjectStoreTier:
         share = self.max_bytes // SWEEP_SHARE
         if self._sweeping is not None and self._written >= share:
             return  # its sweep is behind this process's writes: keep nothing more until done
-        self._written += len(value.body)  # counted before the PUT: concurrent puts see it
         try:
-            await obstore.put_async(
-                self.client,
-                _path(key),
-                value.body,
-                attributes={"Content-Type": value.media_type},
-                use_multipart=False,  # one PUT: the object appears whole or not at all
-            )
+            with self._in_flight.slot() as free:
+                if not free:
+                    return
+                self._written += len(value.body)  # counted before the PUT: others see it
+                await obstore.put_async(
+                    self.client,
+                    _path(key),
+                    value.body,
+                    attributes={"Content-Type": value.media_type},
+                    use_multipart=False,  # one PUT: the object appears whole or not at all
+                )
         except (BaseError, OSError) as exc:
             self._failed(exc)
             return

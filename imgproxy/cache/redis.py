@@ -11,9 +11,16 @@ their TTL, each with its index entry, so neither the bytes nor the index outgrow
 however fast the fleet writes. The scripts name keys from the prefix (one Redis, no cluster).
 
 An outage opens a breaker for a few seconds: requests skip Redis instead of each waiting
-for a timeout, and one warning is logged per outage. A write Redis refuses (`maxmemory`
-reached under `noeviction`, by another user of the same Redis) is no outage: that rendition
-is not kept, a refused lock is a local render, and reads go on.
+for a timeout, and one warning is logged per outage. Until a Redis that stalls (accepts
+connections, never answers) fails its first call, a second later, at most
+`cache.redis_concurrency` of the calls requests make (get, put, claim, a waiter's poll) are
+in flight in a worker, each on its own connection (inflight.py): past it a read is a miss, a
+write is skipped, a claim renders here. A lock's release and keep-alive, the purge listener
+and the readiness probe are apart from it: one per held lock, one, and one at a time.
+
+A write Redis refuses (`maxmemory` reached under `noeviction`, by another user of the same
+Redis) is no outage: that rendition is not kept, a refused lock is a local render, and reads
+go on.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError, ResponseError
 
 from imgproxy.cache import CacheKey, Rendition
+from imgproxy.cache.inflight import InFlight
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +106,7 @@ class RedisTier:
         max_bytes: int = 1024 * 1024 * 1024,
         prefix: str = "imgproxy:",
         lock_seconds: float = 30.0,
+        concurrency: int = 32,
     ) -> None:
         self.client: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0
@@ -110,6 +119,7 @@ class RedisTier:
         self._refused_logged = 0.0
         self.lock_seconds = lock_seconds  # a crashed renderer's lock lapses after this
         self._open_until = 0.0
+        self._in_flight = InFlight(concurrency)
         self._held: dict[str, tuple[Lock, asyncio.Task[None]]] = {}  # renders this process owns
 
     @property
@@ -131,11 +141,14 @@ class RedisTier:
         if not self.available:
             return None
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.get(f"{self.prefix}r:{key.rendition}")
-                # Marks it used (only if still kept): the budget evicts the least recently used.
-                pipe.zadd(f"{self.prefix}used", {key.rendition: _now_ms()}, xx=True)
-                body, _ = await pipe.execute(raise_on_error=False)
+            with self._in_flight.slot() as free:
+                if not free:
+                    return None
+                async with self.client.pipeline(transaction=False) as pipe:
+                    pipe.get(f"{self.prefix}r:{key.rendition}")
+                    # Marks it used (if still kept): the budget evicts the least recently used.
+                    pipe.zadd(f"{self.prefix}used", {key.rendition: _now_ms()}, xx=True)
+                    body, _ = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return None
@@ -154,7 +167,9 @@ class RedisTier:
             return
         args: list[str | bytes | int] = [self.prefix, key.rendition, key.source, value.body]
         try:
-            await self._put(args=[*args, self.ttl, _now_ms(), self.max_bytes])
+            with self._in_flight.slot() as free:
+                if free:
+                    await self._put(args=[*args, self.ttl, _now_ms(), self.max_bytes])
         except ResponseError as exc:  # refused (OOM under `noeviction`): not kept, no outage
             self._refused(exc)
         except (RedisError, OSError) as exc:
@@ -196,7 +211,10 @@ class RedisTier:
             f"{self.prefix}l:{key.rendition}", timeout=self.lock_seconds, blocking=False
         )
         try:
-            got = await lock.acquire()
+            with self._in_flight.slot() as free:
+                if not free:
+                    return True  # as when Redis is out: rendered here, not waited for
+                got = await lock.acquire()
         except ResponseError as exc:  # refused (OOM): no lock to be had, so render here
             self._refused(exc)
             return True
@@ -239,7 +257,9 @@ class RedisTier:
             if found is not None:
                 return found
             try:
-                if not await self.client.exists(lock):
+                with self._in_flight.slot() as free:
+                    gone = free and not await self.client.exists(lock)
+                if gone:
                     return await self.get(key)
             except (RedisError, OSError) as exc:
                 self._failed(exc)

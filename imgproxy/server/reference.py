@@ -74,6 +74,10 @@ MEANINGS = {
     "cache.redis_url": "Redis tier and cross-instance render lock (`redis` extra); empty: off",
     "cache.redis_ttl": "seconds a rendition stays in Redis",
     "cache.redis_bytes": "what the fleet keeps in Redis (least recently used evicted)",
+    "cache.redis_concurrency": (
+        "calls one worker has in flight to Redis for requests: past it a read is a miss, a "
+        "write is skipped and a render is local, never a wait"
+    ),
     "cache.cache_control": "`Cache-Control` of 200s (`v=` URLs: a year, immutable)",
     "cache.accel_redirect": "location prefix for disk hits sent by nginx (`X-Accel-Redirect`)",
     "cache.lock_seconds": "a crashed renderer's fleet-wide render lock lapses after this",
@@ -85,6 +89,10 @@ MEANINGS = {
     "cache.s3_secret_access_key": "the tier's secret (set it from the environment)",
     "cache.s3_bytes": "what the fleet keeps in the bucket (oldest deleted by the tier's sweeps)",
     "cache.s3_max_age": "seconds an object is served and kept; back it with a lifecycle rule",
+    "cache.s3_concurrency": (
+        "GETs and PUTs one worker has in flight to the bucket: past it a read is a miss and a "
+        "write is skipped, never a wait"
+    ),
     "render.avif_speed": "AVIF encoder speed 0..10 (8: ~5x faster than 6, ~2 % more bytes)",
     "render.webp_effort": (
         "WebP encoder effort (libwebp's method) 0..6; 2: 41 % of 4's CPU, +5 % bytes, lower SSIM"
