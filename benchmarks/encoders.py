@@ -32,15 +32,15 @@ from benchmarks.pages import make_photos
 from imgproxy.formats import OutputFormat
 from imgproxy.geometry import decode_size, plan
 from imgproxy.params import Fit
-from imgproxy.render import REDUCING_GAP
 from imgproxy.render.encode import encode
+from imgproxy.render.layout import REDUCING_GAP
 from imgproxy.settings import Settings
 
 WIDTHS = (320, 640, 1280)
 QUALITY, AVIF_QUALITY = 80, 60
 PHOTOS = 3
 # What imgproxy's encode() uses: render.webp_effort's default (Pillow's method), Pillow's JPEG
-# defaults (no option passed), render.avif_speed's default, render.REDUCING_GAP.
+# defaults (no option passed), render.avif_speed's default, render.layout.REDUCING_GAP.
 DEFAULTS = {
     "WebP q=80": f"method={Settings().render.webp_effort}",
     "JPEG q=80": "optimize=False, progressive=False",
