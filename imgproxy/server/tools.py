@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from imgproxy import maintenance
@@ -222,28 +223,21 @@ def warm(settings: Settings, args: argparse.Namespace) -> int:
     def done(outcome: maintenance.Outcome) -> None:
         bar.update(1)
         if outcome.status != 200:
-            failure = f"failed: {args.store}/{outcome.path} (p={outcome.preset}): {outcome.status}"
-            bar.write(f"imgproxy: {failure} {outcome.detail}".rstrip(), file=sys.stderr)
+            bar.write(_failure(args.store, outcome), file=sys.stderr)
 
     from imgproxy.render.probe import own_process_ceiling
 
     own_process_ceiling(settings)  # as `serve` does
-
-    async def run() -> maintenance.WarmSummary:
-        services = Services.build(settings)
-        try:
-            return await maintenance.warm(
-                services,
+    try:
+        summary = asyncio.run(
+            _warm_store(
+                settings,
                 args.store,
                 presets,
                 on_total=lambda total: setattr(bar, "total", total),
                 on_done=done,
             )
-        finally:
-            await services.close()
-
-    try:
-        summary = asyncio.run(run())
+        )
     finally:
         bar.close()
     print(
@@ -251,3 +245,25 @@ def warm(settings: Settings, args: argparse.Namespace) -> int:
         f"skipped {summary.skipped} (already cached)"
     )
     return 1 if summary.failed else 0
+
+
+def _failure(store: str, outcome: maintenance.Outcome) -> str:
+    """The line a rendition that failed to warm gets: its source, preset, status and why."""
+    failure = f"failed: {store}/{outcome.path} (p={outcome.preset}): {outcome.status}"
+    return f"imgproxy: {failure} {outcome.detail}".rstrip()
+
+
+async def _warm_store(
+    settings: Settings,
+    store: str,
+    presets: list[str],
+    *,
+    on_total: Callable[[int], None],
+    on_done: Callable[[maintenance.Outcome], None],
+) -> maintenance.WarmSummary:
+    """`maintenance.warm` through services of this process's own, closed when it ends."""
+    services = Services.build(settings)
+    try:
+        return await maintenance.warm(services, store, presets, on_total=on_total, on_done=on_done)
+    finally:
+        await services.close()
