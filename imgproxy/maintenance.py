@@ -81,17 +81,32 @@ async def warm(
     slot are in hand at once: memory does not grow with the store (a list of every path and
     a task each held 1.1 GB for 100,000 files)."""
     _check(services, store, presets)
-    mount = services.mounts[store]
-    listable = mount.store
+    listable = _listable(services, store)
+    sources = await _count(listable)
+    on_total(sources * sum(len(_accepts(services, preset)) for preset in presets))
+    summary = WarmSummary()
+    await _warm_each(services, store, listable, presets, on_done=_tally(summary, on_done))
+    return summary
+
+
+def _listable(services: Services, store: str) -> Listable:
+    """The store, if it can list its files: warming a whole store needs nothing else."""
+    listable = services.mounts[store].store
     if not isinstance(listable, Listable):
         raise ConfigError(f"stores.{store}: this kind of store cannot list its files")
+    return listable
+
+
+async def _count(listable: Listable) -> int:
+    """How many files the store lists, counted as they come and never held."""
     sources = 0
     async for _ in listable.paths():
         sources += 1
-    on_total(sources * sum(len(_accepts(services, preset)) for preset in presets))
-    summary = WarmSummary()
-    gate = asyncio.Semaphore(services.executor.concurrency)
-    ahead = asyncio.Semaphore(services.executor.concurrency * SOURCES_AHEAD)
+    return sources
+
+
+def _tally(summary: WarmSummary, on_done: Callable[[Outcome], None]) -> Callable[[Outcome], None]:
+    """`on_done`, after counting each outcome into `summary`."""
 
     def done(outcome: Outcome) -> None:
         if outcome.status != 200:
@@ -102,9 +117,25 @@ async def warm(
             summary.skipped += 1
         on_done(outcome)
 
+    return done
+
+
+async def _warm_each(
+    services: Services,
+    store: str,
+    listable: Listable,
+    presets: Sequence[str],
+    *,
+    on_done: Callable[[Outcome], None],
+) -> None:
+    """`warm_source` for each listed file, as it is listed: a render slot's worth of
+    renditions at once, and at most SOURCES_AHEAD sources per slot in hand."""
+    gate = asyncio.Semaphore(services.executor.concurrency)
+    ahead = asyncio.Semaphore(services.executor.concurrency * SOURCES_AHEAD)
+
     async def source(path: str) -> None:
         try:
-            await warm_source(services, store, path, presets, gate=gate, on_done=done)
+            await warm_source(services, store, path, presets, gate=gate, on_done=on_done)
         finally:
             ahead.release()
 
@@ -112,7 +143,6 @@ async def warm(
         async for path in listable.paths():
             await ahead.acquire()
             group.create_task(source(path))
-    return summary
 
 
 async def warm_source(

@@ -100,6 +100,16 @@ class Sizing:
         """imgproxy's scaled size, the part of it kept (cropped to the box), the canvas
         (extended to the box) and the `dpr` it applies, for a source of this (rotated) size."""
         sw, sh = source
+        ws, hs, dpr = self._capped(*self._shrinks(source))
+        ws, hs = min(ws / dpr, sw), min(hs / dpr, sh)
+        scaled = (_round(sw / ws), _round(sh / hs))
+        kept, canvas = self._cut_and_extended(scaled, dpr)
+        return scaled, kept, canvas, dpr
+
+    def _shrinks(self, source: tuple[int, int]) -> tuple[float, float]:
+        """The shrink factor of each side to the box, made equal by the resizing type (an
+        open side follows the other, except for `force`)."""
+        sw, sh = source
         bw, bh = self.box
         dw, dh = bw or sw, bh or sh
         ws = sw / dw if dw != sw else 1.0
@@ -116,6 +126,11 @@ class Sizing:
                 ws = hs = max(ws, hs)
             elif kind in ("fill", "fill-down"):
                 ws = hs = min(ws, hs)
+        return ws, hs
+
+    def _capped(self, ws: float, hs: float) -> tuple[float, float, float]:
+        """The shrink factors and `dpr` without `enlarge`: no shrink below 1, and `dpr` capped
+        to what the source allows (not scaled down with the shrinks when extending)."""
         dpr = self.dpr
         if not self.enlarge:
             least = min(ws, hs)
@@ -124,8 +139,14 @@ class Sizing:
                 if not self.extend:
                     dpr /= least
             dpr = min(dpr, ws, hs)
-        ws, hs = min(ws / dpr, sw), min(hs / dpr, sh)
-        scaled = (_round(sw / ws), _round(sh / hs))
+        return ws, hs, dpr
+
+    def _cut_and_extended(
+        self, scaled: tuple[int, int], dpr: float
+    ) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The part of the scaled image kept (cropped to the box at `dpr`) and the canvas
+        it is extended to."""
+        bw, bh = self.box
         target = (_round(bw * dpr), _round(bh * dpr))
         crop = target
         if self.kind == "fill-down" and not self.enlarge and all(target):
@@ -136,7 +157,7 @@ class Sizing:
             # The box, whole: a side of the image longer than the box's is cut to it, from
             # its start (imgproxy embeds at offset 0 there: a fill-down crop rounded to 0).
             canvas = (target[0] or kept[0], target[1] or kept[1])
-        return scaled, kept, canvas, dpr
+        return kept, canvas
 
 
 def _fill_down_crop(scaled: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:

@@ -54,11 +54,23 @@ def serve(
     if refused is not None:
         print(f"imgproxy: {refused}", file=sys.stderr)
         return 2
-    from imgproxy.server import connection_limits, listening
-
     host = args.host or settings.server.host
     count = args.workers or settings.server.workers
-    if count > 1:  # a bad store refuses to start here, not on first use
+    _validate_stores(settings, count)
+    refuse_unsigned(settings, host)
+    _warn_about_the_demo(settings)
+    if args.config:
+        os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    options = _uvicorn_options(settings)
+    port = args.port if args.port is not None else settings.server.port
+    _pass_bounds_on(settings, count)
+    return _listen(host, port, count, options, check=reload_refused)
+
+
+def _validate_stores(settings: Settings, count: int) -> None:
+    """A bad store refuses to start here, not on first use; a supervisor of workers checks
+    in a child process (`validated_apart`) so as to import none of what the stores take."""
+    if count > 1:
         refused = validated_apart(settings)
         if refused is not None:
             raise ConfigError(refused)
@@ -66,14 +78,17 @@ def serve(
         from imgproxy.services import validate
 
         asyncio.run(validate(settings))
-    refuse_unsigned(settings, host)
-    _warn_about_the_demo(settings)
-    if args.config:
-        os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-    fast = bool(importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools"))
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's keyword options, logging configured first: uvloop and httptools when both
+    are installed, and imgproxy's own access log and connection limits."""
+    from imgproxy.server import connection_limits
+
     server = settings.server
+    fast = bool(importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools"))
     logs.configure(level=server.log_level, fmt=server.log_format)
-    options: dict[str, Any] = {
+    return {
         "loop": "uvloop" if fast else "asyncio",
         "access_log": False,  # imgproxy's own (server.access_log) knows the store and tier
         "log_config": None,  # uvicorn's loggers go to the handler logs.configure set up
@@ -81,10 +96,24 @@ def serve(
         "server_header": False,
         **connection_limits.uvicorn_options(fast=fast),  # head, idle and keep-alive limits
     }
-    port = args.port if args.port is not None else settings.server.port
+
+
+def _pass_bounds_on(settings: Settings, count: int) -> None:
+    """The environment each server process reads its share and its limits from."""
+    from imgproxy.server import connection_limits
+
+    server = settings.server
     os.environ["IMGPROXY_SERVER__WORKERS"] = str(count)  # the workers' settings share cores
     os.environ[connection_limits.MAX_HEADERS_ENV] = str(server.max_headers)  # per connection
     os.environ[connection_limits.MAX_CONNECTIONS_ENV] = str(server.max_connections)
+
+
+def _listen(
+    host: str, port: int, count: int, options: dict[str, Any], *, check: Callable[[], str | None]
+) -> int:
+    """Claims the address, then serves on it until stopped: 1 when it is in use."""
+    from imgproxy.server import listening
+
     try:
         lock, port = listening.claim(host, port)
     except listening.AddressInUse as exc:
@@ -94,7 +123,7 @@ def serve(
         if count > 1:  # a socket per worker: the kernel spreads connections (workers.py)
             from imgproxy.server import workers
 
-            return workers.supervise(host, port, count, options, check=reload_refused)
+            return workers.supervise(host, port, count, options, check=check)
         import uvicorn
 
         uvicorn.run(

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from imgproxy import maintenance
@@ -145,18 +146,7 @@ def purge(settings: Settings, args: argparse.Namespace) -> int:
     if not store or not path:
         print("imgproxy: purge needs STORE/PATH, e.g. media/photos/a.jpg", file=sys.stderr)
         return 2
-
-    async def run() -> tuple[maintenance.Purged, purging.Reached | None]:
-        proxy = ImageProxy(settings)
-        try:
-            purged = await proxy.purge(store, path)
-        finally:
-            await proxy.close()
-        # The shared tiers first, so a worker whose memory misses now cannot refill it
-        # from them with what is being purged.
-        return purged, await purging.reach_workers(settings, surrogate_key(store, path))
-
-    purged, workers = asyncio.run(run())
+    purged, workers = asyncio.run(_purge_everywhere(settings, store, path))
     removed = purged.removed + (workers.removed if workers else 0)
     if not removed and not purged.answers and not (workers and workers.unreached):
         print(f"imgproxy: nothing cached for {store}/{path}: 0 entries removed", file=sys.stderr)
@@ -164,6 +154,30 @@ def purge(settings: Settings, args: argparse.Namespace) -> int:
             print(f"imgproxy: {MEMORY_ONLY}: a server's memory can't be purged", file=sys.stderr)
         return 1
     print(f"purged {removed} cached entries of {store}/{path}")
+    _report_memory(settings, purged, workers)
+    _report_http_caches(purged, f"{store}/{path}")
+    return 3 if purged.failed or (workers and workers.unreached) else 0
+
+
+async def _purge_everywhere(
+    settings: Settings, store: str, path: str
+) -> tuple[maintenance.Purged, purging.Reached | None]:
+    """The source's renditions removed from the shared tiers and the HTTP caches, then from
+    the memory of the workers running on this host (None: no way to reach them)."""
+    proxy = ImageProxy(settings)
+    try:
+        purged = await proxy.purge(store, path)
+    finally:
+        await proxy.close()
+    # The shared tiers first, so a worker whose memory misses now cannot refill it
+    # from them with what is being purged.
+    return purged, await purging.reach_workers(settings, surrogate_key(store, path))
+
+
+def _report_memory(
+    settings: Settings, purged: maintenance.Purged, workers: purging.Reached | None
+) -> None:
+    """Whose memory was purged, and which worker's was not (or why none could be)."""
     if workers is not None:
         print(
             f"  {purged.removed} from the shared tiers, {workers.removed} from the memory of "
@@ -176,13 +190,16 @@ def purge(settings: Settings, args: argparse.Namespace) -> int:
             "  from the shared tiers only: the memory of running servers is not reached "
             "without cache.disk_path or cache.redis_url"
         )
+
+
+def _report_http_caches(purged: maintenance.Purged, source: str) -> None:
+    """Each HTTP cache's answer: on stdout when it purged, on stderr when it did not."""
     for answer in purged.answers:
         if answer.ok:
             print(f"{answer.url}: {answer.detail}")
         else:
-            failure = f"HTTP cache {answer.url} did not purge {store}/{path}: {answer.detail}"
+            failure = f"HTTP cache {answer.url} did not purge {source}: {answer.detail}"
             print(f"imgproxy: {failure}", file=sys.stderr)
-    return 3 if purged.failed or (workers and workers.unreached) else 0
 
 
 MEMORY_ONLY = "only the memory tier is configured (no cache.disk_path, no cache.redis_url)"
@@ -206,28 +223,21 @@ def warm(settings: Settings, args: argparse.Namespace) -> int:
     def done(outcome: maintenance.Outcome) -> None:
         bar.update(1)
         if outcome.status != 200:
-            failure = f"failed: {args.store}/{outcome.path} (p={outcome.preset}): {outcome.status}"
-            bar.write(f"imgproxy: {failure} {outcome.detail}".rstrip(), file=sys.stderr)
+            bar.write(_failure(args.store, outcome), file=sys.stderr)
 
     from imgproxy.render.probe import own_process_ceiling
 
     own_process_ceiling(settings)  # as `serve` does
-
-    async def run() -> maintenance.WarmSummary:
-        services = Services.build(settings)
-        try:
-            return await maintenance.warm(
-                services,
+    try:
+        summary = asyncio.run(
+            _warm_store(
+                settings,
                 args.store,
                 presets,
                 on_total=lambda total: setattr(bar, "total", total),
                 on_done=done,
             )
-        finally:
-            await services.close()
-
-    try:
-        summary = asyncio.run(run())
+        )
     finally:
         bar.close()
     print(
@@ -235,3 +245,25 @@ def warm(settings: Settings, args: argparse.Namespace) -> int:
         f"skipped {summary.skipped} (already cached)"
     )
     return 1 if summary.failed else 0
+
+
+def _failure(store: str, outcome: maintenance.Outcome) -> str:
+    """The line a rendition that failed to warm gets: its source, preset, status and why."""
+    failure = f"failed: {store}/{outcome.path} (p={outcome.preset}): {outcome.status}"
+    return f"imgproxy: {failure} {outcome.detail}".rstrip()
+
+
+async def _warm_store(
+    settings: Settings,
+    store: str,
+    presets: list[str],
+    *,
+    on_total: Callable[[int], None],
+    on_done: Callable[[maintenance.Outcome], None],
+) -> maintenance.WarmSummary:
+    """`maintenance.warm` through services of this process's own, closed when it ends."""
+    services = Services.build(settings)
+    try:
+        return await maintenance.warm(services, store, presets, on_total=on_total, on_done=on_done)
+    finally:
+        await services.close()
