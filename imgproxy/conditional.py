@@ -149,3 +149,17 @@ def _if_range_holds(if_range: str | None, etag: str, last_modified: float | None
         return value == etag  # If-Range uses strong comparison
     since = parse_http_date(value)
     return since is not None and last_modified is not None and int(last_modified) == since
+
+
+def validator_headers(
+    etag: str, control: str, key: str, modified: float | None, vary: list[str]
+) -> list[tuple[str, str]]:
+    """The headers a 304 repeats (RFC 9110 §15.4.5): the validators, caching, the surrogate
+    key, and Vary naming what the answer depends on besides the URL."""
+    return [
+        ("etag", etag),
+        ("cache-control", control),
+        ("surrogate-key", key),
+        *([("last-modified", http_date(modified))] if modified is not None else []),
+        *([("vary", ", ".join(vary))] if vary else []),
+    ]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from imgproxy import hints
 from imgproxy.cache import CacheKey
-from imgproxy.conditional import cache_control, http_date, make_etag, surrogate_key
+from imgproxy.conditional import cache_control, make_etag, surrogate_key, validator_headers
 from imgproxy.facts import SourceInfo, metadata_json
 from imgproxy.formats import AS_OUTPUT, OutputFormat
 from imgproxy.geometry import resolve_crop
@@ -214,15 +214,10 @@ def build_variant(
     vary = [
         name for name, used in (("Accept", t and t.format == AUTO), (hints.VARY, hinted)) if used
     ]
-    headers = [
-        ("etag", etag),
-        ("cache-control", cache_control(caching, immutable=query.version is not None)),
-        ("surrogate-key", surrogate_key(store, file.path)),
-        *([("last-modified", http_date(modified))] if modified is not None else []),
-        *([("vary", ", ".join(vary))] if vary else []),
-    ]
-    ready_304 = not_modified(headers)
-    headers.append(("content-type", media_type))
+    control = cache_control(caching, immutable=query.version is not None)
+    validators = validator_headers(etag, control, surrogate_key(store, file.path), modified, vary)
+    ready_304 = not_modified(validators)
+    headers = [*validators, ("content-type", media_type)]
     if kind is Kind.ORIGINAL:
         headers.append(("accept-ranges", "bytes"))
     if extension:
