@@ -101,19 +101,7 @@ class Variants:
             output = self._output(t, info, request.header("accept"))
             if self.client_hints and not output.is_placeholder:
                 hinted = hints.read(request, source.mount.limits.max_output_dimension)
-        ident: tuple[object, ...] = (
-            target.key,
-            file.version,
-            file.modified,
-            file.approved,
-            file.focal,
-            output,
-            status,
-        )
-        if mark is not None:  # its version too: a replaced mark is a new variant (its name
-            # and settings are the URL's and this process's, in target.key already)
-            marked = mark.source.file
-            ident = (*ident, marked.version, marked.modified, marked.approved)
+        ident = _ident(target, file, output, status, mark)
         variant = self._known.get(ident if hinted is None else (*ident, hinted))
         if variant is None:
             mount = source.mount
@@ -146,6 +134,20 @@ class Variants:
         if default is not None:
             return default
         return OutputFormat.PNG if info.has_alpha else OutputFormat.JPEG
+
+
+def _ident(
+    target: Target, file: StoredFile, output: OutputFormat | None, status: int, mark: Mark | None
+) -> tuple[object, ...]:
+    """Everything a variant depends on but the client hints: the URL, the stored file's
+    version and what its store says of it, the format chosen, the status, and the mark's
+    version (a replaced mark is a new variant; its name and settings are the URL's and this
+    process's, in target.key already)."""
+    ident = (target.key, file.version, file.modified, file.approved, file.focal, output, status)
+    if mark is None:
+        return ident
+    marked = mark.source.file
+    return (*ident, marked.version, marked.modified, marked.approved)
 
 
 def _for_source(
