@@ -7,11 +7,8 @@ behind the stall."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,39 +19,12 @@ from imgproxy.cache import CacheKey, Rendition, objects
 from imgproxy.sections import CacheSettings
 from imgproxy.server.app import create_app
 from tests.support import Serve, settings_for
+from tests.support.stalls import stalled_endpoint
 
 COLD = 96  # distinct renditions asked at once: more than the bound, as a flood would be
 BOUND = 8
 TIMEOUT = 2.0  # the object-store tier's timeout, shortened so the test takes seconds
 REDIS_TIMEOUT = 1.0  # the Redis tier's socket timeout
-
-
-@contextmanager
-def stalled_endpoint() -> Iterator[tuple[str, list[socket.socket]]]:
-    """A TCP server on a free loopback port that accepts every connection and never
-    answers: its URL and the connections it has accepted so far."""
-    listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
-    listener.settimeout(0.05)
-    accepted: list[socket.socket] = []
-    done = threading.Event()
-
-    def accept() -> None:
-        while not done.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
-    finally:
-        done.set()
-        thread.join(5)
-        for conn in accepted:
-            conn.close()
-        listener.close()
 
 
 def bucket_at(endpoint: str) -> dict[str, Any]:

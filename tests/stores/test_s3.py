@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +22,7 @@ from imgproxy.stores import S3Store
 from tests.stages.test_load import grainy_jpeg
 from tests.support import LiveServer, Serve, assert_healthy, images, raw_get
 from tests.support.objects import ACCOUNTS, S3Server
+from tests.support.stalls import stalled_endpoint
 
 
 def settings(s3: S3Server, media: Path, **stores: dict[str, Any]) -> Settings:
@@ -231,28 +230,8 @@ def test_an_object_replaced_between_stat_and_read_is_never_mixed(s3: S3Server, p
 @pytest.fixture
 def silent() -> Iterator[str]:
     """An endpoint that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for connection in held:
-        connection.close()
-    listener.close()
+    with stalled_endpoint() as (url, _):
+        yield url
 
 
 def test_a_silent_object_store_is_a_504_within_the_timeout(
