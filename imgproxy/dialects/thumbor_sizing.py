@@ -57,17 +57,34 @@ def _fitted_as_thumbor(t: Transform, size: tuple[int, int]) -> Transform:
     rw, rh = turned(region, t.rotate)
     bw = width or round(height * rw / rh)
     bh = height or round(width * rh / rw)
-    if bw >= rw and bh >= rh:
-        fitted = (rw, rh)
-        if t.enlarge and width and height and rw < bw and rh < bh:
-            fitted = (bw, int(rh * bw / rw)) if rw / bw >= rh / bh else (int(rw * bh / rh), bh)
-    elif rw / bw >= rh / bh:  # thumbor's + 1e-5: halves round up
-        fitted = (bw, round(rh * bw / rw + 1e-5))
-    else:
-        fitted = (round(rw * bh / rh + 1e-5), bh)
-    w, h = max(1, fitted[0]), max(1, fitted[1])
-    if plan_region(region, t).size == (w, h):
+    fitted = _fit_in_size((rw, rh), (bw, bh))
+    if t.enlarge and width and height and rw < bw and rh < bh:  # upscale(), after the fit
+        fitted = (bw, int(rh * bw / rw)) if rw / bw >= rh / bh else (int(rw * bh / rh), bh)
+    return _sized_exactly(t, region, (max(1, fitted[0]), max(1, fitted[1])))
+
+
+def _fit_in_size(
+    source: tuple[int, int], box: tuple[int, int], *, full: bool = False
+) -> tuple[int, int]:
+    """thumbor's transformer.fit_in_resize: the source within the box, or covering it when
+    `full`; the fitted side's half rounds up (its + 1e-5). A source already within the box
+    is kept as it is, unless full."""
+    (sw, sh), (bw, bh) = source, box
+    sign = -1 if full else 1
+    if not full and bw >= sw and bh >= sh:
+        return sw, sh
+    if sw / bw * sign >= sh / bh * sign:
+        return bw, round(sh * bw / sw + 1e-5)
+    return round(sw * bh / sh + 1e-5), bh
+
+
+def _sized_exactly(t: Transform, region: tuple[int, int], size: tuple[int, int]) -> Transform:
+    """`t` where its plain fit of the region already has thumbor's size (its bytes and ETag
+    stay), else that exact size."""
+    planned = plan_region(region, t)
+    if planned.size == size and planned.canvas == size:
         return t
+    w, h = size
     return normalise(dataclasses.replace(t, width=w, height=h, fit=Fit.FILL, enlarge=True))
 
 
@@ -129,15 +146,4 @@ class FitIn:
         (sw, sh), (tw, th) = size, (t.width, t.height)
         if self.adaptive and ((sw < sh and tw > th) or (sw > sh and tw < th)):
             tw, th = th, tw
-        sign = -1 if self.full else 1
-        if not self.full and tw >= sw and th >= sh:
-            fitted = (sw, sh)
-        elif sw / tw * sign >= sh / th * sign:  # thumbor's + 1e-5: halves round up
-            fitted = (tw, round(sh * tw / sw + 1e-5))
-        else:
-            fitted = (round(sw * th / sh + 1e-5), th)
-        planned = plan_region(size, t)
-        if planned.size == fitted and planned.canvas == fitted:
-            return t  # what plain fit-in already gives
-        w, h = fitted
-        return normalise(dataclasses.replace(t, width=w, height=h, fit=Fit.FILL, enlarge=True))
+        return _sized_exactly(t, size, _fit_in_size(size, (tw, th), full=self.full))
